@@ -1,0 +1,94 @@
+/* Every guard threshold, as plain data with defaults. A config becomes usable
+ * by turning it into a gd_policy (pipeline.h). Keys are named "guards.<guard>.<field>"
+ * and "watchdog.<field>", the same names the YAML file and --set use. */
+#ifndef LW_GUARDS_CONFIG_H
+#define LW_GUARDS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define GD_MAX_PATTERNS 32
+#define GD_PATTERN_MAX 256
+
+struct gd_name_run_config {
+	bool enabled;
+	uint32_t max_run; /* trips when the same tool name comes this many times in a row */
+};
+
+struct gd_dedup_config {
+	bool enabled;
+	uint32_t max_repeats; /* trips when the same canonical call is made this many times */
+	uint32_t max_cycle;   /* longest call cycle (A,B,A,B…) detected */
+	uint32_t cycle_repeats; /* a cycle repeated this many times trips */
+};
+
+struct gd_cross_turn_config {
+	bool enabled;
+	uint32_t max_rounds; /* identical call, identical result, this many rounds in a row */
+	uint32_t lookback;   /* how many recent assistant turns to read */
+};
+
+struct gd_failure_config {
+	bool enabled;
+	uint32_t max_failures; /* a call whose result already failed permanently this many times */
+	uint32_t n_patterns;
+	char patterns[GD_MAX_PATTERNS][GD_PATTERN_MAX];           /* PCRE2, caseless */
+	uint32_t n_transient;
+	char transient[GD_MAX_PATTERNS][GD_PATTERN_MAX];          /* never counted */
+};
+
+struct gd_repeat_config {
+	bool enabled;
+	uint32_t window_bytes; /* rolling tail kept per stream */
+	uint32_t max_period;   /* longest period searched, bytes */
+	uint32_t min_repeats;  /* repeats needed for short periods */
+	uint32_t min_span;     /* bytes the repeated tail must cover */
+};
+
+struct gd_simhash_config {
+	bool enabled;
+	uint32_t shingle;      /* tokens per shingle */
+	uint32_t window;       /* tokens per SimHash window */
+	uint32_t stride;       /* tokens between window starts */
+	uint32_t max_distance; /* Hamming distance counted as a near-repeat */
+	uint32_t min_hits;     /* near-repeat windows needed to trip */
+	uint32_t history;      /* earlier window hashes kept */
+};
+
+struct gd_budget_config {
+	uint32_t max_tool_calls;    /* per answer, 0 = unlimited */
+	uint64_t max_output_bytes;  /* per answer, 0 = unlimited */
+};
+
+struct gd_watchdog_config {
+	uint32_t first_token_timeout_ms;
+	uint32_t idle_timeout_ms;
+};
+
+struct gd_config {
+	struct gd_name_run_config name_run;
+	struct gd_dedup_config dedup;
+	struct gd_cross_turn_config cross_turn;
+	struct gd_failure_config failure;
+	struct gd_repeat_config repeat;
+	struct gd_simhash_config simhash;
+	struct gd_budget_config budget;
+	struct gd_watchdog_config watchdog;
+};
+
+void gd_config_defaults(struct gd_config *cfg);
+
+/* Sets one key from its text form ("guards.name_run.max_run", "8"). List keys
+ * (guards.failure.patterns) take a value per call and append; the value
+ * "[]" clears the list. Returns 0, or -1 with <err> naming the key and why. */
+int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
+                  char *err, size_t errlen);
+
+/* Calls <fn> for each key with its current value in text form (for --help,
+ * docs and the example config). */
+void gd_config_each(const struct gd_config *cfg,
+                    void (*fn)(const char *key, const char *value, void *ctx),
+                    void *ctx);
+
+#endif
