@@ -3,7 +3,11 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       libevent-dev libyajl-dev libssl-dev libpcre2-dev libyaml-dev libcmocka-dev
-      nginx-light nodejs npm curl ca-certificates)
+      nginx-light curl ca-certificates)
+# node/npm (for the openai-npm client test) may come from another repository:
+# ask Debian for them only when the commands are missing.
+command -v node >/dev/null || pkgs+=(nodejs)
+command -v npm >/dev/null || pkgs+=(npm)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
