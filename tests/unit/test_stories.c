@@ -1,0 +1,193 @@
+/* End-to-end correctness on a real model: stories260K (llama2.c tinyllamas,
+ * F32) must reproduce llama.cpp's greedy continuations token for token, up
+ * to the first near-tie (margin < 0.01) the reference file marks, with every
+ * kernel variant this CPU has, 1 and 2 threads, batched or one-by-one
+ * prompt evaluation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <yajl/yajl_tree.h>
+
+#include "engine/load.h"
+#include "engine/model.h"
+#include "engine/sampler.h"
+
+#define MODEL LW_SOURCE_DIR "/contrib/models/stories260K.gguf"
+#define REFS LW_SHARED_DIR "/models/stories260K.refs.json"
+#define MAX_IDS 256
+
+struct ref_case {
+	int n_prompt, n_gen;
+	int32_t prompt[MAX_IDS], gen[MAX_IDS];
+	double margin[MAX_IDS];
+};
+
+static struct ref_case cases[16];
+static int n_cases;
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *b = malloc((size_t)n + 1);
+	if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+		free(b);
+		b = NULL;
+	}
+	if (b)
+		b[n] = 0;
+	fclose(f);
+	return b;
+}
+
+static int read_arr(yajl_val c, const char *key, int32_t *ids, double *dv)
+{
+	const char *path[] = {key, NULL};
+	yajl_val a = yajl_tree_get(c, path, yajl_t_array);
+	assert_non_null(a);
+	assert_true(a->u.array.len <= MAX_IDS);
+	for (size_t i = 0; i < a->u.array.len; i++) {
+		yajl_val v = a->u.array.values[i];
+		assert_true(YAJL_IS_NUMBER(v));
+		if (ids)
+			ids[i] = (int32_t)YAJL_GET_INTEGER(v);
+		if (dv)
+			dv[i] = YAJL_GET_DOUBLE(v);
+	}
+	return (int)a->u.array.len;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	char *txt = slurp(REFS), eb[256];
+	assert_non_null(txt);
+	yajl_val root = yajl_tree_parse(txt, eb, sizeof(eb));
+	assert_non_null(root);
+	const char *cp[] = {"cases", NULL};
+	yajl_val arr = yajl_tree_get(root, cp, yajl_t_array);
+	assert_non_null(arr);
+	for (size_t i = 0; i < arr->u.array.len && n_cases < 16; i++) {
+		struct ref_case *rc = &cases[n_cases++];
+		yajl_val c = arr->u.array.values[i];
+		rc->n_prompt = read_arr(c, "prompt_ids", rc->prompt, NULL);
+		rc->n_gen = read_arr(c, "gen_ids", rc->gen, NULL);
+		assert_int_equal(read_arr(c, "margins", NULL, rc->margin), rc->n_gen);
+	}
+	yajl_tree_free(root);
+	free(txt);
+	return n_cases > 0 ? 0 : -1;
+}
+
+/* Runs every reference case; returns how many ids matched in all. */
+static int run_cases(const struct eng_kernels *k, int threads, int batched,
+		     enum eng_load_strategy strat)
+{
+	char err[256] = "";
+	struct eng_file *f = NULL;
+	struct eng_model *m = NULL;
+	enum eng_status st = eng_file_open(NULL, MODEL, strat, &f, err, sizeof(err));
+	if (st != ENG_OK)
+		fail_msg("open: %s", err);
+	struct eng_model_opts o = {.n_ctx = 256, .n_threads = threads, .kernels = k};
+	st = eng_model_new(eng_file_gguf(f), &o, &m, err, sizeof(err));
+	if (st != ENG_OK)
+		fail_msg("model: %s", err);
+	const struct eng_hparams *hp = eng_model_hparams(m);
+	assert_int_equal(hp->n_vocab, 512);
+	assert_int_equal(hp->n_layer, 5);
+	assert_int_equal(hp->n_head_kv, 4);
+	struct eng_sampler_params sp = eng_sampler_defaults();
+	struct eng_sampler *s = eng_sampler_new(&sp, hp->n_vocab);
+	assert_non_null(s);
+	int matched = 0;
+	for (int c = 0; c < n_cases; c++) {
+		const struct ref_case *rc = &cases[c];
+		const float *logits = NULL;
+		if (batched) {
+			st = eng_model_eval(m, rc->prompt, rc->n_prompt, 0, &logits, err, sizeof(err));
+			assert_int_equal(st, ENG_OK);
+		} else {
+			for (int i = 0; i < rc->n_prompt; i++) {
+				st = eng_model_eval(m, rc->prompt + i, 1, i, &logits, err, sizeof(err));
+				assert_int_equal(st, ENG_OK);
+			}
+		}
+		int pos = rc->n_prompt;
+		float buf[512];
+		for (int i = 0; i < rc->n_gen; i++) {
+			memcpy(buf, logits, sizeof(buf));
+			int32_t id = eng_sampler_sample(s, buf);
+			if (rc->margin[i] < 0.01)
+				break; /* a near-tie: either token is right, and the rest differs */
+			if (id != rc->gen[i])
+				fail_msg("%s, %d threads, %s: case %d token %d: got %d, want %d",
+					 k->name, threads, batched ? "batched" : "one by one",
+					 c, i, id, rc->gen[i]);
+			matched++;
+			st = eng_model_eval(m, &id, 1, pos++, &logits, err, sizeof(err));
+			assert_int_equal(st, ENG_OK);
+		}
+	}
+	eng_sampler_free(s);
+	eng_model_free(m);
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+	return matched;
+}
+
+static void test_stories_greedy_matches_llama_cpp(void **state)
+{
+	(void)state;
+	int want = 0;
+	for (int c = 0; c < n_cases; c++)
+		for (int i = 0; i < cases[c].n_gen && cases[c].margin[i] >= 0.01; i++)
+			want++;
+	assert_true(want > 150);
+	for (int v = 0; v < ENG_KERNELS_COUNT; v++) {
+		const struct eng_kernels *k = eng_kernels_variant((enum eng_kernel_id)v);
+		if (!k)
+			continue;
+		assert_int_equal(run_cases(k, 1, 1, ENG_LOAD_MMAP), want);
+		assert_int_equal(run_cases(k, 2, 0, ENG_LOAD_READ), want);
+	}
+}
+
+static void test_stories_bad_token_and_context(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	struct eng_file *f = NULL;
+	struct eng_model *m = NULL;
+	assert_int_equal(eng_file_open(NULL, MODEL, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	struct eng_model_opts o = {.n_ctx = 8};
+	assert_int_equal(eng_model_new(eng_file_gguf(f), &o, &m, err, sizeof(err)), ENG_OK);
+	const float *lg;
+	int32_t toks[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+	assert_int_equal(eng_model_eval(m, toks, 9, 0, &lg, err, sizeof(err)), ENG_ERR_RANGE);
+	assert_non_null(strstr(err, "context"));
+	int32_t bad = 512;
+	assert_int_equal(eng_model_eval(m, &bad, 1, 0, &lg, err, sizeof(err)), ENG_ERR_RANGE);
+	assert_non_null(strstr(err, "512"));
+	assert_int_equal(eng_model_eval(m, toks, 8, 0, &lg, err, sizeof(err)), ENG_OK);
+	eng_model_free(m);
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_stories_greedy_matches_llama_cpp),
+		cmocka_unit_test(test_stories_bad_token_and_context),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
