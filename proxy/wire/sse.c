@@ -103,6 +103,7 @@ void px_sse_reset(struct px_sse *sse)
 static enum px_sse_status dispatch(struct px_sse *sse, bool truncated, px_sse_cb cb, void *ctx)
 {
 	struct px_sse_event ev;
+	int rc;
 
 	sse->data[sse->data_len] = '\0';
 	memset(&ev, 0, sizeof(ev));
@@ -117,10 +118,9 @@ static enum px_sse_status dispatch(struct px_sse *sse, bool truncated, px_sse_cb
 	ev.line = sse->ev_line;
 	if (ev.done)
 		sse->done = true;
+	rc = cb ? cb(&ev, ctx) : 0;
 	clear_event(sse);
-	if (cb && cb(&ev, ctx) != 0)
-		return PX_SSE_ESTOPPED;
-	return PX_SSE_OK;
+	return rc != 0 ? PX_SSE_ESTOPPED : PX_SSE_OK;
 }
 
 static void copy_field(char *dst, size_t dstlen, const char *src, size_t len)

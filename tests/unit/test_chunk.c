@@ -1,0 +1,281 @@
+/* Chunk JSON -> guard events: llama.cpp, vLLM and Ollama stream styles, the
+ * usage chunk, reasoning, upstream errors, bad input, non-stream bodies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "proxy/wire/chunk.h"
+
+struct rec {
+	char log[8192];
+	size_t len;
+};
+
+static int on_event(const struct gd_event *ev, void *ctx)
+{
+	struct rec *r = ctx;
+	int n = 0;
+	size_t room = sizeof(r->log) - r->len;
+
+	switch (ev->type) {
+	case GD_EV_TEXT:
+		n = snprintf(r->log + r->len, room, "T(%.*s)", (int)ev->len, ev->data);
+		break;
+	case GD_EV_REASONING:
+		n = snprintf(r->log + r->len, room, "R(%.*s)", (int)ev->len, ev->data);
+		break;
+	case GD_EV_TOOL_BEGIN:
+		n = snprintf(r->log + r->len, room, "B(%u,%.*s,%.*s)", ev->index, (int)ev->id_len,
+		             ev->id, (int)ev->name_len, ev->name);
+		break;
+	case GD_EV_TOOL_ARGS:
+		n = snprintf(r->log + r->len, room, "A(%u,%.*s:%.*s)", ev->index, (int)ev->id_len,
+		             ev->id, (int)ev->len, ev->data);
+		break;
+	case GD_EV_TOOL_END:
+		n = snprintf(r->log + r->len, room, "E(%u,%.*s)", ev->index, (int)ev->id_len, ev->id);
+		break;
+	case GD_EV_FINISH:
+		n = snprintf(r->log + r->len, room, "F(%.*s)", (int)ev->len, ev->data);
+		break;
+	case GD_EV_USAGE:
+		n = snprintf(r->log + r->len, room, "U(%lld,%lld)", (long long)ev->prompt_tokens,
+		             (long long)ev->completion_tokens);
+		break;
+	default:
+		fail();
+	}
+	assert_true(n > 0 && (size_t)n < room);
+	r->len += (size_t)n;
+	return 0;
+}
+
+/* Feeds each chunk of <chunks> (NULL-terminated) and returns the event log. */
+static void run(struct px_chunk *c, const char *const *chunks, struct rec *r)
+{
+	char err[256];
+
+	memset(r, 0, sizeof(*r));
+	for (size_t i = 0; chunks[i]; i++) {
+		enum px_chunk_status st = px_chunk_feed(c, chunks[i], strlen(chunks[i]), on_event, r,
+		                                        err, sizeof(err));
+		if (st != PX_CHUNK_OK)
+			fail_msg("chunk %zu: %s: %s", i, px_chunk_strerror(st), err);
+	}
+	assert_int_equal(px_chunk_end(c, on_event, r), PX_CHUNK_OK);
+}
+
+static void test_llamacpp_stream(void **state)
+{
+	static const char *const chunks[] = {
+		"{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null}}],"
+		"\"created\":1,\"id\":\"chatcmpl-x\",\"model\":\"qwen\",\"object\":\"chat.completion.chunk\"}",
+		"{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"content\":\"Let me \\\"look\\\"\\n\"}}],\"id\":\"chatcmpl-x\"}",
+		"{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"read_file\",\"arguments\":\"\"}}]}}]}",
+		"{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"pa\"}}]}}]}",
+		"{\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"th\\\":\\\"a.c\\\"}\"}}]}}]}",
+		"{\"choices\":[{\"finish_reason\":\"tool_calls\",\"index\":0,\"delta\":{}}],\"timings\":{\"predicted_n\":9}}",
+		NULL,
+	};
+	struct px_chunk *c = px_chunk_new(4096);
+	struct px_chunk_info info;
+	struct rec r;
+
+	(void)state;
+	run(c, chunks, &r);
+	assert_string_equal(r.log, "T(Let me \"look\"\n)B(0,call_a,read_file)A(0,call_a:{\"pa)"
+	                           "A(0,call_a:th\":\"a.c\"})E(0,call_a)F(tool_calls)");
+	px_chunk_info(c, &info);
+	assert_int_equal(info.chunks, 6);
+	assert_int_equal(info.tool_calls, 1);
+	assert_true(info.finished);
+	assert_string_equal(info.finish_reason, "tool_calls");
+	assert_string_equal(info.id, "chatcmpl-x");
+	assert_string_equal(info.model, "qwen");
+	px_chunk_free(c);
+}
+
+static void test_vllm_interleaved_parallel_calls(void **state)
+{
+	static const char *const chunks[] = {
+		"{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c0\",\"type\":\"function\",\"function\":{\"name\":\"grep\"}},"
+		"{\"index\":1,\"id\":\"c1\",\"type\":\"function\",\"function\":{\"name\":\"list_dir\",\"arguments\":\"{\"}}]},\"finish_reason\":null}]}",
+		"{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]},\"finish_reason\":null}]}",
+		"{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":{\"arguments\":\"}\"}}]},\"finish_reason\":null}]}",
+		"{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}],\"usage\":null}",
+		"{\"choices\":[],\"usage\":{\"prompt_tokens\":120,\"completion_tokens\":33,\"total_tokens\":153}}",
+		NULL,
+	};
+	struct px_chunk *c = px_chunk_new(4096);
+	struct rec r;
+
+	(void)state;
+	run(c, chunks, &r);
+	assert_string_equal(r.log, "B(0,c0,grep)B(1,c1,list_dir)A(1,c1:{)A(0,c0:{})A(1,c1:})"
+	                           "E(0,c0)E(1,c1)F(tool_calls)U(120,33)");
+	px_chunk_free(c);
+}
+
+static void test_ollama_index_reuse(void **state)
+{
+	static const char *const chunks[] = {
+		"{\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"call_x\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"edit\",\"arguments\":\"{\\\"f\\\":1}\"}}]},\"finish_reason\":null}]}",
+		"{\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"call_y\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"edit\",\"arguments\":\"{\\\"f\\\":2}\"}}]},\"finish_reason\":null}]}",
+		"{\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":\"tool_calls\"}]}",
+		NULL,
+	};
+	struct px_chunk *c = px_chunk_new(4096);
+	struct rec r;
+
+	(void)state;
+	run(c, chunks, &r);
+	assert_string_equal(r.log, "B(0,call_x,edit)A(0,call_x:{\"f\":1})E(0,call_x)"
+	                           "B(0,call_y,edit)A(0,call_y:{\"f\":2})E(0,call_y)F(tool_calls)");
+	px_chunk_free(c);
+}
+
+static void test_reasoning_both_spellings(void **state)
+{
+	static const char *const chunks[] = {
+		"{\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hmm\"}}]}",
+		"{\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"ok\"}}]}",
+		/* vLLM in transition sends both with the same text: one event. */
+		"{\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"so\",\"reasoning_content\":\"so\"}}]}",
+		"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\\u00e9\"},\"finish_reason\":\"stop\"}]}",
+		"{\"choices\":null,\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}",
+		NULL,
+	};
+	struct px_chunk *c = px_chunk_new(4096);
+	struct rec r;
+
+	(void)state;
+	run(c, chunks, &r);
+	assert_string_equal(r.log, "R(hmm)R(ok)R(so)T(A\xc3\xa9)F(stop)U(3,4)");
+	px_chunk_free(c);
+}
+
+static void test_other_choices_skipped(void **state)
+{
+	static const char *const chunks[] = {
+		"{\"choices\":[{\"index\":1,\"delta\":{\"content\":\"no\"}},{\"delta\":{\"content\":\"yes\"},\"index\":0}]}",
+		NULL,
+	};
+	struct px_chunk *c = px_chunk_new(4096);
+	struct px_chunk_info info;
+	struct rec r;
+
+	(void)state;
+	run(c, chunks, &r);
+	assert_string_equal(r.log, "T(yes)");
+	px_chunk_info(c, &info);
+	assert_int_equal(info.skipped_choices, 1);
+	px_chunk_free(c);
+}
+
+static void expect_error(struct px_chunk *c, const char *json, enum px_chunk_status want,
+                         const char *needle)
+{
+	struct rec r;
+	char err[256] = "";
+
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(px_chunk_feed(c, json, strlen(json), on_event, &r, err, sizeof(err)), want);
+	assert_int_equal(r.len, 0); /* nothing of a bad chunk is emitted */
+	if (!strstr(err, needle))
+		fail_msg("error '%s' lacks '%s'", err, needle);
+}
+
+static void test_errors(void **state)
+{
+	struct px_chunk *c = px_chunk_new(256);
+	char big[400];
+
+	(void)state;
+	expect_error(c, "{\"error\":{\"message\":\"Context size has been exceeded.\",\"type\":\"server_error\",\"code\":500}}",
+	             PX_CHUNK_EUPSTREAM, "Context size has been exceeded.");
+	expect_error(c, "{\"error\":\"boom\"}", PX_CHUNK_EUPSTREAM, "boom");
+	expect_error(c, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}", PX_CHUNK_EJSON, "not JSON");
+	expect_error(c, "hello", PX_CHUNK_EJSON, "not JSON");
+	expect_error(c, "[DONE]", PX_CHUNK_ESHAPE, "not a JSON object");
+	expect_error(c, "[1,2]", PX_CHUNK_ESHAPE, "not a JSON object");
+	expect_error(c, "\"str\"", PX_CHUNK_ESHAPE, "not a JSON object");
+	expect_error(c, "{\"choices\":{\"index\":0}}", PX_CHUNK_ESHAPE, "choices is not an array");
+	expect_error(c, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"x\",\"arguments\":{\"a\":1}}}]}}]}",
+	             PX_CHUNK_ESHAPE, "arguments are not a string");
+	expect_error(c, "{\"choices\":[{\"index\":\"0\"}]}", PX_CHUNK_ESHAPE, "index");
+	expect_error(c, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]} trailing", PX_CHUNK_EJSON, "not JSON");
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "{}", 2);
+	big[sizeof(big) - 1] = '\0';
+	expect_error(c, big, PX_CHUNK_ETOOBIG, "exceeds the cap");
+	/* After errors the converter still works. */
+	expect_error(c, "{\"choices\":[]}", PX_CHUNK_OK, "");
+	px_chunk_free(c);
+	px_chunk_free(NULL);
+}
+
+static void test_nonstream_body(void **state)
+{
+	const char *body =
+		"{\"id\":\"chatcmpl-9\",\"object\":\"chat.completion\",\"model\":\"m\",\"choices\":[{\"index\":0,"
+		"\"message\":{\"role\":\"assistant\",\"reasoning_content\":\"think\",\"content\":\"Doing it.\","
+		"\"tool_calls\":[{\"id\":\"a\",\"type\":\"function\",\"function\":{\"name\":\"bash\",\"arguments\":\"{\\\"cmd\\\":\\\"ls\\\"}\"}},"
+		"{\"id\":\"b\",\"type\":\"function\",\"function\":{\"name\":\"bash\",\"arguments\":\"{\\\"cmd\\\":\\\"pwd\\\"}\"}}]},"
+		"\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":50,\"completion_tokens\":20,\"total_tokens\":70}}";
+	struct px_chunk *c = px_chunk_new(4096);
+	struct rec r;
+	char err[256];
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(px_chunk_body(c, body, strlen(body), on_event, &r, err, sizeof(err)), PX_CHUNK_OK);
+	assert_string_equal(r.log, "R(think)T(Doing it.)B(0,a,bash)A(0,a:{\"cmd\":\"ls\"})E(0,a)"
+	                           "B(1,b,bash)A(1,b:{\"cmd\":\"pwd\"})E(1,b)F(tool_calls)U(50,20)");
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(px_chunk_body(c, "{\"choices\":[]}", 14, on_event, &r, err, sizeof(err)),
+	                 PX_CHUNK_ESHAPE);
+	px_chunk_free(c);
+}
+
+static void test_too_many_calls(void **state)
+{
+	struct px_chunk *c = px_chunk_new(4096);
+	struct rec r;
+	char err[256] = "";
+	char json[256];
+	enum px_chunk_status st = PX_CHUNK_OK;
+	int i;
+
+	(void)state;
+	for (i = 0; i < PX_CHUNK_MAX_CALLS + 1 && st == PX_CHUNK_OK; i++) {
+		memset(&r, 0, sizeof(r));
+		snprintf(json, sizeof(json),
+		         "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":%d,\"id\":\"c%d\",\"function\":{\"name\":\"t\",\"arguments\":\"{}\"}}]}}]}",
+		         i, i);
+		st = px_chunk_feed(c, json, strlen(json), on_event, &r, err, sizeof(err));
+	}
+	assert_int_equal(st, PX_CHUNK_ETOOBIG);
+	assert_int_equal(i, PX_CHUNK_MAX_CALLS + 1);
+	assert_non_null(strstr(err, "tool calls"));
+	px_chunk_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_llamacpp_stream),
+		cmocka_unit_test(test_vllm_interleaved_parallel_calls),
+		cmocka_unit_test(test_ollama_index_reuse),
+		cmocka_unit_test(test_reasoning_both_spellings),
+		cmocka_unit_test(test_other_choices_skipped),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_nonstream_body),
+		cmocka_unit_test(test_too_many_calls),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
