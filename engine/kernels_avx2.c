@@ -2,6 +2,210 @@
  * its functions run only after kernels.c has checked the CPU). */
 #include "engine/kernels.h"
 
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+static inline float hsum(__m256 v)
+{
+	__m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+	lo = _mm_add_ps(lo, hi);
+	lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+	lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+	return _mm_cvtss_f32(lo);
+}
+
+static inline int hsum_i32(__m256i v)
+{
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+	return _mm_cvtsi128_si32(s);
+}
+
+static float vdot(size_t n, const float *a, const float *b)
+{
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+	float s = hsum(_mm256_add_ps(s0, s1));
+	for (; i < n; i++)
+		s += a[i] * b[i];
+	return s;
+}
+
+static float dot_f32w(size_t n, const void *w, const void *x)
+{
+	return vdot(n, w, x);
+}
+
+static float dot_f16(size_t n, const void *w, const void *x)
+{
+	const uint16_t *a = w;
+	const float *b = x;
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
+		__m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i + 8)));
+		s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(b + i + 8), s1);
+	}
+	float s = hsum(_mm256_add_ps(s0, s1));
+	for (; i < n; i++)
+		s += _cvtsh_ss(a[i]) * b[i];
+	return s;
+}
+
+static inline __m256 bf16x8(const uint16_t *p)
+{
+	__m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+static float dot_bf16(size_t n, const void *w, const void *x)
+{
+	const uint16_t *a = w;
+	const float *b = x;
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		s0 = _mm256_fmadd_ps(bf16x8(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(bf16x8(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+	}
+	float s = hsum(_mm256_add_ps(s0, s1));
+	for (; i < n; i++)
+		s += eng_bf16_to_fp32(a[i]) * b[i];
+	return s;
+}
+
+/* Signed int8 x int8 over 32 lanes, as 8 int32 partial sums. */
+static inline __m256i mul_i8(__m256i w, __m256i x)
+{
+	__m256i ax = _mm256_sign_epi8(w, w), sy = _mm256_sign_epi8(x, w);
+	return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+static float dot_q8_0(size_t n, const void *w, const void *x)
+{
+	const struct eng_blk_q8_0 *a = w;
+	const struct eng_act_q8 *b = x;
+	size_t nb = n / ENG_QK, i = 0;
+	__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+	for (; i + 2 <= nb; i += 2) {
+		__m256i p0 = mul_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
+				    _mm256_loadu_si256((const __m256i *)b[i].qs));
+		__m256i p1 = mul_i8(_mm256_loadu_si256((const __m256i *)a[i + 1].qs),
+				    _mm256_loadu_si256((const __m256i *)b[i + 1].qs));
+		s0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(a[i].d) * b[i].d),
+				     _mm256_cvtepi32_ps(p0), s0);
+		s1 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(a[i + 1].d) * b[i + 1].d),
+				     _mm256_cvtepi32_ps(p1), s1);
+	}
+	for (; i < nb; i++) {
+		__m256i p0 = mul_i8(_mm256_loadu_si256((const __m256i *)a[i].qs),
+				    _mm256_loadu_si256((const __m256i *)b[i].qs));
+		s0 = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(a[i].d) * b[i].d),
+				     _mm256_cvtepi32_ps(p0), s0);
+	}
+	return hsum(_mm256_add_ps(s0, s1));
+}
+
+static inline __m256i nibbles(const uint8_t *qs)
+{
+	__m128i t = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(0xF);
+	return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(t, 4), m), _mm_and_si128(t, m));
+}
+
+static float dot_q4_0(size_t n, const void *w, const void *x)
+{
+	const struct eng_blk_q4_0 *a = w;
+	const struct eng_act_q8 *b = x;
+	size_t nb = n / ENG_QK;
+	__m256 s0 = _mm256_setzero_ps();
+	const __m256i one = _mm256_set1_epi16(1);
+	float corr = 0;
+	for (size_t i = 0; i < nb; i++) {
+		__m256i p = _mm256_maddubs_epi16(nibbles(a[i].qs),
+						 _mm256_loadu_si256((const __m256i *)b[i].qs));
+		float d = _cvtsh_ss(a[i].d) * b[i].d;
+		s0 = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_madd_epi16(p, one)), s0);
+		corr += d * (float)(8 * b[i].s);
+	}
+	return hsum(s0) - corr;
+}
+
+/* 32 floats → int8 with scale amax/127, rounding to nearest even. */
+static inline float q8_block(const float *x, int8_t *qs, int *sum)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+	__m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+	__m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+				 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+	__m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+	m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+	m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+	float amax = _mm_cvtss_f32(m4);
+	float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0;
+	__m256 mul = _mm256_set1_ps(id);
+	__m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, mul));
+	__m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, mul));
+	__m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, mul));
+	__m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, mul));
+	if (sum)
+		*sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)));
+	i0 = _mm256_packs_epi32(i0, i1);
+	i2 = _mm256_packs_epi32(i2, i3);
+	i0 = _mm256_packs_epi16(i0, i2);
+	i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+	_mm256_storeu_si256((__m256i *)qs, i0);
+	return d;
+}
+
+static void quant_q8(const float *x, void *y, size_t n)
+{
+	struct eng_act_q8 *b = y;
+	for (size_t i = 0; i < n / ENG_QK; i++) {
+		int s;
+		b[i].d = q8_block(x + i * ENG_QK, b[i].qs, &s);
+		b[i].s = s;
+	}
+}
+
+static void axpy(size_t n, float a, const float *x, float *y)
+{
+	__m256 va = _mm256_set1_ps(a);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i),
+							_mm256_loadu_ps(y + i)));
+	for (; i < n; i++)
+		y[i] += a * x[i];
+}
+
+const struct eng_kernels eng_kernels_avx2_tab = {
+	.name = "avx2",
+	.dot = {
+		[ENG_QT_F32] = dot_f32w,
+		[ENG_QT_F16] = dot_f16,
+		[ENG_QT_BF16] = dot_bf16,
+		[ENG_QT_Q8_0] = dot_q8_0,
+		[ENG_QT_Q4_0] = dot_q4_0,
+	},
+	.quant = {
+		[ENG_ACT_Q8] = quant_q8,
+	},
+	.dot_f32 = vdot,
+	.axpy_f32 = axpy,
+};
+
+#else
 const struct eng_kernels eng_kernels_avx2_tab = {
 	.name = "avx2",
 };
+#endif

@@ -1,7 +1,208 @@
 /* AVX-512 (F, BW, VL, VNNI) kernels (compiled with the matching -m flags;
- * its functions run only after kernels.c has checked the CPU). */
+ * its functions run only after kernels.c has checked the CPU). Quantized
+ * rows are dotted two 32-weight blocks per 512-bit register with vpdpbusd. */
 #include "engine/kernels.h"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+
+static float vdot(size_t n, const float *a, const float *b)
+{
+	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+		s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+	}
+	if (i + 16 <= n) {
+		s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+		i += 16;
+	}
+	if (i < n) {
+		__mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+		s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), s1);
+	}
+	return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+static float dot_f32w(size_t n, const void *w, const void *x)
+{
+	return vdot(n, w, x);
+}
+
+static float dot_f16(size_t n, const void *w, const void *x)
+{
+	const uint16_t *a = w;
+	const float *b = x;
+	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		__m512 w0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i)));
+		__m512 w1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(a + i + 16)));
+		s0 = _mm512_fmadd_ps(w0, _mm512_loadu_ps(b + i), s0);
+		s1 = _mm512_fmadd_ps(w1, _mm512_loadu_ps(b + i + 16), s1);
+	}
+	float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+	for (; i < n; i++)
+		s += _cvtsh_ss(a[i]) * b[i];
+	return s;
+}
+
+static inline __m512 bf16x16(const uint16_t *p)
+{
+	__m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+	return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+static float dot_bf16(size_t n, const void *w, const void *x)
+{
+	const uint16_t *a = w;
+	const float *b = x;
+	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+	size_t i = 0;
+	for (; i + 32 <= n; i += 32) {
+		s0 = _mm512_fmadd_ps(bf16x16(a + i), _mm512_loadu_ps(b + i), s0);
+		s1 = _mm512_fmadd_ps(bf16x16(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+	}
+	float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+	for (; i < n; i++)
+		s += eng_bf16_to_fp32(a[i]) * b[i];
+	return s;
+}
+
+static inline __m512i pair256(const void *lo, const void *hi)
+{
+	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
+				  _mm256_loadu_si256((const __m256i *)hi), 1);
+}
+
+/* Signed int8 x int8 via vpdpbusd: |w| (unsigned) times x with w's sign. */
+static inline __m512i mul_i8(__m512i w, __m512i x)
+{
+	__mmask64 neg = _mm512_movepi8_mask(w);
+	__m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+	return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sx);
+}
+
+static inline __m512 scale2(float d0, float d1)
+{
+	return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
+}
+
+static float dot_q8_0(size_t n, const void *w, const void *x)
+{
+	const struct eng_blk_q8_0 *a = w;
+	const struct eng_act_q8 *b = x;
+	size_t nb = n / ENG_QK, i = 0;
+	__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+	for (; i + 4 <= nb; i += 4) {
+		__m512i p0 = mul_i8(pair256(a[i].qs, a[i + 1].qs), pair256(b[i].qs, b[i + 1].qs));
+		__m512i p1 = mul_i8(pair256(a[i + 2].qs, a[i + 3].qs), pair256(b[i + 2].qs, b[i + 3].qs));
+		s0 = _mm512_fmadd_ps(scale2(_cvtsh_ss(a[i].d) * b[i].d, _cvtsh_ss(a[i + 1].d) * b[i + 1].d),
+				     _mm512_cvtepi32_ps(p0), s0);
+		s1 = _mm512_fmadd_ps(scale2(_cvtsh_ss(a[i + 2].d) * b[i + 2].d, _cvtsh_ss(a[i + 3].d) * b[i + 3].d),
+				     _mm512_cvtepi32_ps(p1), s1);
+	}
+	float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+	for (; i < nb; i++) {
+		__m256i wv = _mm256_loadu_si256((const __m256i *)a[i].qs);
+		__m256i xv = _mm256_loadu_si256((const __m256i *)b[i].qs);
+		__mmask32 neg = _mm256_movepi8_mask(wv);
+		__m256i sx = _mm256_mask_sub_epi8(xv, neg, _mm256_setzero_si256(), xv);
+		__m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv), sx);
+		__m128i q = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+		q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0x4e));
+		q = _mm_add_epi32(q, _mm_shuffle_epi32(q, 0xb1));
+		s += _cvtsh_ss(a[i].d) * b[i].d * (float)_mm_cvtsi128_si32(q);
+	}
+	return s;
+}
+
+/* Two Q4_0 blocks' nibbles in weight order: [lo0 hi0 | lo1 hi1]. */
+static inline __m512i nibbles2(const uint8_t *q0, const uint8_t *q1)
+{
+	__m256i t = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)q1),
+				     _mm_loadu_si128((const __m128i *)q0));
+	__m256i m = _mm256_set1_epi8(0xF);
+	__m256i lo = _mm256_and_si256(t, m), hi = _mm256_and_si256(_mm256_srli_epi16(t, 4), m);
+	/* lo = [lo0 | lo1], hi = [hi0 | hi1] in 128-bit lanes */
+	__m256i b0 = _mm256_permute2x128_si256(lo, hi, 0x20); /* lo0 hi0 */
+	__m256i b1 = _mm256_permute2x128_si256(lo, hi, 0x31); /* lo1 hi1 */
+	return _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);
+}
+
+static float dot_q4_0(size_t n, const void *w, const void *x)
+{
+	const struct eng_blk_q4_0 *a = w;
+	const struct eng_act_q8 *b = x;
+	size_t nb = n / ENG_QK, i = 0;
+	__m512 s0 = _mm512_setzero_ps();
+	float corr = 0, s = 0;
+	for (; i + 2 <= nb; i += 2) {
+		__m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles2(a[i].qs, a[i + 1].qs),
+						pair256(b[i].qs, b[i + 1].qs));
+		float d0 = _cvtsh_ss(a[i].d) * b[i].d, d1 = _cvtsh_ss(a[i + 1].d) * b[i + 1].d;
+		s0 = _mm512_fmadd_ps(scale2(d0, d1), _mm512_cvtepi32_ps(p), s0);
+		corr += d0 * (float)(8 * b[i].s) + d1 * (float)(8 * b[i + 1].s);
+	}
+	for (; i < nb; i++) {
+		int32_t acc = 0;
+		for (int j = 0; j < ENG_QK / 2; j++)
+			acc += (a[i].qs[j] & 0xF) * b[i].qs[j] + (a[i].qs[j] >> 4) * b[i].qs[j + 16];
+		s += _cvtsh_ss(a[i].d) * b[i].d * (float)(acc - 8 * b[i].s);
+	}
+	return _mm512_reduce_add_ps(s0) - corr + s;
+}
+
+static void quant_q8(const float *x, void *y, size_t n)
+{
+	struct eng_act_q8 *b = y;
+	for (size_t i = 0; i < n / ENG_QK; i++, x += ENG_QK) {
+		__m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+		float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+		float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0;
+		__m512 mul = _mm512_set1_ps(id);
+		__m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, mul));
+		__m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, mul));
+		b[i].d = d;
+		b[i].s = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+		_mm_storeu_si128((__m128i *)b[i].qs, _mm512_cvtsepi32_epi8(i0));
+		_mm_storeu_si128((__m128i *)(b[i].qs + 16), _mm512_cvtsepi32_epi8(i1));
+	}
+}
+
+static void axpy(size_t n, float a, const float *x, float *y)
+{
+	__m512 va = _mm512_set1_ps(a);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		_mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i),
+							_mm512_loadu_ps(y + i)));
+	if (i < n) {
+		__mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+		_mm512_mask_storeu_ps(y + i, k, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(k, x + i),
+								_mm512_maskz_loadu_ps(k, y + i)));
+	}
+}
 
 const struct eng_kernels eng_kernels_avx512_tab = {
 	.name = "avx512",
+	.dot = {
+		[ENG_QT_F32] = dot_f32w,
+		[ENG_QT_F16] = dot_f16,
+		[ENG_QT_BF16] = dot_bf16,
+		[ENG_QT_Q8_0] = dot_q8_0,
+		[ENG_QT_Q4_0] = dot_q4_0,
+	},
+	.quant = {
+		[ENG_ACT_Q8] = quant_q8,
+	},
+	.dot_f32 = vdot,
+	.axpy_f32 = axpy,
 };
+
+#else
+const struct eng_kernels eng_kernels_avx512_tab = {
+	.name = "avx512",
+};
+#endif
