@@ -1,0 +1,2 @@
+# Engine I/O: GGUF reader, loaders, writer, and the GGUF fuzz target.
+lw_unit_test(test_gguf unit/test_gguf.c LIBS lw_engine)
