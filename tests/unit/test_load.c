@@ -1,0 +1,320 @@
+/* Loaders: mmap and read give identical bytes, the slot pool is bounded and
+ * refuses when full, a failed munmap keeps its slot busy, and bad files fail
+ * with an error naming the path. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "engine/gguf_write.h"
+#include "engine/load.h"
+
+#define STORIES LW_SHARED_DIR "/models/stories260K.gguf"
+
+static char tmpdir[256];
+
+static int setup_dir(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/lw_test_load.XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state)
+{
+	char cmd[300];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void tmp_path(char *out, size_t n, const char *name)
+{
+	snprintf(out, n, "%s/%s", tmpdir, name);
+}
+
+static void write_bytes(const char *path, const void *p, size_t n)
+{
+	FILE *f = fopen(path, "wb");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(p, 1, n, f), n);
+	assert_int_equal(fclose(f), 0);
+}
+
+static int pattern_fill(void *ctx, uint64_t i, const char *name, void *buf, uint64_t n)
+{
+	uint8_t *b = buf;
+
+	(void)ctx;
+	(void)name;
+	for (uint64_t k = 0; k < n; k++)
+		b[k] = (uint8_t)(k * 31 + i * 7 + 1);
+	return 0;
+}
+
+/* A generated model of every common weight type, written to <path>. */
+static void write_model(const char *path)
+{
+	struct eng_gguf_writer *w = eng_gguf_writer_new(3, 0);
+	static const enum eng_type types[] = { ENG_TYPE_F32, ENG_TYPE_F16, ENG_TYPE_BF16, ENG_TYPE_Q8_0,
+					       ENG_TYPE_Q4_0, ENG_TYPE_Q4_K, ENG_TYPE_Q6_K };
+	char err[256];
+
+	assert_non_null(w);
+	assert_int_equal(eng_gguf_writer_set_str(w, "general.architecture", "llama"), ENG_OK);
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		char name[32];
+		const uint64_t dims[2] = { 512, 3 + i };
+
+		snprintf(name, sizeof(name), "t.%s", eng_type_name(types[i]));
+		assert_int_equal(eng_gguf_writer_add_tensor(w, name, types[i], 2, dims, NULL), ENG_OK);
+	}
+	assert_int_equal(eng_gguf_writer_write_file(w, path, pattern_fill, NULL, err, sizeof(err)), ENG_OK);
+	eng_gguf_writer_free(w);
+}
+
+static void check_same(const struct eng_file *a, const struct eng_file *b)
+{
+	const struct eng_gguf *ga = eng_file_gguf(a), *gb = eng_file_gguf(b);
+
+	assert_int_equal(eng_file_size(a), eng_file_size(b));
+	assert_memory_equal(eng_file_data(a), eng_file_data(b), eng_file_size(a));
+	assert_int_equal(eng_gguf_n_kv(ga), eng_gguf_n_kv(gb));
+	assert_int_equal(eng_gguf_n_tensors(ga), eng_gguf_n_tensors(gb));
+	for (uint64_t i = 0; i < eng_gguf_n_tensors(ga); i++) {
+		const struct eng_tensor *ta = eng_gguf_tensor_at(ga, i);
+		const struct eng_tensor *tb = eng_file_tensor(b, ta->name);
+
+		assert_non_null(tb);
+		assert_int_equal(ta->type, tb->type);
+		assert_int_equal(ta->n_bytes, tb->n_bytes);
+		assert_memory_equal(ta->dims, tb->dims, sizeof(ta->dims));
+		assert_memory_equal(ta->data, tb->data, ta->n_bytes);
+		/* Tensor data is aligned in memory (both buffers are 64-aligned). */
+		assert_int_equal((uintptr_t)ta->data % 32, 0);
+		assert_int_equal((uintptr_t)tb->data % 32, 0);
+	}
+}
+
+static void test_strategies_identical_stories(void **state)
+{
+	struct eng_loader *ld = eng_loader_new(4, NULL);
+	struct eng_file *fm = NULL, *fr = NULL;
+	char err[256];
+	uint32_t u;
+
+	(void)state;
+	assert_non_null(ld);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_MMAP, &fm, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_READ, &fr, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_strategy(fm), ENG_LOAD_MMAP);
+	assert_int_equal(eng_file_strategy(fr), ENG_LOAD_READ);
+	assert_string_equal(eng_file_path(fr), STORIES);
+	assert_int_equal((uintptr_t)eng_file_data(fr) % 64, 0);
+	assert_int_equal(eng_file_size(fm), 1185376);
+	assert_int_equal(eng_loader_n_busy(ld), 2);
+	check_same(fm, fr);
+	assert_int_equal(eng_gguf_get_u32(eng_file_gguf(fr), "llama.block_count", &u), ENG_OK);
+	assert_int_equal(u, 5);
+	assert_int_equal(eng_file_close(fm, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_close(fr, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_loader_n_busy(ld), 0);
+	eng_loader_free(ld);
+}
+
+static void test_strategies_identical_generated(void **state)
+{
+	char path[300];
+	struct eng_file *fm = NULL, *fr = NULL;
+	char err[256];
+	const struct eng_tensor *t;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "model.gguf");
+	write_model(path);
+	/* NULL loader: the process default pool. */
+	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_MMAP, &fm, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_READ, &fr, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_loader_n_slots(eng_loader_default()), ENG_LOADER_DEFAULT_SLOTS);
+	check_same(fm, fr);
+	t = eng_file_tensor(fm, "t.Q6_K");
+	assert_non_null(t);
+	assert_int_equal(t->type, ENG_TYPE_Q6_K);
+	assert_int_equal(t->n_bytes, 2 * 210 * 9);
+	assert_int_equal(((const uint8_t *)t->data)[1], (uint8_t)(31 + 6 * 7 + 1));
+	t = eng_file_tensor(fr, "t.Q8_0");
+	assert_int_equal(t->n_bytes, 16 * 34 * 6);
+	assert_null(eng_file_tensor(fr, "t.nope"));
+	assert_int_equal(eng_file_close(fm, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_close(fr, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_close(NULL, err, sizeof(err)), ENG_OK);
+}
+
+static void test_pool_exhaustion(void **state)
+{
+	struct eng_loader *ld = eng_loader_new(2, NULL);
+	struct eng_file *f[3] = { NULL, NULL, NULL };
+	char err[256];
+
+	(void)state;
+	assert_int_equal(eng_loader_n_slots(ld), 2);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_MMAP, &f[0], err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_READ, &f[1], err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_MMAP, &f[2], err, sizeof(err)), ENG_ERR_POOL_FULL);
+	assert_null(f[2]);
+	assert_non_null(strstr(err, "all 2 mapping slots"));
+	assert_non_null(strstr(err, "stories260K.gguf"));
+	/* Unloading gives the slot back. */
+	assert_int_equal(eng_file_close(f[0], err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_loader_n_busy(ld), 1);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_MMAP, &f[2], err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_loader_n_busy(ld), 2);
+	/* A failed open gives its slot back too. */
+	assert_int_equal(eng_file_close(f[2], err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_open(ld, "/nonexistent/x.gguf", ENG_LOAD_MMAP, &f[2], err, sizeof(err)), ENG_ERR_IO);
+	assert_int_equal(eng_loader_n_busy(ld), 1);
+	/* Freeing the loader closes what is still open (ASan checks nothing leaks). */
+	eng_loader_free(ld);
+	assert_null(eng_loader_new(ENG_LOADER_MAX_SLOTS + 1, NULL));
+	eng_loader_free(NULL);
+}
+
+/* A munmap that fails once, remembering the mapping so the test can release it. */
+static int unmap_fail_left;
+static void *leaked_addr;
+static size_t leaked_len;
+static int unmap_calls;
+
+static int failing_unmap(void *addr, size_t len)
+{
+	unmap_calls++;
+	if (unmap_fail_left > 0) {
+		unmap_fail_left--;
+		leaked_addr = addr;
+		leaked_len = len;
+		errno = EINVAL;
+		return -1;
+	}
+	return munmap(addr, len);
+}
+
+static void test_failed_unmap_keeps_slot(void **state)
+{
+	static const struct eng_map_ops ops = { NULL, failing_unmap };
+	struct eng_loader *ld = eng_loader_new(2, &ops);
+	struct eng_file *a = NULL, *b = NULL, *c = NULL;
+	char err[256];
+
+	(void)state;
+	unmap_fail_left = 1;
+	unmap_calls = 0;
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_MMAP, &a, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_MMAP, &b, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_file_close(a, err, sizeof(err)), ENG_ERR_UNMAP);
+	assert_non_null(strstr(err, "munmap"));
+	assert_non_null(strstr(err, "kept busy"));
+	/* The slot of the live mapping is not reused: the pool stays full. */
+	assert_int_equal(eng_loader_n_busy(ld), 2);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_MMAP, &c, err, sizeof(err)), ENG_ERR_POOL_FULL);
+	/* The other slot still cycles normally. */
+	assert_int_equal(eng_file_close(b, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_loader_n_busy(ld), 1);
+	assert_int_equal(eng_file_open(ld, STORIES, ENG_LOAD_READ, &c, err, sizeof(err)), ENG_OK);
+	/* The read strategy never calls munmap. */
+	assert_int_equal(eng_file_close(c, err, sizeof(err)), ENG_OK);
+	assert_int_equal(unmap_calls, 2);
+	eng_loader_free(ld);
+	assert_int_equal(munmap(leaked_addr, leaked_len), 0);
+}
+
+static void test_bad_files(void **state)
+{
+	char path[300], err[512];
+	struct eng_file *f = (struct eng_file *)1;
+	static const enum eng_load_strategy strategies[] = { ENG_LOAD_MMAP, ENG_LOAD_READ };
+	size_t len;
+	uint8_t *buf;
+	FILE *src;
+
+	(void)state;
+	for (size_t s = 0; s < 2; s++) {
+		enum eng_load_strategy st = strategies[s];
+
+		assert_int_equal(eng_file_open(NULL, "/nonexistent/m.gguf", st, &f, err, sizeof(err)), ENG_ERR_IO);
+		assert_null(f);
+		assert_non_null(strstr(err, "/nonexistent/m.gguf"));
+		assert_non_null(strstr(err, "No such file"));
+		assert_int_equal(eng_file_open(NULL, tmpdir, st, &f, err, sizeof(err)), ENG_ERR_IO);
+		assert_non_null(strstr(err, "not a regular file"));
+
+		tmp_path(path, sizeof(path), "empty.gguf");
+		write_bytes(path, "", 0);
+		assert_int_equal(eng_file_open(NULL, path, st, &f, err, sizeof(err)), ENG_ERR_TRUNCATED);
+		assert_non_null(strstr(err, "empty.gguf"));
+
+		tmp_path(path, sizeof(path), "text.gguf");
+		write_bytes(path, "hello world", 11);
+		assert_int_equal(eng_file_open(NULL, path, st, &f, err, sizeof(err)), ENG_ERR_FORMAT);
+		assert_non_null(strstr(err, "text.gguf: header: bad magic"));
+	}
+	/* A model cut short on disk: the last tensor reaches past EOF, refused by
+	 * both strategies with the tensor named. */
+	src = fopen(STORIES, "rb");
+	assert_non_null(src);
+	buf = malloc(1185376);
+	assert_non_null(buf);
+	len = fread(buf, 1, 1185376, src);
+	fclose(src);
+	assert_int_equal(len, 1185376);
+	tmp_path(path, sizeof(path), "cut.gguf");
+	write_bytes(path, buf, len - 100);
+	free(buf);
+	for (size_t s = 0; s < 2; s++) {
+		assert_int_equal(eng_file_open(NULL, path, strategies[s], &f, err, sizeof(err)), ENG_ERR_TRUNCATED);
+		assert_non_null(strstr(err, "cut.gguf: tensor '"));
+		assert_non_null(strstr(err, "reach past the end of the file"));
+	}
+	assert_int_equal(eng_loader_n_busy(eng_loader_default()), 0);
+	assert_int_equal(eng_file_open(NULL, STORIES, ENG_LOAD_COUNT, &f, err, sizeof(err)), ENG_ERR_ARG);
+}
+
+static void test_strategy_names(void **state)
+{
+	enum eng_load_strategy s;
+
+	(void)state;
+	assert_string_equal(eng_load_strategy_name(ENG_LOAD_MMAP), "mmap");
+	assert_string_equal(eng_load_strategy_name(ENG_LOAD_READ), "read");
+	assert_null(eng_load_strategy_name(ENG_LOAD_COUNT));
+	assert_int_equal(eng_load_strategy_parse("read", &s), ENG_OK);
+	assert_int_equal(s, ENG_LOAD_READ);
+	assert_int_equal(eng_load_strategy_parse("mmap", &s), ENG_OK);
+	assert_int_equal(s, ENG_LOAD_MMAP);
+	assert_int_equal(eng_load_strategy_parse("MMAP", &s), ENG_ERR_ARG);
+	assert_int_equal(eng_load_strategy_parse(NULL, &s), ENG_ERR_ARG);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_strategies_identical_stories),
+		cmocka_unit_test(test_strategies_identical_generated),
+		cmocka_unit_test(test_pool_exhaustion),
+		cmocka_unit_test(test_failed_unmap_keeps_slot),
+		cmocka_unit_test(test_bad_files),
+		cmocka_unit_test(test_strategy_names),
+	};
+
+	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
