@@ -77,6 +77,7 @@ struct eng_tok_desc {
 	/* Special ids; -1 = absent, ENG_TOK_DEFAULT = the model family's default
 	 * (SPM: bos 1, eos 2, unk 0; BPE: bos/eos 11 like llama.cpp, no unk). */
 	int32_t bos, eos, unk, pad;
+	int32_t eot, eom;           /* end of turn / message; -1 = absent */
 	/* -1 = absent (use the family's default), 0 = false, 1 = true. */
 	int add_bos, add_eos, add_space_prefix;
 	const char *name;           /* general.name or NULL (phi-3 strip rules) */
