@@ -1,0 +1,847 @@
+/* POST /v1/chat/completions: one state machine per request. It forwards the
+ * body unchanged, turns the upstream's answer into guard events, relays
+ * healthy chunks byte-for-byte, holds tool-call chunks while the guards ask,
+ * and on a trip or stall closes the upstream at once and ends the answer with
+ * finish_reason "length" + a "loopwarden" object. */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <yajl/yajl_tree.h>
+
+#include "guards/pipeline.h"
+#include "proxy/emit.h"
+#include "proxy/metrics.h"
+#include "proxy/record.h"
+#include "proxy/server_int.h"
+#include "proxy/wire/chunk.h"
+#include "proxy/wire/sse.h"
+
+#define ERROR_BODY_MAX (64 * 1024) /* an upstream's 4xx/5xx body kept for the client */
+
+enum chat_state {
+	CH_CONNECTING = 0, /* request sent, no response head yet */
+	CH_STREAM,         /* 200 + stream: relaying events */
+	CH_COLLECT,        /* non-stream answer or an error body */
+	CH_DONE,           /* the client's response has ended (or the client left) */
+};
+
+struct px_chat {
+	struct px_server *s;
+	struct px_chat *prev, *next;
+	struct px_http_conn *conn; /* NULL once the response ended or the client left */
+	const struct px_http_req *req;
+	uint64_t id;
+	bool stream;
+	enum chat_state state;
+	int up_status;
+	bool started;     /* the client's response head went out */
+	bool first_event; /* an upstream event arrived */
+	bool paused;
+	uint64_t n_events;
+	struct gd_history *hist;
+	struct gd_pipeline *pipe;
+	struct px_upstream *up;
+	struct px_sse *sse;
+	struct px_chunk *conv;
+	struct evbuffer *held; /* framed chunks held back while a tool call is incomplete */
+	struct evbuffer *out;  /* what goes to the client next */
+	struct evbuffer *body; /* non-stream answer, or an error body */
+	struct event *wd_timer;
+	struct event *ka_timer;
+	struct px_record *rec;
+	struct px_answer_id aid;
+	bool have_created;
+	uint64_t t_start_us;
+	/* per chunk */
+	bool chunk_trip;
+	uint32_t chunk_tokens;
+	/* non-stream cut points: what was fed before a trip */
+	size_t fed_text, fed_reasoning;
+	uint32_t calls_done;
+};
+
+uint64_t px_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static uint64_t now_ms(void)
+{
+	return px_now_us() / 1000u;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void log_req(const struct px_chat *ch, const char *fmt, ...)
+{
+	if (ch->s->opts.quiet)
+		return;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "loopwarden: req %" PRIu64 ": %s\n", ch->id, line);
+}
+
+static void chat_free(struct px_chat *ch)
+{
+	struct px_server *s = ch->s;
+	if (ch->prev)
+		ch->prev->next = ch->next;
+	else
+		s->chats = ch->next;
+	if (ch->next)
+		ch->next->prev = ch->prev;
+	s->active_streams--;
+	if (ch->conn)
+		px_http_conn_watch(ch->conn, NULL, NULL, NULL);
+	px_upstream_free(ch->up);
+	if (ch->rec)
+		px_record_close(ch->rec, NULL, NULL, "unfinished");
+	px_metrics_observe(PX_H_DURATION, (double)(px_now_us() - ch->t_start_us) / 1e6);
+	if (ch->wd_timer)
+		event_free(ch->wd_timer);
+	if (ch->ka_timer)
+		event_free(ch->ka_timer);
+	gd_pipeline_free(ch->pipe);
+	gd_history_free(ch->hist);
+	px_sse_free(ch->sse);
+	px_chunk_free(ch->conv);
+	if (ch->held)
+		evbuffer_free(ch->held);
+	if (ch->out)
+		evbuffer_free(ch->out);
+	if (ch->body)
+		evbuffer_free(ch->body);
+	free(ch);
+}
+
+static void record_end(struct px_chat *ch, const struct gd_trip *trip, const char *error)
+{
+	if (!ch->rec)
+		return;
+	px_record_close(ch->rec, trip ? trip->guard : NULL, trip ? trip->detail : NULL, error);
+	ch->rec = NULL;
+}
+
+static void cancel_upstream(struct px_chat *ch)
+{
+	px_upstream_free(ch->up);
+	ch->up = NULL;
+	if (ch->wd_timer)
+		event_del(ch->wd_timer);
+	if (ch->ka_timer)
+		event_del(ch->ka_timer);
+}
+
+static void start_client_stream(struct px_chat *ch)
+{
+	if (ch->started || !ch->conn)
+		return;
+	px_http_stream_start(ch->conn, 200, "text/event-stream");
+	ch->started = true;
+}
+
+static void flush_out(struct px_chat *ch)
+{
+	if (ch->conn && evbuffer_get_length(ch->out))
+		px_http_stream_write_buf(ch->conn, ch->out);
+	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
+}
+
+/* Ends the client's streamed response with what is in <out> and [DONE]. */
+static void end_stream(struct px_chat *ch)
+{
+	cancel_upstream(ch);
+	if (ch->conn) {
+		start_client_stream(ch);
+		px_emit_done(ch->out);
+		flush_out(ch);
+		px_http_stream_end(ch->conn);
+		ch->conn = NULL;
+	}
+	ch->state = CH_DONE;
+}
+
+/* A whole (non-stream, or not-yet-started stream) response. */
+static void reply(struct px_chat *ch, int status, struct evbuffer *body)
+{
+	cancel_upstream(ch);
+	if (ch->conn) {
+		size_t n = evbuffer_get_length(body);
+		px_http_reply(ch->conn, status, "application/json",
+		              (const char *)evbuffer_pullup(body, -1), n, NULL);
+		ch->conn = NULL;
+	}
+	ch->state = CH_DONE;
+}
+
+/* A failure: an HTTP status before the stream started, an error event and
+ * [DONE] after. */
+static void fail_answer(struct px_chat *ch, int status, const char *msg)
+{
+	log_req(ch, "error: %s", msg);
+	record_end(ch, NULL, msg);
+	if (ch->stream && ch->started) {
+		px_emit_error_event(ch->out, status, msg);
+		end_stream(ch);
+		return;
+	}
+	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
+	px_emit_error(ch->out, status, msg);
+	reply(ch, status, ch->out);
+}
+
+static void trip_answer(struct px_chat *ch, const struct gd_trip *trip)
+{
+	cancel_upstream(ch); /* first: the engine stops generating now */
+	px_metrics_trip(trip->guard);
+	log_req(ch, "trip: guard %s: %s", trip->guard, trip->detail);
+	record_end(ch, trip, NULL);
+	evbuffer_drain(ch->held, evbuffer_get_length(ch->held));
+	if (ch->stream) {
+		start_client_stream(ch);
+		px_emit_trip_chunk(ch->out, &ch->aid, trip);
+		end_stream(ch);
+		return;
+	}
+	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
+	px_emit_notice_body(ch->out, &ch->aid, "", "length", trip);
+	reply(ch, 200, ch->out);
+}
+
+/* ---- timers ---- */
+
+static void arm_watchdog(struct px_chat *ch)
+{
+	uint64_t ms = gd_pipeline_next_deadline_ms(ch->pipe, now_ms());
+	if (ms < 1)
+		ms = 1;
+	if (ms > 3600000)
+		ms = 3600000;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	event_add(ch->wd_timer, &tv);
+}
+
+static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct px_chat *ch = arg;
+	if (ch->state == CH_DONE)
+		return;
+	if (gd_pipeline_tick(ch->pipe, now_ms()) == GD_TRIP && gd_pipeline_trip(ch->pipe)) {
+		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
+		trip_answer(ch, &trip);
+	} else {
+		arm_watchdog(ch);
+	}
+	if (ch->state == CH_DONE)
+		chat_free(ch);
+}
+
+static void arm_keepalive(struct px_chat *ch)
+{
+	uint64_t ms = ch->s->opts.keepalive_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	event_add(ch->ka_timer, &tv);
+}
+
+static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct px_chat *ch = arg;
+	if (ch->state == CH_DONE || ch->first_event || !ch->conn)
+		return;
+	start_client_stream(ch);
+	evbuffer_add(ch->out, ": keep-alive\n\n", 14);
+	flush_out(ch);
+	arm_keepalive(ch);
+}
+
+/* ---- guard events ---- */
+
+static int on_gd_event(const struct gd_event *ev, void *arg)
+{
+	struct px_chat *ch = arg;
+	if (gd_pipeline_feed(ch->pipe, ev) == GD_TRIP) {
+		ch->chunk_trip = true;
+		return 1;
+	}
+	switch (ev->type) {
+	case GD_EV_TEXT:
+		ch->fed_text += ev->len;
+		ch->chunk_tokens++;
+		break;
+	case GD_EV_REASONING:
+		ch->fed_reasoning += ev->len;
+		ch->chunk_tokens++;
+		break;
+	case GD_EV_TOOL_ARGS:
+		ch->chunk_tokens++;
+		break;
+	case GD_EV_TOOL_END:
+		ch->calls_done++;
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* "created" of the answer, from its first chunk (same on every chunk). */
+static void learn_identity(struct px_chat *ch, const char *json, size_t len)
+{
+	struct px_chunk_info info;
+	px_chunk_info(ch->conv, &info);
+	if (info.id[0])
+		snprintf(ch->aid.id, sizeof(ch->aid.id), "%s", info.id);
+	if (info.model[0])
+		snprintf(ch->aid.model, sizeof(ch->aid.model), "%s", info.model);
+	if (ch->have_created)
+		return;
+	const char *p = memmem(json, len, "\"created\":", 10);
+	if (p) {
+		char *end;
+		long long v = strtoll(p + 10, &end, 10);
+		if (end != p + 10)
+			ch->aid.created = v;
+	}
+	ch->have_created = true;
+}
+
+static void check_backpressure(struct px_chat *ch)
+{
+	if (!ch->conn || !ch->up || ch->paused)
+		return;
+	if (px_http_conn_pending(ch->conn) > ch->s->opts.client_highwater_bytes) {
+		ch->paused = true;
+		px_upstream_pause(ch->up, true);
+	}
+}
+
+static int on_sse(const struct px_sse_event *ev, void *arg)
+{
+	struct px_chat *ch = arg;
+	if (ch->state != CH_STREAM)
+		return 1;
+	uint64_t t0 = px_now_us();
+	ch->n_events++;
+	if (ev->done) {
+		/* The answer is complete: what is still held goes out. */
+		if (evbuffer_get_length(ch->held)) {
+			flush_out(ch);
+			if (ch->conn)
+				px_http_stream_write_buf(ch->conn, ch->held);
+		}
+		record_end(ch, NULL, NULL);
+		end_stream(ch);
+		return 1;
+	}
+	if (!ch->first_event) {
+		ch->first_event = true;
+		px_metrics_observe(PX_H_TTFT, (double)(t0 - ch->t_start_us) / 1e6);
+		if (ch->ka_timer)
+			event_del(ch->ka_timer);
+	}
+	gd_pipeline_touch(ch->pipe, t0 / 1000u);
+	ch->chunk_trip = false;
+	ch->chunk_tokens = 0;
+	char err[256];
+	enum px_chunk_status st = px_chunk_feed(ch->conv, ev->data, ev->len, on_gd_event, ch,
+	                                        err, sizeof(err));
+	if (ch->chunk_trip || gd_pipeline_trip(ch->pipe)) {
+		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
+		if (ch->aid.id[0] == '\0')
+			learn_identity(ch, ev->data, ev->len);
+		trip_answer(ch, &trip);
+		return 1;
+	}
+	if (st == PX_CHUNK_EUPSTREAM) {
+		/* The upstream reports a failure inside the stream: relay it as is. */
+		px_metrics_upstream_error(PX_UPE_STREAM);
+		log_req(ch, "upstream error event: %s", err);
+		record_end(ch, NULL, err);
+		flush_out(ch);
+		px_emit_frame(ch->out, ev->data, ev->len);
+		end_stream(ch);
+		return 1;
+	}
+	if (st != PX_CHUNK_OK) {
+		px_metrics_upstream_error(PX_UPE_PROTOCOL);
+		char msg[400];
+		snprintf(msg, sizeof(msg), "the upstream sent an invalid chunk (event %" PRIu64 "): %s",
+		         ev->number, err);
+		fail_answer(ch, 502, msg);
+		return 1;
+	}
+	learn_identity(ch, ev->data, ev->len);
+	px_metrics_inc(PX_C_TOKENS_RELAYED, ch->chunk_tokens);
+	if (gd_pipeline_holding(ch->pipe)) {
+		if (evbuffer_get_length(ch->held) + ev->len > ch->s->opts.max_held_bytes) {
+			fail_answer(ch, 502, "a tool call exceeds proxy.max_held_bytes while held");
+			return 1;
+		}
+		px_emit_frame(ch->held, ev->data, ev->len);
+	} else {
+		if (evbuffer_get_length(ch->held) && ch->conn)
+			px_http_stream_write_buf(ch->conn, ch->held);
+		px_emit_frame(ch->out, ev->data, ev->len);
+		flush_out(ch);
+		px_metrics_inc(PX_C_CHUNKS_RELAYED, 1);
+	}
+	arm_watchdog(ch);
+	check_backpressure(ch);
+	px_metrics_observe(PX_H_CHUNK_US, (double)(px_now_us() - t0));
+	return 0;
+}
+
+/* ---- upstream callbacks ---- */
+
+static void up_head(void *arg, int status, const char *ctype)
+{
+	(void)ctype;
+	struct px_chat *ch = arg;
+	ch->up_status = status;
+	if (status != 200) {
+		px_metrics_upstream_error(PX_UPE_STATUS);
+		ch->state = CH_COLLECT;
+		return;
+	}
+	if (ch->stream) {
+		ch->state = CH_STREAM;
+		start_client_stream(ch);
+		flush_out(ch);
+	} else {
+		ch->state = CH_COLLECT;
+	}
+}
+
+static void relay_error_body(struct px_chat *ch)
+{
+	size_t n = evbuffer_get_length(ch->body);
+	const char *b = n ? (const char *)evbuffer_pullup(ch->body, -1) : "";
+	char msg[512];
+	/* A JSON body with a top-level "error" is already OpenAI-style: keep it. */
+	bool json_error = false;
+	if (n && n < ERROR_BODY_MAX) {
+		char *copy = malloc(n + 1);
+		if (copy) {
+			memcpy(copy, b, n);
+			copy[n] = '\0';
+			yajl_val root = yajl_tree_parse(copy, NULL, 0);
+			const char *path[] = {"error", NULL};
+			json_error = root && YAJL_IS_OBJECT(root) && yajl_tree_get(root, path, yajl_t_any);
+			yajl_tree_free(root);
+			free(copy);
+		}
+	}
+	int status = ch->up_status >= 400 ? ch->up_status : 502;
+	snprintf(msg, sizeof(msg), "upstream returned HTTP %d", ch->up_status);
+	log_req(ch, "%s", msg);
+	record_end(ch, NULL, msg);
+	if (ch->stream && ch->started) {
+		if (json_error) {
+			flush_out(ch);
+			px_emit_frame(ch->out, b, n);
+		} else {
+			snprintf(msg, sizeof(msg), "upstream returned HTTP %d: %.*s", ch->up_status,
+			         (int)(n < 300 ? n : 300), b);
+			px_emit_error_event(ch->out, status, msg);
+		}
+		end_stream(ch);
+		return;
+	}
+	if (json_error) {
+		reply(ch, status, ch->body);
+		return;
+	}
+	snprintf(msg, sizeof(msg), "upstream returned HTTP %d: %.*s", ch->up_status,
+	         (int)(n < 300 ? n : 300), b);
+	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
+	px_emit_error(ch->out, status, msg);
+	reply(ch, status, ch->out);
+}
+
+/* The non-stream answer is complete: run the guards over it. */
+static void finish_nonstream(struct px_chat *ch)
+{
+	size_t n = evbuffer_get_length(ch->body);
+	evbuffer_add(ch->body, "", 1);
+	const char *b = (const char *)evbuffer_pullup(ch->body, -1);
+	char err[256];
+	enum px_chunk_status st = px_chunk_body(ch->conv, b, n, on_gd_event, ch, err, sizeof(err));
+	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
+	if (ch->chunk_trip && gd_pipeline_trip(ch->pipe)) {
+		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
+		struct px_cut cut = {ch->fed_text, ch->fed_reasoning, ch->calls_done};
+		if (trip.stream == GD_STREAM_TEXT && trip.cut < cut.text_bytes)
+			cut.text_bytes = (size_t)trip.cut;
+		if (trip.stream == GD_STREAM_REASONING && trip.cut < cut.reasoning_bytes)
+			cut.reasoning_bytes = (size_t)trip.cut;
+		if (trip.stream == GD_STREAM_TOOLS && trip.cut < cut.tool_calls)
+			cut.tool_calls = (size_t)trip.cut;
+		px_metrics_trip(trip.guard);
+		log_req(ch, "trip: guard %s: %s", trip.guard, trip.detail);
+		record_end(ch, &trip, NULL);
+		if (px_emit_truncated_body(ch->out, b, n, &cut, &trip) != 0)
+			px_emit_notice_body(ch->out, &ch->aid, "", "length", &trip);
+		reply(ch, 200, ch->out);
+		return;
+	}
+	if (st == PX_CHUNK_EUPSTREAM) {
+		px_metrics_upstream_error(PX_UPE_STREAM);
+		record_end(ch, NULL, err);
+		evbuffer_drain(ch->body, 1);
+		evbuffer_add_buffer(ch->out, ch->body);
+		reply(ch, 502, ch->out);
+		return;
+	}
+	if (st != PX_CHUNK_OK) {
+		px_metrics_upstream_error(PX_UPE_PROTOCOL);
+		char msg[400];
+		snprintf(msg, sizeof(msg), "the upstream sent an invalid answer: %s", err);
+		fail_answer(ch, 502, msg);
+		return;
+	}
+	record_end(ch, NULL, NULL);
+	struct px_chunk_info info;
+	px_chunk_info(ch->conv, &info);
+	px_metrics_inc(PX_C_TOKENS_RELAYED, ch->chunk_tokens);
+	/* Healthy: the upstream's bytes, unchanged. */
+	evbuffer_add_reference(ch->out, b, n, NULL, NULL);
+	reply(ch, 200, ch->out);
+}
+
+static void up_body(void *arg, const char *data, size_t len)
+{
+	struct px_chat *ch = arg;
+	if (ch->up_status == 200)
+		px_record_write(ch->rec, data, len);
+	if (ch->state == CH_STREAM) {
+		char err[256];
+		enum px_sse_status st = px_sse_feed(ch->sse, data, len, on_sse, ch, err, sizeof(err));
+		if (st == PX_SSE_ETOOBIG && ch->state == CH_STREAM) {
+			px_metrics_upstream_error(PX_UPE_PROTOCOL);
+			char msg[400];
+			snprintf(msg, sizeof(msg), "the upstream sent an event larger than proxy.max_event_bytes: %s", err);
+			fail_answer(ch, 502, msg);
+		}
+	} else if (ch->state == CH_COLLECT) {
+		uint64_t cap = ch->up_status == 200 ? ch->s->opts.max_response_bytes : ERROR_BODY_MAX;
+		size_t have = evbuffer_get_length(ch->body);
+		if (have + len > cap) {
+			if (ch->up_status == 200) {
+				fail_answer(ch, 502, "the upstream's answer exceeds proxy.max_response_bytes");
+			} else {
+				evbuffer_add(ch->body, data, (size_t)(cap - have));
+				relay_error_body(ch);
+			}
+		} else {
+			evbuffer_add(ch->body, data, len);
+			gd_pipeline_touch(ch->pipe, now_ms());
+			arm_watchdog(ch);
+		}
+	}
+	if (ch->state == CH_DONE)
+		chat_free(ch);
+}
+
+static void up_end(void *arg)
+{
+	struct px_chat *ch = arg;
+	px_upstream_free(ch->up);
+	ch->up = NULL;
+	if (ch->state == CH_STREAM) {
+		char err[256];
+		enum px_sse_status st = px_sse_finish(ch->sse, on_sse, ch, err, sizeof(err));
+		(void)st;
+		if (ch->state == CH_STREAM) {
+			struct px_chunk_info info;
+			px_chunk_info(ch->conv, &info);
+			if (info.finished) {
+				/* Some servers omit [DONE]: the answer did finish. */
+				flush_out(ch);
+				if (evbuffer_get_length(ch->held) && ch->conn)
+					px_http_stream_write_buf(ch->conn, ch->held);
+				record_end(ch, NULL, NULL);
+				end_stream(ch);
+			} else {
+				px_metrics_upstream_error(ch->n_events ? PX_UPE_RESET : PX_UPE_PROTOCOL);
+				fail_answer(ch, 502, ch->n_events
+				                         ? "the upstream ended the stream before the answer finished"
+				                         : "the upstream sent no server-sent events (not an SSE stream)");
+			}
+		}
+	} else if (ch->state == CH_COLLECT) {
+		if (ch->up_status != 200)
+			relay_error_body(ch);
+		else
+			finish_nonstream(ch);
+	}
+	if (ch->state == CH_DONE)
+		chat_free(ch);
+}
+
+static void up_error(void *arg, enum px_up_error e, const char *detail)
+{
+	struct px_chat *ch = arg;
+	px_upstream_free(ch->up);
+	ch->up = NULL;
+	char msg[512];
+	if (ch->state == CH_CONNECTING) {
+		px_metrics_upstream_error(e == PX_UP_CONNECT ? PX_UPE_CONNECT : PX_UPE_PROTOCOL);
+		snprintf(msg, sizeof(msg), "%s: %s", px_up_strerror(e), detail);
+		fail_answer(ch, 502, msg);
+	} else if (ch->state == CH_STREAM || ch->state == CH_COLLECT) {
+		if (ch->state == CH_STREAM) {
+			char err[256];
+			enum px_sse_status st = px_sse_finish(ch->sse, on_sse, ch, err, sizeof(err));
+			(void)st;
+		}
+		if (ch->state != CH_DONE) {
+			px_metrics_upstream_error(e == PX_UP_PROTOCOL ? PX_UPE_PROTOCOL : PX_UPE_RESET);
+			snprintf(msg, sizeof(msg), "%s: %s", px_up_strerror(e), detail);
+			fail_answer(ch, 502, msg);
+		}
+	}
+	if (ch->state == CH_DONE)
+		chat_free(ch);
+}
+
+/* ---- client callbacks ---- */
+
+static void client_gone(struct px_http_conn *c, void *arg)
+{
+	(void)c;
+	struct px_chat *ch = arg;
+	ch->conn = NULL;
+	px_metrics_inc(PX_C_CLIENT_GONE, 1);
+	log_req(ch, "client disconnected");
+	record_end(ch, NULL, "client disconnected");
+	chat_free(ch); /* closes the upstream connection now */
+}
+
+static void client_drained(struct px_http_conn *c, void *arg)
+{
+	(void)c;
+	struct px_chat *ch = arg;
+	if (ch->paused && ch->up) {
+		ch->paused = false;
+		px_upstream_pause(ch->up, false);
+		/* Resuming may deliver buffered events and end the answer. */
+		if (ch->state == CH_DONE)
+			chat_free(ch);
+	}
+}
+
+/* ---- the request ---- */
+
+static void simple_error(struct px_http_conn *c, int status, const char *msg)
+{
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		px_http_reply(c, 500, "application/json", "{}", 2, NULL);
+		return;
+	}
+	px_emit_error(b, status, msg);
+	size_t n = evbuffer_get_length(b);
+	px_http_reply(c, status, "application/json", (const char *)evbuffer_pullup(b, -1), n, NULL);
+	evbuffer_free(b);
+	if (status >= 400 && status < 500)
+		px_metrics_inc(PX_C_BAD_REQUESTS, 1);
+}
+
+/* The history already proves a loop: answer without calling the upstream. */
+static void history_answer(struct px_server *s, struct px_http_conn *c, bool stream,
+                           const char *model, const struct gd_trip *trip, uint64_t id)
+{
+	struct px_answer_id aid = {{0}, {0}, (int64_t)time(NULL)};
+	snprintf(aid.id, sizeof(aid.id), "chatcmpl-loopwarden-%" PRIu64, id);
+	snprintf(aid.model, sizeof(aid.model), "%s", model);
+	char text[512];
+	bool as_trip = s->opts.history_action == PX_HISTORY_TRIP;
+	px_notice_text(text, sizeof(text), trip);
+	px_metrics_inc(PX_C_HISTORY_STOPS, 1);
+	px_metrics_trip(trip->guard);
+	if (!s->opts.quiet)
+		fprintf(stderr, "loopwarden: req %" PRIu64 ": history check: guard %s: %s\n", id,
+		        trip->guard, trip->detail);
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		simple_error(c, 500, "out of memory");
+		return;
+	}
+	if (stream) {
+		if (as_trip) {
+			px_emit_trip_chunk(b, &aid, trip);
+			px_emit_done(b);
+		} else
+			px_emit_notice_stream(b, &aid, text, "stop", trip);
+		px_http_stream_start(c, 200, "text/event-stream");
+		px_http_stream_write_buf(c, b);
+		px_http_stream_end(c);
+	} else {
+		px_emit_notice_body(b, &aid, as_trip ? "" : text, as_trip ? "length" : "stop", trip);
+		size_t n = evbuffer_get_length(b);
+		px_http_reply(c, 200, "application/json", (const char *)evbuffer_pullup(b, -1), n, NULL);
+	}
+	evbuffer_free(b);
+}
+
+void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req)
+{
+	char err[256];
+	if (!s->target) {
+		simple_error(c, 503, "loopwarden has no upstream: start it with --upstream URL");
+		return;
+	}
+	yajl_val root = yajl_tree_parse(req->body, err, sizeof(err));
+	if (!root) {
+		char msg[400];
+		/* yajl's message spans lines: keep the first. */
+		err[strcspn(err, "\n")] = '\0';
+		snprintf(msg, sizeof(msg), "request body is not valid JSON: %s", err);
+		simple_error(c, 400, msg);
+		return;
+	}
+	const char *p_messages[] = {"messages", NULL};
+	const char *p_stream[] = {"stream", NULL};
+	const char *p_model[] = {"model", NULL};
+	yajl_val messages = YAJL_IS_OBJECT(root) ? yajl_tree_get(root, p_messages, yajl_t_any) : NULL;
+	yajl_val vstream = YAJL_IS_OBJECT(root) ? yajl_tree_get(root, p_stream, yajl_t_any) : NULL;
+	yajl_val vmodel = YAJL_IS_OBJECT(root) ? yajl_tree_get(root, p_model, yajl_t_any) : NULL;
+	const char *bad = NULL;
+	if (!YAJL_IS_OBJECT(root))
+		bad = "request body must be a JSON object";
+	else if (!messages || !YAJL_IS_ARRAY(messages))
+		bad = "'messages' must be an array";
+	else if (messages->u.array.len == 0)
+		bad = "'messages' must not be empty";
+	else if (vstream && !YAJL_IS_TRUE(vstream) && !YAJL_IS_FALSE(vstream) && !YAJL_IS_NULL(vstream))
+		bad = "'stream' must be a boolean";
+	else if (vmodel && !YAJL_IS_STRING(vmodel))
+		bad = "'model' must be a string";
+	bool stream = vstream && YAJL_IS_TRUE(vstream);
+	char model[128] = "";
+	if (vmodel && YAJL_IS_STRING(vmodel))
+		snprintf(model, sizeof(model), "%s", YAJL_GET_STRING(vmodel));
+	yajl_tree_free(root);
+	if (bad) {
+		simple_error(c, 400, bad);
+		return;
+	}
+	px_metrics_inc(stream ? PX_C_CHAT_STREAM : PX_C_CHAT_NONSTREAM, 1);
+	if (s->active_streams >= s->opts.max_streams) {
+		simple_error(c, 503, "loopwarden is at proxy.max_streams: retry later");
+		return;
+	}
+	struct gd_history *hist = gd_history_parse(s->policy, req->body, req->body_len, err, sizeof(err));
+	if (!hist) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "cannot read the conversation: %s", err);
+		simple_error(c, 400, msg);
+		return;
+	}
+	struct gd_trip htrip;
+	memset(&htrip, 0, sizeof(htrip));
+	if (s->opts.history_action != PX_HISTORY_OFF && gd_history_check(hist, &htrip)) {
+		history_answer(s, c, stream, model, &htrip, req->id);
+		gd_history_free(hist);
+		return;
+	}
+
+	struct px_chat *ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		gd_history_free(hist);
+		simple_error(c, 500, "out of memory");
+		return;
+	}
+	ch->s = s;
+	ch->conn = c;
+	ch->req = req;
+	ch->id = req->id;
+	ch->stream = stream;
+	ch->hist = hist;
+	ch->t_start_us = px_now_us();
+	snprintf(ch->aid.id, sizeof(ch->aid.id), "chatcmpl-loopwarden-%" PRIu64, ch->id);
+	snprintf(ch->aid.model, sizeof(ch->aid.model), "%s", model);
+	ch->aid.created = (int64_t)time(NULL);
+	ch->next = s->chats;
+	if (s->chats)
+		s->chats->prev = ch;
+	s->chats = ch;
+	s->active_streams++;
+	ch->pipe = gd_pipeline_new(s->policy, hist);
+	ch->sse = px_sse_new(PX_SSE_MODE_STREAM, (size_t)s->opts.max_event_bytes);
+	ch->conv = px_chunk_new((size_t)s->opts.max_event_bytes);
+	ch->held = evbuffer_new();
+	ch->out = evbuffer_new();
+	ch->body = evbuffer_new();
+	ch->wd_timer = evtimer_new(s->base, watchdog_cb, ch);
+	ch->ka_timer = stream ? evtimer_new(s->base, keepalive_cb, ch) : NULL;
+	if (!ch->pipe || !ch->sse || !ch->conv || !ch->held || !ch->out || !ch->body ||
+	    !ch->wd_timer || (stream && !ch->ka_timer)) {
+		ch->conn = NULL;
+		chat_free(ch);
+		simple_error(c, 500, "out of memory");
+		return;
+	}
+	if (s->opts.record_dir[0]) {
+		ch->rec = px_record_open(s->opts.record_dir, ch->id, stream, req->body, req->body_len,
+		                         err, sizeof(err));
+		if (!ch->rec && !s->record_warned) {
+			fprintf(stderr, "loopwarden: recording disabled for this request: %s\n", err);
+			s->record_warned = true;
+		}
+	}
+	px_http_conn_watch(c, client_gone, client_drained, ch);
+	char auth[PX_HTTP_AUTH_MAX + 16];
+	if (s->opts.upstream_key[0])
+		snprintf(auth, sizeof(auth), "Bearer %s", s->opts.upstream_key);
+	else
+		snprintf(auth, sizeof(auth), "%s", req->authorization);
+	static const struct px_upstream_cbs cbs = {up_head, up_body, up_end, up_error};
+	ch->up = px_upstream_start(s->base, s->target, "POST", "/v1/chat/completions", auth,
+	                           req->body, req->body_len, (size_t)s->opts.max_header_bytes,
+	                           s->opts.connect_timeout_ms, &cbs, ch, err, sizeof(err));
+	if (!ch->up) {
+		char msg[400];
+		px_metrics_upstream_error(PX_UPE_CONNECT);
+		snprintf(msg, sizeof(msg), "cannot connect to the upstream: %s", err);
+		fail_answer(ch, 502, msg);
+		chat_free(ch);
+		return;
+	}
+	gd_pipeline_start(ch->pipe, now_ms());
+	arm_watchdog(ch);
+	if (ch->ka_timer)
+		arm_keepalive(ch);
+}
+
+void px_chat_cancel_all(struct px_server *s)
+{
+	while (s->chats) {
+		struct px_chat *ch = s->chats;
+		cancel_upstream(ch);
+		if (ch->conn) {
+			px_http_conn_watch(ch->conn, NULL, NULL, NULL);
+			if (ch->stream && ch->started) {
+				px_emit_error_event(ch->out, 503, "loopwarden is shutting down");
+				end_stream(ch);
+			} else {
+				fail_answer(ch, 503, "loopwarden is shutting down");
+			}
+		}
+		chat_free(ch);
+	}
+}

@@ -1,0 +1,303 @@
+/* OpenAI-format output written by loopwarden itself. */
+#include "proxy/emit.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+void px_json_string(struct evbuffer *out, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	evbuffer_add(out, "\"", 1);
+	size_t run = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch >= 0x20 && ch != '"' && ch != '\\')
+			continue;
+		evbuffer_add(out, s + run, i - run);
+		run = i + 1;
+		char esc[7] = {'\\', 0};
+		size_t n = 2;
+		switch (ch) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		default:
+			esc[1] = 'u';
+			esc[2] = '0';
+			esc[3] = '0';
+			esc[4] = hex[ch >> 4];
+			esc[5] = hex[ch & 15];
+			n = 6;
+		}
+		evbuffer_add(out, esc, n);
+	}
+	evbuffer_add(out, s + run, len - run);
+	evbuffer_add(out, "\"", 1);
+}
+
+static void json_cstr(struct evbuffer *out, const char *s)
+{
+	px_json_string(out, s, strlen(s));
+}
+
+const char *px_error_type(int status)
+{
+	switch (status) {
+	case 400: case 411: case 413: case 422: return "invalid_request_error";
+	case 401: return "authentication_error";
+	case 403: return "permission_error";
+	case 404: return "not_found_error";
+	case 405: return "invalid_request_error";
+	case 429: return "rate_limit_error";
+	case 501: return "not_supported_error";
+	case 503: return "unavailable_error";
+	default: return status >= 500 ? "server_error" : "invalid_request_error";
+	}
+}
+
+void px_emit_error(struct evbuffer *out, int status, const char *msg)
+{
+	evbuffer_add_printf(out, "{\"error\":{\"message\":");
+	json_cstr(out, msg);
+	evbuffer_add_printf(out, ",\"type\":\"%s\",\"code\":%d}}", px_error_type(status), status);
+}
+
+void px_emit_error_event(struct evbuffer *out, int status, const char *msg)
+{
+	evbuffer_add(out, "data: ", 6);
+	px_emit_error(out, status, msg);
+	evbuffer_add(out, "\n\n", 2);
+}
+
+void px_emit_frame(struct evbuffer *out, const char *json, size_t len)
+{
+	evbuffer_add(out, "data: ", 6);
+	evbuffer_add(out, json, len);
+	evbuffer_add(out, "\n\n", 2);
+}
+
+void px_emit_done(struct evbuffer *out)
+{
+	evbuffer_add(out, "data: [DONE]\n\n", 14);
+}
+
+static void chunk_head(struct evbuffer *out, const struct px_answer_id *a)
+{
+	evbuffer_add_printf(out, "{\"id\":");
+	json_cstr(out, a->id);
+	evbuffer_add_printf(out, ",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64 ",\"model\":",
+	                    a->created);
+	json_cstr(out, a->model);
+}
+
+static void loopwarden_obj(struct evbuffer *out, const struct gd_trip *trip)
+{
+	evbuffer_add_printf(out, "\"loopwarden\":{\"guard\":");
+	json_cstr(out, trip->guard);
+	evbuffer_add_printf(out, ",\"detail\":");
+	json_cstr(out, trip->detail);
+	evbuffer_add(out, "}", 1);
+}
+
+void px_emit_trip_chunk(struct evbuffer *out, const struct px_answer_id *a,
+                        const struct gd_trip *trip)
+{
+	evbuffer_add(out, "data: ", 6);
+	chunk_head(out, a);
+	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\","
+	                         "\"logprobs\":null}],");
+	loopwarden_obj(out, trip);
+	evbuffer_add(out, "}\n\n", 3);
+}
+
+void px_emit_notice_stream(struct evbuffer *out, const struct px_answer_id *a,
+                           const char *content, const char *finish,
+                           const struct gd_trip *trip)
+{
+	evbuffer_add(out, "data: ", 6);
+	chunk_head(out, a);
+	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":");
+	json_cstr(out, content);
+	evbuffer_add_printf(out, "},\"finish_reason\":null,\"logprobs\":null}]}\n\n");
+	evbuffer_add(out, "data: ", 6);
+	chunk_head(out, a);
+	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"%s\","
+	                         "\"logprobs\":null}],", finish);
+	loopwarden_obj(out, trip);
+	evbuffer_add(out, "}\n\n", 3);
+	px_emit_done(out);
+}
+
+void px_emit_notice_body(struct evbuffer *out, const struct px_answer_id *a,
+                         const char *content, const char *finish,
+                         const struct gd_trip *trip)
+{
+	evbuffer_add_printf(out, "{\"id\":");
+	json_cstr(out, a->id);
+	evbuffer_add_printf(out, ",\"object\":\"chat.completion\",\"created\":%" PRId64 ",\"model\":",
+	                    a->created);
+	json_cstr(out, a->model);
+	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+	json_cstr(out, content);
+	evbuffer_add_printf(out, "},\"finish_reason\":\"%s\",\"logprobs\":null}],"
+	                         "\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,\"total_tokens\":0},",
+	                    finish);
+	loopwarden_obj(out, trip);
+	evbuffer_add(out, "}", 1);
+}
+
+void px_notice_text(char *buf, size_t buflen, const struct gd_trip *trip)
+{
+	snprintf(buf, buflen,
+	         "[loopwarden] This request was not sent to the model: the conversation is "
+	         "already in a loop (guard \"%s\": %s). Change the approach instead of repeating "
+	         "the same step.", trip->guard, trip->detail);
+}
+
+/* ---- truncating a non-streaming answer ---- */
+
+static size_t utf8_floor(const char *s, size_t n, size_t cut)
+{
+	if (cut >= n)
+		return n;
+	while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+		cut--;
+	return cut;
+}
+
+enum node_role { R_PLAIN = 0, R_CHOICE0, R_MESSAGE, R_TOP };
+
+static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct px_cut *cut,
+                      const struct gd_trip *trip);
+
+static void gen_str(yajl_gen g, const char *s)
+{
+	yajl_gen_string(g, (const unsigned char *)s, strlen(s));
+}
+
+static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct px_cut *cut,
+                       const struct gd_trip *trip)
+{
+	yajl_gen_map_open(g);
+	for (size_t i = 0; i < v->u.object.len; i++) {
+		const char *k = v->u.object.keys[i];
+		yajl_val c = v->u.object.values[i];
+		if (role == R_TOP && strcmp(k, "loopwarden") == 0)
+			continue;
+		if (role == R_CHOICE0 && strcmp(k, "finish_reason") == 0) {
+			gen_str(g, k);
+			gen_str(g, "length");
+			continue;
+		}
+		if (role == R_MESSAGE && (strcmp(k, "content") == 0 || strcmp(k, "reasoning_content") == 0 ||
+		                          strcmp(k, "reasoning") == 0) && YAJL_IS_STRING(c)) {
+			const char *s = YAJL_GET_STRING(c);
+			size_t n = strlen(s);
+			size_t keep = strcmp(k, "content") == 0 ? cut->text_bytes : cut->reasoning_bytes;
+			gen_str(g, k);
+			yajl_gen_string(g, (const unsigned char *)s, utf8_floor(s, n, keep));
+			continue;
+		}
+		if (role == R_MESSAGE && strcmp(k, "tool_calls") == 0 && YAJL_IS_ARRAY(c)) {
+			size_t n = c->u.array.len < cut->tool_calls ? c->u.array.len : cut->tool_calls;
+			if (n == 0)
+				continue;
+			gen_str(g, k);
+			yajl_gen_array_open(g);
+			for (size_t j = 0; j < n; j++)
+				gen_value(g, c->u.array.values[j], R_PLAIN, cut, trip);
+			yajl_gen_array_close(g);
+			continue;
+		}
+		gen_str(g, k);
+		enum node_role sub = R_PLAIN;
+		if (role == R_CHOICE0 && strcmp(k, "message") == 0)
+			sub = R_MESSAGE;
+		if (role == R_TOP && strcmp(k, "choices") == 0 && YAJL_IS_ARRAY(c)) {
+			yajl_gen_array_open(g);
+			for (size_t j = 0; j < c->u.array.len; j++)
+				gen_value(g, c->u.array.values[j], j == 0 ? R_CHOICE0 : R_PLAIN, cut, trip);
+			yajl_gen_array_close(g);
+			continue;
+		}
+		gen_value(g, c, sub, cut, trip);
+	}
+	if (role == R_TOP) {
+		gen_str(g, "loopwarden");
+		yajl_gen_map_open(g);
+		gen_str(g, "guard");
+		gen_str(g, trip->guard);
+		gen_str(g, "detail");
+		gen_str(g, trip->detail);
+		yajl_gen_map_close(g);
+	}
+	yajl_gen_map_close(g);
+}
+
+static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct px_cut *cut,
+                      const struct gd_trip *trip)
+{
+	if (!v) {
+		yajl_gen_null(g);
+		return;
+	}
+	switch (v->type) {
+	case yajl_t_string:
+		gen_str(g, v->u.string);
+		break;
+	case yajl_t_number:
+		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+		break;
+	case yajl_t_object:
+		gen_object(g, v, role, cut, trip);
+		break;
+	case yajl_t_array:
+		yajl_gen_array_open(g);
+		for (size_t j = 0; j < v->u.array.len; j++)
+			gen_value(g, v->u.array.values[j], R_PLAIN, cut, trip);
+		yajl_gen_array_close(g);
+		break;
+	case yajl_t_true:
+		yajl_gen_bool(g, 1);
+		break;
+	case yajl_t_false:
+		yajl_gen_bool(g, 0);
+		break;
+	default:
+		yajl_gen_null(g);
+	}
+}
+
+int px_emit_truncated_body(struct evbuffer *out, const char *body, size_t len,
+                           const struct px_cut *cut, const struct gd_trip *trip)
+{
+	(void)len; /* <body> is NUL-terminated by the caller */
+	char err[128];
+	yajl_val root = yajl_tree_parse(body, err, sizeof(err));
+	if (!root || !YAJL_IS_OBJECT(root)) {
+		yajl_tree_free(root);
+		return -1;
+	}
+	yajl_gen g = yajl_gen_alloc(NULL);
+	if (!g) {
+		yajl_tree_free(root);
+		return -1;
+	}
+	gen_value(g, root, R_TOP, cut, trip);
+	const unsigned char *buf;
+	size_t blen;
+	yajl_gen_get_buf(g, &buf, &blen);
+	evbuffer_add(out, buf, blen);
+	yajl_gen_free(g);
+	yajl_tree_free(root);
+	return 0;
+}

@@ -1,0 +1,74 @@
+/* The proxy's settings: every proxy.* key with its default and cap lives in
+ * one table (options.c); guards.* and watchdog.* keys go to the guard config.
+ * Filled from the command line, a YAML file and --set overrides. */
+#ifndef LW_PROXY_OPTIONS_H
+#define LW_PROXY_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guards/config.h"
+
+#define PX_HOST_MAX 256
+#define PX_PATH_MAX 1024
+#define PX_KEY_MAX 512
+
+enum px_history_action {
+	PX_HISTORY_MESSAGE = 0, /* answer with a short assistant message, finish_reason "stop" */
+	PX_HISTORY_TRIP,        /* answer like a trip: finish_reason "length" + loopwarden object */
+	PX_HISTORY_OFF,         /* do not check the history before forwarding */
+	PX_HISTORY_COUNT
+};
+
+/* An http:// or https:// base URL, split. <prefix> never ends in '/'. */
+struct px_url {
+	bool tls;
+	char host[PX_HOST_MAX];
+	uint16_t port;
+	char prefix[PX_PATH_MAX];
+};
+
+struct px_options {
+	char listen_host[PX_HOST_MAX];
+	uint16_t listen_port; /* 0: any free port (printed at start) */
+	struct px_url upstream;
+	bool have_upstream;
+	char upstream_key[PX_KEY_MAX]; /* empty: relay the client's Authorization */
+	char record_dir[PX_PATH_MAX];  /* empty: no recording */
+	enum px_history_action history_action;
+
+	/* caps and timers, see the table in options.c */
+	uint64_t max_body_bytes;
+	uint64_t max_header_bytes;
+	uint64_t max_event_bytes;
+	uint64_t max_response_bytes;
+	uint64_t max_held_bytes;
+	uint64_t client_highwater_bytes;
+	uint64_t keepalive_ms;
+	uint64_t connect_timeout_ms;
+	uint64_t max_streams;
+	uint64_t max_connections;
+	uint64_t client_idle_timeout_ms;
+	bool quiet; /* no per-request log lines */
+};
+
+void px_options_defaults(struct px_options *o, struct gd_config *gcfg);
+
+/* Sets one key: proxy.* here, anything else through gd_config_set into
+ * <gcfg>. Returns 0, or -1 with <err> naming the key and why. */
+int px_options_set(struct px_options *o, struct gd_config *gcfg,
+                   const char *key, const char *value, char *err, size_t errlen);
+
+/* Parses "http://host[:port][/prefix]" or "https://…". Returns 0 or -1 + <err>. */
+int px_url_parse(struct px_url *u, const char *text, char *err, size_t errlen);
+
+/* Parses "ADDR:PORT" (or "[v6]:PORT", or ":PORT" for 127.0.0.1). */
+int px_listen_parse(char *host, size_t hostlen, uint16_t *port, const char *text,
+                    char *err, size_t errlen);
+
+/* Prints every proxy key with its default and range (for --help). */
+void px_options_print_keys(void (*fn)(const char *key, const char *value,
+                                      const char *help, void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,303 @@
+/* Routing and the small endpoints: GET /v1/models (relayed), GET /health,
+ * GET /metrics. Chat completions live in chat.c. */
+#include "proxy/server.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "proxy/emit.h"
+#include "proxy/metrics.h"
+#include "proxy/server_int.h"
+
+#define RELAY_BODY_MAX (4 * 1024 * 1024)
+#define RELAY_TIMEOUT_MS 10000
+#define HEALTH_TIMEOUT_MS 3000
+
+/* A GET relayed to the upstream (models) or probed (health). */
+struct px_relay {
+	struct px_server *s;
+	struct px_relay *prev, *next;
+	struct px_http_conn *conn;
+	struct px_upstream *up;
+	struct evbuffer *body;
+	struct event *timer;
+	bool health;
+	int status;
+	char ctype[128];
+};
+
+static void relay_free(struct px_relay *r)
+{
+	struct px_server *s = r->s;
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		s->relays = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	if (r->conn)
+		px_http_conn_watch(r->conn, NULL, NULL, NULL);
+	px_upstream_free(r->up);
+	if (r->timer)
+		event_free(r->timer);
+	if (r->body)
+		evbuffer_free(r->body);
+	free(r);
+}
+
+static void reply_json(struct px_http_conn *c, int status, struct evbuffer *b)
+{
+	size_t n = evbuffer_get_length(b);
+	px_http_reply(c, status, "application/json", (const char *)evbuffer_pullup(b, -1), n, NULL);
+}
+
+static void reply_error(struct px_http_conn *c, int status, const char *msg)
+{
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		px_http_reply(c, 500, "application/json", "{}", 2, NULL);
+		return;
+	}
+	px_emit_error(b, status, msg);
+	reply_json(c, status, b);
+	evbuffer_free(b);
+	if (status >= 400 && status < 500)
+		px_metrics_inc(PX_C_BAD_REQUESTS, 1);
+}
+
+/* Ends relay <r> with the upstream's answer (<ok>) or an error. */
+static void relay_finish(struct px_relay *r, bool ok, const char *detail)
+{
+	px_upstream_free(r->up);
+	r->up = NULL;
+	if (r->conn) {
+		struct px_http_conn *c = r->conn;
+		px_http_conn_watch(c, NULL, NULL, NULL);
+		r->conn = NULL;
+		if (r->health) {
+			struct evbuffer *b = evbuffer_new();
+			if (b) {
+				evbuffer_add_printf(b, "{\"status\":\"ok\",\"upstream\":{\"reachable\":%s",
+				                    ok ? "true" : "false");
+				if (ok)
+					evbuffer_add_printf(b, ",\"status\":%d", r->status);
+				else {
+					evbuffer_add_printf(b, ",\"error\":");
+					px_json_string(b, detail, strlen(detail));
+				}
+				evbuffer_add_printf(b, "},\"active_streams\":%" PRIu64 "}", r->s->active_streams);
+				reply_json(c, 200, b);
+				evbuffer_free(b);
+			} else {
+				px_http_reply(c, 500, "application/json", "{}", 2, NULL);
+			}
+		} else if (ok) {
+			size_t n = evbuffer_get_length(r->body);
+			px_http_reply(c, r->status, r->ctype[0] ? r->ctype : "application/json",
+			              (const char *)evbuffer_pullup(r->body, -1), n, NULL);
+		} else {
+			px_metrics_upstream_error(PX_UPE_CONNECT);
+			char msg[400];
+			snprintf(msg, sizeof(msg), "upstream: %s", detail);
+			reply_error(c, 502, msg);
+		}
+	}
+	relay_free(r);
+}
+
+static void relay_head(void *arg, int status, const char *ctype)
+{
+	struct px_relay *r = arg;
+	r->status = status;
+	snprintf(r->ctype, sizeof(r->ctype), "%s", ctype);
+}
+
+static void relay_body(void *arg, const char *data, size_t len)
+{
+	struct px_relay *r = arg;
+	if (evbuffer_get_length(r->body) + len > RELAY_BODY_MAX) {
+		relay_finish(r, false, "answer too large");
+		return;
+	}
+	evbuffer_add(r->body, data, len);
+}
+
+static void relay_end(void *arg)
+{
+	relay_finish(arg, true, NULL);
+}
+
+static void relay_error(void *arg, enum px_up_error e, const char *detail)
+{
+	char msg[400];
+	snprintf(msg, sizeof(msg), "%s: %s", px_up_strerror(e), detail);
+	relay_finish(arg, false, msg);
+}
+
+static void relay_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	relay_finish(arg, false, "timed out");
+}
+
+static void relay_client_gone(struct px_http_conn *c, void *arg)
+{
+	(void)c;
+	struct px_relay *r = arg;
+	r->conn = NULL;
+	relay_free(r);
+}
+
+static void relay_start(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req,
+                        const char *path, bool health)
+{
+	if (!s->target) {
+		if (health) {
+			const char *b = "{\"status\":\"ok\",\"upstream\":null}";
+			px_http_reply(c, 200, "application/json", b, strlen(b), NULL);
+		} else {
+			reply_error(c, 503, "loopwarden has no upstream: start it with --upstream URL");
+		}
+		return;
+	}
+	struct px_relay *r = calloc(1, sizeof(*r));
+	if (!r) {
+		reply_error(c, 500, "out of memory");
+		return;
+	}
+	r->s = s;
+	r->conn = c;
+	r->health = health;
+	r->body = evbuffer_new();
+	r->timer = evtimer_new(s->base, relay_timeout, r);
+	r->next = s->relays;
+	if (s->relays)
+		s->relays->prev = r;
+	s->relays = r;
+	if (!r->body || !r->timer) {
+		r->conn = NULL;
+		relay_free(r);
+		reply_error(c, 500, "out of memory");
+		return;
+	}
+	px_http_conn_watch(c, relay_client_gone, NULL, r);
+	static const struct px_upstream_cbs cbs = {relay_head, relay_body, relay_end, relay_error};
+	char auth[PX_HTTP_AUTH_MAX + 16];
+	if (s->opts.upstream_key[0])
+		snprintf(auth, sizeof(auth), "Bearer %s", s->opts.upstream_key);
+	else
+		snprintf(auth, sizeof(auth), "%s", req->authorization);
+	char err[256];
+	uint64_t ms = health ? HEALTH_TIMEOUT_MS : RELAY_TIMEOUT_MS;
+	r->up = px_upstream_start(s->base, s->target, "GET", path, auth, NULL, 0,
+	                         (size_t)s->opts.max_header_bytes, ms, &cbs, r, err, sizeof(err));
+	if (!r->up) {
+		relay_finish(r, false, err);
+		return;
+	}
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	event_add(r->timer, &tv);
+}
+
+static void handle(struct px_http_conn *c, const struct px_http_req *req, void *ctx)
+{
+	struct px_server *s = ctx;
+	px_metrics_inc(PX_C_REQUESTS, 1);
+	char path[sizeof(req->path)];
+	snprintf(path, sizeof(path), "%s", req->path);
+	path[strcspn(path, "?")] = '\0';
+	bool get = strcmp(req->method, "GET") == 0;
+	bool post = strcmp(req->method, "POST") == 0;
+	if (strcmp(path, "/v1/chat/completions") == 0 || strcmp(path, "/chat/completions") == 0) {
+		if (!post) {
+			reply_error(c, 405, "use POST for /v1/chat/completions");
+			return;
+		}
+		px_chat_handle(s, c, req);
+	} else if (strcmp(path, "/v1/models") == 0 || strcmp(path, "/models") == 0) {
+		if (!get) {
+			reply_error(c, 405, "use GET for /v1/models");
+			return;
+		}
+		relay_start(s, c, req, "/v1/models", false);
+	} else if (strcmp(path, "/health") == 0) {
+		relay_start(s, c, req, "/health", true);
+	} else if (strcmp(path, "/metrics") == 0) {
+		struct evbuffer *b = evbuffer_new();
+		if (!b) {
+			reply_error(c, 500, "out of memory");
+			return;
+		}
+		px_metrics_render(b, s->active_streams, px_http_server_connections(s->http));
+		size_t n = evbuffer_get_length(b);
+		px_http_reply(c, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1), n,
+		              NULL);
+		evbuffer_free(b);
+	} else {
+		char msg[1200];
+		snprintf(msg, sizeof(msg), "no such endpoint: %s %s", req->method, path);
+		reply_error(c, 404, msg);
+	}
+}
+
+struct px_server *px_server_new(struct event_base *base, const struct px_options *opts,
+                                const struct gd_config *gcfg, char *err, size_t errlen)
+{
+	struct px_server *s = calloc(1, sizeof(*s));
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->base = base;
+	s->opts = *opts;
+	px_metrics_init();
+	s->policy = gd_policy_new(gcfg, err, errlen);
+	if (!s->policy)
+		goto fail;
+	if (opts->have_upstream) {
+		s->target = px_target_new(&opts->upstream, err, errlen);
+		if (!s->target)
+			goto fail;
+	}
+	struct px_http_limits lim = {
+		.max_header_bytes = (size_t)opts->max_header_bytes,
+		.max_body_bytes = (size_t)opts->max_body_bytes,
+		.max_connections = opts->max_connections,
+		.idle_timeout_ms = opts->client_idle_timeout_ms,
+	};
+	s->http = px_http_server_new(base, opts->listen_host, opts->listen_port, &lim, handle, s,
+	                             err, errlen);
+	if (!s->http)
+		goto fail;
+	return s;
+fail:
+	px_target_free(s->target);
+	gd_policy_free(s->policy);
+	free(s);
+	return NULL;
+}
+
+void px_server_free(struct px_server *s)
+{
+	if (!s)
+		return;
+	px_http_server_stop_accepting(s->http);
+	px_chat_cancel_all(s);
+	while (s->relays)
+		relay_free(s->relays);
+	px_http_server_free(s->http);
+	px_target_free(s->target);
+	gd_policy_free(s->policy);
+	free(s);
+}
+
+uint16_t px_server_port(const struct px_server *s)
+{
+	return px_http_server_port(s->http);
+}

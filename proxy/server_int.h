@@ -1,0 +1,33 @@
+/* State shared by the proxy's request handlers (server.c, chat.c). */
+#ifndef LW_PROXY_SERVER_INT_H
+#define LW_PROXY_SERVER_INT_H
+
+#include <stdint.h>
+
+#include "guards/pipeline.h"
+#include "proxy/http.h"
+#include "proxy/options.h"
+#include "proxy/upstream.h"
+
+struct px_chat;
+
+struct px_server {
+	struct event_base *base;
+	struct px_options opts;
+	struct gd_policy *policy;
+	struct px_target *target;
+	struct px_http_server *http;
+	uint64_t active_streams;
+	struct px_chat *chats; /* every answer in progress */
+	struct px_relay *relays;
+	bool record_warned;
+};
+
+/* POST /v1/chat/completions (chat.c). */
+void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req);
+/* Cancels every answer in progress (shutdown). */
+void px_chat_cancel_all(struct px_server *s);
+
+uint64_t px_now_us(void);
+
+#endif

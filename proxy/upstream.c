@@ -1,0 +1,485 @@
+/* HTTP/1.1 client on bufferevents (plain or OpenSSL). */
+#include "proxy/upstream.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#define CHUNK_LINE_MAX 1024
+#define SCRATCH 16384
+
+struct px_target {
+	struct px_url url;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	SSL_CTX *ssl_ctx;
+};
+
+enum up_state { UP_CONNECTING = 0, UP_HEAD, UP_BODY, UP_DONE };
+enum body_mode { BM_EOF = 0, BM_LENGTH, BM_CHUNKED };
+enum chunk_state { CH_SIZE = 0, CH_DATA, CH_DATA_END, CH_TRAILER };
+
+struct px_upstream {
+	const struct px_target *t;
+	struct bufferevent *bev;
+	struct px_upstream_cbs cbs;
+	void *ctx;
+	enum up_state state;
+	enum body_mode mode;
+	enum chunk_state ch;
+	uint64_t remaining; /* BM_LENGTH: body bytes left; CH_DATA: chunk bytes left */
+	size_t max_head;
+	bool paused;
+	int in_cb;
+	bool dead;
+};
+
+const char *px_up_strerror(enum px_up_error e)
+{
+	switch (e) {
+	case PX_UP_OK: return "ok";
+	case PX_UP_CONNECT: return "cannot connect to the upstream";
+	case PX_UP_RESET: return "the upstream closed the connection before the response ended";
+	case PX_UP_PROTOCOL: return "the upstream sent an invalid HTTP response";
+	case PX_UP_TLS: return "TLS failure towards the upstream";
+	default: return "unknown upstream error";
+	}
+}
+
+struct px_target *px_target_new(const struct px_url *url, char *err, size_t errlen)
+{
+	struct px_target *t = calloc(1, sizeof(*t));
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->url = *url;
+	struct addrinfo hints = {0}, *res = NULL;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", (unsigned)url->port);
+	int rc = getaddrinfo(url->host, port, &hints, &res);
+	if (rc != 0 || !res) {
+		snprintf(err, errlen, "upstream host '%s': %s", url->host, gai_strerror(rc));
+		free(t);
+		return NULL;
+	}
+	memcpy(&t->addr, res->ai_addr, res->ai_addrlen);
+	t->addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (url->tls) {
+		t->ssl_ctx = SSL_CTX_new(TLS_client_method());
+		if (!t->ssl_ctx) {
+			snprintf(err, errlen, "upstream TLS: cannot create a context");
+			free(t);
+			return NULL;
+		}
+		SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_default_verify_paths(t->ssl_ctx);
+	}
+	return t;
+}
+
+void px_target_free(struct px_target *t)
+{
+	if (!t)
+		return;
+	if (t->ssl_ctx)
+		SSL_CTX_free(t->ssl_ctx);
+	free(t);
+}
+
+const struct px_url *px_target_url(const struct px_target *t)
+{
+	return &t->url;
+}
+
+static void close_bev(struct px_upstream *u)
+{
+	if (u->bev) {
+		bufferevent_free(u->bev);
+		u->bev = NULL;
+	}
+}
+
+void px_upstream_free(struct px_upstream *u)
+{
+	if (!u)
+		return;
+	close_bev(u);
+	u->state = UP_DONE;
+	if (u->in_cb) {
+		u->dead = true;
+		return;
+	}
+	free(u);
+}
+
+/* Runs <u>'s error callback once; returns false when <u> is gone. */
+static bool fail(struct px_upstream *u, enum px_up_error e, const char *detail)
+{
+	close_bev(u);
+	u->state = UP_DONE;
+	u->in_cb++;
+	if (u->cbs.on_error)
+		u->cbs.on_error(u->ctx, e, detail);
+	u->in_cb--;
+	if (u->dead) {
+		free(u);
+		return false;
+	}
+	return true;
+}
+
+static bool finish(struct px_upstream *u)
+{
+	close_bev(u);
+	u->state = UP_DONE;
+	u->in_cb++;
+	if (u->cbs.on_end)
+		u->cbs.on_end(u->ctx);
+	u->in_cb--;
+	if (u->dead) {
+		free(u);
+		return false;
+	}
+	return true;
+}
+
+/* Parses the response head. Returns false when <u> is gone. */
+static bool read_head(struct px_upstream *u, struct evbuffer *in, bool *more)
+{
+	*more = false;
+	struct evbuffer_ptr p = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (p.pos < 0) {
+		if (evbuffer_get_length(in) > u->max_head)
+			return fail(u, PX_UP_PROTOCOL, "response head too large");
+		return true;
+	}
+	size_t hl = (size_t)p.pos + 4;
+	if (hl > u->max_head)
+		return fail(u, PX_UP_PROTOCOL, "response head too large");
+	char *h = malloc(hl + 1);
+	if (!h)
+		return fail(u, PX_UP_PROTOCOL, "out of memory");
+	evbuffer_remove(in, h, hl);
+	h[hl] = '\0';
+	int status = 0;
+	char ctype[128] = "";
+	bool chunked = false, have_len = false;
+	uint64_t clen = 0;
+	if (strncmp(h, "HTTP/1.", 7) != 0 || sscanf(h + 8, " %3d", &status) != 1 ||
+	    status < 100 || status > 599) {
+		free(h);
+		return fail(u, PX_UP_PROTOCOL, "not an HTTP response");
+	}
+	for (char *line = strstr(h, "\r\n"); line && line[2]; line = strstr(line + 2, "\r\n")) {
+		char *l = line + 2;
+		char *eol = strstr(l, "\r\n");
+		if (!eol || eol == l)
+			break;
+		char *colon = memchr(l, ':', (size_t)(eol - l));
+		if (!colon)
+			continue;
+		char *v = colon + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		size_t vl = (size_t)(eol - v);
+		size_t nl = (size_t)(colon - l);
+		if (nl == 14 && strncasecmp(l, "Content-Length", 14) == 0) {
+			have_len = true;
+			clen = strtoull(v, NULL, 10);
+		} else if (nl == 17 && strncasecmp(l, "Transfer-Encoding", 17) == 0) {
+			if (vl >= 7 && strncasecmp(v, "chunked", 7) == 0)
+				chunked = true;
+		} else if (nl == 12 && strncasecmp(l, "Content-Type", 12) == 0) {
+			size_t n = vl < sizeof(ctype) - 1 ? vl : sizeof(ctype) - 1;
+			memcpy(ctype, v, n);
+			ctype[n] = '\0';
+		}
+	}
+	free(h);
+	if (status >= 100 && status < 200) /* 100 Continue and friends: skip */
+		return (*more = true);
+	u->state = UP_BODY;
+	if (chunked) {
+		u->mode = BM_CHUNKED;
+		u->ch = CH_SIZE;
+	} else if (have_len) {
+		u->mode = BM_LENGTH;
+		u->remaining = clen;
+	} else {
+		u->mode = BM_EOF;
+	}
+	u->in_cb++;
+	if (u->cbs.on_head)
+		u->cbs.on_head(u->ctx, status, ctype);
+	u->in_cb--;
+	if (u->dead) {
+		free(u);
+		return false;
+	}
+	if (u->state != UP_BODY)
+		return true;
+	if (u->mode == BM_LENGTH && u->remaining == 0)
+		return finish(u);
+	*more = true;
+	return true;
+}
+
+/* Hands up to <n> bytes of <in> to on_body. Returns false when <u> is gone. */
+static bool deliver(struct px_upstream *u, struct evbuffer *in, size_t n)
+{
+	char scratch[SCRATCH];
+	while (n > 0 && !u->paused && u->state == UP_BODY) {
+		size_t k = n < sizeof(scratch) ? n : sizeof(scratch);
+		evbuffer_remove(in, scratch, k);
+		n -= k;
+		if (u->mode != BM_EOF)
+			u->remaining -= k;
+		u->in_cb++;
+		u->cbs.on_body(u->ctx, scratch, k);
+		u->in_cb--;
+		if (u->dead) {
+			free(u);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void process(struct px_upstream *u)
+{
+	bool more = true;
+	while (u->bev && !u->paused && more) {
+		struct evbuffer *in = bufferevent_get_input(u->bev);
+		size_t avail = evbuffer_get_length(in);
+		more = false;
+		if (u->state == UP_HEAD) {
+			if (!read_head(u, in, &more))
+				return;
+			continue;
+		}
+		if (u->state != UP_BODY || avail == 0)
+			return;
+		switch (u->mode) {
+		case BM_EOF:
+			if (!deliver(u, in, avail))
+				return;
+			break;
+		case BM_LENGTH: {
+			size_t n = avail < u->remaining ? avail : (size_t)u->remaining;
+			if (!deliver(u, in, n))
+				return;
+			if (u->state == UP_BODY && u->remaining == 0) {
+				finish(u);
+				return;
+			}
+			break;
+		}
+		case BM_CHUNKED:
+			if (u->ch == CH_SIZE || u->ch == CH_TRAILER) {
+				size_t ll;
+				char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
+				if (!line) {
+					if (avail > CHUNK_LINE_MAX)
+						fail(u, PX_UP_PROTOCOL, "chunk size line too long");
+					return;
+				}
+				if (u->ch == CH_TRAILER) {
+					bool empty = ll == 0;
+					free(line);
+					if (empty) {
+						finish(u);
+						return;
+					}
+					more = true;
+					break;
+				}
+				char *end;
+				errno = 0;
+				unsigned long long n = strtoull(line, &end, 16);
+				bool bad = end == line || errno || (*end && *end != ';' && *end != ' ');
+				free(line);
+				if (bad) {
+					fail(u, PX_UP_PROTOCOL, "bad chunk size");
+					return;
+				}
+				if (n == 0) {
+					u->ch = CH_TRAILER;
+				} else {
+					u->ch = CH_DATA;
+					u->remaining = n;
+				}
+				more = true;
+			} else if (u->ch == CH_DATA) {
+				size_t n = avail < u->remaining ? avail : (size_t)u->remaining;
+				if (!deliver(u, in, n))
+					return;
+				if (u->state == UP_BODY && u->remaining == 0) {
+					u->ch = CH_DATA_END;
+					more = true;
+				}
+			} else { /* CH_DATA_END: the CRLF after a chunk's data */
+				if (avail < 2)
+					return;
+				char crlf[2];
+				evbuffer_remove(in, crlf, 2);
+				if (crlf[0] != '\r' || crlf[1] != '\n') {
+					fail(u, PX_UP_PROTOCOL, "missing CRLF after a chunk");
+					return;
+				}
+				u->ch = CH_SIZE;
+				more = true;
+			}
+			break;
+		}
+	}
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	process(arg);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct px_upstream *u = arg;
+	if (what & BEV_EVENT_CONNECTED) {
+		u->state = UP_HEAD;
+		bufferevent_set_timeouts(bev, NULL, NULL);
+		int one = 1;
+		evutil_socket_t fd = bufferevent_getfd(bev);
+		if (fd >= 0)
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		return;
+	}
+	char detail[512];
+	int e = EVUTIL_SOCKET_ERROR();
+	if (u->state == UP_CONNECTING) {
+		snprintf(detail, sizeof(detail), "%s:%u: %s", u->t->url.host, (unsigned)u->t->url.port,
+		         (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
+		         : e ? evutil_socket_error_to_string(e) : "connection failed");
+		fail(u, PX_UP_CONNECT, detail);
+		return;
+	}
+	if (what & BEV_EVENT_EOF) {
+		/* Data that came with the EOF is read first. */
+		process(u);
+		if (u->state == UP_DONE || u->dead)
+			return;
+		if (u->state == UP_BODY && u->mode == BM_EOF && !u->paused) {
+			finish(u);
+			return;
+		}
+		if (u->paused)
+			return; /* the rest is delivered on resume; EOF is noticed then */
+		fail(u, PX_UP_RESET, "connection closed before the response ended");
+		return;
+	}
+	unsigned long ssl_err = u->bev ? bufferevent_get_openssl_error(u->bev) : 0;
+	if (ssl_err) {
+		snprintf(detail, sizeof(detail), "%s", ERR_reason_error_string(ssl_err)
+		         ? ERR_reason_error_string(ssl_err) : "TLS error");
+		fail(u, PX_UP_TLS, detail);
+		return;
+	}
+	snprintf(detail, sizeof(detail), "%s", e ? evutil_socket_error_to_string(e) : "connection error");
+	fail(u, PX_UP_RESET, detail);
+}
+
+struct px_upstream *px_upstream_start(struct event_base *base, const struct px_target *t,
+                                      const char *method, const char *path,
+                                      const char *authorization,
+                                      const char *body, size_t body_len,
+                                      size_t max_head_bytes, uint64_t connect_timeout_ms,
+                                      const struct px_upstream_cbs *cbs, void *ctx,
+                                      char *err, size_t errlen)
+{
+	struct px_upstream *u = calloc(1, sizeof(*u));
+	if (!u) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	u->t = t;
+	u->cbs = *cbs;
+	u->ctx = ctx;
+	u->max_head = max_head_bytes;
+	if (t->ssl_ctx) {
+		SSL *ssl = SSL_new(t->ssl_ctx);
+		if (!ssl) {
+			snprintf(err, errlen, "upstream TLS: SSL_new failed");
+			free(u);
+			return NULL;
+		}
+		SSL_set_tlsext_host_name(ssl, t->url.host);
+		SSL_set1_host(ssl, t->url.host);
+		u->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+		                                        BEV_OPT_CLOSE_ON_FREE);
+		if (!u->bev)
+			SSL_free(ssl);
+	} else {
+		u->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (!u->bev) {
+		snprintf(err, errlen, "cannot create an upstream connection");
+		free(u);
+		return NULL;
+	}
+	bufferevent_setcb(u->bev, read_cb, NULL, event_cb, u);
+	struct timeval tv = {(time_t)(connect_timeout_ms / 1000),
+	                     (suseconds_t)(connect_timeout_ms % 1000) * 1000};
+	bufferevent_set_timeouts(u->bev, NULL, &tv);
+	struct evbuffer *out = bufferevent_get_output(u->bev);
+	bool default_port = t->url.port == (t->url.tls ? 443 : 80);
+	evbuffer_add_printf(out, "%s %s%s HTTP/1.1\r\nHost: %s", method, t->url.prefix, path, t->url.host);
+	if (!default_port)
+		evbuffer_add_printf(out, ":%u", (unsigned)t->url.port);
+	evbuffer_add_printf(out, "\r\nUser-Agent: loopwarden\r\nConnection: close\r\n");
+	if (authorization && *authorization)
+		evbuffer_add_printf(out, "Authorization: %s\r\n", authorization);
+	if (body)
+		evbuffer_add_printf(out, "Content-Type: application/json\r\nContent-Length: %zu\r\n",
+		                    body_len);
+	evbuffer_add(out, "\r\n", 2);
+	if (body && body_len)
+		evbuffer_add(out, body, body_len);
+	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+	if (bufferevent_socket_connect(u->bev, (struct sockaddr *)&t->addr, (int)t->addrlen) != 0) {
+		/* Refused at once (or no route): report from the loop, like any other failure. */
+		snprintf(err, errlen, "%s:%u: %s", t->url.host, (unsigned)t->url.port, strerror(errno));
+		bufferevent_free(u->bev);
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+void px_upstream_pause(struct px_upstream *u, bool paused)
+{
+	if (!u || !u->bev || u->paused == paused)
+		return;
+	u->paused = paused;
+	if (paused) {
+		bufferevent_disable(u->bev, EV_READ);
+	} else {
+		bufferevent_enable(u->bev, EV_READ);
+		process(u);
+	}
+}
