@@ -2,3 +2,10 @@
 lw_unit_test(test_stories unit/test_stories.c LIBS lw_engine PkgConfig::YAJL)
 lw_unit_test(test_kernels unit/test_kernels.c LIBS lw_engine)
 lw_unit_test(test_sampler unit/test_sampler.c LIBS lw_engine)
+# The test-model generator (also used by bench/bench_engine.sh).
+add_library(lw_genmodel STATIC tools/genmodel.c)
+lw_target_warnings(lw_genmodel)
+target_link_libraries(lw_genmodel PUBLIC lw_engine)
+add_executable(gen_model tools/gen_model.c)
+lw_target_warnings(gen_model)
+target_link_libraries(gen_model PRIVATE lw_genmodel)
