@@ -1,0 +1,1064 @@
+#!/usr/bin/env python3
+"""Generates the scenario corpus in tests/data/ (see tests/data/README.md).
+
+Each scenario models a real agent session (opencode / aider / Cline-style tools)
+streamed by one of three upstream styles: llama.cpp (role chunk first, one
+call per delta, id/type only on a call's first delta, arguments in small
+fragments, `timings` on the last chunk), vLLM (`logprobs: null`, usage null on
+every chunk and a `choices: []` usage chunk) and Ollama (index 0 reused for
+every call of a batch, a whole call in one delta, `reasoning`).
+
+Run from anywhere: python3 tests/data/gen/gen_corpus.py
+The output is deterministic (fixed seeds); commit the JSON it writes.
+"""
+import base64
+import json
+import os
+import random
+import re
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.dirname(HERE)
+MAX_FILE = 200 * 1024
+
+TOOLS = {
+    "read_file": ("Read a file from the workspace", {"path": "string", "offset": "integer", "limit": "integer"}),
+    "write_file": ("Create or overwrite a file", {"path": "string", "content": "string"}),
+    "edit": ("Replace old_string with new_string in a file", {"path": "string", "old_string": "string", "new_string": "string"}),
+    "bash": ("Run a shell command in the workspace", {"command": "string", "timeout": "integer"}),
+    "grep": ("Search file contents with a regular expression", {"pattern": "string", "path": "string"}),
+    "list_dir": ("List a directory", {"path": "string"}),
+    "web_fetch": ("Fetch a URL and return it as markdown", {"url": "string"}),
+    "glob": ("Find files by glob pattern", {"pattern": "string"}),
+}
+
+SYSTEM = ("You are a coding agent working in the user's repository. Use the tools to read, "
+          "search, edit and run code. Make minimal, correct changes and explain what you did.")
+
+
+def tool_defs(names):
+    out = []
+    for n in names:
+        desc, params = TOOLS[n]
+        out.append({"type": "function", "function": {
+            "name": n, "description": desc,
+            "parameters": {"type": "object",
+                           "properties": {k: {"type": v} for k, v in params.items()},
+                           "required": [list(params)[0]]}}})
+    return out
+
+
+def args_json(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+TOKEN_RE = re.compile(r"\s*[A-Za-z_]+|\s*[0-9]{1,3}|\s*[^\sA-Za-z_0-9]|\s+")
+
+
+def tokens(text):
+    """Splits text roughly the way a BPE tokenizer would emit it."""
+    out = TOKEN_RE.findall(text)
+    assert "".join(out) == text
+    return out
+
+
+class Stream:
+    """Builds one streamed answer in a given upstream style."""
+
+    def __init__(self, style, rng, model=None, usage=False):
+        self.style = style
+        self.rng = rng
+        self.chunks = []
+        self.usage = usage
+        self.created = 1732000000 + rng.randrange(100000)
+        self.id = "chatcmpl-" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(24))
+        self.model = model or {"llama": "qwen2.5-coder-14b-instruct-q4_k_m.gguf",
+                               "vllm": "Qwen/Qwen2.5-Coder-32B-Instruct",
+                               "ollama": "qwen3:14b"}[style]
+        self.n_calls = 0
+        self.completion_tokens = 0
+        if style == "llama":
+            self._chunk({"role": "assistant", "content": None})
+        elif style == "vllm":
+            self._chunk({"role": "assistant", "content": ""})
+
+    def _chunk(self, delta, finish=None, extra=None):
+        if self.style == "llama":
+            c = {"choices": [{"finish_reason": finish, "index": 0, "delta": delta}],
+                 "created": self.created, "id": self.id, "model": self.model,
+                 "system_fingerprint": "b4273-0cf4c0a4", "object": "chat.completion.chunk"}
+        elif self.style == "vllm":
+            c = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                 "model": self.model,
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            if self.usage:
+                c["usage"] = None
+        else:
+            d = {"role": "assistant", "content": ""}
+            d.update(delta)
+            c = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                 "model": self.model, "system_fingerprint": "fp_ollama",
+                 "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+        if extra:
+            c.update(extra)
+        self.chunks.append(c)
+        self.completion_tokens += 1
+        return len(self.chunks)
+
+    @property
+    def n(self):
+        """Number of chunks so far (the 1-based number of the last one)."""
+        return len(self.chunks)
+
+    def _pieces(self, text, per):
+        toks = tokens(text)
+        return ["".join(toks[i:i + per]) for i in range(0, len(toks), per)]
+
+    def text(self, text, per=1, field="content", on_piece=None):
+        if self.style == "ollama" and field == "reasoning_content":
+            field = "reasoning"
+        for p in self._pieces(text, per):
+            self._chunk({field: p})
+            if on_piece:
+                on_piece(self.n, p)
+
+    def reasoning(self, text, per=1, on_piece=None):
+        self.text(text, per, field="reasoning_content", on_piece=on_piece)
+
+    def call(self, name, args, per=3, on_piece=None):
+        """One tool call; returns the chunk number of its last delta."""
+        a = args if isinstance(args, str) else args_json(args)
+        idx = self.n_calls
+        self.n_calls += 1
+        cid = self._call_id()
+        if self.style == "ollama":
+            self._chunk({"tool_calls": [{"id": cid, "index": 0, "type": "function",
+                                         "function": {"name": name, "arguments": a}}]})
+            if on_piece:
+                on_piece(self.n, a)
+            return self.n
+        if self.style == "llama":
+            self._chunk({"tool_calls": [{"index": idx, "id": cid, "type": "function",
+                                         "function": {"name": name, "arguments": ""}}]})
+        else:
+            self._chunk({"tool_calls": [{"id": cid, "type": "function", "index": idx,
+                                         "function": {"name": name}}]})
+        for p in self._pieces(a, per):
+            self._chunk({"tool_calls": [{"index": idx, "function": {"arguments": p}}]})
+            if on_piece:
+                on_piece(self.n, p)
+        return self.n
+
+    def _call_id(self):
+        r = "".join(self.rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(12))
+        return {"llama": "call_" + r, "vllm": "chatcmpl-tool-" + r.lower(), "ollama": "call_" + r.lower()[:8]}[self.style]
+
+    def finish(self, reason=None, prompt_tokens=1500):
+        reason = reason or ("tool_calls" if self.n_calls else "stop")
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": self.completion_tokens,
+                 "total_tokens": prompt_tokens + self.completion_tokens}
+        if self.style == "llama":
+            extra = {"timings": {"prompt_n": prompt_tokens, "prompt_ms": 812.4,
+                                 "predicted_n": self.completion_tokens, "predicted_ms": 21.7 * self.completion_tokens}}
+            if self.usage:
+                extra["usage"] = usage
+            self._chunk({}, reason, extra)
+        elif self.style == "vllm":
+            self._chunk({}, reason)
+            if self.usage:
+                self.chunks.append({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                                    "model": self.model, "choices": [], "usage": usage})
+        else:
+            self._chunk({}, reason)
+        self.chunks.append("[DONE]")
+
+
+class Conv:
+    """A request body: system, user, and history turns."""
+
+    def __init__(self, rng, tools, user, stream_usage=False, model="agent-model"):
+        self.rng = rng
+        self.body = {"model": model, "stream": True, "temperature": 0.2,
+                     "tools": tool_defs(tools), "tool_choice": "auto",
+                     "messages": [{"role": "system", "content": SYSTEM},
+                                  {"role": "user", "content": user}]}
+        if stream_usage:
+            self.body["stream_options"] = {"include_usage": True}
+        self.k = 0
+
+    def turn(self, text, calls):
+        """An assistant turn with <calls> [(name, args, result)] and their results."""
+        tcs = []
+        for name, args, _ in calls:
+            self.k += 1
+            tcs.append({"id": "call_h%03d" % self.k, "type": "function",
+                        "function": {"name": name, "arguments": args if isinstance(args, str) else args_json(args)}})
+        m = {"role": "assistant", "content": text, "tool_calls": tcs}
+        self.body["messages"].append(m)
+        for tc, (_, _, result) in zip(tcs, calls):
+            self.body["messages"].append({"role": "tool", "tool_call_id": tc["id"], "content": result})
+
+    def say(self, role, text):
+        self.body["messages"].append({"role": role, "content": text})
+
+
+def bound_bytes(period, floor=400):
+    """Loop bytes after onset within which a text loop must trip."""
+    reps = 8 if period <= 32 else 5 if period <= 256 else 4 if period <= 1024 else 3
+    return max(reps * period, floor)
+
+
+class LoopMark:
+    """Tracks bytes emitted since a loop's onset to find its by_chunk."""
+
+    def __init__(self, need):
+        self.need = need
+        self.onset = None
+        self.bytes = 0
+        self.by = None
+
+    def start(self, next_chunk):
+        self.onset = next_chunk
+
+    def piece(self, n, p):
+        if self.onset is None:
+            return
+        self.bytes += len(p.encode())
+        if self.by is None and self.bytes >= self.need:
+            self.by = n
+
+
+SCENARIOS = []
+
+
+def scenario(fn):
+    SCENARIOS.append(fn)
+    return fn
+
+
+def write(num, slug, name, desc, kind, expect, conv, stream, config=None):
+    doc = {"name": name, "description": desc, "kind": kind, "expect": expect}
+    if config:
+        doc["config"] = config
+    doc["request"] = conv.body
+    doc["chunks"] = stream.chunks
+    if kind == "loop":
+        assert expect["by_chunk"] is not None and expect["by_chunk"] < len(stream.chunks), name
+        assert expect["onset_chunk"] <= expect["by_chunk"] or expect["by_chunk"] == 0, name
+    path = os.path.join(OUT, "%03d-%s.json" % (num, slug))
+    body = pretty(doc)
+    if len(body.encode()) >= MAX_FILE:
+        print("TOO BIG: %s (%d bytes)" % (path, len(body.encode())))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(body)
+
+
+def pretty(doc):
+    """Top-level keys one per line, request compact, one chunk per line."""
+    c = lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+    lines = ["{"]
+    keys = [k for k in doc if k != "chunks"]
+    for k in keys:
+        lines.append("  %s: %s," % (c(k), c(doc[k])))
+    lines.append('  "chunks": [')
+    for i, ch in enumerate(doc["chunks"]):
+        lines.append("    " + c(ch) + ("," if i + 1 < len(doc["chunks"]) else ""))
+    lines.append("  ]")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+WORDS = ("parser buffer socket thread config module request handler cache token index offset "
+         "length header payload stream client server worker queue timer signal mutex atomic "
+         "vector matrix kernel shader device memory region page block chunk frame packet "
+         "schema column table query cursor row field record migration fixture mock assert "
+         "render layout widget button modal input form submit route endpoint middleware "
+         "session cookie secret policy role scope tenant account invoice payment ledger "
+         "balance credit debit refund export import archive backup restore snapshot "
+         "replica shard cluster node leader follower quorum epoch term vote commit log "
+         "checksum digest nonce cipher signature certificate chain issuer subject expiry "
+         "locale timezone calendar duration interval deadline retry backoff jitter budget "
+         "metric gauge counter histogram bucket quantile label sample scrape alert rule").split()
+VERBS = ("checks validates parses allocates releases forwards rejects caches flushes merges "
+         "splits renames migrates encodes decodes schedules cancels retries logs hashes "
+         "signs verifies compresses expands sorts filters maps reduces streams buffers").split()
+
+
+def prose(rng, n_sentences):
+    out = []
+    for _ in range(n_sentences):
+        n = rng.randrange(8, 18)
+        ws = [rng.choice(WORDS) if i % 3 else rng.choice(VERBS) for i in range(n)]
+        ws[0] = "The " + ws[0]
+        out.append(" ".join(ws) + rng.choice([".", ".", ";", ", then"]) + " ")
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- loops ----
+
+@scenario
+def l_name_run(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep", "list_dir", "edit"], "Find every place that still uses the old logger and list them.")
+    s = Stream("llama", rng)
+    s.text("I'll search for the old logger usages.\n")
+    pats = ["oldLogger", "old_logger", "OldLogger", "logger.old", "legacyLog", "LegacyLogger", "log_old",
+            "oldlog", "OLD_LOGGER", "logOld", "old-logger", "oldLog(", "old_logger\\(", "import.*oldLogger",
+            "require\\('old", "from old_logger", "oldLogger\\.", "OldLog", "legacy_logger", "logLegacy",
+            "old_log", "LOGGER_OLD", "oldLoggr", "olLogger", "oldLoger"]
+    ends = []
+    for p in pats:
+        ends.append(s.call("grep", {"pattern": p, "path": "src/"}))
+    s.finish()
+    # 25 grep calls in a row, each with a different pattern: the model searches
+    # forever instead of reading a result. Must stop by the 16th call.
+    write(num, "name-run-grep", "name-run: grep 25 times with varied patterns",
+          "A llama.cpp-served model keeps re-running grep with one more spelling of the pattern "
+          "instead of reading results (seen with small coder models in opencode).",
+          "loop", {"trip": True, "guard": ["name_run"], "onset_chunk": ends[0] + 1, "by_chunk": ends[15]},
+          conv, s)
+
+
+@scenario
+def l_same_call(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file", "edit"], "Run the test suite and fix what fails.", stream_usage=True)
+    conv.turn("", [("read_file", {"path": "package.json"}, '{"scripts":{"test":"vitest run"}}')])
+    s = Stream("vllm", rng, usage=True)
+    s.text("Let me run the tests.")
+    ends = [s.call("bash", {"command": "npm test -- --run", "timeout": 120000}) for _ in range(6)]
+    s.finish()
+    write(num, "same-call-in-answer", "dedup: the same bash call six times in one answer",
+          "vLLM stream with parallel tool calls where the model emits `npm test` six times in one "
+          "answer (a Cline-style client would run all six).",
+          "loop", {"trip": True, "guard": ["dedup"], "onset_chunk": ends[0] + 1, "by_chunk": ends[2]},
+          conv, s)
+
+
+@scenario
+def l_cycle(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep", "edit"], "Why does parse_header return -1 on valid input?")
+    s = Stream("llama", rng)
+    s.text("Let me look at the parser.")
+    ends = []
+    for _ in range(6):
+        ends.append(s.call("read_file", {"path": "src/http/parser.c", "offset": 120, "limit": 80}))
+        ends.append(s.call("grep", {"pattern": "parse_header", "path": "src/http"}))
+    s.finish()
+    write(num, "abab-cycle", "dedup: read_file, grep, read_file, grep ... in one answer",
+          "The model alternates between reading the same slice of a file and grepping for the same "
+          "symbol, never acting: an A,B,A,B cycle of identical calls.",
+          "loop", {"trip": True, "guard": ["dedup"], "onset_chunk": ends[1] + 1, "by_chunk": ends[5]},
+          conv, s)
+
+
+@scenario
+def l_cross_turn(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file", "edit"], "The deploy script fails, figure out why.")
+    res = "server:\n  port: 8080\n  host: 0.0.0.0\ndatabase:\n  url: postgres://db:5432/app\n"
+    for _ in range(3):
+        conv.turn("Let me check the config.", [("bash", {"command": "cat config/deploy.yaml"}, res)])
+    s = Stream("ollama", rng)
+    s.text("Let me check the config.", per=2)
+    end = s.call("bash", {"command": "cat config/deploy.yaml"})
+    s.finish()
+    write(num, "cross-turn-repeat", "cross-turn: the same cat, same result, a fourth round",
+          "History shows three rounds of `cat config/deploy.yaml` with the identical result and "
+          "nothing in between; the new answer (Ollama style) asks for it again.",
+          "loop", {"trip": True, "guard": ["cross_turn"], "onset_chunk": end, "by_chunk": end},
+          conv, s)
+
+
+@scenario
+def l_enoent(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "list_dir", "grep", "write_file"], "Add a debounce helper to the utils module.")
+    err = "Error: ENOENT: no such file or directory, open '/home/dev/app/src/utils/helpers.ts'"
+    conv.turn("I'll open the helpers file.", [("read_file", {"path": "src/utils/helpers.ts"}, err)])
+    conv.turn("Let me try reading it again.", [("read_file", {"path": "src/utils/helpers.ts"}, err)])
+    s = Stream("llama", rng)
+    s.text("I'll read the helpers file to see the existing utilities.")
+    end = s.call("read_file", {"path": "src/utils/helpers.ts"})
+    s.finish()
+    write(num, "enoent-reread", "failure: re-reading a file that does not exist",
+          "Two earlier reads of src/utils/helpers.ts failed with ENOENT; the model asks again "
+          "instead of listing the directory.",
+          "loop", {"trip": True, "guard": ["failure", "cross_turn"], "onset_chunk": end, "by_chunk": end},
+          conv, s)
+
+
+@scenario
+def l_unknown_tool(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "bash", "edit"], "Install the dependencies and run the linter.", stream_usage=True)
+    err = "Error: Unknown tool 'run_terminal_cmd'. Available tools: read_file, bash, edit"
+    conv.turn("", [("run_terminal_cmd", {"command": "npm install"}, err)])
+    conv.turn("I will install the dependencies.", [("run_terminal_cmd", {"command": "npm install"}, err)])
+    s = Stream("vllm", rng, usage=True)
+    s.text("Installing the dependencies first.")
+    end = s.call("run_terminal_cmd", {"command": "npm install"})
+    s.finish()
+    write(num, "unknown-tool", "failure: calling a tool that does not exist, a third time",
+          "The model insists on a tool name from its training (run_terminal_cmd) that this client "
+          "does not offer; the client answered 'Unknown tool' twice.",
+          "loop", {"trip": True, "guard": ["failure", "cross_turn"], "onset_chunk": end, "by_chunk": end},
+          conv, s)
+
+
+def text_loop(s, unit, times, per, field="content"):
+    """Emits <unit> <times> times; returns a LoopMark whose onset is the second copy."""
+    m = LoopMark(bound_bytes(len(unit.encode())))
+    emit = s.reasoning if field == "reasoning" else s.text
+    emit(unit, per=per)
+    m.start(s.n + 1)
+    for _ in range(times - 1):
+        emit(unit, per=per, on_piece=m.piece)
+    return m
+
+
+@scenario
+def l_newline_flood(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "write_file"], "Summarize what src/server.c does.")
+    s = Stream("llama", rng)
+    s.text("`src/server.c` sets up the listening socket, accepts connections and hands each one to a worker thread.")
+    m = LoopMark(bound_bytes(1))
+    m.start(s.n + 1)
+    for _ in range(500):
+        s._chunk({"content": "\n\n"})
+        m.piece(s.n, "\n\n")
+    s.finish("length")
+    write(num, "newline-flood", "repeat: a newline flood after one sentence",
+          "A quantized model finishes its sentence and then emits only newline tokens until max_tokens.",
+          "loop", {"trip": True, "guard": ["repeat"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+
+
+@scenario
+def l_word_flood(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Explain the retry logic in client.go.")
+    s = Stream("ollama", rng)
+    s.text("The retry loop waits with exponential backoff and then calls the the")
+    m = text_loop(s, " the", 400, 1)
+    s.finish("length")
+    write(num, "word-flood", "repeat: 'the the the ...'",
+          "Ollama stream degenerating into one repeated word token.",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+
+
+@scenario
+def l_paragraph(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "edit"], "Why is the cache hit rate so low?", stream_usage=True)
+    para = ("The cache key includes the request timestamp, so two identical requests made a second "
+            "apart never share an entry. Removing the timestamp from the key, and keeping it only in "
+            "the stored value for expiry, would let repeated requests hit the cache.\n\n")
+    s = Stream("vllm", rng, usage=True)
+    s.text("I looked at `cache.py`.\n\n")
+    m = text_loop(s, para, 12, 2)
+    s.finish("length")
+    write(num, "paragraph-repeat", "repeat: the same paragraph again and again",
+          "vLLM stream where the model restates its conclusion verbatim, paragraph after paragraph.",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+
+
+@scenario
+def l_reasoning_circling(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "bash", "edit"], "The integration test times out intermittently. Fix it.")
+    s = Stream("llama", rng)
+    cands = ["the connection pool", "the retry timer", "the mutex in the queue", "the DNS lookup"]
+    s.reasoning("The test opens a client, sends a request and waits for the reply. ")
+    onset = None
+    need = 8
+    k = 0
+    for i in range(16):
+        c = cands[i % len(cands)]
+        t = ("Wait, let me reconsider. Maybe the problem is %s. If %s blocks, the reply never "
+             "arrives and the test waits until the timeout. Actually, no, that can't be it, because "
+             "the other tests use the same setup and pass. So the problem must be somewhere else. " % (c, c))
+        if i == 1:
+            onset = s.n + 1
+        s.reasoning(t, per=3)
+        if i >= 1:
+            k += 1
+            if k == need:
+                by = s.n
+    s.finish("length")
+    write(num, "reasoning-circling", "simhash: reasoning that circles with near-repeats",
+          "Reasoning model (llama.cpp reasoning_content) that keeps 'reconsidering' the same four "
+          "hypotheses in near-identical sentences.",
+          "loop", {"trip": True, "guard": ["simhash", "repeat"], "onset_chunk": onset, "by_chunk": by}, conv, s)
+
+
+@scenario
+def l_attempt_n(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "edit", "bash"], "Fix the import error in main.py.")
+    s = Stream("ollama", rng)
+    s.text("Let me work through the import error.\n\n", per=2)
+    onset = by = None
+    for i in range(1, 31):
+        t = ("Attempt %d: I will change the import to `from app.lib.parser import parse_config` and "
+             "run it again. This should resolve the ModuleNotFoundError for `lib.parser`.\n" % i)
+        if i == 2:
+            onset = s.n + 1
+        s.text(t, per=2)
+        if i == 9:
+            by = s.n
+    s.finish("length")
+    write(num, "attempt-n", "simhash: 'Attempt N:' near-repeats with a counter",
+          "The model narrates numbered attempts that differ only in the counter.",
+          "loop", {"trip": True, "guard": ["simhash", "repeat"], "onset_chunk": onset, "by_chunk": by}, conv, s)
+
+
+@scenario
+def l_function_30x(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Create src/mathutil.py with small math helpers.")
+    fn = ("def clamp(value, low, high):\n    \"\"\"Limit value to the range [low, high].\"\"\"\n"
+          "    if value < low:\n        return low\n    if value > high:\n        return high\n"
+          "    return value\n\n\n")
+    head = "import math\n\n\n"
+    content = head + fn * 30
+    s = Stream("llama", rng)
+    s.text("I'll create the module.")
+    a = args_json({"path": "src/mathutil.py", "content": content})
+    # Where does the second copy of the function start inside the JSON text?
+    esc_head = args_json({"path": "src/mathutil.py", "content": head + fn})[:-2]
+    esc_fn = json.dumps(fn)[1:-1]
+    m = LoopMark(bound_bytes(len(esc_fn.encode())))
+    idx = s.n_calls
+    s.n_calls += 1
+    cid = s._call_id()
+    s._chunk({"tool_calls": [{"index": idx, "id": cid, "type": "function",
+                              "function": {"name": "write_file", "arguments": ""}}]})
+    sent = 0
+    for p in s._pieces(a, 5):
+        s._chunk({"tool_calls": [{"index": idx, "function": {"arguments": p}}]})
+        sent += len(p)
+        if m.onset is None and sent > len(esc_head):
+            m.start(s.n)
+            m.piece(s.n, a[len(esc_head):sent])
+        elif m.onset is not None:
+            m.piece(s.n, p)
+    s.finish()
+    write(num, "function-30x-in-write", "repeat: one function written 30 times inside write_file",
+          "The tool call's `content` argument repeats the same function 30 times; the call must "
+          "never reach the client.",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+
+
+@scenario
+def l_tool_budget(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep", "list_dir", "glob", "bash", "web_fetch"], "Audit the repo for uses of eval().")
+    s = Stream("ollama", rng)
+    s.text("I'll audit every directory.", per=2)
+    ends = []
+    dirs = ["src", "lib", "tests", "scripts", "tools", "docs", "examples", "bench", "cmd", "internal"]
+    for i in range(70):
+        d = dirs[i % len(dirs)] + "/" + "pkg%02d" % i
+        kind = i % 6
+        if kind == 0:
+            ends.append(s.call("list_dir", {"path": d}))
+        elif kind == 1:
+            ends.append(s.call("grep", {"pattern": "eval\\(", "path": d}))
+        elif kind == 2:
+            ends.append(s.call("glob", {"pattern": d + "/**/*.js"}))
+        elif kind == 3:
+            ends.append(s.call("read_file", {"path": d + "/index.js"}))
+        elif kind == 4:
+            ends.append(s.call("bash", {"command": "wc -l %s/*.js" % d}))
+        else:
+            ends.append(s.call("grep", {"pattern": "new Function", "path": d}))
+    s.finish()
+    write(num, "tool-budget", "budget: 70 distinct tool calls in one answer",
+          "Ollama stream that fans out 70 different calls in one answer (no two alike, no long run of "
+          "one tool); the per-answer tool-call budget, set to 32 for this scenario, must stop it.",
+          "loop", {"trip": True, "guard": ["budget"], "onset_chunk": ends[32], "by_chunk": ends[32]},
+          conv, s, config={"guards.budget.max_tool_calls": "32"})
+
+
+@scenario
+def l_output_budget(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Document every module in the repository.", stream_usage=True)
+    s = Stream("vllm", rng, usage=True)
+    total = 0
+    by = None
+    onset = None
+    while total < 20000:
+        p = prose(rng, 1)
+        s.text(p, per=10)
+        total += len(p)
+        if onset is None and total > 12288:
+            onset = s.n
+        if by is None and total >= 12288 + 600:
+            by = s.n
+    s.finish("length")
+    write(num, "output-budget", "budget: an answer that never stops talking",
+          "vLLM stream of 20 KB of ever-changing prose (no exact or near repeats); the output "
+          "budget, set to 12 KiB for this scenario, must stop it.",
+          "loop", {"trip": True, "guard": ["budget"], "onset_chunk": onset, "by_chunk": by},
+          conv, s, config={"guards.budget.max_output_bytes": "12288"})
+
+
+@scenario
+def l_continuation(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "edit"], "Explain what the migration does.")
+    looped = ("The migration adds the `archived_at` column to the `projects` table. " * 25)
+    conv.say("assistant", "This migration changes the schema.\n\n" + looped)
+    conv.say("user", "Continue.")
+    s = Stream("llama", rng)
+    m = text_loop(s, "The migration adds the `archived_at` column to the `projects` table. ", 30, 2)
+    s.finish("length")
+    write(num, "continuation-of-loop", "history: a continuation request for a looping answer",
+          "aider-style continuation: the history's last assistant message is already a loop and the "
+          "user asks to continue; the history check must answer before the upstream is called.",
+          "loop", {"trip": True, "guard": ["repeat", "simhash", "history", "cross_turn"], "onset_chunk": 0, "by_chunk": 0},
+          conv, s)
+
+
+@scenario
+def l_table_row(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Make a table of the HTTP endpoints.")
+    s = Stream("llama", rng)
+    s.text("| Method | Path | Handler |\n|---|---|---|\n| GET | /users | list_users |\n| POST | /users | create_user |\n")
+    m = text_loop(s, "| GET | /users/{id} | get_user |\n", 30, 2)
+    s.finish("length")
+    write(num, "table-row-stuck", "repeat: a markdown table stuck on one row",
+          "The same table row emitted again and again (contrast: the healthy 40-row table).",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+
+
+@scenario
+def l_json_object(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Give me sample user fixtures as JSON.", stream_usage=True)
+    s = Stream("vllm", rng, usage=True)
+    s.text("```json\n[\n")
+    m = text_loop(s, '  {"id": 7, "name": "Ada Lovelace", "email": "ada@example.com", "active": true},\n', 24, 3)
+    s.finish("length")
+    write(num, "json-object-stuck", "repeat: a JSON array repeating one identical object",
+          "Fixture generation where every element is the same object, id included (contrast: the "
+          "healthy array of 50 similar objects).",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+
+
+@scenario
+def l_ollama_parallel_same(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["web_fetch", "read_file"], "What changed in the latest release of libfoo?")
+    s = Stream("ollama", rng)
+    ends = [s.call("web_fetch", {"url": "https://github.com/libfoo/libfoo/releases/latest"}) for _ in range(8)]
+    s.finish()
+    write(num, "ollama-parallel-same", "dedup: eight identical web_fetch calls, Ollama index 0",
+          "Ollama sends each call of a parallel batch with index 0 and a fresh id; all eight "
+          "calls are the same fetch.",
+          "loop", {"trip": True, "guard": ["dedup"], "onset_chunk": ends[1], "by_chunk": ends[2]}, conv, s)
+
+
+@scenario
+def l_reasoning_exact(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "edit"], "Rename the config flag verbose to debug everywhere.")
+    s = Stream("ollama", rng)
+    s.reasoning("The user wants a rename. ", per=2)
+    m = text_loop(s, "I need to check the file first. Then I will edit it.\n", 30, 2, field="reasoning")
+    s.finish("length")
+    write(num, "reasoning-exact-loop", "repeat: reasoning stuck on one sentence",
+          "Ollama `reasoning` field repeating one sentence verbatim.",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+
+
+@scenario
+def l_name_run_ollama(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["list_dir", "read_file"], "Where is the database schema defined?")
+    s = Stream("ollama", rng)
+    ends = []
+    path = "."
+    for i in range(24):
+        path = ["src", "app", "db", "models", "core", "lib", "internal", "pkg"][i % 8] + "/" * (i > 7) + ("sub%d" % i if i > 7 else "")
+        ends.append(s.call("list_dir", {"path": path}))
+    s.finish()
+    write(num, "name-run-list-dir", "name-run: list_dir 24 times, Ollama style",
+          "The model walks directories one call at a time without ever reading a file.",
+          "loop", {"trip": True, "guard": ["name_run"], "onset_chunk": ends[0] + 1, "by_chunk": ends[15]}, conv, s)
+
+
+# -------------------------------------------------------------- healthy ----
+
+def healthy(num, slug, name, desc, conv, s):
+    write(num, slug, name, desc, "healthy", {"trip": False}, conv, s)
+
+
+@scenario
+def h_table(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "List the error codes in errors.h as a table.")
+    s = Stream("llama", rng)
+    rows = "| Code | Name | Meaning |\n|---:|---|---|\n"
+    names = ["OK", "EINVAL", "ENOMEM", "ETIMEDOUT", "ECONNRESET", "EPIPE", "EAGAIN", "EBADF", "EIO", "ENOENT"]
+    for i in range(40):
+        nm = "LW_E_%s_%d" % (names[i % 10], i)
+        rows += "| %d | `%s` | %s |\n" % (-i, nm, prose(rng, 1).strip().rstrip(".;,")[:60])
+    s.text(rows, per=3)
+    s.finish()
+    healthy(num, "markdown-table-40", "markdown table with 40 rows",
+            "A long table: identical structure on every row, different values.", conv, s)
+
+
+@scenario
+def h_json_array(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Give me 50 sample users as JSON.", stream_usage=True)
+    s = Stream("vllm", rng, usage=True)
+    first = ["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Ken", "Dennis", "Margaret", "Linus"]
+    last = ["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Thompson", "Ritchie", "Hamilton", "Torvalds"]
+    body = "```json\n[\n"
+    for i in range(50):
+        f, l = rng.choice(first), rng.choice(last)
+        body += '  {"id": %d, "name": "%s %s", "email": "%s.%s%d@example.com", "age": %d, "active": %s}%s\n' % (
+            i + 1, f, l, f.lower(), l.lower(), rng.randrange(100), rng.randrange(18, 80),
+            "true" if rng.random() < 0.7 else "false", "," if i < 49 else "")
+    body += "]\n```\n"
+    s.text(body, per=5)
+    s.finish()
+    healthy(num, "json-array-50", "JSON array of 50 similar objects",
+            "Fixture data: same keys in every object, different values.", conv, s)
+
+
+@scenario
+def h_switch(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Write opcode_name() for the VM's 40 opcodes.")
+    ops = ["NOP", "PUSH", "POP", "DUP", "SWAP", "ADD", "SUB", "MUL", "DIV", "MOD", "NEG", "AND", "OR", "XOR",
+           "NOT", "SHL", "SHR", "EQ", "NE", "LT", "LE", "GT", "GE", "JMP", "JZ", "JNZ", "CALL", "RET", "LOAD",
+           "STORE", "LOADG", "STOREG", "NEWARR", "GETIDX", "SETIDX", "LEN", "PRINT", "HALT", "TRAP", "BREAK"]
+    code = "#include \"vm.h\"\n\nconst char *opcode_name(enum opcode op)\n{\n\tswitch (op) {\n"
+    for o in ops:
+        code += "\tcase OP_%s:\n\t\treturn \"%s\";\n" % (o, o.lower())
+    code += "\tdefault:\n\t\treturn \"unknown\";\n\t}\n}\n"
+    s = Stream("llama", rng)
+    s.text("Here is the function:")
+    s.call("write_file", {"path": "src/vm/opcode_name.c", "content": code}, per=3)
+    s.finish()
+    healthy(num, "switch-40-cases", "a C switch with 40 cases inside write_file",
+            "Code whose lines differ only in the case label and the string.", conv, s)
+
+
+@scenario
+def h_parallel_edits(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["edit", "read_file", "grep"], "Rename getUser to fetchUser across the services.")
+    conv.turn("", [("grep", {"pattern": "getUser", "path": "src/services"},
+                    "\n".join("src/services/svc%02d.ts:12: const u = await getUser(id);" % i for i in range(10)))])
+    s = Stream("ollama", rng)
+    s.text("I'll update all ten services.", per=2)
+    for i in range(10):
+        s.call("edit", {"path": "src/services/svc%02d.ts" % i, "old_string": "await getUser(id)",
+                        "new_string": "await fetchUser(id)"})
+    s.finish()
+    healthy(num, "ten-parallel-edits", "ten parallel edits of ten files (Ollama index 0)",
+            "Ten edit calls in one answer with the same old/new strings and different paths.", conv, s)
+
+
+@scenario
+def h_paging(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep"], "Review src/big_module.py for bugs.", stream_usage=True)
+    for k in range(6):
+        lines = "\n".join("%5d  %s" % (k * 200 + j + 1, prose(rng, 1)[:70]) for j in range(8))
+        conv.turn("Reading the next part." if k else "Let me read it.",
+                  [("read_file", {"path": "src/big_module.py", "offset": k * 200, "limit": 200}, lines)])
+    s = Stream("vllm", rng, usage=True)
+    s.text("Continuing with the next section.")
+    s.call("read_file", {"path": "src/big_module.py", "offset": 1200, "limit": 200})
+    s.finish()
+    healthy(num, "paging-offsets", "paging through a file with increasing offsets",
+            "Seven rounds of read_file on one path with offsets 0,200,...,1200: different calls, "
+            "different results.", conv, s)
+
+
+@scenario
+def h_polling(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file"], "Start the dev server and check that it is up.")
+    conv.turn("", [("bash", {"command": "npm run dev > /tmp/dev.log 2>&1 &"}, "[1] 48213")])
+    progress = ["curl: (7) Failed to connect to localhost port 3000 after 0 ms: Connection refused",
+                "curl: (7) Failed to connect to localhost port 3000 after 1 ms: Connection refused",
+                "{\"status\":\"starting\",\"compiled\":12,\"total\":40}",
+                "{\"status\":\"starting\",\"compiled\":31,\"total\":40}"]
+    for p in progress:
+        conv.turn("The server is still starting; checking again.",
+                  [("bash", {"command": "sleep 2 && curl -s localhost:3000/health"}, p)])
+    s = Stream("llama", rng)
+    s.text("Still compiling (31/40); one more check.")
+    s.call("bash", {"command": "sleep 2 && curl -s localhost:3000/health"})
+    s.finish()
+    healthy(num, "polling-server-start", "polling a server that is still starting",
+            "The same health-check call five rounds in a row; its result changes every time "
+            "(connection refused is transient, then progress).", conv, s)
+
+
+@scenario
+def h_rerun_tests(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "edit", "read_file"], "Make the failing tests pass.", stream_usage=True)
+    conv.turn("", [("bash", {"command": "pytest -q"}, "FAILED tests/test_api.py::test_login - AssertionError\n1 failed, 41 passed")])
+    conv.turn("Fixing the login check.", [("edit", {"path": "app/api.py", "old_string": "if user.password == pw:",
+                                                    "new_string": "if check_password(user, pw):"}, "Edited app/api.py")])
+    conv.turn("", [("bash", {"command": "pytest -q"}, "FAILED tests/test_api.py::test_logout - KeyError: 'session'\n1 failed, 41 passed")])
+    conv.turn("Fixing logout.", [("edit", {"path": "app/api.py", "old_string": "del request.session['user']",
+                                           "new_string": "request.session.pop('user', None)"}, "Edited app/api.py")])
+    s = Stream("vllm", rng, usage=True)
+    s.text("Running the tests again.")
+    s.call("bash", {"command": "pytest -q"})
+    s.finish()
+    healthy(num, "rerun-tests-after-edit", "re-running the tests after each edit",
+            "`pytest -q` a third time: an edit came between every run, so the result may differ.", conv, s)
+
+
+@scenario
+def h_numbered_list(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Write a setup checklist for new contributors.")
+    steps = ["Install the compiler toolchain", "Clone the repository", "Create a virtual environment",
+             "Install the Python dependencies", "Install pre-commit hooks", "Copy .env.example to .env",
+             "Start the database container", "Run the migrations", "Seed the development data",
+             "Build the frontend assets", "Run the unit tests", "Run the integration tests",
+             "Start the API server", "Open the admin page", "Create a test account",
+             "Read CONTRIBUTING.md", "Pick a good-first-issue", "Create a feature branch",
+             "Write a failing test", "Make it pass", "Run the linters", "Update the changelog",
+             "Open a draft pull request", "Ask for a review", "Address review comments",
+             "Squash fixup commits", "Wait for CI", "Merge when green", "Delete the branch",
+             "Celebrate"]
+    text = "".join("%d. %s. %s\n" % (i + 1, st, prose(rng, 1)[:50].strip()) for i, st in enumerate(steps))
+    s = Stream("ollama", rng)
+    s.text(text, per=2)
+    s.finish()
+    healthy(num, "numbered-list", "a numbered list of 30 steps",
+            "Numbered lines with the same shape.", conv, s)
+
+
+@scenario
+def h_csv(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Generate a CSV of monthly sales per region for testing.")
+    regions = ["north", "south", "east", "west", "central"]
+    csv = "month,region,units,revenue,returns\n"
+    for m in range(1, 13):
+        for r in regions:
+            u = rng.randrange(100, 900)
+            csv += "2024-%02d,%s,%d,%.2f,%d\n" % (m, r, u, u * rng.uniform(9.5, 12.5), rng.randrange(0, 30))
+    s = Stream("llama", rng)
+    s.text("Here is the data file.")
+    s.call("write_file", {"path": "tests/data/sales.csv", "content": csv}, per=4)
+    s.finish()
+    healthy(num, "csv-data", "CSV data, 60 rows, in write_file", "Tabular data with a repeating shape.", conv, s)
+
+
+@scenario
+def h_closing_braces(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Write the nested config validator.")
+    code = "export function validate(cfg) {\n"
+    depth = 1
+    for k in ["server", "tls", "cert", "chain", "issuer", "name", "parts", "first"]:
+        code += "  " * depth + "if (cfg.%s) {\n" % k
+        depth += 1
+        code += "  " * depth + "check%s(cfg.%s);\n" % (k.capitalize(), k)
+    while depth > 1:
+        depth -= 1
+        code += "  " * depth + "}\n"
+    code += "  return true;\n}\n\nexport const handlers = [\n"
+    for i in range(6):
+        code += "  () => {\n    return new Promise((resolve) => {\n      setTimeout(() => {\n        resolve(%d);\n      }, %d);\n    });\n  },\n" % (i, 10 * i)
+    code += "];\n"
+    s = Stream("vllm", rng)
+    s.text("```js\n" + code + "```\n", per=1)
+    s.finish()
+    healthy(num, "closing-braces", "code with runs of closing braces",
+            "Deep nesting closes with eight `}` lines in a row; callbacks close with `});`.", conv, s)
+
+
+@scenario
+def h_base64(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Embed the favicon as a data file.")
+    blob = base64.b64encode(bytes(rng.randrange(256) for _ in range(6000))).decode()
+    blob = "\n".join(blob[i:i + 76] for i in range(0, len(blob), 76))
+    s = Stream("llama", rng)
+    s.text("Writing the encoded icon.")
+    s.call("write_file", {"path": "assets/favicon.b64", "content": blob + "\n"}, per=6)
+    s.finish()
+    healthy(num, "base64-blob", "a long base64 blob", "8 KB of base64: high entropy, fixed line width.", conv, s)
+
+
+@scenario
+def h_reasoning_revisits(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "edit"], "Is the binary search in search.c correct?")
+    r = ("The loop runs while lo < hi. mid is computed as lo + (hi - lo) / 2, which avoids overflow. "
+         "If a[mid] < key we set lo = mid + 1, otherwise hi = mid. Let me re-check the loop bounds: "
+         "hi starts at n, not n - 1, so the interval is half-open and the invariant holds. "
+         "Wait, what about an empty array? n = 0 gives lo = hi = 0, the loop does not run and we "
+         "return 0, the insertion point. Let me reconsider the duplicate case: with several equal keys "
+         "hi moves left onto the first of them, so we return the leftmost match. Revisiting the "
+         "overflow question once more: lo and hi are size_t, so hi - lo never goes negative. "
+         "I am now confident the function is correct; the caller's check of a[i] == key is what is missing.")
+    s = Stream("vllm", rng)
+    s.reasoning(r, per=1)
+    s.text("The search itself is correct (half-open interval, no overflow). The bug is in the caller: "
+           "it uses the returned index without checking `i < n && a[i] == key`.")
+    s.finish()
+    healthy(num, "reasoning-revisits", "reasoning that legitimately revisits a point",
+            "The model re-checks bounds and overflow in different words, then concludes.", conv, s)
+
+
+@scenario
+def h_ascii_art(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Draw the architecture as a diagram.")
+    w = 72
+    art = "```\n"
+    art += "┌" + "─" * (w - 2) + "┐\n"
+    for label in ["client (opencode, aider, Cline)", "", "loopwarden proxy", "", "guards: name_run dedup repeat simhash", ""]:
+        art += "│" + label.center(w - 2) + "│\n"
+    art += "└" + "─" * (w - 2) + "┘\n"
+    art += " " * 35 + "│\n" + " " * 35 + "▼\n"
+    art += "+" + "-" * (w - 2) + "+\n" + "|" + "upstream: llama-server / vLLM / Ollama".center(w - 2) + "|\n" + "+" + "-" * (w - 2) + "+\n"
+    art += "=" * w + "\n" + "```\n"
+    s = Stream("llama", rng)
+    s.text(art, per=1)
+    s.text("The proxy sits between the client and the upstream.")
+    s.finish()
+    healthy(num, "ascii-art-box", "ASCII art and box drawing",
+            "72-wide box-drawing lines: long runs of one character, but short and bounded.", conv, s)
+
+
+@scenario
+def h_poem(num):
+    rng = random.Random(num)
+    conv = Conv(rng, [], "Write a short poem about debugging with a refrain.")
+    stanzas = [
+        "The logs ran long into the night,\nthe stack trace curled out of sight,",
+        "I printed x, I printed y,\nI watched the counters multiply,",
+        "A race, a lock, a missing free,\na pointer pointing back at me,",
+        "The test went green, the test went red,\nI read the diff, I went to bed,",
+        "At dawn I saw the off-by-one,\nthe loop that ran when it was done,",
+        "So here's to bugs that teach us well,\nto every fix and every spell,",
+    ]
+    refrain = "\nand still the build was failing.\n\n"
+    s = Stream("ollama", rng)
+    for st in stanzas:
+        s.text(st + refrain, per=1)
+    s.finish()
+    healthy(num, "poem-refrain", "a poem with a refrain", "Six stanzas, each ending in the same line.", conv, s)
+
+
+@scenario
+def h_log_output(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file"], "Why are requests slow? Check the server log.")
+    log = []
+    paths = ["/api/users", "/api/orders", "/api/items", "/health", "/api/cart", "/api/search"]
+    for i in range(40):
+        log.append("2024-11-21T09:%02d:%02d.%03dZ %s [%s] %s %s %d %dms rid=%08x" % (
+            14 + i // 20, (i * 7) % 60, rng.randrange(1000), rng.choice(["INFO", "INFO", "WARN"]),
+            rng.choice(["http", "db", "cache"]), rng.choice(["GET", "POST", "PUT"]), rng.choice(paths),
+            rng.choice([200, 200, 201, 304, 500]), rng.randrange(3, 2400), rng.randrange(1 << 32)))
+    conv.turn("", [("bash", {"command": "tail -n 40 /var/log/app/server.log"}, "\n".join(log))])
+    s = Stream("llama", rng)
+    quoted = "\n".join(log[i] for i in range(0, 40, 3))
+    s.text("The slow requests are all database-bound. From the log:\n\n```\n" + quoted +
+           "\n```\n\nEvery request over 1s touches `/api/orders` or `/api/search`, which both run the "
+           "unindexed `ORDER BY created_at` query.", per=2)
+    s.finish()
+    healthy(num, "log-output-quoted", "log output pasted by a tool and quoted",
+            "The tool result is 40 log lines; the answer quotes 14 of them (same shape, different "
+            "timestamps, paths, latencies, ids).", conv, s)
+
+
+@scenario
+def h_explanation(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep"], "Explain how the scheduler batches requests.", stream_usage=True)
+    text = ("The scheduler runs on one thread and loops over three phases. First it admits queued "
+            "requests whose KV footprint fits the pool, so a request never fails mid-decode for lack "
+            "of memory. Second it builds a batch: prefill chunks for newly admitted prompts, capped at "
+            "a token budget so that long prompts do not starve decoding, plus one decode step for every "
+            "running sequence. Third it runs the batch on the backend and hands each sampled token to "
+            "its request's queue, checking the cancel flag as it goes.\n\nA cancelled sequence is "
+            "finished like an EOS: its KV pages return to the pool at once and its prefix-cache entry "
+            "stays valid. Slow clients never block the loop: when a request's queue is full its "
+            "sequence is paused, not the batch, and it resumes when the client drains.\n")
+    s = Stream("vllm", rng, usage=True)
+    s.text(text, per=1)
+    s.finish()
+    healthy(num, "plain-explanation", "a plain prose explanation", "Ordinary technical prose.", conv, s)
+
+
+@scenario
+def h_read_three(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep"], "Compare the three storage backends.")
+    s = Stream("ollama", rng)
+    s.reasoning("I should read all three backends before comparing them.", per=2)
+    for f in ["src/store/memory.go", "src/store/redis.go", "src/store/postgres.go"]:
+        s.call("read_file", {"path": f})
+    s.finish()
+    healthy(num, "parallel-reads", "three parallel reads (Ollama)", "Different files, one batch.", conv, s)
+
+
+@scenario
+def h_llama_tool_after_text(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["edit", "read_file", "bash"], "Fix the off-by-one in ring.c.", stream_usage=True)
+    conv.turn("", [("read_file", {"path": "src/ring.c"},
+                    "  41  size_t ring_next(size_t i, size_t cap)\n  42  {\n  43  \treturn i + 1 > cap ? 0 : i + 1;\n  44  }")])
+    s = Stream("llama", rng, usage=True)
+    s.reasoning("i + 1 == cap must wrap to 0, but the comparison uses >. It should be >=.", per=1)
+    s.text("`ring_next` lets the index reach `cap`. Fixing the comparison:")
+    s.call("edit", {"path": "src/ring.c", "old_string": "return i + 1 > cap ? 0 : i + 1;",
+                    "new_string": "return i + 1 >= cap ? 0 : i + 1;"}, per=2)
+    s.call("bash", {"command": "make test"}, per=2)
+    s.finish()
+    healthy(num, "edit-then-test", "an edit followed by a test run (llama.cpp, usage)",
+            "Reasoning, text, then two different calls; usage on the last chunk.", conv, s)
+
+
+@scenario
+def h_html_list(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Create the navigation menu partial.")
+    items = ["Home", "Docs", "Guides", "API", "Blog", "Pricing", "Customers", "Careers", "Status",
+             "Security", "Privacy", "Terms", "Changelog", "Community", "Support", "Contact"]
+    html = "<nav class=\"menu\">\n  <ul>\n"
+    for it in items:
+        html += "    <li class=\"menu-item\"><a href=\"/%s\">%s</a></li>\n" % (it.lower(), it)
+    html += "  </ul>\n</nav>\n"
+    s = Stream("vllm", rng)
+    s.call("write_file", {"path": "templates/partials/nav.html", "content": html}, per=3)
+    s.finish()
+    healthy(num, "html-menu", "an HTML list of 16 similar items in write_file",
+            "Markup with one line per item.", conv, s)
+
+
+def main():
+    for f in os.listdir(OUT):
+        if re.match(r"^\d{3}-.*\.json$", f):
+            os.remove(os.path.join(OUT, f))
+    for i, fn in enumerate(SCENARIOS, start=1):
+        fn(i)
+    print("wrote %d scenarios to %s" % (len(SCENARIOS), OUT))
+
+
+if __name__ == "__main__":
+    main()
