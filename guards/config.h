@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guards/limits.h"
+
 #define GD_MAX_PATTERNS 32
 #define GD_PATTERN_MAX 256
 
@@ -27,6 +29,11 @@ struct gd_cross_turn_config {
 	bool enabled;
 	uint32_t max_rounds; /* identical call, identical result, this many rounds in a row */
 	uint32_t lookback;   /* how many recent assistant turns to read */
+	/* A call whose name holds one of these words (split at _ - . / : and
+	 * lower-to-upper case changes, compared caselessly) may change the world:
+	 * it resets the cross-turn count of every other call. */
+	uint32_t n_mutating;
+	char mutating[GD_MUTATING_MAX][GD_WORD_MAX];
 };
 
 struct gd_failure_config {
@@ -54,11 +61,18 @@ struct gd_simhash_config {
 	uint32_t max_distance; /* Hamming distance counted as a near-repeat */
 	uint32_t min_hits;     /* near-repeat windows needed to trip */
 	uint32_t history;      /* earlier window hashes kept */
+	uint32_t min_distinct; /* windows with fewer distinct tokens are not compared */
 };
 
 struct gd_budget_config {
 	uint32_t max_tool_calls;    /* per answer, 0 = unlimited */
 	uint64_t max_output_bytes;  /* per answer, 0 = unlimited */
+	uint32_t max_wall_ms;       /* per answer from gd_pipeline_start, 0 = unlimited */
+};
+
+struct gd_limits_config {
+	uint32_t max_args_bytes; /* arguments kept per open call for canonicalization;
+	                            a longer call is identified by its raw bytes */
 };
 
 struct gd_watchdog_config {
@@ -75,6 +89,7 @@ struct gd_config {
 	struct gd_simhash_config simhash;
 	struct gd_budget_config budget;
 	struct gd_watchdog_config watchdog;
+	struct gd_limits_config limits;
 };
 
 void gd_config_defaults(struct gd_config *cfg);

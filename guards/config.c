@@ -1,0 +1,319 @@
+/* Defaults, the key table behind gd_config_set / gd_config_each. Why each
+ * default is what it is: docs/guards.md. */
+#include "guards/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *const default_permanent[] = {
+	"no such file or directory",
+	"\\bENOENT\\b",
+	"\\bnot found\\b",
+	"\\bdoes not exist\\b",
+	"\\bunknown (?:tool|function|command)\\b",
+	"\\b(?:tool|function)\\b.{0,80}\\bnot (?:available|defined|registered)\\b",
+	"\\binvalid (?:arguments?|parameters?|params|input|json)\\b",
+	"\\bschema validation\\b",
+	"\\bvalidation (?:error|failed)\\b",
+	"\\bmissing required (?:argument|parameter|property|field)\\b",
+	"\\bpermission denied\\b",
+	"\\bE(?:ACCES|PERM|ISDIR|NOTDIR)\\b",
+	"\\bis a directory\\b",
+	"\\bnot a directory\\b",
+	"\\boperation not permitted\\b",
+};
+
+static const char *const default_transient[] = {
+	"connection (?:refused|reset|aborted)",
+	"\\bE(?:CONNREFUSED|CONNRESET|TIMEDOUT|AGAIN|HOSTUNREACH|NETUNREACH)\\b",
+	"\\btimed? ?out\\b",
+	"\\btimeout\\b",
+	"\\b(?:429|502|503|504)\\b",
+	"temporar(?:il)?y (?:unavailable|failure|error)",
+	"service unavailable",
+	"\\btry again\\b",
+	"rate.?limit",
+	"too many requests",
+	"\\bnot (?:yet )?ready\\b",
+};
+
+static const char *const default_mutating[] = {
+	"edit", "multiedit", "write", "patch", "apply", "create", "delete", "remove",
+	"move", "rename", "copy", "rm", "mv", "cp", "mkdir", "touch", "run", "exec",
+	"execute", "bash", "shell", "sh", "terminal", "command", "cmd", "install",
+	"commit", "push", "update", "replace", "insert", "save", "append", "modify",
+	"set", "put", "post", "upload", "deploy", "build", "kill", "start",
+	"restart", "stop", "click", "navigate", "fill", "submit", "python", "eval",
+	"task", "agent", "sleep", "wait",
+};
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+void gd_config_defaults(struct gd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+
+	cfg->name_run.enabled = true;
+	cfg->name_run.max_run = 16;
+
+	cfg->dedup.enabled = true;
+	cfg->dedup.max_repeats = 3;
+	cfg->dedup.max_cycle = 4;
+	cfg->dedup.cycle_repeats = 2;
+
+	cfg->cross_turn.enabled = true;
+	cfg->cross_turn.max_rounds = 4;
+	cfg->cross_turn.lookback = 32;
+	for (size_t i = 0; i < N_ELEMS(default_mutating); i++)
+		snprintf(cfg->cross_turn.mutating[cfg->cross_turn.n_mutating++],
+		         GD_WORD_MAX, "%s", default_mutating[i]);
+
+	cfg->failure.enabled = true;
+	cfg->failure.max_failures = 2;
+	for (size_t i = 0; i < N_ELEMS(default_permanent); i++)
+		snprintf(cfg->failure.patterns[cfg->failure.n_patterns++],
+		         GD_PATTERN_MAX, "%s", default_permanent[i]);
+	for (size_t i = 0; i < N_ELEMS(default_transient); i++)
+		snprintf(cfg->failure.transient[cfg->failure.n_transient++],
+		         GD_PATTERN_MAX, "%s", default_transient[i]);
+
+	cfg->repeat.enabled = true;
+	cfg->repeat.window_bytes = 8192;
+	cfg->repeat.max_period = 4096;
+	cfg->repeat.min_repeats = 3;
+	cfg->repeat.min_span = 256;
+
+	cfg->simhash.enabled = true;
+	cfg->simhash.shingle = 3;
+	cfg->simhash.window = 32;
+	cfg->simhash.stride = 4;
+	cfg->simhash.max_distance = 3;
+	cfg->simhash.min_hits = 4;
+	cfg->simhash.history = 128;
+	cfg->simhash.min_distinct = 10;
+
+	cfg->budget.max_tool_calls = 128;
+	cfg->budget.max_output_bytes = 4u << 20;
+	cfg->budget.max_wall_ms = 0;
+
+	cfg->watchdog.first_token_timeout_ms = 180000;
+	cfg->watchdog.idle_timeout_ms = 60000;
+
+	cfg->limits.max_args_bytes = 64u << 10;
+}
+
+enum key_type { K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING };
+
+struct key {
+	const char *name;
+	enum key_type type;
+	size_t off;
+	uint64_t min, max;
+};
+
+#define F(field) offsetof(struct gd_config, field)
+
+static const struct key keys[] = {
+	{ "guards.name_run.enabled", K_BOOL, F(name_run.enabled), 0, 1 },
+	{ "guards.name_run.max_run", K_U32, F(name_run.max_run), 2, 100000 },
+	{ "guards.dedup.enabled", K_BOOL, F(dedup.enabled), 0, 1 },
+	{ "guards.dedup.max_repeats", K_U32, F(dedup.max_repeats), 2, GD_CALL_WINDOW },
+	{ "guards.dedup.max_cycle", K_U32, F(dedup.max_cycle), 1, GD_MAX_CYCLE },
+	{ "guards.dedup.cycle_repeats", K_U32, F(dedup.cycle_repeats), 2, 64 },
+	{ "guards.cross_turn.enabled", K_BOOL, F(cross_turn.enabled), 0, 1 },
+	{ "guards.cross_turn.max_rounds", K_U32, F(cross_turn.max_rounds), 2, 1000 },
+	{ "guards.cross_turn.lookback", K_U32, F(cross_turn.lookback), 1, 100000 },
+	{ "guards.cross_turn.mutating", K_MUTATING, 0, 0, 0 },
+	{ "guards.failure.enabled", K_BOOL, F(failure.enabled), 0, 1 },
+	{ "guards.failure.max_failures", K_U32, F(failure.max_failures), 1, 1000 },
+	{ "guards.failure.patterns", K_PATTERNS, 0, 0, 0 },
+	{ "guards.failure.transient", K_TRANSIENT, 0, 0, 0 },
+	{ "guards.repeat.enabled", K_BOOL, F(repeat.enabled), 0, 1 },
+	{ "guards.repeat.window_bytes", K_U32, F(repeat.window_bytes), 64, GD_REPEAT_WINDOW_MAX },
+	{ "guards.repeat.max_period", K_U32, F(repeat.max_period), 1, GD_REPEAT_WINDOW_MAX },
+	{ "guards.repeat.min_repeats", K_U32, F(repeat.min_repeats), 2, 100000 },
+	{ "guards.repeat.min_span", K_U32, F(repeat.min_span), 8, GD_REPEAT_WINDOW_MAX },
+	{ "guards.simhash.enabled", K_BOOL, F(simhash.enabled), 0, 1 },
+	{ "guards.simhash.shingle", K_U32, F(simhash.shingle), 1, GD_SIMHASH_MAX_SHINGLE },
+	{ "guards.simhash.window", K_U32, F(simhash.window), 4, GD_SIMHASH_MAX_WINDOW },
+	{ "guards.simhash.stride", K_U32, F(simhash.stride), 1, GD_SIMHASH_MAX_WINDOW },
+	{ "guards.simhash.max_distance", K_U32, F(simhash.max_distance), 0, 32 },
+	{ "guards.simhash.min_hits", K_U32, F(simhash.min_hits), 1, 32 },
+	{ "guards.simhash.history", K_U32, F(simhash.history), 1, GD_SIMHASH_MAX_HISTORY },
+	{ "guards.simhash.min_distinct", K_U32, F(simhash.min_distinct), 0, GD_SIMHASH_MAX_WINDOW },
+	{ "guards.budget.max_tool_calls", K_U32, F(budget.max_tool_calls), 0, UINT32_MAX },
+	{ "guards.budget.max_output_bytes", K_U64, F(budget.max_output_bytes), 0, UINT64_MAX },
+	{ "guards.budget.max_wall_ms", K_U32, F(budget.max_wall_ms), 0, UINT32_MAX },
+	{ "guards.limits.max_args_bytes", K_U32, F(limits.max_args_bytes), 256, GD_ARGS_MAX },
+	{ "watchdog.first_token_timeout_ms", K_U32, F(watchdog.first_token_timeout_ms), 0, UINT32_MAX },
+	{ "watchdog.idle_timeout_ms", K_U32, F(watchdog.idle_timeout_ms), 0, UINT32_MAX },
+};
+
+static int parse_bool(const char *v, bool *out)
+{
+	static const char *const yes[] = { "true", "yes", "on", "1" };
+	static const char *const no[] = { "false", "no", "off", "0" };
+
+	for (size_t i = 0; i < N_ELEMS(yes); i++) {
+		if (strcasecmp(v, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcasecmp(v, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int parse_u64(const char *v, uint64_t *out)
+{
+	char *end;
+	unsigned long long x;
+
+	if (!*v || *v == '-' || *v == '+' || *v == ' ')
+		return -1;
+	errno = 0;
+	x = strtoull(v, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static int list_set(char *base, uint32_t *n, size_t cap, size_t width,
+                    const char *key, const char *value, char *err, size_t errlen)
+{
+	size_t len = strlen(value);
+
+	if (strcmp(value, "[]") == 0) {
+		*n = 0;
+		return 0;
+	}
+	if (len == 0) {
+		snprintf(err, errlen, "%s: empty entry", key);
+		return -1;
+	}
+	if (len >= width) {
+		snprintf(err, errlen, "%s: entry of %zu bytes is longer than %zu", key,
+		         len, width - 1);
+		return -1;
+	}
+	if (*n >= cap) {
+		snprintf(err, errlen, "%s: more than %zu entries", key, cap);
+		return -1;
+	}
+	memcpy(base + (size_t)*n * width, value, len + 1);
+	(*n)++;
+	return 0;
+}
+
+int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
+                  char *err, size_t errlen)
+{
+	char *base = (char *)cfg;
+	uint64_t x;
+	bool b;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!cfg || !key || !value || !err) {
+		if (err && errlen)
+			snprintf(err, errlen, "bad argument");
+		return -1;
+	}
+	for (size_t i = 0; i < N_ELEMS(keys); i++) {
+		const struct key *k = &keys[i];
+
+		if (strcmp(k->name, key) != 0)
+			continue;
+		switch (k->type) {
+		case K_BOOL:
+			if (parse_bool(value, &b)) {
+				snprintf(err, errlen, "%s: '%s' is not a boolean (true/false)", key, value);
+				return -1;
+			}
+			*(bool *)(base + k->off) = b;
+			return 0;
+		case K_U32:
+		case K_U64:
+			if (parse_u64(value, &x)) {
+				snprintf(err, errlen, "%s: '%s' is not a non-negative integer", key, value);
+				return -1;
+			}
+			if (x < k->min || x > k->max) {
+				snprintf(err, errlen, "%s: %" PRIu64 " is out of range [%" PRIu64
+				         ", %" PRIu64 "]", key, x, k->min, k->max);
+				return -1;
+			}
+			if (k->type == K_U32)
+				*(uint32_t *)(base + k->off) = (uint32_t)x;
+			else
+				*(uint64_t *)(base + k->off) = x;
+			return 0;
+		case K_PATTERNS:
+			return list_set(&cfg->failure.patterns[0][0], &cfg->failure.n_patterns,
+			                GD_MAX_PATTERNS, GD_PATTERN_MAX, key, value, err, errlen);
+		case K_TRANSIENT:
+			return list_set(&cfg->failure.transient[0][0], &cfg->failure.n_transient,
+			                GD_MAX_PATTERNS, GD_PATTERN_MAX, key, value, err, errlen);
+		case K_MUTATING:
+			return list_set(&cfg->cross_turn.mutating[0][0], &cfg->cross_turn.n_mutating,
+			                GD_MUTATING_MAX, GD_WORD_MAX, key, value, err, errlen);
+		}
+	}
+	snprintf(err, errlen, "%s: unknown key", key);
+	return -1;
+}
+
+static void each_list(const char *key, const char *base, uint32_t n, size_t width,
+                      void (*fn)(const char *, const char *, void *), void *ctx)
+{
+	if (n == 0)
+		fn(key, "[]", ctx);
+	for (uint32_t i = 0; i < n; i++)
+		fn(key, base + (size_t)i * width, ctx);
+}
+
+void gd_config_each(const struct gd_config *cfg,
+                    void (*fn)(const char *key, const char *value, void *ctx),
+                    void *ctx)
+{
+	const char *base = (const char *)cfg;
+	char buf[32];
+
+	for (size_t i = 0; i < N_ELEMS(keys); i++) {
+		const struct key *k = &keys[i];
+
+		switch (k->type) {
+		case K_BOOL:
+			fn(k->name, *(const bool *)(base + k->off) ? "true" : "false", ctx);
+			break;
+		case K_U32:
+			snprintf(buf, sizeof(buf), "%" PRIu32, *(const uint32_t *)(base + k->off));
+			fn(k->name, buf, ctx);
+			break;
+		case K_U64:
+			snprintf(buf, sizeof(buf), "%" PRIu64, *(const uint64_t *)(base + k->off));
+			fn(k->name, buf, ctx);
+			break;
+		case K_PATTERNS:
+			each_list(k->name, &cfg->failure.patterns[0][0], cfg->failure.n_patterns,
+			          GD_PATTERN_MAX, fn, ctx);
+			break;
+		case K_TRANSIENT:
+			each_list(k->name, &cfg->failure.transient[0][0], cfg->failure.n_transient,
+			          GD_PATTERN_MAX, fn, ctx);
+			break;
+		case K_MUTATING:
+			each_list(k->name, &cfg->cross_turn.mutating[0][0], cfg->cross_turn.n_mutating,
+			          GD_WORD_MAX, fn, ctx);
+			break;
+		}
+	}
+}

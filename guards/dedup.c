@@ -1,0 +1,56 @@
+#include "guards/dedup.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "guards/util.h"
+
+void gd_dedup_init(struct gd_dedup *s)
+{
+	memset(s, 0, sizeof(*s));
+}
+
+/* The i-th most recent call (0 = the newest). */
+static uint64_t back(const struct gd_dedup *s, uint64_t i)
+{
+	return s->seq[(s->n - 1 - i) % GD_CALL_WINDOW];
+}
+
+enum gd_verdict gd_dedup_check(struct gd_dedup *s, const struct gd_dedup_config *cfg,
+                               uint64_t hash, const char *name, struct gd_trip *trip)
+{
+	uint64_t kept = s->n < GD_CALL_WINDOW ? s->n : GD_CALL_WINDOW;
+	uint32_t same = 1;
+
+	for (uint64_t i = 0; i < kept; i++)
+		same += back(s, i) == hash;
+	s->seq[s->n % GD_CALL_WINDOW] = hash;
+	s->n++;
+	if (!cfg->enabled)
+		return GD_PASS;
+	if (same >= cfg->max_repeats) {
+		gd_trip_set(trip, "dedup", GD_STREAM_TOOLS, s->n - 1,
+		            "call %s made %" PRIu32 " times with the same arguments in one answer",
+		            name, same);
+		return GD_TRIP;
+	}
+	kept = s->n < GD_CALL_WINDOW ? s->n : GD_CALL_WINDOW;
+	for (uint32_t c = 2; c <= cfg->max_cycle; c++) {
+		uint64_t need = (uint64_t)c * cfg->cycle_repeats;
+		bool periodic = true, distinct = false;
+
+		if (need > kept)
+			break;
+		for (uint64_t i = 0; i + c < need && periodic; i++)
+			periodic = back(s, i) == back(s, i + c);
+		for (uint32_t i = 1; i < c && !distinct; i++)
+			distinct = back(s, i) != back(s, 0);
+		if (periodic && distinct) {
+			gd_trip_set(trip, "dedup", GD_STREAM_TOOLS, s->n - need + c,
+			            "a cycle of %" PRIu32 " calls (ending with %s) repeated %" PRIu32
+			            " times in one answer", c, name, cfg->cycle_repeats);
+			return GD_TRIP;
+		}
+	}
+	return GD_PASS;
+}

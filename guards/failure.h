@@ -1,0 +1,33 @@
+/* The permanent-failure breaker: a new call identical to one whose result
+ * already failed permanently guards.failure.max_failures times (in the
+ * request's history) trips. Results are classified with the policy's PCRE2
+ * patterns; a transient match (timeout, 429, connection refused…) wins over a
+ * permanent one, so transient failures never count. */
+#ifndef LW_GUARDS_FAILURE_H
+#define LW_GUARDS_FAILURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guards/pipeline.h"
+
+enum gd_result_kind {
+	GD_RESULT_OK = 0,     /* no failure pattern matched */
+	GD_RESULT_PERMANENT,  /* a permanent pattern matched, no transient one */
+	GD_RESULT_TRANSIENT,  /* a transient pattern matched */
+	GD_RESULT_KIND_COUNT
+};
+
+const char *gd_result_kind_name(enum gd_result_kind kind);
+
+/* Classifies the first GD_FAILURE_SCAN bytes of a tool result <text, len>. */
+enum gd_result_kind gd_failure_classify(const struct gd_policy *policy,
+                                        const char *text, size_t len);
+
+/* Checks a completed call (identity <hash>, <name>) against <hist>. Returns
+ * GD_TRIP with <trip> filled, or GD_PASS. */
+enum gd_verdict gd_failure_check(const struct gd_policy *policy,
+                                 const struct gd_history *hist, uint64_t hash,
+                                 const char *name, struct gd_trip *trip);
+
+#endif

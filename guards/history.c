@@ -1,0 +1,371 @@
+#include "guards/history.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_tree.h>
+
+#include "guards/canon.h"
+#include "guards/cross_turn.h"
+#include "guards/history_int.h"
+#include "guards/policy_int.h"
+#include "guards/util.h"
+
+static yajl_val get(yajl_val obj, const char *key)
+{
+	if (!YAJL_IS_OBJECT(obj))
+		return NULL;
+	for (size_t i = 0; i < obj->u.object.len; i++)
+		if (strcmp(obj->u.object.keys[i], key) == 0)
+			return obj->u.object.values[i];
+	return NULL;
+}
+
+static const char *get_str(yajl_val obj, const char *key)
+{
+	yajl_val v = get(obj, key);
+	return YAJL_IS_STRING(v) ? v->u.string : NULL;
+}
+
+/* Calls <fn> with each text piece of a message content: a string, or an
+ * array of {type: "text", text} parts (other parts are skipped). */
+static void each_text(yajl_val content, void (*fn)(const char *s, size_t n, void *ctx),
+                      void *ctx)
+{
+	if (YAJL_IS_STRING(content)) {
+		fn(content->u.string, strlen(content->u.string), ctx);
+		return;
+	}
+	if (!YAJL_IS_ARRAY(content))
+		return;
+	for (size_t i = 0; i < content->u.array.len; i++) {
+		yajl_val part = content->u.array.values[i];
+		const char *text = get_str(part, "text");
+		const char *type = get_str(part, "type");
+
+		if (text && (!type || strcmp(type, "text") == 0))
+			fn(text, strlen(text), ctx);
+	}
+}
+
+struct textbuf {
+	char *buf;
+	size_t len, cap;
+	uint64_t hash;
+	uint64_t total;
+};
+
+/* Keeps the first <cap> bytes (for failure matching) and hashes all. */
+static void head_add(const char *s, size_t n, void *ctx)
+{
+	struct textbuf *t = ctx;
+	size_t room = t->cap - t->len;
+
+	t->hash = gd_hash_bytes(t->hash, s, n);
+	t->total += n;
+	if (n > room)
+		n = room;
+	memcpy(t->buf + t->len, s, n);
+	t->len += n;
+}
+
+/* Keeps the last <cap> bytes. */
+static void tail_add(const char *s, size_t n, void *ctx)
+{
+	struct textbuf *t = ctx;
+
+	if (n >= t->cap) {
+		memcpy(t->buf, s + n - t->cap, t->cap);
+		t->len = t->cap;
+		return;
+	}
+	if (t->len + n > t->cap) {
+		size_t drop = t->len + n - t->cap;
+		memmove(t->buf, t->buf + drop, t->len - drop);
+		t->len -= drop;
+	}
+	memcpy(t->buf + t->len, s, n);
+	t->len += n;
+}
+
+static int keep_tail(yajl_val content, char **out, size_t *outlen)
+{
+	struct textbuf t = { NULL, 0, GD_HISTORY_MAX_CONTENT, 0, 0 };
+
+	free(*out);
+	*out = NULL;
+	*outlen = 0;
+	if (!content)
+		return 0;
+	t.buf = malloc(t.cap);
+	if (!t.buf)
+		return -1;
+	each_text(content, tail_add, &t);
+	*out = t.buf;
+	*outlen = t.len;
+	return 0;
+}
+
+static struct gd_hist_call *add_call(struct gd_history *h, size_t *cap)
+{
+	if (h->n_calls == GD_HISTORY_MAX_CALLS) {
+		/* Keep the newest half: the guards read from the end. */
+		size_t half = GD_HISTORY_MAX_CALLS / 2;
+		memmove(h->calls, h->calls + half, (h->n_calls - half) * sizeof(*h->calls));
+		h->n_calls -= half;
+	}
+	if (h->n_calls == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		struct gd_hist_call *n = realloc(h->calls, ncap * sizeof(*n));
+		if (!n)
+			return NULL;
+		h->calls = n;
+		*cap = ncap;
+	}
+	memset(&h->calls[h->n_calls], 0, sizeof(h->calls[0]));
+	return &h->calls[h->n_calls++];
+}
+
+static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
+                           char **scratch, size_t *scratchcap, size_t msg,
+                           char *err, size_t errlen)
+{
+	const struct gd_config *cfg = &h->policy->cfg;
+	uint32_t turn = h->n_turns++;
+
+	for (size_t i = 0; i < calls->u.array.len; i++) {
+		yajl_val tc = calls->u.array.values[i];
+		yajl_val fn = get(tc, "function");
+		const char *name = get_str(fn, "name");
+		const char *id = get_str(tc, "id");
+		yajl_val args = get(fn, "arguments");
+		struct gd_hist_call *c;
+		bool canonical;
+
+		if (!name) {
+			snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: no function.name", msg, i);
+			return -1;
+		}
+		c = add_call(h, cap);
+		if (!c) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		c->turn = turn;
+		c->mutating = gd_cross_turn_is_mutating(&cfg->cross_turn, name, strlen(name));
+		snprintf(c->name, sizeof(c->name), "%s", name);
+		snprintf(c->id, sizeof(c->id), "%s", id ? id : "");
+		if (YAJL_IS_STRING(args)) {
+			size_t alen = strlen(args->u.string);
+			if (alen + 16 > *scratchcap) {
+				char *ns = realloc(*scratch, alen + 16);
+				if (!ns) {
+					snprintf(err, errlen, "out of memory");
+					return -1;
+				}
+				*scratch = ns;
+				*scratchcap = alen + 16;
+			}
+			c->hash = gd_call_identity(name, strlen(name), args->u.string, alen,
+			                           *scratch, *scratchcap, &canonical);
+		} else if (YAJL_IS_OBJECT(args) || YAJL_IS_ARRAY(args)) {
+			c->hash = gd_call_identity_tree(name, strlen(name), args, *scratch,
+			                                *scratchcap, &canonical);
+		} else {
+			c->hash = gd_call_identity(name, strlen(name), "", 0, NULL, 0, &canonical);
+		}
+	}
+	return 0;
+}
+
+static void read_result(struct gd_history *h, yajl_val msg)
+{
+	const char *id = get_str(msg, "tool_call_id");
+	struct gd_hist_call *c = NULL;
+	char head[GD_FAILURE_SCAN];
+	struct textbuf t = { head, 0, sizeof(head), GD_FNV_OFFSET, 0 };
+
+	for (size_t i = h->n_calls; id && *id && i-- > 0 && !c;) {
+		struct gd_hist_call *k = &h->calls[i];
+		if (!k->has_result && strcmp(k->id, id) == 0)
+			c = k;
+	}
+	if (!c) {
+		/* No id (Ollama) or an unknown one: the first unanswered call of
+		 * the latest turn. */
+		for (size_t i = 0; i < h->n_calls; i++) {
+			struct gd_hist_call *k = &h->calls[i];
+			if (k->turn + 1 == h->n_turns && !k->has_result) {
+				c = k;
+				break;
+			}
+		}
+	}
+	if (!c)
+		return;
+	each_text(get(msg, "content"), head_add, &t);
+	c->has_result = true;
+	c->result_hash = gd_hash_mix(t.hash);
+	c->kind = gd_failure_classify(h->policy, head, t.len);
+}
+
+struct gd_history *gd_history_parse(const struct gd_policy *policy,
+                                    const char *body, size_t len,
+                                    char *err, size_t errlen)
+{
+	struct gd_history *h = NULL;
+	char *copy = NULL, *scratch = NULL;
+	size_t cap = 0, scratchcap = 0;
+	yajl_val root = NULL, msgs;
+	char yerr[256];
+	bool ok = false;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!policy || (!body && len)) {
+		snprintf(err, errlen, "bad argument");
+		goto out;
+	}
+	if (len > GD_HISTORY_MAX_BODY) {
+		snprintf(err, errlen, "request body of %zu bytes exceeds the cap of %u",
+		         len, GD_HISTORY_MAX_BODY);
+		goto out;
+	}
+	copy = malloc(len + 1);
+	h = calloc(1, sizeof(*h));
+	if (!copy || !h) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	h->policy = policy;
+	if (len)
+		memcpy(copy, body, len);
+	copy[len] = '\0';
+	if (strlen(copy) != len) {
+		snprintf(err, errlen, "request body: NUL byte at offset %zu", strlen(copy));
+		goto out;
+	}
+	yerr[0] = '\0';
+	root = yajl_tree_parse(copy, yerr, sizeof(yerr));
+	if (!root) {
+		for (char *p = yerr; *p; p++)
+			if (*p == '\n' || *p == '\r')
+				*p = ' ';
+		snprintf(err, errlen, "request body is not JSON: %s", yerr);
+		goto out;
+	}
+	msgs = get(root, "messages");
+	if (!YAJL_IS_ARRAY(msgs)) {
+		snprintf(err, errlen, "request body has no \"messages\" array");
+		goto out;
+	}
+	for (size_t i = 0; i < msgs->u.array.len; i++) {
+		yajl_val m = msgs->u.array.values[i];
+		const char *role = get_str(m, "role");
+		yajl_val calls;
+
+		if (!YAJL_IS_OBJECT(m) || !role) {
+			snprintf(err, errlen, "messages[%zu]: not an object with a \"role\"", i);
+			goto out;
+		}
+		if (strcmp(role, "assistant") == 0) {
+			yajl_val reasoning = get(m, "reasoning_content");
+			if (!reasoning)
+				reasoning = get(m, "reasoning");
+			if (keep_tail(get(m, "content"), &h->last_text, &h->last_text_len) ||
+			    keep_tail(reasoning, &h->last_reasoning, &h->last_reasoning_len)) {
+				snprintf(err, errlen, "out of memory");
+				goto out;
+			}
+			calls = get(m, "tool_calls");
+			if (YAJL_IS_ARRAY(calls) && calls->u.array.len &&
+			    read_tool_calls(h, calls, &cap, &scratch, &scratchcap, i, err, errlen))
+				goto out;
+		} else if (strcmp(role, "tool") == 0) {
+			read_result(h, m);
+		}
+	}
+	ok = true;
+out:
+	yajl_tree_free(root);
+	free(copy);
+	free(scratch);
+	if (!ok) {
+		gd_history_free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void gd_history_free(struct gd_history *hist)
+{
+	if (!hist)
+		return;
+	free(hist->calls);
+	free(hist->last_text);
+	free(hist->last_reasoning);
+	free(hist);
+}
+
+size_t gd_history_calls(const struct gd_history *hist)
+{
+	return hist ? hist->n_calls : 0;
+}
+
+uint32_t gd_history_turns(const struct gd_history *hist)
+{
+	return hist ? hist->n_turns : 0;
+}
+
+bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip)
+{
+	const struct gd_config *cfg;
+	struct gd_pipeline *p;
+	bool tripped = false;
+
+	if (!hist)
+		return false;
+	cfg = &hist->policy->cfg;
+	memset(trip, 0, sizeof(*trip));
+	/* The last K rounds already are one call with one result. */
+	if (cfg->cross_turn.enabled && hist->n_calls) {
+		const struct gd_hist_call *last = &hist->calls[hist->n_calls - 1];
+		uint32_t rounds = gd_cross_turn_rounds(&cfg->cross_turn, hist, last->hash);
+		if (rounds >= cfg->cross_turn.max_rounds) {
+			gd_trip_set(trip, "cross_turn", GD_STREAM_NONE, 0,
+			            "history: the last %u rounds are call %s with the same "
+			            "arguments and the same result", rounds, last->name);
+			return true;
+		}
+	}
+	/* The last assistant text already loops (a continuation request). */
+	if (!hist->last_text_len && !hist->last_reasoning_len)
+		return false;
+	p = gd_pipeline_new(hist->policy, NULL);
+	if (!p)
+		return false;
+	struct gd_event ev = { .type = GD_EV_REASONING, .data = hist->last_reasoning,
+	                       .len = hist->last_reasoning_len,
+	                       .prompt_tokens = -1, .completion_tokens = -1 };
+	if (ev.len && gd_pipeline_feed(p, &ev) == GD_TRIP)
+		tripped = true;
+	ev.type = GD_EV_TEXT;
+	ev.data = hist->last_text;
+	ev.len = hist->last_text_len;
+	if (!tripped && ev.len && gd_pipeline_feed(p, &ev) == GD_TRIP)
+		tripped = true;
+	if (tripped) {
+		*trip = *gd_pipeline_trip(p);
+		static const char prefix[] = "history: the last assistant message: ";
+		size_t pl = sizeof(prefix) - 1, dl = strlen(trip->detail);
+		if (pl + dl >= sizeof(trip->detail))
+			dl = sizeof(trip->detail) - 1 - pl;
+		memmove(trip->detail + pl, trip->detail, dl);
+		memcpy(trip->detail, prefix, pl);
+		trip->detail[pl + dl] = '\0';
+		trip->event_no = 0;
+	}
+	gd_pipeline_free(p);
+	return tripped;
+}

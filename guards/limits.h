@@ -1,0 +1,28 @@
+/* Every fixed cap of the guard library, named in one place. Config values are
+ * validated against these by gd_config_set, so a config can never ask a
+ * pipeline for more memory than these allow. */
+#ifndef LW_GUARDS_LIMITS_H
+#define LW_GUARDS_LIMITS_H
+
+#define GD_NAME_MAX 128           /* tool name bytes kept per call (longer: truncated for display, hashed whole) */
+#define GD_ID_MAX 128             /* tool-call id bytes compared (longer ids are hashed) */
+#define GD_MAX_OPEN_CALLS 16      /* tool calls whose arguments are incomplete at once */
+#define GD_CALL_WINDOW 256        /* completed calls remembered per answer (dedup, cycles) */
+#define GD_MAX_CYCLE 16           /* longest call cycle the dedup guard may search */
+#define GD_CANON_MAX_DEPTH 64     /* JSON nesting accepted by the canonicalizer */
+#define GD_CANON_MAX_INPUT (4u << 20) /* bytes of arguments ever canonicalized */
+#define GD_ARGS_MAX (1u << 20)    /* upper bound for guards.limits.max_args_bytes */
+#define GD_REPEAT_WINDOW_MAX (64u << 10) /* upper bound for guards.repeat.window_bytes */
+#define GD_REPEAT_TABLE 2048      /* 8-byte block hash slots per stream (power of two) */
+#define GD_REPEAT_CANDIDATES 8    /* periods tracked at once per stream */
+#define GD_SIMHASH_MAX_WINDOW 256 /* tokens per SimHash window, upper bound */
+#define GD_SIMHASH_MAX_SHINGLE 8  /* tokens per shingle, upper bound */
+#define GD_SIMHASH_MAX_HISTORY 512 /* earlier window hashes kept, upper bound */
+#define GD_HISTORY_MAX_BODY (64u << 20) /* request bodies larger than this are refused */
+#define GD_HISTORY_MAX_CALLS 8192 /* tool calls read from one history */
+#define GD_HISTORY_MAX_CONTENT (256u << 10) /* tail of the last assistant text kept */
+#define GD_FAILURE_SCAN 4096      /* bytes of a tool result matched against failure patterns */
+#define GD_MUTATING_MAX 64        /* words in guards.cross_turn.mutating */
+#define GD_WORD_MAX 32            /* bytes of one such word */
+
+#endif

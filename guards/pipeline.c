@@ -1,0 +1,431 @@
+/* The per-answer pipeline: routes events to the watchdogs (content,
+ * reasoning and each call's arguments are separate streams), holds tool calls
+ * until their arguments are complete JSON, then runs the call guards on the
+ * completed call. Everything is allocated in gd_pipeline_new. */
+#include "guards/pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "guards/budget.h"
+#include "guards/canon.h"
+#include "guards/cross_turn.h"
+#include "guards/dedup.h"
+#include "guards/failure.h"
+#include "guards/limits.h"
+#include "guards/name_run.h"
+#include "guards/policy_int.h"
+#include "guards/repeat.h"
+#include "guards/simhash.h"
+#include "guards/stall.h"
+#include "guards/util.h"
+
+/* Calls whose arguments are buffered and watched at once; a further open call
+ * (more than this many incomplete at the same time) is identified by its raw
+ * bytes and its arguments are not watched. */
+#define GD_WATCHED_CALLS 4
+
+struct watch {
+	struct gd_repeat rep;
+	struct gd_simhash sim;
+};
+
+struct heavy {
+	bool busy;
+	char *args;         /* max_args_bytes */
+	struct watch w;
+};
+
+struct call {
+	bool open;
+	uint32_t index;
+	uint64_t seq;        /* order of opening */
+	size_t id_len;
+	char id[GD_ID_MAX];
+	size_t name_len;
+	char name[GD_NAME_MAX];
+	uint64_t name_hash;
+	struct gd_json_scan scan;
+	uint64_t args_len;
+	uint64_t raw_hash;   /* FNV over all argument bytes */
+	bool overflow;       /* arguments longer than max_args_bytes */
+	struct heavy *heavy; /* NULL: unwatched */
+};
+
+struct gd_pipeline {
+	const struct gd_policy *policy;
+	const struct gd_config *cfg;
+	const struct gd_history *hist;
+	bool tripped;
+	struct gd_trip trip;
+	struct gd_stats stats;
+	struct watch text, reasoning;
+	uint32_t n_open;
+	uint64_t seq;
+	struct call calls[GD_MAX_OPEN_CALLS];
+	struct heavy heavy[GD_WATCHED_CALLS];
+	char *scratch;
+	size_t scratch_cap;
+	struct gd_name_run name_run;
+	struct gd_dedup dedup;
+	struct gd_budget budget;
+	struct gd_stall stall;
+	bool answer_mutated;
+};
+
+const char *gd_verdict_name(enum gd_verdict v)
+{
+	switch (v) {
+	case GD_PASS: return "pass";
+	case GD_HOLD: return "hold";
+	case GD_TRIP: return "trip";
+	case GD_VERDICT_COUNT: break;
+	}
+	return "unknown";
+}
+
+static int watch_init(struct watch *w, const struct gd_config *cfg)
+{
+	gd_simhash_init(&w->sim, &cfg->simhash);
+	return gd_repeat_init(&w->rep, &cfg->repeat);
+}
+
+static void watch_reset(struct watch *w)
+{
+	gd_repeat_reset(&w->rep);
+	gd_simhash_init(&w->sim, w->sim.cfg);
+}
+
+static enum gd_verdict watch_feed(struct gd_pipeline *p, struct watch *w, const char *data,
+                                  size_t len, enum gd_stream stream)
+{
+	if (p->cfg->repeat.enabled &&
+	    gd_repeat_feed(&w->rep, data, len, stream, &p->trip) == GD_TRIP)
+		return GD_TRIP;
+	if (p->cfg->simhash.enabled &&
+	    gd_simhash_feed(&w->sim, data, len, stream, &p->trip) == GD_TRIP)
+		return GD_TRIP;
+	return GD_PASS;
+}
+
+struct gd_pipeline *gd_pipeline_new(const struct gd_policy *policy,
+                                    const struct gd_history *hist)
+{
+	struct gd_pipeline *p;
+
+	if (!policy)
+		return NULL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->policy = policy;
+	p->cfg = &policy->cfg;
+	p->hist = hist;
+	p->scratch_cap = (size_t)p->cfg->limits.max_args_bytes + 16;
+	p->scratch = malloc(p->scratch_cap);
+	if (!p->scratch || watch_init(&p->text, p->cfg) || watch_init(&p->reasoning, p->cfg))
+		goto fail;
+	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
+		p->heavy[i].args = malloc(p->cfg->limits.max_args_bytes);
+		if (!p->heavy[i].args || watch_init(&p->heavy[i].w, p->cfg))
+			goto fail;
+	}
+	gd_name_run_init(&p->name_run);
+	gd_dedup_init(&p->dedup);
+	gd_budget_init(&p->budget);
+	return p;
+fail:
+	gd_pipeline_free(p);
+	return NULL;
+}
+
+void gd_pipeline_free(struct gd_pipeline *p)
+{
+	if (!p)
+		return;
+	for (int i = GD_WATCHED_CALLS; i-- > 0;) {
+		gd_repeat_fini(&p->heavy[i].w.rep);
+		free(p->heavy[i].args);
+	}
+	gd_repeat_fini(&p->reasoning.rep);
+	gd_repeat_fini(&p->text.rep);
+	free(p->scratch);
+	free(p);
+}
+
+static enum gd_verdict verdict(const struct gd_pipeline *p)
+{
+	if (p->tripped)
+		return GD_TRIP;
+	return p->n_open ? GD_HOLD : GD_PASS;
+}
+
+static enum gd_verdict trip_now(struct gd_pipeline *p)
+{
+	p->tripped = true;
+	p->trip.event_no = p->stats.events;
+	return GD_TRIP;
+}
+
+static bool same_id(const struct call *c, const char *id, size_t len)
+{
+	if (len > GD_ID_MAX)
+		len = GD_ID_MAX;
+	return c->id_len == len && memcmp(c->id, id, len) == 0;
+}
+
+/* The open call an event belongs to: (index, id) when the event has an id,
+ * else the most recently opened call with that index. */
+static struct call *find_call(struct gd_pipeline *p, uint32_t index, const char *id,
+                              size_t id_len)
+{
+	struct call *best = NULL;
+
+	for (int i = 0; i < GD_MAX_OPEN_CALLS; i++) {
+		struct call *c = &p->calls[i];
+		if (!c->open || c->index != index)
+			continue;
+		if (id_len) {
+			if (same_id(c, id, id_len))
+				return c;
+			continue;
+		}
+		if (!best || c->seq > best->seq)
+			best = c;
+	}
+	return best;
+}
+
+static struct call *open_call(struct gd_pipeline *p, uint32_t index, const char *id,
+                              size_t id_len, const char *name, size_t name_len)
+{
+	struct call *c = NULL;
+
+	for (int i = 0; i < GD_MAX_OPEN_CALLS && !c; i++)
+		if (!p->calls[i].open)
+			c = &p->calls[i];
+	if (!c)
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	c->open = true;
+	c->index = index;
+	c->seq = p->seq++;
+	c->id_len = id_len < GD_ID_MAX ? id_len : GD_ID_MAX;
+	if (id_len)
+		memcpy(c->id, id, c->id_len);
+	c->name_len = name_len < GD_NAME_MAX - 1 ? name_len : GD_NAME_MAX - 1;
+	if (name_len)
+		memcpy(c->name, name, c->name_len);
+	c->name_hash = gd_hash_mix(gd_hash_bytes(GD_FNV_OFFSET, name, name_len));
+	c->raw_hash = GD_FNV_OFFSET;
+	gd_json_scan_init(&c->scan);
+	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
+		if (!p->heavy[i].busy) {
+			c->heavy = &p->heavy[i];
+			c->heavy->busy = true;
+			watch_reset(&c->heavy->w);
+			break;
+		}
+	}
+	p->n_open++;
+	return c;
+}
+
+static void close_call(struct gd_pipeline *p, struct call *c)
+{
+	if (c->heavy)
+		c->heavy->busy = false;
+	c->heavy = NULL;
+	c->open = false;
+	p->n_open--;
+}
+
+/* The call's arguments are complete: run the call guards. */
+static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
+{
+	const struct gd_config *cfg = p->cfg;
+	uint64_t before = p->budget.calls;
+	uint64_t hash;
+	bool canonical;
+	const char *name = c->name_len ? c->name : "(unnamed)";
+	bool mutating = gd_cross_turn_is_mutating(&cfg->cross_turn, c->name, c->name_len);
+	enum gd_verdict v = GD_PASS;
+
+	if (c->heavy && !c->overflow)
+		hash = gd_call_identity(c->name, c->name_len, c->heavy->args, c->args_len,
+		                        p->scratch, p->scratch_cap, &canonical);
+	else
+		hash = gd_hash_mix(gd_hash_bytes(c->raw_hash, c->name, c->name_len));
+	close_call(p, c);
+	p->stats.tool_calls++;
+	if (gd_budget_call(&p->budget, &cfg->budget, &p->trip) == GD_TRIP ||
+	    gd_name_run_check(&p->name_run, &cfg->name_run, c->name_hash, name, before,
+	                      &p->trip) == GD_TRIP ||
+	    gd_dedup_check(&p->dedup, &cfg->dedup, hash, name, &p->trip) == GD_TRIP ||
+	    gd_cross_turn_check(&cfg->cross_turn, p->hist, hash, p->answer_mutated, name,
+	                        before, &p->trip) == GD_TRIP ||
+	    gd_failure_check(p->policy, p->hist, hash, name, &p->trip) == GD_TRIP) {
+		p->trip.stream = GD_STREAM_TOOLS;
+		p->trip.cut = before;
+		v = trip_now(p);
+	}
+	if (mutating)
+		p->answer_mutated = true;
+	return v;
+}
+
+static bool all_space(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+			return false;
+	return true;
+}
+
+static enum gd_verdict call_args(struct gd_pipeline *p, const struct gd_event *ev)
+{
+	struct call *c = find_call(p, ev->index, ev->id, ev->id ? ev->id_len : 0);
+	enum gd_scan_state st;
+
+	if (!c) {
+		if (all_space(ev->data, ev->len))
+			return GD_PASS; /* whitespace after a completed call */
+		c = open_call(p, ev->index, ev->id, ev->id ? ev->id_len : 0, NULL, 0);
+		if (!c)
+			goto too_many;
+	}
+	c->raw_hash = gd_hash_bytes(c->raw_hash, ev->data, ev->len);
+	if (c->heavy) {
+		if (!c->overflow && c->args_len + ev->len <= p->cfg->limits.max_args_bytes)
+			memcpy(c->heavy->args + c->args_len, ev->data, ev->len);
+		else
+			c->overflow = true;
+		if (watch_feed(p, &c->heavy->w, ev->data, ev->len, GD_STREAM_TOOL_ARGS) == GD_TRIP)
+			return trip_now(p);
+	}
+	c->args_len += ev->len;
+	st = gd_json_scan_feed(&c->scan, ev->data, ev->len);
+	if (st == GD_SCAN_COMPLETE)
+		return finish_call(p, c);
+	return GD_PASS;
+too_many:
+	gd_trip_set(&p->trip, "budget", GD_STREAM_TOOLS, p->budget.calls,
+	            "more than %d tool calls open at once", GD_MAX_OPEN_CALLS);
+	return trip_now(p);
+}
+
+enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *ev)
+{
+	struct call *c;
+	size_t id_len;
+
+	p->stats.events++;
+	if (p->tripped)
+		return GD_TRIP;
+	id_len = ev->id ? ev->id_len : 0;
+	switch (ev->type) {
+	case GD_EV_TEXT:
+	case GD_EV_REASONING: {
+		bool text = ev->type == GD_EV_TEXT;
+		if (!ev->len)
+			break;
+		if (text)
+			p->stats.text_bytes += ev->len;
+		else
+			p->stats.reasoning_bytes += ev->len;
+		if (gd_budget_bytes(&p->budget, &p->cfg->budget, ev->len, &p->trip) == GD_TRIP ||
+		    watch_feed(p, text ? &p->text : &p->reasoning, ev->data, ev->len,
+		               text ? GD_STREAM_TEXT : GD_STREAM_REASONING) == GD_TRIP)
+			return trip_now(p);
+		break;
+	}
+	case GD_EV_TOOL_BEGIN:
+		c = find_call(p, ev->index, ev->id, id_len);
+		if (c && (id_len || (!c->name_len && !c->args_len))) {
+			/* The same call again (a repeated first delta): adopt a name. */
+			if (!c->name_len && ev->name_len) {
+				c->name_len = ev->name_len < GD_NAME_MAX - 1 ? ev->name_len : GD_NAME_MAX - 1;
+				memcpy(c->name, ev->name, c->name_len);
+				c->name_hash = gd_hash_mix(gd_hash_bytes(GD_FNV_OFFSET, ev->name,
+				                                         ev->name_len));
+			}
+			break;
+		}
+		if (!open_call(p, ev->index, ev->id, id_len, ev->name, ev->name ? ev->name_len : 0)) {
+			gd_trip_set(&p->trip, "budget", GD_STREAM_TOOLS, p->budget.calls,
+			            "more than %d tool calls open at once", GD_MAX_OPEN_CALLS);
+			return trip_now(p);
+		}
+		break;
+	case GD_EV_TOOL_ARGS:
+		if (!ev->len)
+			break;
+		if (gd_budget_bytes(&p->budget, &p->cfg->budget, ev->len, &p->trip) == GD_TRIP)
+			return trip_now(p);
+		if (call_args(p, ev) == GD_TRIP)
+			return GD_TRIP;
+		break;
+	case GD_EV_TOOL_END:
+		c = find_call(p, ev->index, ev->id, id_len);
+		if (c && finish_call(p, c) == GD_TRIP)
+			return GD_TRIP;
+		break;
+	case GD_EV_FINISH:
+		/* The answer is over: every call still open is as complete as it
+		 * will get, in the order they were opened. */
+		while (p->n_open) {
+			struct call *first = NULL;
+			for (int i = 0; i < GD_MAX_OPEN_CALLS; i++)
+				if (p->calls[i].open && (!first || p->calls[i].seq < first->seq))
+					first = &p->calls[i];
+			if (finish_call(p, first) == GD_TRIP)
+				return GD_TRIP;
+		}
+		break;
+	case GD_EV_USAGE:
+	case GD_EV_COUNT:
+		break;
+	}
+	return verdict(p);
+}
+
+bool gd_pipeline_holding(const struct gd_pipeline *p)
+{
+	return p->n_open > 0;
+}
+
+void gd_pipeline_start(struct gd_pipeline *p, uint64_t now_ms)
+{
+	gd_stall_start(&p->stall, now_ms);
+}
+
+void gd_pipeline_touch(struct gd_pipeline *p, uint64_t now_ms)
+{
+	gd_stall_touch(&p->stall, now_ms);
+}
+
+enum gd_verdict gd_pipeline_tick(struct gd_pipeline *p, uint64_t now_ms)
+{
+	if (p->tripped)
+		return GD_TRIP;
+	if (gd_stall_tick(&p->stall, &p->cfg->watchdog, p->cfg->budget.max_wall_ms, now_ms,
+	                  &p->trip) == GD_TRIP)
+		return trip_now(p);
+	return GD_PASS;
+}
+
+uint64_t gd_pipeline_next_deadline_ms(const struct gd_pipeline *p, uint64_t now_ms)
+{
+	return gd_stall_deadline(&p->stall, &p->cfg->watchdog, p->cfg->budget.max_wall_ms,
+	                         now_ms);
+}
+
+const struct gd_trip *gd_pipeline_trip(const struct gd_pipeline *p)
+{
+	return p->tripped ? &p->trip : NULL;
+}
+
+void gd_pipeline_stats(const struct gd_pipeline *p, struct gd_stats *out)
+{
+	*out = p->stats;
+}

@@ -1,0 +1,47 @@
+/* The exact-repeat watchdog for one stream (content, reasoning, or one tool
+ * call's arguments): trips when the tail of the stream is a period-p
+ * substring repeated, p from 1 byte to guards.repeat.max_period, covering at
+ * least max(min_repeats * p, min_span) bytes.
+ * Method: every 8-byte block is hashed into a table of its last position; a
+ * block seen again at distance p <= max_period (verified on the bytes) makes
+ * p a candidate, and each candidate keeps a run counter (bytes equal to the
+ * byte p earlier) updated per byte. O(1) per byte amortized, memory =
+ * window_bytes + a fixed table. */
+#ifndef LW_GUARDS_REPEAT_H
+#define LW_GUARDS_REPEAT_H
+
+#include <stdint.h>
+
+#include "guards/config.h"
+#include "guards/limits.h"
+#include "guards/pipeline.h"
+
+struct gd_repeat_cand {
+	uint32_t period;
+	uint64_t run; /* consecutive bytes, ending at the last one, equal to the byte <period> earlier */
+};
+
+struct gd_repeat {
+	const struct gd_repeat_config *cfg;
+	unsigned char *ring; /* the last <mask>+1 bytes */
+	uint32_t mask;
+	uint64_t pos;        /* bytes consumed */
+	uint64_t block;      /* the last 8 bytes */
+	uint32_t n_cand;
+	struct gd_repeat_cand cand[GD_REPEAT_CANDIDATES];
+	uint32_t table[GD_REPEAT_TABLE]; /* block hash -> (position + 1) mod 2^32 */
+};
+
+/* Allocates the window. Returns 0, or -1 when out of memory. */
+int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+	__attribute__((warn_unused_result));
+void gd_repeat_fini(struct gd_repeat *r);
+/* Forgets the stream (keeps the window allocated). */
+void gd_repeat_reset(struct gd_repeat *r);
+
+/* Consumes <data, len>. On a loop returns GD_TRIP with <trip> filled: <stream>
+ * as given, cut = stream offset just after the first copy of the repeated unit. */
+enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len,
+                               enum gd_stream stream, struct gd_trip *trip);
+
+#endif

@@ -1,0 +1,173 @@
+#include "guards/simhash.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guards/util.h"
+
+#define DIGITS_TOKEN 0x9e3779b97f4a7c15ULL
+
+void gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg)
+{
+	memset(s, 0, sizeof(*s));
+	s->cfg = cfg;
+}
+
+static bool is_word(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || c == '_' || c >= 0x80;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uint32_t distinct_tokens(const struct gd_simhash *s)
+{
+	uint64_t tmp[GD_SIMHASH_MAX_WINDOW];
+	uint32_t w = s->cfg->window, n = 1;
+
+	memcpy(tmp, s->sh_tok, sizeof(tmp[0]) * w);
+	qsort(tmp, w, sizeof(tmp[0]), cmp_u64);
+	for (uint32_t i = 1; i < w; i++)
+		n += tmp[i] != tmp[i - 1];
+	return n;
+}
+
+static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
+                                    struct gd_trip *trip)
+{
+	const struct gd_simhash_config *cfg = s->cfg;
+	uint64_t fp = 0, start = s->n_sh - cfg->window;
+	uint32_t best = 65, span = cfg->min_hits * 2;
+	bool hit = false;
+	uint64_t spanmask = span >= 64 ? ~0ULL : (1ULL << span) - 1;
+
+	for (int b = 0; b < 64; b++)
+		if (s->counts[b] > 0)
+			fp |= 1ULL << b;
+	if (distinct_tokens(s) >= cfg->min_distinct) {
+		for (uint32_t i = 0; i < s->n_past; i++) {
+			const struct gd_simhash_past *pp = &s->past[i];
+			if (pp->start + cfg->window > start)
+				continue; /* overlapping windows share shingles */
+			uint32_t d = (uint32_t)__builtin_popcountll(fp ^ pp->fp);
+			if (d < best)
+				best = d;
+		}
+		hit = best <= cfg->max_distance;
+	}
+	s->past[s->n_checks % cfg->history] = (struct gd_simhash_past){ fp, start };
+	if (s->n_past < cfg->history)
+		s->n_past++;
+	s->check_off[s->n_checks % 64] = s->sh_off[start % cfg->window];
+	s->n_checks++;
+	s->hitmask = (s->hitmask << 1) | (hit ? 1 : 0);
+	uint32_t hits = (uint32_t)__builtin_popcountll(s->hitmask & spanmask);
+	if (hit && hits >= cfg->min_hits) {
+		uint32_t oldest = 63 - (uint32_t)__builtin_clzll(s->hitmask & spanmask);
+		uint64_t off = s->check_off[(s->n_checks - 1 - oldest) % 64];
+		gd_trip_set(trip, "simhash", stream, off,
+		            "%" PRIu32 " of the last %" PRIu32 " windows of %" PRIu32
+		            " tokens are within %" PRIu32 " bits of earlier text (from offset %" PRIu64 ")",
+		            hits, span, cfg->window, cfg->max_distance, off);
+		return GD_TRIP;
+	}
+	return GD_PASS;
+}
+
+static enum gd_verdict push_token(struct gd_simhash *s, uint64_t tok, uint64_t off,
+                                  enum gd_stream stream, struct gd_trip *trip)
+{
+	const struct gd_simhash_config *cfg = s->cfg;
+	uint32_t k = cfg->shingle, w = cfg->window;
+	uint64_t h = GD_FNV_OFFSET, idx;
+
+	s->toks[s->n_tok % k] = tok;
+	s->n_tok++;
+	if (s->n_tok < k)
+		return GD_PASS;
+	for (uint32_t i = 0; i < k; i++)
+		h = gd_hash_mix(h ^ s->toks[(s->n_tok + i) % k]);
+	idx = s->n_sh % w;
+	if (s->n_sh >= w) {
+		uint64_t old = s->sh[idx];
+		for (int b = 0; b < 64; b++)
+			s->counts[b] -= ((old >> b) & 1) ? 1 : -1;
+	}
+	s->sh[idx] = h;
+	s->sh_tok[idx] = tok;
+	s->sh_off[idx] = off;
+	for (int b = 0; b < 64; b++)
+		s->counts[b] += ((h >> b) & 1) ? 1 : -1;
+	s->n_sh++;
+	if (s->n_sh >= w && (s->n_sh - w) % cfg->stride == 0)
+		return check_window(s, stream, trip);
+	return GD_PASS;
+}
+
+enum gd_verdict gd_simhash_feed(struct gd_simhash *s, const char *data, size_t len,
+                                enum gd_stream stream, struct gd_trip *trip)
+{
+	const unsigned char *p = (const unsigned char *)data;
+
+	for (size_t i = 0; i < len; i++, s->pos++) {
+		unsigned char c = p[i];
+
+		if (is_word(c)) {
+			if (!s->in_tok) {
+				s->in_tok = true;
+				s->tok_digits = true;
+				s->tok_hash = GD_FNV_OFFSET;
+				s->tok_start = s->pos;
+			}
+			s->tok_hash = (s->tok_hash ^ c) * GD_FNV_PRIME;
+			if (c < '0' || c > '9')
+				s->tok_digits = false;
+			continue;
+		}
+		if (!s->in_tok)
+			continue;
+		s->in_tok = false;
+		if (push_token(s, s->tok_digits ? DIGITS_TOKEN : s->tok_hash, s->tok_start,
+		               stream, trip) == GD_TRIP) {
+			s->pos++;
+			return GD_TRIP;
+		}
+	}
+	return GD_PASS;
+}
+
+uint64_t gd_simhash_text(const struct gd_simhash_config *cfg, const char *data, size_t len)
+{
+	struct gd_simhash_config one = *cfg;
+	struct gd_simhash *s = calloc(1, sizeof(*s));
+	struct gd_trip trip;
+	int32_t counts[64] = { 0 };
+	uint64_t fp = 0;
+
+	if (!s)
+		return 0;
+	one.window = GD_SIMHASH_MAX_WINDOW; /* never checks: only shingles wanted */
+	one.enabled = false;
+	gd_simhash_init(s, &one);
+	/* Feed, then add every shingle made to one global count. */
+	for (size_t i = 0; i <= len; i++) {
+		uint64_t before = s->n_sh;
+		(void)gd_simhash_feed(s, i < len ? data + i : " ", 1, GD_STREAM_NONE, &trip);
+		if (s->n_sh != before) {
+			uint64_t h = s->sh[(s->n_sh - 1) % one.window];
+			for (int b = 0; b < 64; b++)
+				counts[b] += ((h >> b) & 1) ? 1 : -1;
+		}
+	}
+	for (int b = 0; b < 64; b++)
+		if (counts[b] > 0)
+			fp |= 1ULL << b;
+	free(s);
+	return fp;
+}

@@ -1,0 +1,58 @@
+/* The SimHash watchdog for one stream: near repetition. Text is cut into word
+ * tokens (runs of letters, digits, '_' and non-ASCII bytes; every all-digit
+ * token counts as the same token so changing counters do not hide a loop),
+ * tokens into shingles of <shingle>, and every <stride> tokens the 64-bit
+ * SimHash of the last <window> shingles is compared with earlier,
+ * non-overlapping windows. A window within <max_distance> bits of one of them
+ * is a hit; <min_hits> hits among the last 2 * <min_hits> windows trip.
+ * Windows with fewer than <min_distinct> distinct tokens (tables, number
+ * lists, `} } }`) are never hits: the exact-repeat watchdog covers those.
+ * Fixed-size state, no allocation. */
+#ifndef LW_GUARDS_SIMHASH_H
+#define LW_GUARDS_SIMHASH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "guards/config.h"
+#include "guards/limits.h"
+#include "guards/pipeline.h"
+
+struct gd_simhash_past {
+	uint64_t fp;
+	uint64_t start; /* index of the window's first shingle */
+};
+
+struct gd_simhash {
+	const struct gd_simhash_config *cfg;
+	uint64_t pos;            /* bytes consumed */
+	uint64_t tok_hash;       /* the token being read */
+	uint64_t tok_start;
+	bool in_tok;
+	bool tok_digits;
+	uint64_t n_tok;
+	uint64_t toks[GD_SIMHASH_MAX_SHINGLE];
+	uint64_t n_sh;           /* shingles made */
+	uint64_t sh[GD_SIMHASH_MAX_WINDOW];     /* ring: shingle hashes */
+	uint64_t sh_tok[GD_SIMHASH_MAX_WINDOW]; /* ring: the shingle's last token */
+	uint64_t sh_off[GD_SIMHASH_MAX_WINDOW]; /* ring: stream offset of that token */
+	int32_t counts[64];
+	uint64_t n_checks;
+	uint64_t hitmask;        /* bit 0 = the latest window */
+	uint64_t check_off[64];  /* ring: start offset of each checked window */
+	uint32_t n_past;
+	struct gd_simhash_past past[GD_SIMHASH_MAX_HISTORY]; /* ring */
+};
+
+void gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg);
+
+/* Consumes <data, len>. On a loop returns GD_TRIP with <trip> filled (cut =
+ * stream offset where the first near-repeated window began). */
+enum gd_verdict gd_simhash_feed(struct gd_simhash *s, const char *data, size_t len,
+                                enum gd_stream stream, struct gd_trip *trip);
+
+/* 64-bit SimHash of a whole text, with the same tokens and shingles (for
+ * tests and tools). */
+uint64_t gd_simhash_text(const struct gd_simhash_config *cfg, const char *data, size_t len);
+
+#endif
