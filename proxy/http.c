@@ -478,14 +478,21 @@ struct px_http_server *px_http_server_new(struct event_base *base, const char *h
                                           char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
-	int sslen = sizeof(ss);
+	int sslen;
 	char spec[300];
-	if (strchr(host, ':'))
-		snprintf(spec, sizeof(spec), "[%s]:%u", host, (unsigned)port);
-	else
-		snprintf(spec, sizeof(spec), "%s:%u", host, (unsigned)port);
+	snprintf(spec, sizeof(spec), "%s:%u", host, (unsigned)port);
 	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+	if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		sslen = sizeof(*sin);
+	} else if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		sslen = sizeof(*sin6);
+	} else {
 		snprintf(err, errlen, "listen address '%s': not a numeric IPv4/IPv6 address", spec);
 		return NULL;
 	}

@@ -1,0 +1,11 @@
+# The proxy's tests: a scripted upstream (tests/upstream, libevent evhttp) and
+# integration tests that run the real loopwarden binary against it.
+add_library(lw_scripted STATIC upstream/scripted.c)
+lw_target_warnings(lw_scripted)
+target_include_directories(lw_scripted PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/upstream)
+target_link_libraries(lw_scripted PUBLIC PkgConfig::LIBEVENT PkgConfig::YAJL)
+
+add_executable(lw-upstream upstream/main.c)
+lw_target_warnings(lw-upstream)
+target_link_libraries(lw-upstream PRIVATE lw_scripted)
+set_target_properties(lw-upstream PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
