@@ -302,7 +302,9 @@ enum eng_status eng_file_open(struct eng_loader *ld, const char *path, enum eng_
 		goto fail;
 	}
 	have_slot = true;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO must not hang the caller; it is refused
+	 * below as not a regular file (no effect on regular files). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		fmt_err(err, err_len, "%s: cannot open: %s", path, strerror(errno));
 		st = ENG_ERR_IO;

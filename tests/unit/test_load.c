@@ -2,6 +2,7 @@
  * refuses when full, a failed munmap keeps its slot busy, and bad files fail
  * with an error naming the path. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -238,6 +239,59 @@ static void test_failed_unmap_keeps_slot(void **state)
 	assert_int_equal(munmap(leaked_addr, leaked_len), 0);
 }
 
+struct churn {
+	struct eng_loader *ld;
+	int ok, full, other;
+};
+
+static void *churn_thread(void *arg)
+{
+	struct churn *c = arg;
+	char err[256];
+
+	for (int i = 0; i < 40; i++) {
+		struct eng_file *f = NULL;
+		enum eng_status st = eng_file_open(c->ld, STORIES, i % 2 ? ENG_LOAD_READ : ENG_LOAD_MMAP, &f, err,
+						   sizeof(err));
+
+		if (st == ENG_OK) {
+			c->ok++;
+			if (eng_gguf_n_tensors(eng_file_gguf(f)) != 48 || eng_file_close(f, err, sizeof(err)) != ENG_OK)
+				c->other++;
+		} else if (st == ENG_ERR_POOL_FULL) {
+			c->full++;
+		} else {
+			c->other++;
+		}
+	}
+	return NULL;
+}
+
+static void test_pool_threads(void **state)
+{
+	struct eng_loader *ld = eng_loader_new(2, NULL);
+	struct churn c[4];
+	pthread_t th[4];
+	int ok = 0;
+
+	(void)state;
+	for (int i = 0; i < 4; i++) {
+		c[i] = (struct churn){ .ld = ld };
+		assert_int_equal(pthread_create(&th[i], NULL, churn_thread, &c[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(c[i].other, 0);
+		assert_int_equal(c[i].ok + c[i].full, 40);
+		ok += c[i].ok;
+	}
+	/* Every open either got a slot or was told the pool was full, and all
+	 * slots came back. */
+	assert_true(ok > 0);
+	assert_int_equal(eng_loader_n_busy(ld), 0);
+	eng_loader_free(ld);
+}
+
 static void test_bad_files(void **state)
 {
 	char path[300], err[512];
@@ -256,6 +310,12 @@ static void test_bad_files(void **state)
 		assert_non_null(strstr(err, "/nonexistent/m.gguf"));
 		assert_non_null(strstr(err, "No such file"));
 		assert_int_equal(eng_file_open(NULL, tmpdir, st, &f, err, sizeof(err)), ENG_ERR_IO);
+		assert_non_null(strstr(err, "not a regular file"));
+		/* A FIFO with no writer: refused at once, not a hang. */
+		tmp_path(path, sizeof(path), "fifo.gguf");
+		if (s == 0)
+			assert_int_equal(mkfifo(path, 0600), 0);
+		assert_int_equal(eng_file_open(NULL, path, st, &f, err, sizeof(err)), ENG_ERR_IO);
 		assert_non_null(strstr(err, "not a regular file"));
 
 		tmp_path(path, sizeof(path), "empty.gguf");
@@ -312,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_strategies_identical_generated),
 		cmocka_unit_test(test_pool_exhaustion),
 		cmocka_unit_test(test_failed_unmap_keeps_slot),
+		cmocka_unit_test(test_pool_threads),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_strategy_names),
 	};
