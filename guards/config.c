@@ -61,7 +61,8 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->name_run.max_run = 16;
 
 	cfg->dedup.enabled = true;
-	cfg->dedup.max_repeats = 3;
+	cfg->dedup.max_repeats = 2;
+	cfg->dedup.max_repeats_mutating = 3;
 	cfg->dedup.max_cycle = 4;
 	cfg->dedup.cycle_repeats = 2;
 
@@ -122,6 +123,7 @@ static const struct key keys[] = {
 	{ "guards.name_run.max_run", K_U32, F(name_run.max_run), 2, 100000 },
 	{ "guards.dedup.enabled", K_BOOL, F(dedup.enabled), 0, 1 },
 	{ "guards.dedup.max_repeats", K_U32, F(dedup.max_repeats), 2, GD_CALL_WINDOW },
+	{ "guards.dedup.max_repeats_mutating", K_U32, F(dedup.max_repeats_mutating), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_cycle", K_U32, F(dedup.max_cycle), 1, GD_MAX_CYCLE },
 	{ "guards.dedup.cycle_repeats", K_U32, F(dedup.cycle_repeats), 2, 64 },
 	{ "guards.cross_turn.enabled", K_BOOL, F(cross_turn.enabled), 0, 1 },

@@ -21,6 +21,7 @@ struct gd_name_run_config {
 struct gd_dedup_config {
 	bool enabled;
 	uint32_t max_repeats; /* trips when the same canonical call is made this many times */
+	uint32_t max_repeats_mutating; /* the same for a call with a mutating name (scroll, key press…) */
 	uint32_t max_cycle;   /* longest call cycle (A,B,A,B…) detected */
 	uint32_t cycle_repeats; /* a cycle repeated this many times trips */
 };

@@ -17,8 +17,10 @@ static uint64_t back(const struct gd_dedup *s, uint64_t i)
 }
 
 enum gd_verdict gd_dedup_check(struct gd_dedup *s, const struct gd_dedup_config *cfg,
-                               uint64_t hash, const char *name, struct gd_trip *trip)
+                               uint64_t hash, bool mutating, const char *name,
+                               struct gd_trip *trip)
 {
+	uint32_t limit = mutating ? cfg->max_repeats_mutating : cfg->max_repeats;
 	uint64_t kept = s->n < GD_CALL_WINDOW ? s->n : GD_CALL_WINDOW;
 	uint32_t same = 1;
 
@@ -28,7 +30,7 @@ enum gd_verdict gd_dedup_check(struct gd_dedup *s, const struct gd_dedup_config 
 	s->n++;
 	if (!cfg->enabled)
 		return GD_PASS;
-	if (same >= cfg->max_repeats) {
+	if (same >= limit) {
 		gd_trip_set(trip, "dedup", GD_STREAM_TOOLS, s->n - 1,
 		            "call %s made %" PRIu32 " times with the same arguments in one answer",
 		            name, same);

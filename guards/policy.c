@@ -61,7 +61,7 @@ static int validate(const struct gd_config *c, char *err, size_t errlen)
 	    c->simhash.shingle < 1 || c->simhash.shingle > GD_SIMHASH_MAX_SHINGLE ||
 	    c->simhash.stride < 1 || c->simhash.min_hits < 1 ||
 	    c->simhash.history < 1 || c->simhash.history > GD_SIMHASH_MAX_HISTORY ||
-	    c->dedup.max_cycle > GD_MAX_CYCLE || c->dedup.max_repeats < 2 ||
+	    c->dedup.max_cycle > GD_MAX_CYCLE || c->dedup.max_repeats < 2 || c->dedup.max_repeats_mutating < 2 ||
 	    c->dedup.cycle_repeats < 2 || c->name_run.max_run < 2 ||
 	    c->cross_turn.max_rounds < 2 || c->failure.max_failures < 1 ||
 	    c->limits.max_args_bytes < 256 || c->limits.max_args_bytes > GD_ARGS_MAX ||

@@ -35,15 +35,25 @@ void gd_repeat_reset(struct gd_repeat *r)
 	memset(r->table, 0, sizeof(r->table));
 }
 
-static uint64_t need_span(const struct gd_repeat_config *cfg, uint32_t p)
+/* Bytes a period-<p> tail ending at byte <n> must cover: min_repeats units
+ * and min_span characters (counted at the unit's bytes per character). */
+static uint64_t need_span(const struct gd_repeat *r, uint32_t p, uint64_t n)
 {
-	uint64_t a = (uint64_t)cfg->min_repeats * p;
-	return a > cfg->min_span ? a : cfg->min_span;
+	const struct gd_repeat_config *cfg = r->cfg;
+	uint64_t chars = 0, a, b;
+
+	for (uint32_t i = 0; i < p; i++)
+		chars += (r->ring[(n - i) & r->mask] & 0xc0) != 0x80;
+	if (chars == 0)
+		chars = 1;
+	a = (uint64_t)cfg->min_repeats * p;
+	b = ((uint64_t)cfg->min_span * p + chars - 1) / chars;
+	return a > b ? a : b;
 }
 
 static void add_candidate(struct gd_repeat *r, uint32_t p, uint64_t n)
 {
-	uint64_t run = 0, limit;
+	uint64_t run = 0, limit, need;
 	uint32_t victim = 0;
 
 	for (uint32_t i = 0; i < r->n_cand; i++)
@@ -54,8 +64,9 @@ static void add_candidate(struct gd_repeat *r, uint32_t p, uint64_t n)
 	limit = n + 1 >= p ? n + 1 - p : 0;
 	if (limit > (uint64_t)r->mask - p)
 		limit = (uint64_t)r->mask - p;
-	if (limit > need_span(r->cfg, p))
-		limit = need_span(r->cfg, p);
+	need = need_span(r, p, n);
+	if (limit > need)
+		limit = need;
 	while (run < limit && r->ring[(n - run) & r->mask] == r->ring[(n - run - p) & r->mask])
 		run++;
 	if (r->n_cand < GD_REPEAT_CANDIDATES) {
@@ -69,6 +80,7 @@ static void add_candidate(struct gd_repeat *r, uint32_t p, uint64_t n)
 	}
 	r->cand[victim].period = p;
 	r->cand[victim].run = run;
+	r->cand[victim].need = need;
 }
 
 static enum gd_verdict trip_on(struct gd_repeat *r, const struct gd_repeat_cand *c,
@@ -106,7 +118,7 @@ enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len
 			struct gd_repeat_cand *cd = &r->cand[k];
 			if (n >= cd->period && r->ring[(n - cd->period) & r->mask] == c) {
 				cd->run++;
-				if (cd->run + cd->period >= need_span(cfg, cd->period))
+				if (cd->run + cd->period >= cd->need)
 					return trip_on(r, cd, n, stream, trip);
 				k++;
 			} else {
@@ -132,7 +144,7 @@ enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len
 		add_candidate(r, d, n);
 		for (uint32_t k = 0; k < r->n_cand; k++)
 			if (r->cand[k].period == d &&
-			    r->cand[k].run + d >= need_span(cfg, d))
+			    r->cand[k].run + d >= r->cand[k].need)
 				return trip_on(r, &r->cand[k], n, stream, trip);
 	}
 	return GD_PASS;

@@ -1,7 +1,8 @@
 /* The exact-repeat watchdog for one stream (content, reasoning, or one tool
  * call's arguments): trips when the tail of the stream is a period-p
- * substring repeated, p from 1 byte to guards.repeat.max_period, covering at
- * least max(min_repeats * p, min_span) bytes.
+ * substring repeated, p from 1 byte to guards.repeat.max_period, at least
+ * min_repeats times and over at least min_span characters (UTF-8 code
+ * points, so a line of 3-byte box-drawing characters counts its width).
  * Method: every 8-byte block is hashed into a table of its last position; a
  * block seen again at distance p <= max_period (verified on the bytes) makes
  * p a candidate, and each candidate keeps a run counter (bytes equal to the
@@ -19,6 +20,7 @@
 struct gd_repeat_cand {
 	uint32_t period;
 	uint64_t run; /* consecutive bytes, ending at the last one, equal to the byte <period> earlier */
+	uint64_t need; /* bytes the periodic tail (run + period) must cover to trip */
 };
 
 struct gd_repeat {
