@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +134,17 @@ struct kv {
 	struct val v;
 };
 
+/* A name and the index it belongs to, for sorted lookup. */
+struct name_ref {
+	const char *s;
+	uint32_t i;
+};
+
+struct off_ref {
+	uint64_t off;
+	uint32_t i;
+};
+
 struct eng_gguf {
 	const uint8_t *base;
 	uint64_t size;
@@ -143,10 +153,10 @@ struct eng_gguf {
 	uint64_t data_offset;
 	uint64_t n_kv;
 	struct kv *kvs;
-	uint32_t *kv_sorted;  /* kv indices sorted by key */
+	struct name_ref *kv_sorted; /* n_kv: keys in strcmp order */
 	uint64_t n_tensors;
 	struct eng_tensor *tensors;
-	uint32_t *t_sorted;   /* tensor indices sorted by name */
+	struct name_ref *t_sorted;  /* n_tensors: names in strcmp order */
 };
 
 struct rd {
@@ -420,36 +430,16 @@ static enum eng_status to_f64(uint32_t type, const uint8_t *p, double *out)
 
 /* ---- parse ------------------------------------------------------------- */
 
-static const struct eng_gguf *sort_g; /* qsort has no context argument in C11 */
-
-static int cmp_key(const void *a, const void *b)
+static int cmp_name_ref(const void *a, const void *b)
 {
-	return strcmp(sort_g->kvs[*(const uint32_t *)a].key, sort_g->kvs[*(const uint32_t *)b].key);
+	return strcmp(((const struct name_ref *)a)->s, ((const struct name_ref *)b)->s);
 }
 
-static int cmp_name(const void *a, const void *b)
+static int cmp_off_ref(const void *a, const void *b)
 {
-	return strcmp(sort_g->tensors[*(const uint32_t *)a].name, sort_g->tensors[*(const uint32_t *)b].name);
-}
-
-static int cmp_off(const void *a, const void *b)
-{
-	uint64_t x = sort_g->tensors[*(const uint32_t *)a].offset;
-	uint64_t y = sort_g->tensors[*(const uint32_t *)b].offset;
+	uint64_t x = ((const struct off_ref *)a)->off, y = ((const struct off_ref *)b)->off;
 
 	return x < y ? -1 : x > y;
-}
-
-/* Sorting uses a file-static context; serialise it (parsing is rare). */
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void sort_idx(const struct eng_gguf *g, uint32_t *idx, uint64_t n, int (*cmp)(const void *, const void *))
-{
-	pthread_mutex_lock(&sort_lock);
-	sort_g = g;
-	qsort(idx, n, sizeof(*idx), cmp);
-	sort_g = NULL;
-	pthread_mutex_unlock(&sort_lock);
 }
 
 /* A NUL-terminated copy of <len> bytes at <p>; NULL if they hold a NUL. */
@@ -621,7 +611,7 @@ static enum eng_status check_tensor_spans(struct eng_gguf *g, struct rd *r)
 {
 	uint64_t prev_end = 0;
 	const struct eng_tensor *prev = NULL;
-	uint32_t *by_off;
+	struct off_ref *by_off;
 
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
 		struct eng_tensor *t = &g->tensors[i];
@@ -645,10 +635,10 @@ static enum eng_status check_tensor_spans(struct eng_gguf *g, struct rd *r)
 		return ENG_ERR_NOMEM;
 	}
 	for (uint64_t i = 0; i < g->n_tensors; i++)
-		by_off[i] = (uint32_t)i;
-	sort_idx(g, by_off, g->n_tensors, cmp_off);
+		by_off[i] = (struct off_ref){ g->tensors[i].offset, (uint32_t)i };
+	qsort(by_off, g->n_tensors, sizeof(*by_off), cmp_off_ref);
 	for (uint64_t i = 0; i < g->n_tensors; i++) {
-		const struct eng_tensor *t = &g->tensors[by_off[i]];
+		const struct eng_tensor *t = &g->tensors[by_off[i].i];
 
 		if (prev && t->offset < prev_end) {
 			seterr(r, "tensor '%s' (file offset %" PRIu64 ") overlaps tensor '%s' (file offset %"
@@ -666,17 +656,17 @@ static enum eng_status check_tensor_spans(struct eng_gguf *g, struct rd *r)
 
 static enum eng_status build_indexes(struct eng_gguf *g, struct rd *r)
 {
-	g->kv_sorted = malloc((g->n_kv ? g->n_kv : 1) * sizeof(uint32_t));
-	g->t_sorted = malloc((g->n_tensors ? g->n_tensors : 1) * sizeof(uint32_t));
+	g->kv_sorted = malloc((g->n_kv ? g->n_kv : 1) * sizeof(*g->kv_sorted));
+	g->t_sorted = malloc((g->n_tensors ? g->n_tensors : 1) * sizeof(*g->t_sorted));
 	if (!g->kv_sorted || !g->t_sorted) {
 		seterr(r, "out of memory");
 		return ENG_ERR_NOMEM;
 	}
 	for (uint64_t i = 0; i < g->n_kv; i++)
-		g->kv_sorted[i] = (uint32_t)i;
-	sort_idx(g, g->kv_sorted, g->n_kv, cmp_key);
+		g->kv_sorted[i] = (struct name_ref){ g->kvs[i].key, (uint32_t)i };
+	qsort(g->kv_sorted, g->n_kv, sizeof(*g->kv_sorted), cmp_name_ref);
 	for (uint64_t i = 1; i < g->n_kv; i++) {
-		const struct kv *a = &g->kvs[g->kv_sorted[i - 1]], *b = &g->kvs[g->kv_sorted[i]];
+		const struct kv *a = &g->kvs[g->kv_sorted[i - 1].i], *b = &g->kvs[g->kv_sorted[i].i];
 
 		if (strcmp(a->key, b->key) == 0) {
 			seterr(r, "key '%s': duplicate (offsets %" PRIu64 " and %" PRIu64 ")", a->key,
@@ -691,12 +681,12 @@ static enum eng_status build_indexes(struct eng_gguf *g, struct rd *r)
 static enum eng_status check_tensor_names(struct eng_gguf *g, struct rd *r)
 {
 	for (uint64_t i = 0; i < g->n_tensors; i++)
-		g->t_sorted[i] = (uint32_t)i;
-	sort_idx(g, g->t_sorted, g->n_tensors, cmp_name);
+		g->t_sorted[i] = (struct name_ref){ g->tensors[i].name, (uint32_t)i };
+	qsort(g->t_sorted, g->n_tensors, sizeof(*g->t_sorted), cmp_name_ref);
 	for (uint64_t i = 1; i < g->n_tensors; i++) {
-		const char *a = g->tensors[g->t_sorted[i - 1]].name;
+		const char *a = g->t_sorted[i - 1].s;
 
-		if (strcmp(a, g->tensors[g->t_sorted[i]].name) == 0) {
+		if (strcmp(a, g->t_sorted[i].s) == 0) {
 			seterr(r, "tensor '%s': duplicate name", a);
 			return ENG_ERR_DUPLICATE;
 		}
@@ -844,10 +834,10 @@ int64_t eng_gguf_find_key(const struct eng_gguf *g, const char *key)
 		return -1;
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(key, g->kvs[g->kv_sorted[mid]].key);
+		int c = strcmp(key, g->kv_sorted[mid].s);
 
 		if (c == 0)
-			return g->kv_sorted[mid];
+			return g->kv_sorted[mid].i;
 		if (c < 0)
 			hi = mid;
 		else
@@ -1139,8 +1129,8 @@ const struct eng_tensor *eng_gguf_tensor(const struct eng_gguf *g, const char *n
 		return NULL;
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo) / 2;
-		const struct eng_tensor *t = &g->tensors[g->t_sorted[mid]];
-		int c = strcmp(name, t->name);
+		const struct eng_tensor *t = &g->tensors[g->t_sorted[mid].i];
+		int c = strcmp(name, g->t_sorted[mid].s);
 
 		if (c == 0)
 			return t;

@@ -16,3 +16,9 @@ else()
   add_test(NAME fuzz_gguf_corpus
            COMMAND fuzz_gguf -m 20000 ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/gguf)
 endif()
+
+# Bounded in time: a hang (e.g. a blocking open) fails instead of stalling CI.
+set_tests_properties(test_gguf test_load test_gguf_write PROPERTIES TIMEOUT 60)
+if(NOT LW_LIBFUZZER)
+  set_tests_properties(fuzz_gguf_corpus PROPERTIES TIMEOUT 120)
+endif()
