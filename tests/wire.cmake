@@ -3,3 +3,8 @@
 lw_unit_test(test_sse unit/test_sse.c LIBS lw_wire)
 lw_unit_test(test_chunk unit/test_chunk.c LIBS lw_wire)
 lw_unit_test(test_config unit/test_config.c LIBS lw_config)
+lw_unit_test(test_corpus unit/test_corpus.c LIBS lw_audit_replay)
+# loopwarden-audit end to end: scenarios, SSE files, a record folder, bad input.
+add_test(NAME test_audit
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/audit/test_audit.sh
+                 $<TARGET_FILE:loopwarden-audit> ${LW_TEST_DATA})

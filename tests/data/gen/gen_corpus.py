@@ -587,17 +587,17 @@ def l_output_budget(num):
     rng = random.Random(num)
     conv = Conv(rng, ["read_file"], "Document every module in the repository.", stream_usage=True)
     s = Stream("vllm", rng, usage=True)
-    total = 0
-    by = None
-    onset = None
-    while total < 20000:
-        p = prose(rng, 1)
-        s.text(p, per=10)
-        total += len(p)
-        if onset is None and total > 12288:
-            onset = s.n
-        if by is None and total >= 12288 + 600:
-            by = s.n
+    st = {"total": 0, "onset": None, "by": None}
+
+    def piece(n, p):
+        st["total"] += len(p.encode())
+        if st["onset"] is None and st["total"] > 12288:
+            st["onset"] = n
+        if st["by"] is None and st["total"] >= 12288 + 600:
+            st["by"] = n
+    while st["total"] < 20000:
+        s.text(prose(rng, 1), per=10, on_piece=piece)
+    onset, by = st["onset"], st["by"]
     s.finish("length")
     write(num, "output-budget", "budget: an answer that never stops talking",
           "vLLM stream of 20 KB of ever-changing prose (no exact or near repeats); the output "
