@@ -14,6 +14,9 @@
 /* Total string / nested-array elements indexed across one file: bounds the
  * index memory of a hostile file (each entry needs at least 8 file bytes). */
 #define ENG_GGUF_MAX_INDEXED (1u << 24)
+/* Nested arrays cost a parsed node each (~48 bytes for 12 file bytes) and no
+ * known model uses many: a tighter cap keeps a hostile file's index small. */
+#define ENG_GGUF_MAX_NESTED (1u << 16)
 
 /* ---- status and type tables -------------------------------------------- */
 
@@ -164,6 +167,7 @@ struct rd {
 	uint64_t size;
 	uint64_t pos;
 	uint64_t indexed; /* string / nested elements indexed so far */
+	uint64_t nested;  /* nested array elements so far */
 	char *err;
 	size_t err_len;
 };
@@ -309,6 +313,12 @@ static enum eng_status rd_arr(struct rd *r, struct val *v, unsigned depth, const
 		}
 		return ENG_OK;
 	}
+	if (n > ENG_GGUF_MAX_NESTED - r->nested) {
+		seterr(r, "%s: array at offset %" PRIu64 " brings the file over %u nested arrays",
+		       ctx, at, ENG_GGUF_MAX_NESTED);
+		return ENG_ERR_LIMIT;
+	}
+	r->nested += n;
 	if (depth >= ENG_GGUF_MAX_NESTING) {
 		seterr(r, "%s: arrays nested deeper than %u at offset %" PRIu64, ctx, ENG_GGUF_MAX_NESTING, at);
 		return ENG_ERR_LIMIT;

@@ -814,6 +814,34 @@ static void test_deep_nesting(void **state)
 	free(buf);
 }
 
+static void test_many_nested_arrays(void **state)
+{
+	/* 70000 empty u8 arrays inside one array: valid syntax, over the cap on
+	 * nested arrays (each costs a parsed node). */
+	const uint64_t n = 70000;
+	size_t rlen = 12 + n * 12;
+	uint8_t *raw = calloc(1, rlen);
+	struct eng_gguf_writer *w = eng_gguf_writer_new(3, 0);
+	void *buf;
+	size_t len;
+	char err[256];
+
+	(void)state;
+	assert_non_null(raw);
+	put32(raw, ENG_GGUF_ARRAY);
+	put64(raw + 4, n);
+	for (uint64_t i = 0; i < n; i++)
+		put32(raw + 12 + i * 12, ENG_GGUF_U8); /* count 0 */
+	assert_int_equal(eng_gguf_writer_set_raw(w, "many", ENG_GGUF_ARRAY, raw, rlen), ENG_OK);
+	assert_int_equal(eng_gguf_writer_write_mem(w, NULL, NULL, &buf, &len, err, sizeof(err)), ENG_OK);
+	eng_gguf_writer_free(w);
+	assert_int_equal(parse_copy(buf, len, err, sizeof(err)), ENG_ERR_LIMIT);
+	assert_non_null(strstr(err, "key 'many'"));
+	assert_non_null(strstr(err, "nested arrays"));
+	free(buf);
+	free(raw);
+}
+
 static void test_bad_args(void **state)
 {
 	struct eng_gguf *g = (struct eng_gguf *)1;
@@ -848,6 +876,7 @@ int main(void)
 		cmocka_unit_test(test_alignment_key),
 		cmocka_unit_test(test_duplicates),
 		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_many_nested_arrays),
 		cmocka_unit_test(test_bad_args),
 	};
 
