@@ -484,9 +484,11 @@ static void finish_nonstream(struct px_chat *ch)
 	if (ch->chunk_trip && gd_pipeline_trip(ch->pipe)) {
 		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
 		struct px_cut cut = {ch->fed_text, ch->fed_reasoning, ch->calls_done};
-		if (trip.stream == GD_STREAM_TEXT && trip.cut < cut.text_bytes)
+		/* <cut> counts bytes of the stream from its start, tripping
+		 * event included: keep what came before the loop began. */
+		if (trip.stream == GD_STREAM_TEXT)
 			cut.text_bytes = (size_t)trip.cut;
-		if (trip.stream == GD_STREAM_REASONING && trip.cut < cut.reasoning_bytes)
+		if (trip.stream == GD_STREAM_REASONING)
 			cut.reasoning_bytes = (size_t)trip.cut;
 		if (trip.stream == GD_STREAM_TOOLS && trip.cut < cut.tool_calls)
 			cut.tool_calls = (size_t)trip.cut;

@@ -29,6 +29,7 @@ struct px_http_conn {
 	size_t body_want;
 	bool chunked_reply;
 	bool close_after;
+	bool lingering; /* our side is shut: discard input until the client closes */
 	px_http_conn_cb on_close, on_drain;
 	void *watch_ctx;
 	struct px_http_conn *prev, *next;
@@ -98,6 +99,23 @@ static void conn_close(struct px_http_conn *c)
 	if (cb)
 		cb(c, ctx);
 	conn_free(c);
+}
+
+/* The response is out: shut our side and discard what the client still
+ * sends (a refused body), so that closing does not reset the connection
+ * before the client has read the answer. Bounded by a short read timeout. */
+static void linger_close(struct px_http_conn *c)
+{
+	if (c->lingering)
+		return;
+	c->lingering = true;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (fd >= 0)
+		shutdown(fd, SHUT_WR);
+	struct timeval tv = {2, 0};
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	bufferevent_enable(c->bev, EV_READ);
+	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
 }
 
 static void set_idle_timeout(struct px_http_conn *c, bool on)
@@ -404,7 +422,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
 	(void)bev;
 	struct px_http_conn *c = arg;
 	if (c->state == CS_CLOSING) {
-		conn_free(c);
+		linger_close(c);
 		return;
 	}
 	if (c->state == CS_HANDLING && c->on_drain)
@@ -425,7 +443,7 @@ static void next_cb(evutil_socket_t fd, short what, void *arg)
 	struct px_http_conn *c = arg;
 	if (c->state == CS_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-			conn_free(c);
+			linger_close(c);
 		return;
 	}
 	process_input(c);

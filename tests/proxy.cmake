@@ -9,3 +9,9 @@ add_executable(lw-upstream upstream/main.c)
 lw_target_warnings(lw-upstream)
 target_link_libraries(lw-upstream PRIVATE lw_scripted)
 set_target_properties(lw-upstream PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+
+# Integration: the real binary on loopback against lw-upstream.
+lw_unit_test(test_proxy integration/test_proxy.c integration/harness.c LIBS lw_scripted)
+target_include_directories(test_proxy PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_proxy loopwarden lw-upstream)
+set_tests_properties(test_proxy PROPERTIES TIMEOUT 180)

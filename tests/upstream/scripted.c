@@ -27,6 +27,7 @@ struct scenario {
 	char **chunks;
 	size_t n_chunks;
 	char *body; /* the non-stream chat.completion */
+	struct up_expect expect;
 };
 
 struct up_server {
@@ -366,6 +367,12 @@ static int load_file(struct up_server *s, const char *path, char *err, size_t er
 	if (dot)
 		*dot = '\0';
 	sc->request = tree_text(get(root, "request"));
+	yajl_val kind = get(root, "kind"), ex = get(root, "expect"), cfg = get(root, "config");
+	sc->expect.loop = kind && YAJL_IS_STRING(kind) && strcmp(kind->u.string, "loop") == 0;
+	yajl_val et = get(ex, "trip"), eb = get(ex, "by_chunk");
+	sc->expect.trip = et && YAJL_IS_TRUE(et);
+	sc->expect.by_chunk = eb && YAJL_IS_INTEGER(eb) ? (long)YAJL_GET_INTEGER(eb) : -1;
+	sc->expect.has_config = cfg && YAJL_IS_OBJECT(cfg) && cfg->u.object.len > 0;
 	sc->chunks = calloc(chunks->u.array.len + 1, sizeof(char *));
 	for (size_t i = 0; sc->chunks && i < chunks->u.array.len; i++) {
 		yajl_val c = chunks->u.array.values[i];
@@ -452,6 +459,21 @@ const char *up_server_request(const struct up_server *s, const char *name)
 {
 	const struct scenario *sc = find(s, name);
 	return sc ? sc->request : NULL;
+}
+
+int up_server_expect(const struct up_server *s, const char *name, struct up_expect *out)
+{
+	const struct scenario *sc = find(s, name);
+	if (!sc)
+		return -1;
+	*out = sc->expect;
+	return 0;
+}
+
+const char *up_server_body(const struct up_server *s, const char *name)
+{
+	const struct scenario *sc = find(s, name);
+	return sc ? sc->body : NULL;
 }
 
 int up_server_set_default(struct up_server *s, const char *name)

@@ -64,6 +64,17 @@ const char *const *up_server_chunks(const struct up_server *s, const char *name,
 /* The scenario's request body as JSON text (with "stream" as in the file). */
 const char *up_server_request(const struct up_server *s, const char *name);
 
+/* What a scenario file says of itself. */
+struct up_expect {
+	bool loop;          /* kind == "loop" */
+	bool trip;          /* expect.trip */
+	long by_chunk;      /* expect.by_chunk (0: the history check trips), -1 when absent */
+	bool has_config;    /* the file carries its own "config" overrides */
+};
+int up_server_expect(const struct up_server *s, const char *name, struct up_expect *out);
+/* The non-stream chat.completion body the upstream answers for <name>. */
+const char *up_server_body(const struct up_server *s, const char *name);
+
 /* The scenario replayed when a request's "model" names none: <name>. */
 int up_server_set_default(struct up_server *s, const char *name);
 void up_server_set_program(struct up_server *s, const struct up_program *p);

@@ -1,0 +1,779 @@
+/* Integration tests: the real loopwarden binary in front of the scripted
+ * upstream (lw-upstream), both on 127.0.0.1 with ports chosen by the kernel.
+ * Every wait is bounded; nothing asserts on elapsed time. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <event2/event.h>
+#include <yajl/yajl_tree.h>
+
+#include "harness.h"
+#include "scripted.h"
+
+#define IT_DATA LW_SOURCE_DIR "/tests/integration/data"
+#define CORPUS LW_SOURCE_DIR "/tests/data"
+#define WAIT_MS 20000
+
+static struct {
+	char dir[256];
+	char up_log[300], lw_log[300], rec_dir[300];
+	pid_t up_pid, lw_pid;
+	int up_port, lw_port;
+	struct event_base *base;
+	struct up_server *local; /* the same scenarios, loaded here to compare bytes */
+	bool corpus;
+} T;
+
+static bool has_json(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return false;
+	struct dirent *e;
+	bool found = false;
+	while ((e = readdir(d)))
+		if (strstr(e->d_name, ".json"))
+			found = true;
+	closedir(d);
+	return found;
+}
+
+static int start_all(void **state)
+{
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(T.dir, sizeof(T.dir), "/tmp/lw-proxy-test-XXXXXX");
+	if (!mkdtemp(T.dir))
+		return -1;
+	snprintf(T.up_log, sizeof(T.up_log), "%s/upstream.log", T.dir);
+	snprintf(T.lw_log, sizeof(T.lw_log), "%s/loopwarden.log", T.dir);
+	snprintf(T.rec_dir, sizeof(T.rec_dir), "%s/rec", T.dir);
+	T.corpus = has_json(CORPUS);
+	char *up_argv[] = {LW_BINARY_DIR "/lw-upstream", "--data", IT_DATA, "--listen", "0",
+	                   T.corpus ? "--data" : NULL, CORPUS, NULL};
+	T.up_pid = hs_spawn(up_argv, T.up_log);
+	T.up_port = (int)hs_wait_number(T.up_log, "listening on 127.0.0.1:", WAIT_MS);
+	if (T.up_port <= 0)
+		return -1;
+	char upstream[64];
+	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%d", T.up_port);
+	char *lw_argv[] = {LW_BINARY_DIR "/loopwarden", "--listen", "127.0.0.1:0", "--upstream", upstream,
+	                   "--set", "watchdog.first_token_timeout_ms=1500",
+	                   "--set", "watchdog.idle_timeout_ms=700",
+	                   "--set", "proxy.keepalive_ms=150",
+	                   "--set", "proxy.max_body_bytes=1048576",
+	                   "--record", T.rec_dir, NULL};
+	T.lw_pid = hs_spawn(lw_argv, T.lw_log);
+	T.lw_port = (int)hs_wait_number(T.lw_log, "listening on http://127.0.0.1:", WAIT_MS);
+	if (T.lw_port <= 0)
+		return -1;
+	T.base = event_base_new();
+	char err[256];
+	T.local = up_server_new(T.base, 0, err, sizeof(err));
+	if (!T.local || up_server_load(T.local, IT_DATA, err, sizeof(err)) < 0 ||
+	    (T.corpus && up_server_load(T.local, CORPUS, err, sizeof(err)) < 0)) {
+		fprintf(stderr, "scenarios: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int stop_all(void **state)
+{
+	(void)state;
+	int lw = hs_stop(T.lw_pid, 5000);
+	int up = hs_stop(T.up_pid, 5000);
+	up_server_free(T.local);
+	event_base_free(T.base);
+	if (lw != 0) {
+		fprintf(stderr, "loopwarden exited with %d on SIGTERM; log in %s\n", lw, T.lw_log);
+		return -1;
+	}
+	(void)up;
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", T.dir);
+	if (system(cmd) != 0)
+		return -1;
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+static const char *str_of(yajl_val v)
+{
+	return v && YAJL_IS_STRING(v) ? v->u.string : "";
+}
+
+static void control(const char *query)
+{
+	struct hs_resp r;
+	char path[512];
+	snprintf(path, sizeof(path), "/_control?%s", query);
+	assert_int_equal(hs_http(T.up_port, "GET", path, NULL, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 200);
+	hs_resp_free(&r);
+}
+
+static yajl_val stats(void)
+{
+	struct hs_resp r;
+	assert_int_equal(hs_http(T.up_port, "GET", "/_stats", NULL, NULL, WAIT_MS, &r), 0);
+	yajl_val v = yajl_tree_parse(r.body, NULL, 0);
+	hs_resp_free(&r);
+	assert_non_null(v);
+	return v;
+}
+
+static yajl_val path_get(yajl_val v, const char *a, const char *b, const char *c)
+{
+	const char *p[] = {a, b, c, NULL};
+	return yajl_tree_get(v, p, yajl_t_any);
+}
+
+/* Record <i> of the upstream, waiting (bounded) until it is over. */
+static void upstream_record(size_t i, bool *hung_up, long *written, long *total)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		yajl_val s = stats();
+		yajl_val recs = path_get(s, "records", NULL, NULL);
+		if (recs && YAJL_IS_ARRAY(recs) && recs->u.array.len > i) {
+			yajl_val r = recs->u.array.values[i];
+			bool hu = YAJL_IS_TRUE(path_get(r, "hung_up", NULL, NULL));
+			bool done = YAJL_IS_TRUE(path_get(r, "completed", NULL, NULL));
+			if (hu || done) {
+				*hung_up = hu;
+				*written = (long)YAJL_GET_INTEGER(path_get(r, "chunks_written", NULL, NULL));
+				*total = (long)YAJL_GET_INTEGER(path_get(r, "chunks_total", NULL, NULL));
+				yajl_tree_free(s);
+				return;
+			}
+		}
+		yajl_tree_free(s);
+		usleep(10000);
+	}
+	fail_msg("the upstream never saw request %zu end", i);
+}
+
+static size_t upstream_requests(void)
+{
+	yajl_val s = stats();
+	size_t n = (size_t)YAJL_GET_INTEGER(path_get(s, "requests", NULL, NULL));
+	yajl_tree_free(s);
+	return n;
+}
+
+static char *with_stream(const char *req, bool stream)
+{
+	/* The scenario requests are compact JSON written by yajl. */
+	const char *from = stream ? "\"stream\":false" : "\"stream\":true";
+	const char *to = stream ? "\"stream\":true" : "\"stream\":false";
+	const char *p = strstr(req, from);
+	if (!p)
+		return strdup(req);
+	size_t n = strlen(req) + 8;
+	char *s = malloc(n);
+	snprintf(s, n, "%.*s%s%s", (int)(p - req), req, to, p + strlen(from));
+	return s;
+}
+
+static void chat(const char *body, struct hs_resp *r)
+{
+	assert_int_equal(hs_http(T.lw_port, "POST", "/v1/chat/completions", body,
+	                         "Authorization: Bearer sk-test\r\n", WAIT_MS, r), 0);
+}
+
+/* The final chunk of a cut answer: finish_reason "length" + loopwarden. */
+static void assert_cut_chunk(const char *json, const char *finish, char *guard, size_t glen)
+{
+	yajl_val v = yajl_tree_parse(json, NULL, 0);
+	assert_non_null(v);
+	yajl_val fr = path_get(v, "choices", NULL, NULL);
+	assert_true(fr && YAJL_IS_ARRAY(fr) && fr->u.array.len == 1);
+	const char *f[] = {"finish_reason", NULL};
+	yajl_val fv = yajl_tree_get(fr->u.array.values[0], f, yajl_t_string);
+	assert_non_null(fv);
+	assert_string_equal(str_of(fv), finish);
+	yajl_val g = path_get(v, "loopwarden", "guard", NULL);
+	yajl_val d = path_get(v, "loopwarden", "detail", NULL);
+	assert_true(g && YAJL_IS_STRING(g) && *str_of(g));
+	assert_true(d && YAJL_IS_STRING(d));
+	snprintf(guard, glen, "%s", str_of(g));
+	yajl_tree_free(v);
+}
+
+static void assert_trip_chunk(const char *json, char *guard, size_t glen)
+{
+	assert_cut_chunk(json, "length", guard, glen);
+}
+
+/* ---- tests ---- */
+
+/* A healthy answer arrives byte-for-byte: the same chunks, then [DONE]. */
+static void check_healthy_stream(const char *name)
+{
+	char q[256];
+	snprintf(q, sizeof(q), "scenario=%s", name);
+	control(q);
+	size_t n_chunks;
+	const char *const *chunks = up_server_chunks(T.local, name, &n_chunks);
+	char *req = with_stream(up_server_request(T.local, name), true);
+	struct hs_resp r;
+	chat(req, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	assert_non_null(strcasestr(r.head, "content-type: text/event-stream"));
+	size_t n;
+	char **d = hs_sse_data(r.body, &n, NULL);
+	if (n != n_chunks + 1)
+		fail_msg("%s: %zu events relayed, the upstream sent %zu + [DONE]", name, n, n_chunks);
+	for (size_t i = 0; i < n_chunks; i++)
+		if (strcmp(d[i], chunks[i]) != 0)
+			fail_msg("%s: chunk %zu differs:\n  sent %s\n  got  %s", name, i + 1, chunks[i], d[i]);
+	assert_string_equal(d[n_chunks], "[DONE]");
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
+	free(req);
+}
+
+static void check_healthy_nonstream(const char *name)
+{
+	char q[256];
+	snprintf(q, sizeof(q), "scenario=%s", name);
+	control(q);
+	char *req = with_stream(up_server_request(T.local, name), false);
+	struct hs_resp r;
+	chat(req, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	if (strcmp(r.body, up_server_body(T.local, name)) != 0)
+		fail_msg("%s: the non-stream answer differs:\n  sent %s\n  got  %s", name,
+		         up_server_body(T.local, name), r.body);
+	hs_resp_free(&r);
+	free(req);
+}
+
+static void test_healthy_stream(void **state)
+{
+	(void)state;
+	check_healthy_stream("px-healthy-text");
+	check_healthy_stream("px-healthy-tools");
+}
+
+static void test_healthy_nonstream(void **state)
+{
+	(void)state;
+	check_healthy_nonstream("px-healthy-text");
+	check_healthy_nonstream("px-healthy-tools");
+}
+
+/* A looping stream ends with the trip chunk and [DONE], and the upstream
+ * stopped writing within a few chunks of the trip. Returns the guard. */
+static void check_loop_stream(const char *name, long by_chunk)
+{
+	char q[256];
+	snprintf(q, sizeof(q), "scenario=%s&delay_ms=2", name);
+	control(q);
+	char *req = with_stream(up_server_request(T.local, name), true);
+	struct hs_resp r;
+	chat(req, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	size_t n;
+	char **d = hs_sse_data(r.body, &n, NULL);
+	assert_true(n >= 2);
+	assert_string_equal(d[n - 1], "[DONE]");
+	char guard[64];
+	/* by_chunk 0: the history check answers with a note, finish_reason "stop". */
+	assert_cut_chunk(d[n - 2], by_chunk == 0 ? "stop" : "length", guard, sizeof(guard));
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
+	free(req);
+	if (by_chunk == 0) {
+		/* The history check answered: the upstream was never asked. */
+		assert_int_equal(upstream_requests(), 0);
+		return;
+	}
+	bool hung_up;
+	long written, total;
+	upstream_record(0, &hung_up, &written, &total);
+	if (!hung_up || written >= total)
+		fail_msg("%s: the upstream wrote all %ld chunks: nothing was cancelled", name, total);
+	if (by_chunk > 0 && written > by_chunk + 6)
+		fail_msg("%s: the upstream wrote %ld chunks; the guards must trip by chunk %ld", name,
+		         written, by_chunk);
+}
+
+static void test_loop_stream(void **state)
+{
+	(void)state;
+	check_loop_stream("px-loop-words", 60);
+	check_loop_stream("px-loop-calls", 40);
+}
+
+/* Every corpus scenario (tests/data) through the proxy: loops are cut,
+ * healthy answers arrive unchanged. */
+static void test_corpus(void **state)
+{
+	(void)state;
+	if (!T.corpus)
+		skip();
+	size_t loops = 0, healthy = 0, skipped = 0;
+	for (size_t i = 0; i < up_server_scenarios(T.local); i++) {
+		const char *name = up_server_scenario_name(T.local, i);
+		struct up_expect ex;
+		if (strncmp(name, "px-", 3) == 0 || up_server_expect(T.local, name, &ex) != 0)
+			continue;
+		if (ex.has_config) {
+			skipped++; /* needs its own guard settings */
+			continue;
+		}
+		if (ex.loop && ex.trip) {
+			check_loop_stream(name, ex.by_chunk);
+			loops++;
+		} else if (!ex.trip) {
+			check_healthy_stream(name);
+			healthy++;
+		}
+	}
+	printf("corpus through the proxy: %zu loops cut, %zu healthy relayed unchanged, "
+	       "%zu skipped (own config)\n", loops, healthy, skipped);
+}
+
+/* Non-stream loop: the answer is truncated before the loop, finish_reason length. */
+static void test_loop_nonstream(void **state)
+{
+	(void)state;
+	control("scenario=px-loop-words");
+	char *req = with_stream(up_server_request(T.local, "px-loop-words"), false);
+	struct hs_resp r;
+	chat(req, &r);
+	assert_int_equal(r.status, 200);
+	yajl_val v = yajl_tree_parse(r.body, NULL, 0);
+	assert_non_null(v);
+	yajl_val choices = path_get(v, "choices", NULL, NULL);
+	assert_true(choices && YAJL_IS_ARRAY(choices) && choices->u.array.len == 1);
+	yajl_val c0 = choices->u.array.values[0];
+	const char *pf[] = {"finish_reason", NULL}, *pc[] = {"message", "content", NULL};
+	assert_string_equal(str_of(yajl_tree_get(c0, pf, yajl_t_string)), "length");
+	yajl_val content = yajl_tree_get(c0, pc, yajl_t_string);
+	assert_non_null(content);
+	yajl_val g = path_get(v, "loopwarden", "guard", NULL);
+	assert_true(g && YAJL_IS_STRING(g));
+	/* The full answer, for comparison. */
+	yajl_val full = yajl_tree_parse(up_server_body(T.local, "px-loop-words"), NULL, 0);
+	const char *pch[] = {"choices", NULL};
+	yajl_val fchoices = yajl_tree_get(full, pch, yajl_t_array);
+	assert_non_null(fchoices);
+	const char *fc = str_of(yajl_tree_get(fchoices->u.array.values[0], pc, yajl_t_string));
+	assert_non_null(fc);
+	const char *tc = str_of(content);
+	assert_true(strlen(tc) < strlen(fc) / 2);
+	assert_memory_equal(tc, fc, strlen(tc)); /* a prefix of the real answer */
+	assert_true(strlen(tc) >= strlen("I will now explain"));
+	yajl_tree_free(full);
+	yajl_tree_free(v);
+	hs_resp_free(&r);
+	free(req);
+}
+
+static void test_stall_first_token(void **state)
+{
+	(void)state;
+	control("scenario=px-healthy-text&mode=stall&after=0");
+	struct hs_resp r;
+	chat("{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	size_t n, comments;
+	char **d = hs_sse_data(r.body, &n, &comments);
+	assert_int_equal(n, 2);
+	char guard[64];
+	assert_trip_chunk(d[0], guard, sizeof(guard));
+	assert_string_equal(guard, "stall");
+	assert_string_equal(d[1], "[DONE]");
+	assert_true(comments >= 1); /* keep-alives while waiting */
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
+	bool hung_up;
+	long written, total;
+	upstream_record(0, &hung_up, &written, &total);
+	assert_true(hung_up);
+	assert_int_equal(written, 0);
+}
+
+static void test_stall_idle(void **state)
+{
+	(void)state;
+	control("scenario=px-healthy-text&mode=stall&after=5");
+	struct hs_resp r;
+	chat("{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	size_t n;
+	char **d = hs_sse_data(r.body, &n, NULL);
+	assert_int_equal(n, 7); /* 5 relayed, the stall chunk, [DONE] */
+	char guard[64];
+	assert_trip_chunk(d[5], guard, sizeof(guard));
+	assert_string_equal(guard, "stall");
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
+	bool hung_up;
+	long written, total;
+	upstream_record(0, &hung_up, &written, &total);
+	assert_true(hung_up);
+	assert_int_equal(written, 5);
+}
+
+/* After the stream started, a failure is an error event and a proper end. */
+static void check_stream_error(const char *query, const char *needle)
+{
+	control(query);
+	struct hs_resp r;
+	chat("{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	size_t n;
+	char **d = hs_sse_data(r.body, &n, NULL);
+	assert_true(n >= 2);
+	assert_string_equal(d[n - 1], "[DONE]");
+	yajl_val v = yajl_tree_parse(d[n - 2], NULL, 0);
+	yajl_val msg = path_get(v, "error", "message", NULL);
+	if (!msg || !YAJL_IS_STRING(msg) || !strstr(str_of(msg), needle))
+		fail_msg("%s: expected an error event mentioning '%s', got %s", query, needle, d[n - 2]);
+	yajl_tree_free(v);
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
+}
+
+static void test_upstream_failures_mid_stream(void **state)
+{
+	(void)state;
+	check_stream_error("scenario=px-healthy-text&mode=reset&after=4", "upstream");
+	check_stream_error("scenario=px-healthy-text&mode=close&after=4", "before");
+	check_stream_error("scenario=px-healthy-text&mode=garbage&after=3", "invalid chunk");
+	check_stream_error("scenario=px-healthy-text&mode=noise", "not an SSE stream");
+}
+
+/* Before the stream started, an HTTP status with an OpenAI-style body. */
+static void test_upstream_status(void **state)
+{
+	(void)state;
+	struct hs_resp r;
+	control("mode=status&status=500");
+	chat("{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 500);
+	yajl_val v = yajl_tree_parse(r.body, NULL, 0);
+	assert_non_null(path_get(v, "error", "message", NULL));
+	yajl_tree_free(v);
+	hs_resp_free(&r);
+
+	control("mode=status_text&status=503");
+	chat("{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 503);
+	v = yajl_tree_parse(r.body, NULL, 0);
+	yajl_val m = path_get(v, "error", "message", NULL);
+	assert_true(m && strstr(str_of(m), "on fire"));
+	assert_string_equal(str_of(path_get(v, "error", "type", NULL)), "unavailable_error");
+	yajl_tree_free(v);
+	hs_resp_free(&r);
+	control("mode=replay");
+}
+
+static void check_bad_request(const char *body, const char *needle)
+{
+	struct hs_resp r;
+	chat(body, &r);
+	assert_int_equal(r.status, 400);
+	yajl_val v = yajl_tree_parse(r.body, NULL, 0);
+	assert_non_null(v);
+	assert_string_equal(str_of(path_get(v, "error", "type", NULL)), "invalid_request_error");
+	yajl_val m = path_get(v, "error", "message", NULL);
+	if (!m || !strstr(str_of(m), needle))
+		fail_msg("expected '%s' in %s", needle, r.body);
+	yajl_tree_free(v);
+	hs_resp_free(&r);
+}
+
+static void test_bad_requests(void **state)
+{
+	(void)state;
+	control("mode=replay");
+	check_bad_request("{\"model\": \"x\", \"messages\": [", "not valid JSON");
+	check_bad_request("[1,2]", "JSON object");
+	check_bad_request("{\"model\":\"x\"}", "messages");
+	check_bad_request("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":\"yes\"}", "stream");
+	size_t big = (1u << 20) + 100;
+	char *b = malloc(big + 1);
+	memset(b, 'a', big);
+	b[big] = '\0';
+	check_bad_request(b, "max_body_bytes");
+	free(b);
+	assert_int_equal(upstream_requests(), 0); /* none reached the upstream */
+}
+
+/* The client goes away mid-stream: the upstream connection closes. */
+static void test_client_disconnect(void **state)
+{
+	(void)state;
+	control("scenario=px-healthy-text&delay_ms=40");
+	int fd = hs_connect(T.lw_port);
+	assert_true(fd >= 0);
+	size_t len;
+	char *req = hs_request_text("POST", "/v1/chat/completions",
+	                            "{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+	                            NULL, &len);
+	assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+	free(req);
+	char buf[4096];
+	size_t got = 0;
+	/* Read until the first event arrived (bounded), then hang up. */
+	while (got < sizeof(buf) - 1) {
+		struct pollfd p = {fd, POLLIN, 0};
+		assert_true(poll(&p, 1, WAIT_MS) == 1);
+		ssize_t k = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+		assert_true(k > 0);
+		got += (size_t)k;
+		buf[got] = '\0';
+		if (strstr(buf, "data: "))
+			break;
+	}
+	close(fd);
+	bool hung_up;
+	long written, total;
+	upstream_record(0, &hung_up, &written, &total);
+	assert_true(hung_up);
+	assert_true(written < total);
+}
+
+/* 100 streams at once, all complete and correct. */
+static void test_concurrent_streams(void **state)
+{
+	(void)state;
+	enum { N = 100 };
+	control("scenario=px-healthy-tools&delay_ms=1");
+	size_t n_chunks;
+	const char *const *chunks = up_server_chunks(T.local, "px-healthy-tools", &n_chunks);
+	int fds[N];
+	char *raw[N];
+	size_t rl[N], rc[N];
+	bool open_[N];
+	size_t len;
+	char *req = hs_request_text("POST", "/v1/chat/completions",
+	                            "{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+	                            NULL, &len);
+	for (int i = 0; i < N; i++) {
+		fds[i] = hs_connect(T.lw_port);
+		assert_true(fds[i] >= 0);
+		assert_int_equal(send(fds[i], req, len, MSG_NOSIGNAL), (ssize_t)len);
+		rc[i] = 16384;
+		raw[i] = malloc(rc[i]);
+		rl[i] = 0;
+		open_[i] = true;
+	}
+	free(req);
+	int left = N;
+	struct pollfd p[N];
+	for (int rounds = 0; left > 0 && rounds < 100000; rounds++) {
+		int np = 0;
+		int map[N];
+		for (int i = 0; i < N; i++)
+			if (open_[i]) {
+				p[np].fd = fds[i];
+				p[np].events = POLLIN;
+				p[np].revents = 0;
+				map[np++] = i;
+			}
+		int k = poll(p, (nfds_t)np, WAIT_MS);
+		assert_true(k > 0);
+		for (int j = 0; j < np; j++) {
+			if (!p[j].revents)
+				continue;
+			int i = map[j];
+			if (rl[i] + 4096 > rc[i]) {
+				rc[i] *= 2;
+				raw[i] = realloc(raw[i], rc[i]);
+			}
+			ssize_t got = recv(fds[i], raw[i] + rl[i], rc[i] - rl[i], 0);
+			if (got <= 0) {
+				open_[i] = false;
+				close(fds[i]);
+				left--;
+			} else {
+				rl[i] += (size_t)got;
+			}
+		}
+	}
+	assert_int_equal(left, 0);
+	for (int i = 0; i < N; i++) {
+		struct hs_resp r;
+		assert_int_equal(hs_parse_response(raw[i], rl[i], &r), 0);
+		assert_int_equal(r.status, 200);
+		assert_true(r.complete);
+		size_t n;
+		char **d = hs_sse_data(r.body, &n, NULL);
+		assert_int_equal(n, n_chunks + 1);
+		for (size_t c = 0; c < n_chunks; c++)
+			assert_string_equal(d[c], chunks[c]);
+		assert_string_equal(d[n_chunks], "[DONE]");
+		hs_sse_free(d, n);
+		hs_resp_free(&r);
+		free(raw[i]);
+	}
+	assert_int_equal(upstream_requests(), N);
+}
+
+static void test_auth_models_health_metrics(void **state)
+{
+	(void)state;
+	control("scenario=px-healthy-text");
+	struct hs_resp r;
+	chat("{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 200);
+	hs_resp_free(&r);
+	yajl_val s = stats();
+	yajl_val recs = path_get(s, "records", NULL, NULL);
+	assert_true(recs && recs->u.array.len == 1);
+	assert_string_equal(str_of(path_get(recs->u.array.values[0], "authorization", NULL, NULL)),
+	                    "Bearer sk-test");
+	yajl_tree_free(s);
+
+	assert_int_equal(hs_http(T.lw_port, "GET", "/v1/models", NULL, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"scripted\""));
+	hs_resp_free(&r);
+
+	assert_int_equal(hs_http(T.lw_port, "GET", "/health", NULL, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"reachable\":true"));
+	hs_resp_free(&r);
+
+	assert_int_equal(hs_http(T.lw_port, "GET", "/metrics", NULL, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "loopwarden_requests_total "));
+	assert_non_null(strstr(r.body, "loopwarden_trips_total{guard=\"stall\"}"));
+	assert_non_null(strstr(r.body, "loopwarden_upstream_errors_total{kind=\"reset\"}"));
+	assert_non_null(strstr(r.body, "loopwarden_active_streams 0"));
+	assert_non_null(strstr(r.body, "loopwarden_time_to_first_token_seconds_bucket"));
+	hs_resp_free(&r);
+
+	assert_int_equal(hs_http(T.lw_port, "GET", "/nope", NULL, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 404);
+	hs_resp_free(&r);
+}
+
+/* --record DIR: request.json + stream.sse per request. */
+static void test_record(void **state)
+{
+	(void)state;
+	control("scenario=px-healthy-tools");
+	struct hs_resp r;
+	const char *body = "{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"record me\"}]}";
+	chat(body, &r);
+	assert_int_equal(r.status, 200);
+	hs_resp_free(&r);
+	DIR *d = opendir(T.rec_dir);
+	assert_non_null(d);
+	struct dirent *e;
+	bool found = false;
+	while ((e = readdir(d)) && !found) {
+		if (e->d_name[0] == '.')
+			continue;
+		char p[1024];
+		snprintf(p, sizeof(p), "%s/%s/request.json", T.rec_dir, e->d_name);
+		char *req = hs_read_file(p, NULL);
+		if (req && strcmp(req, body) == 0) {
+			snprintf(p, sizeof(p), "%s/%s/stream.sse", T.rec_dir, e->d_name);
+			char *sse = hs_read_file(p, NULL);
+			assert_non_null(sse);
+			assert_non_null(strstr(sse, "data: [DONE]"));
+			assert_non_null(strstr(sse, "call_1"));
+			free(sse);
+			found = true;
+		}
+		free(req);
+	}
+	closedir(d);
+	assert_true(found);
+}
+
+/* A second instance pointed at a closed port answers 502, and --help/--version work. */
+static void test_refused_and_cli(void **state)
+{
+	(void)state;
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {0};
+	socklen_t sl = sizeof(sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	getsockname(fd, (struct sockaddr *)&sa, &sl);
+	close(fd); /* nothing listens there now */
+	char upstream[64], log[400];
+	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+	snprintf(log, sizeof(log), "%s/refused.log", T.dir);
+	char *argv[] = {LW_BINARY_DIR "/loopwarden", "--listen", "127.0.0.1:0", "--upstream", upstream, NULL};
+	pid_t pid = hs_spawn(argv, log);
+	long port = hs_wait_number(log, "listening on http://127.0.0.1:", WAIT_MS);
+	assert_true(port > 0);
+	struct hs_resp r;
+	assert_int_equal(hs_http((int)port, "POST", "/v1/chat/completions",
+	                         "{\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", NULL,
+	                         WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 502);
+	assert_non_null(strstr(r.body, "cannot connect"));
+	hs_resp_free(&r);
+	assert_int_equal(hs_http((int)port, "GET", "/health", NULL, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"reachable\":false"));
+	hs_resp_free(&r);
+	assert_int_equal(hs_stop(pid, 5000), 0);
+
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "%s/loopwarden --help > %s/help.txt", LW_BINARY_DIR, T.dir);
+	assert_int_equal(system(cmd), 0);
+	snprintf(cmd, sizeof(cmd), "%s/help.txt", T.dir);
+	char *help = hs_read_file(cmd, NULL);
+	assert_non_null(strstr(help, "--upstream"));
+	assert_non_null(strstr(help, "watchdog.idle_timeout_ms"));
+	free(help);
+	snprintf(cmd, sizeof(cmd), "%s/loopwarden --set nope.key=1 --upstream http://127.0.0.1:1 2>/dev/null",
+	         LW_BINARY_DIR);
+	assert_int_not_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_healthy_stream),
+		cmocka_unit_test(test_healthy_nonstream),
+		cmocka_unit_test(test_loop_stream),
+		cmocka_unit_test(test_loop_nonstream),
+		cmocka_unit_test(test_stall_first_token),
+		cmocka_unit_test(test_stall_idle),
+		cmocka_unit_test(test_upstream_failures_mid_stream),
+		cmocka_unit_test(test_upstream_status),
+		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_client_disconnect),
+		cmocka_unit_test(test_concurrent_streams),
+		cmocka_unit_test(test_auth_models_health_metrics),
+		cmocka_unit_test(test_record),
+		cmocka_unit_test(test_refused_and_cli),
+		cmocka_unit_test(test_corpus),
+	};
+	return cmocka_run_group_tests(tests, start_all, stop_all);
+}
