@@ -1242,22 +1242,42 @@ struct bigram {
 };
 
 struct frag {
-	size_t off, len; /* into the input text */
-	int32_t id;      /* -1: raw text */
+	uint32_t off, len; /* into the input text */
+	int32_t id;        /* -1: raw text */
 };
 
 struct enc {
 	const struct eng_tok *t;
 	int32_t *out;
 	size_t cap, n;
-	/* scratch, sized for the whole text once per call */
-	char *buf;       /* escaped (SPM) or sanitized (BPE) fragment */
+	/* Scratch of one call: grown geometrically when a fragment or piece
+	 * needs more, never per token. */
+	char *buf; /* escaped (SPM) or sanitized (BPE) text, 3 bytes per input byte */
 	struct sym *syms;
+	size_t syms_cap;
 	struct bigram *heap;
-	size_t n_heap;
-	size_t *seg_a, *seg_b; /* BPE pieces: (off,len) pairs */
+	size_t n_heap, heap_cap;
+	uint32_t *seg_a, *seg_b; /* BPE pieces: (off,len) pairs */
+	size_t seg_a_cap, seg_b_cap;
 	pcre2_match_data *md;
+	bool nomem;
 };
+
+static bool grow(void *pp, size_t *cap, size_t need, size_t elem)
+{
+	void **p = pp;
+	if (need <= *cap)
+		return true;
+	size_t c = *cap ? *cap : 256;
+	while (c < need)
+		c *= 2;
+	void *q = realloc(*p, c * elem);
+	if (!q)
+		return false;
+	*p = q;
+	*cap = c;
+	return true;
+}
 
 static void emit(struct enc *e, int32_t id)
 {
@@ -1273,6 +1293,10 @@ static bool better(const struct bigram *a, const struct bigram *b)
 
 static void heap_push(struct enc *e, struct bigram b)
 {
+	if (!grow(&e->heap, &e->heap_cap, e->n_heap + 1, sizeof(*e->heap))) {
+		e->nomem = true;
+		return;
+	}
 	size_t i = e->n_heap++;
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
@@ -1337,6 +1361,13 @@ static void spm_byte(struct enc *e, unsigned char c)
 static void spm_run(struct enc *e, const char *txt, size_t m)
 {
 	int32_t n = 0;
+	size_t n_chars = 0;
+	for (size_t offs = 0; offs < m; n_chars++)
+		offs += utf8_len((unsigned char)txt[offs]);
+	if (!grow(&e->syms, &e->syms_cap, n_chars, sizeof(*e->syms))) {
+		e->nomem = true;
+		return;
+	}
 	for (size_t offs = 0; offs < m;) {
 		size_t l = utf8_len((unsigned char)txt[offs]);
 		if (l > m - offs)
@@ -1424,6 +1455,10 @@ static void bpe_word(struct enc *e, const char *w, size_t m)
 		}
 	}
 	int32_t n = (int32_t)m;
+	if (!grow(&e->syms, &e->syms_cap, m, sizeof(*e->syms))) {
+		e->nomem = true;
+		return;
+	}
 	for (int32_t i = 0; i < n; i++) { /* one symbol per raw byte */
 		e->syms[i].off = (uint32_t)i;
 		e->syms[i].n = 1;
@@ -1468,16 +1503,21 @@ static enum eng_status bpe_fragment(struct enc *e, const char *text, size_t len)
 	const struct eng_tok *t = e->t;
 	size_t n = utf8_sanitize(text, len, e->buf);
 	const char *s = e->buf;
-	size_t *in = e->seg_a, *outp = e->seg_b;
 	size_t n_in = 1, n_out;
 	if (n == 0)
 		return ENG_OK;
+	/* Pieces are disjoint and non-empty: at most one per byte. */
+	if (!grow(&e->seg_a, &e->seg_a_cap, 2 * n + 2, sizeof(*e->seg_a)) ||
+	    !grow(&e->seg_b, &e->seg_b_cap, 2 * n + 2, sizeof(*e->seg_b)))
+		return ENG_ERR_NOMEM;
+	uint32_t *in = e->seg_a, *outp = e->seg_b;
 	in[0] = 0;
 	in[1] = n;
 	for (int r = 0; r < t->n_re; r++) {
 		n_out = 0;
 		for (size_t k = 0; k < n_in; k++) {
-			size_t off = in[2 * k], sl = in[2 * k + 1];
+			uint32_t off = in[2 * k];
+			size_t sl = in[2 * k + 1];
 			size_t start = 0, pos = 0;
 			while (pos <= sl) {
 				int rc = pcre2_match(t->re[r], (PCRE2_SPTR)(s + off), sl, pos,
@@ -1493,22 +1533,22 @@ static enum eng_status bpe_fragment(struct enc *e, const char *text, size_t len)
 					continue;
 				}
 				if (ms > start) {
-					outp[2 * n_out] = off + start;
-					outp[2 * n_out + 1] = ms - start;
+					outp[2 * n_out] = off + (uint32_t)start;
+					outp[2 * n_out + 1] = (uint32_t)(ms - start);
 					n_out++;
 				}
-				outp[2 * n_out] = off + ms;
-				outp[2 * n_out + 1] = me - ms;
+				outp[2 * n_out] = off + (uint32_t)ms;
+				outp[2 * n_out + 1] = (uint32_t)(me - ms);
 				n_out++;
 				start = pos = me;
 			}
 			if (start < sl) {
-				outp[2 * n_out] = off + start;
-				outp[2 * n_out + 1] = sl - start;
+				outp[2 * n_out] = off + (uint32_t)start;
+				outp[2 * n_out + 1] = (uint32_t)(sl - start);
 				n_out++;
 			}
 		}
-		size_t *tmp = in;
+		uint32_t *tmp = in;
 		in = outp;
 		outp = tmp;
 		n_in = n_out;
@@ -1520,43 +1560,50 @@ static enum eng_status bpe_fragment(struct enc *e, const char *text, size_t len)
 
 /* -- special tokens -- */
 
-/* Splits the raw fragments in <fr> on every special token, longest first,
- * like llama.cpp's tokenizer_st_partition. <tmp> has the same capacity. */
-static size_t partition(const struct eng_tok *t, const char *text, struct frag *fr, size_t nf,
-			struct frag *tmp, bool parse_special)
+/* Splits the raw text on every special token, longest first, like
+ * llama.cpp's tokenizer_st_partition: *<fr> (with *<nf> entries, capacity
+ * *<fr_cap>) is rewritten into *<tmp> per token and swapped. False when out
+ * of memory. */
+static bool partition(const struct eng_tok *t, const char *text, struct frag **fr, size_t *nf,
+		      size_t *fr_cap, struct frag **tmp, size_t *tmp_cap, bool parse_special)
 {
 	for (uint32_t si = 0; si < t->n_specials; si++) {
 		int32_t id = t->specials[si];
 		const struct tok_entry *te = &t->tokens[id];
 		const char *st = t->arena + te->text_off;
-		size_t sl = te->text_len;
+		uint32_t sl = te->text_len;
 		if (!parse_special && (te->attr & (A_CONTROL | A_UNKNOWN)))
 			continue;
 		size_t no = 0;
 		bool any = false;
-		for (size_t k = 0; k < nf; k++) {
-			if (fr[k].id >= 0 || fr[k].len < sl) {
-				tmp[no++] = fr[k];
+		for (size_t k = 0; k < *nf; k++) {
+			struct frag f = (*fr)[k];
+			if (f.id >= 0 || f.len < sl) {
+				if (!grow(tmp, tmp_cap, no + 1, sizeof(**tmp)))
+					return false;
+				(*tmp)[no++] = f;
 				continue;
 			}
-			size_t base = fr[k].off, blen = fr[k].len;
+			uint32_t base = f.off, blen = f.len;
 			for (;;) {
+				/* up to three fragments come out of one match */
+				if (!grow(tmp, tmp_cap, no + 3, sizeof(**tmp)))
+					return false;
 				const char *hit = memmem(text + base, blen, st, sl);
 				if (!hit) {
-					if (blen)
-						tmp[no++] = (struct frag){base, blen, -1};
+					(*tmp)[no++] = (struct frag){base, blen, -1};
 					break;
 				}
 				any = true;
-				size_t m = (size_t)(hit - text);
-				size_t ll = m - base;
+				uint32_t m = (uint32_t)(hit - text);
+				uint32_t ll = m - base;
 				if (te->attr & A_LSTRIP)
 					while (ll > 0 && isspace((unsigned char)text[base + ll - 1]))
 						ll--;
 				if (ll)
-					tmp[no++] = (struct frag){base, ll, -1};
-				tmp[no++] = (struct frag){m, sl, id};
-				size_t roff = m + sl, rlen = base + blen - roff;
+					(*tmp)[no++] = (struct frag){base, ll, -1};
+				(*tmp)[no++] = (struct frag){m, sl, id};
+				uint32_t roff = m + sl, rlen = base + blen - roff;
 				if (te->attr & A_RSTRIP)
 					while (rlen > 0 && isspace((unsigned char)text[roff])) {
 						roff++;
@@ -1569,11 +1616,16 @@ static size_t partition(const struct eng_tok *t, const char *text, struct frag *
 			}
 		}
 		if (any) {
-			memcpy(fr, tmp, no * sizeof(*fr));
-			nf = no;
+			struct frag *x = *fr;
+			size_t xc = *fr_cap;
+			*fr = *tmp;
+			*fr_cap = *tmp_cap;
+			*tmp = x;
+			*tmp_cap = xc;
+			*nf = no;
 		}
 	}
-	return nf;
+	return true;
 }
 
 size_t eng_tok_encode_bound(const struct eng_tok *t, size_t len)
@@ -1587,7 +1639,7 @@ int eng_tok_encode(const struct eng_tok *t, const char *text, size_t len, bool a
 {
 	struct enc e;
 	struct frag *fr = NULL, *tmp = NULL;
-	size_t nf = 0;
+	size_t nf = 0, fr_cap = 0, tmp_cap = 0;
 	int ret;
 
 	if (!t || (!text && len) || (!out && cap))
@@ -1599,32 +1651,24 @@ int eng_tok_encode(const struct eng_tok *t, const char *text, size_t len, bool a
 	e.out = out;
 	e.cap = out ? cap : 0;
 
-	/* Scratch: fragments (each special match adds at most two), the
-	 * escaped/sanitized text (3 bytes per input byte + prefix), symbols and
-	 * the bigram heap (at most 3 per symbol). */
-	size_t max_frag = t->n_specials ? 2 * len + 2 : 1;
-	size_t buf_len = 3 * len + 4;
-	fr = malloc(max_frag * sizeof(*fr));
-	tmp = t->n_specials ? malloc(max_frag * sizeof(*tmp)) : NULL;
-	e.buf = malloc(buf_len);
-	e.syms = malloc(buf_len * sizeof(*e.syms));
-	e.heap = malloc(3 * buf_len * sizeof(*e.heap));
-	if (t->kind == ENG_TOK_BPE) {
-		e.seg_a = malloc(2 * buf_len * sizeof(*e.seg_a));
-		e.seg_b = malloc(2 * buf_len * sizeof(*e.seg_b));
+	/* Scratch: the escaped/sanitized text (3 bytes per input byte + the
+	 * space prefix); fragments, symbols, heap and pieces grow on demand. */
+	e.buf = malloc(3 * len + 4);
+	if (t->kind == ENG_TOK_BPE)
 		e.md = pcre2_match_data_create(32, NULL);
-	}
-	if (!fr || (t->n_specials && !tmp) || !e.buf || !e.syms || !e.heap ||
-	    (t->kind == ENG_TOK_BPE && (!e.seg_a || !e.seg_b || !e.md))) {
+	if (!e.buf || (t->kind == ENG_TOK_BPE && !e.md) || !grow(&fr, &fr_cap, 1, sizeof(*fr))) {
 		ret = ENG_ERR_NOMEM;
 		goto out;
 	}
 
 	if (len) {
-		fr[0] = (struct frag){0, len, -1};
+		fr[0] = (struct frag){0, (uint32_t)len, -1};
 		nf = 1;
-		if (t->n_specials)
-			nf = partition(t, text, fr, nf, tmp, parse_special);
+		if (t->n_specials &&
+		    !partition(t, text, &fr, &nf, &fr_cap, &tmp, &tmp_cap, parse_special)) {
+			ret = ENG_ERR_NOMEM;
+			goto out;
+		}
 	}
 
 	if (add_special && t->add_bos)
@@ -1648,7 +1692,9 @@ int eng_tok_encode(const struct eng_tok *t, const char *text, size_t len, bool a
 	if (add_special && t->add_eos)
 		emit(&e, t->eos);
 
-	if (e.n > (size_t)INT32_MAX)
+	if (e.nomem)
+		ret = ENG_ERR_NOMEM;
+	else if (e.n > (size_t)INT32_MAX)
 		ret = ENG_ERR_LIMIT;
 	else if (out && e.n > cap)
 		ret = ENG_ERR_RANGE;
