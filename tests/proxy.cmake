@@ -15,3 +15,8 @@ lw_unit_test(test_proxy integration/test_proxy.c integration/harness.c LIBS lw_s
 target_include_directories(test_proxy PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
 add_dependencies(test_proxy loopwarden lw-upstream)
 set_tests_properties(test_proxy PROPERTIES TIMEOUT 180)
+
+# The official openai npm client through loopwarden (skipped when node/npm are absent).
+add_test(NAME test_openai_npm
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/npm/run.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR})
+set_tests_properties(test_openai_npm PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)

@@ -105,6 +105,18 @@ static int stop_all(void **state)
 		return -1;
 	}
 	(void)up;
+	/* A sanitizer report in a child's log is a failure even if it went on. */
+	const char *logs[] = {T.lw_log, T.up_log};
+	for (int i = 0; i < 2; i++) {
+		char *text = hs_read_file(logs[i], NULL);
+		if (text && (strstr(text, "AddressSanitizer") || strstr(text, "runtime error:") ||
+		             strstr(text, "LeakSanitizer"))) {
+			fprintf(stderr, "sanitizer report in %s:\n%s\n", logs[i], text);
+			free(text);
+			return -1;
+		}
+		free(text);
+	}
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", T.dir);
 	if (system(cmd) != 0)
