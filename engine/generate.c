@@ -199,7 +199,7 @@ int eng_generate_main(int argc, char **argv)
 		fprintf(stderr, "loopwarden generate: the prompt is empty and the vocabulary adds no BOS\n");
 		goto out;
 	}
-	struct eng_model_opts mo = {.n_threads = o.threads};
+	struct eng_model_opts mo = {.n_threads = o.threads, .release_source = o.load == ENG_LOAD_MMAP};
 	mo.n_ctx = o.ctx ? o.ctx : n_prompt + o.n_predict;
 	if ((st = eng_model_new(g, &mo, &m, err, sizeof(err))) != ENG_OK) {
 		fprintf(stderr, "loopwarden generate: %s: %s\n", o.model, err);

@@ -83,14 +83,8 @@ void eng_matmul_rows(const struct eng_kernels *k, enum eng_qtype t,
 			y[r] = dot(n, wc + (size_t)r * rb, xc);
 		return;
 	}
-	eng_gemm_fn gemm = k->gemm[t];
 	for (int rt = r0; rt < r1; rt += ROW_TILE) {
 		int re = rt + ROW_TILE < r1 ? rt + ROW_TILE : r1;
-		if (gemm) {
-			gemm(n, wc + (size_t)rt * rb, rb, re - rt, xc, xb, nt,
-			     y + rt, ldy);
-			continue;
-		}
 		for (int tk = 0; tk < nt; tk++)
 			for (int r = rt; r < re; r++)
 				y[(size_t)tk * ldy + r] =

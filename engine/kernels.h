@@ -13,19 +13,31 @@
 /* Returns W_row . x for a row of <n> weights at <w> and <n> activations at
  * <x> in eng_qtype_act(type) format. */
 typedef float (*eng_dot_fn)(size_t n, const void *w, const void *x);
-/* Computes y[t*ldy + r] = W_r . x_t for <nr> rows starting at <w> (row
- * stride <wstride> bytes) and <nt> activation rows at <x> (stride <xstride>
- * bytes): a register-tiled block for prefill. */
-typedef void (*eng_gemm_fn)(size_t n, const void *w, size_t wstride, int nr,
-			    const void *x, size_t xstride, int nt,
-			    float *y, size_t ldy);
+/* Row-interleaved ("packed") weights, built once at load by variants that
+ * have them (AVX-512 VNNI for Q8_0 and Q4_0): rows in groups of
+ * ENG_PACK_ROWS, each 32-weight block stored as 16 rows x 4 consecutive
+ * weights per 64-byte vector, so one vpdpbusd advances 16 rows at once and
+ * the same weights serve a whole tile of prompt tokens.
+ * pack_size: bytes for <rows> rows of <n> weights (rows padded to 16).
+ * pack: converts <rows> rows of the file layout at <src> into <dst>.
+ * gemm_packed: y[t*ldy + r] = W_r . x_t for the rows of groups [g0, g1)
+ * (rows >= <rows> are not written) and <nt> activation rows at <x>
+ * (eng_act_row_bytes apart). */
+#define ENG_PACK_ROWS 16
+typedef size_t (*eng_pack_size_fn)(int rows, size_t n);
+typedef void (*eng_pack_fn)(const void *src, int rows, size_t n, void *dst);
+typedef void (*eng_gemm_packed_fn)(size_t n, const void *wp, int rows, int g0, int g1,
+				   const void *x, int nt, float *y, size_t ldy);
 /* Writes <n> floats of <x> as activations of one format into <y>. */
 typedef void (*eng_quant_fn)(const float *x, void *y, size_t n);
 
 struct eng_kernels {
 	const char *name;
 	eng_dot_fn dot[ENG_QT_COUNT];      /* indexed by enum eng_qtype */
-	eng_gemm_fn gemm[ENG_QT_COUNT];    /* NULL: the driver loops dot */
+	/* packed layout, per weight type; NULL where the variant has none */
+	eng_pack_size_fn pack_size[ENG_QT_COUNT];
+	eng_pack_fn pack[ENG_QT_COUNT];
+	eng_gemm_packed_fn gemm_packed[ENG_QT_COUNT];
 	eng_quant_fn quant[ENG_ACT_COUNT]; /* indexed by enum eng_act */
 	/* y[i] = sum_j x[j] * w[j] over <n>: float vectors (attention). */
 	float (*dot_f32)(size_t n, const float *x, const float *w);

@@ -5,6 +5,7 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
+#include <string.h>
 
 static float vdot(size_t n, const float *a, const float *b)
 {
@@ -154,6 +155,180 @@ static float dot_q4_0(size_t n, const void *w, const void *x)
 	return _mm512_reduce_add_ps(s0) - corr + s;
 }
 
+
+/* ---- packed (row-interleaved) Q8_0 / Q4_0 ------------------------------
+ * Per group of 16 rows and per 32-weight block:
+ *   Q8_0: 8 vectors of 64 bytes (vector c: rows 0..15 x weights 4c..4c+3,
+ *         each stored as w + 128, unsigned) then 16 fp16 scales: 544 bytes.
+ *   Q4_0: 4 vectors of 64 bytes (vector c: low nibbles hold weights
+ *         4c..4c+3, high nibbles weights 4(c+4)..4(c+4)+3, of rows 0..15,
+ *         as stored: 0..15) then 16 fp16 scales: 288 bytes.
+ * vpdpbusd takes the unsigned weights and the signed activations (4 bytes
+ * broadcast), so W.x = sum_blocks d_w d_x (P - off * sum(x)) with off 128
+ * (Q8_0) or 8 (Q4_0), sum(x) kept in the activation block. */
+#define PK_Q8_BLK 544
+#define PK_Q4_BLK 288
+
+static size_t pack_size_q8_0(int rows, size_t n)
+{
+	return (size_t)((rows + 15) / 16) * (n / ENG_QK) * PK_Q8_BLK;
+}
+
+static size_t pack_size_q4_0(int rows, size_t n)
+{
+	return (size_t)((rows + 15) / 16) * (n / ENG_QK) * PK_Q4_BLK;
+}
+
+static void pack_q8_0(const void *src, int rows, size_t n, void *dst)
+{
+	const struct eng_blk_q8_0 *s = src;
+	size_t nb = n / ENG_QK;
+	uint8_t *d = dst;
+	for (int g = 0; g < (rows + 15) / 16; g++)
+		for (size_t b = 0; b < nb; b++, d += PK_Q8_BLK) {
+			uint16_t *sc = (uint16_t *)(d + 512);
+			for (int r = 0; r < 16; r++) {
+				int row = g * 16 + r;
+				const struct eng_blk_q8_0 *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
+				sc[r] = blk ? blk->d : 0;
+				for (int k = 0; k < ENG_QK; k++)
+					d[(k / 4) * 64 + r * 4 + k % 4] =
+						(uint8_t)((blk ? blk->qs[k] : 0) + 128);
+			}
+		}
+}
+
+static void pack_q4_0(const void *src, int rows, size_t n, void *dst)
+{
+	const struct eng_blk_q4_0 *s = src;
+	size_t nb = n / ENG_QK;
+	uint8_t *d = dst;
+	for (int g = 0; g < (rows + 15) / 16; g++)
+		for (size_t b = 0; b < nb; b++, d += PK_Q4_BLK) {
+			uint16_t *sc = (uint16_t *)(d + 256);
+			for (int r = 0; r < 16; r++) {
+				int row = g * 16 + r;
+				const struct eng_blk_q4_0 *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
+				sc[r] = blk ? blk->d : 0;
+				uint8_t v[ENG_QK];
+				for (int j = 0; j < 16; j++) {
+					v[j] = blk ? blk->qs[j] & 0xF : 8;
+					v[j + 16] = blk ? blk->qs[j] >> 4 : 8;
+				}
+				for (int c = 0; c < 4; c++)
+					for (int j = 0; j < 4; j++)
+						d[c * 64 + r * 4 + j] =
+							(uint8_t)(v[4 * c + j] | (v[4 * (c + 4) + j] << 4));
+			}
+		}
+}
+
+static inline __m512i bcast4(const int8_t *p)
+{
+	int32_t v;
+	memcpy(&v, p, 4);
+	return _mm512_set1_epi32(v);
+}
+
+static inline void store16(float *y, __m512 v, int valid)
+{
+	if (valid >= 16)
+		_mm512_storeu_ps(y, v);
+	else
+		_mm512_mask_storeu_ps(y, (__mmask16)((1u << valid) - 1), v);
+}
+
+/* One group of 16 rows times T tokens (T a compile-time constant after
+ * inlining). <is_q4> selects the Q4_0 layout. */
+static inline __attribute__((always_inline)) void
+tile(const uint8_t *wg, size_t nb, const struct eng_act_q8 *x, size_t xs, int T,
+     int is_q4, float *y, size_t ldy, int valid)
+{
+	__m512 acc[8];
+	for (int t = 0; t < T; t++)
+		acc[t] = _mm512_setzero_ps();
+	const __m512i m4 = _mm512_set1_epi8(0xF);
+	const size_t bs = is_q4 ? PK_Q4_BLK : PK_Q8_BLK;
+	for (size_t b = 0; b < nb; b++) {
+		const uint8_t *blk = wg + b * bs;
+		__m512i p[8];
+		for (int t = 0; t < T; t++)
+			p[t] = _mm512_setzero_si512();
+		if (is_q4) {
+			for (int c = 0; c < 4; c++) {
+				__m512i v = _mm512_loadu_si512(blk + 64 * c);
+				__m512i lo = _mm512_and_si512(v, m4);
+				__m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+				for (int t = 0; t < T; t++) {
+					const int8_t *q = x[(size_t)t * xs + b].qs;
+					p[t] = _mm512_dpbusd_epi32(p[t], lo, bcast4(q + 4 * c));
+					p[t] = _mm512_dpbusd_epi32(p[t], hi, bcast4(q + 4 * (c + 4)));
+				}
+			}
+		} else {
+			for (int c = 0; c < 8; c++) {
+				__m512i v = _mm512_loadu_si512(blk + 64 * c);
+				for (int t = 0; t < T; t++)
+					p[t] = _mm512_dpbusd_epi32(p[t], v,
+								   bcast4(x[(size_t)t * xs + b].qs + 4 * c));
+			}
+		}
+		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + bs - 32)));
+		for (int t = 0; t < T; t++) {
+			const struct eng_act_q8 *xb = &x[(size_t)t * xs + b];
+			__m512i q = _mm512_sub_epi32(p[t], _mm512_set1_epi32(xb->s * (is_q4 ? 8 : 128)));
+			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(q), dw),
+						 _mm512_set1_ps(xb->d), acc[t]);
+		}
+	}
+	for (int t = 0; t < T; t++)
+		store16(y + (size_t)t * ldy, acc[t], valid);
+}
+
+#define TILE_CASES(is_q4) \
+	switch (T) { \
+	case 8: tile(wg, nb, xt, nb, 8, is_q4, yt, ldy, valid); break; \
+	case 7: tile(wg, nb, xt, nb, 7, is_q4, yt, ldy, valid); break; \
+	case 6: tile(wg, nb, xt, nb, 6, is_q4, yt, ldy, valid); break; \
+	case 5: tile(wg, nb, xt, nb, 5, is_q4, yt, ldy, valid); break; \
+	case 4: tile(wg, nb, xt, nb, 4, is_q4, yt, ldy, valid); break; \
+	case 3: tile(wg, nb, xt, nb, 3, is_q4, yt, ldy, valid); break; \
+	case 2: tile(wg, nb, xt, nb, 2, is_q4, yt, ldy, valid); break; \
+	default: tile(wg, nb, xt, nb, 1, is_q4, yt, ldy, valid); break; \
+	}
+
+static void gemm_q8_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
+			     const void *xa, int nt, float *y, size_t ldy)
+{
+	size_t nb = n / ENG_QK;
+	for (int g = g0; g < g1; g++) {
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q8_BLK;
+		int valid = rows - g * 16;
+		for (int t0 = 0; t0 < nt; t0 += 8) {
+			int T = nt - t0 < 8 ? nt - t0 : 8;
+			const struct eng_act_q8 *xt = (const struct eng_act_q8 *)xa + (size_t)t0 * nb;
+			float *yt = y + (size_t)t0 * ldy + (size_t)g * 16;
+			TILE_CASES(0)
+		}
+	}
+}
+
+static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
+			     const void *xa, int nt, float *y, size_t ldy)
+{
+	size_t nb = n / ENG_QK;
+	for (int g = g0; g < g1; g++) {
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q4_BLK;
+		int valid = rows - g * 16;
+		for (int t0 = 0; t0 < nt; t0 += 8) {
+			int T = nt - t0 < 8 ? nt - t0 : 8;
+			const struct eng_act_q8 *xt = (const struct eng_act_q8 *)xa + (size_t)t0 * nb;
+			float *yt = y + (size_t)t0 * ldy + (size_t)g * 16;
+			TILE_CASES(1)
+		}
+	}
+}
+
 static void quant_q8(const float *x, void *y, size_t n)
 {
 	struct eng_act_q8 *b = y;
@@ -197,6 +372,9 @@ const struct eng_kernels eng_kernels_avx512_tab = {
 	.quant = {
 		[ENG_ACT_Q8] = quant_q8,
 	},
+	.pack_size = {[ENG_QT_Q8_0] = pack_size_q8_0, [ENG_QT_Q4_0] = pack_size_q4_0},
+	.pack = {[ENG_QT_Q8_0] = pack_q8_0, [ENG_QT_Q4_0] = pack_q4_0},
+	.gemm_packed = {[ENG_QT_Q8_0] = gemm_q8_0_packed, [ENG_QT_Q4_0] = gemm_q4_0_packed},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 };

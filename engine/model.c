@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/model.h"
 #include "engine/threadpool.h"
@@ -13,6 +15,7 @@ struct wmat {
 	const void *data;
 	int rows, cols;
 	size_t row_bytes;
+	void *packed; /* the kernels' row-interleaved copy (owned), or NULL */
 };
 
 struct layer {
@@ -266,6 +269,13 @@ void eng_model_free(struct eng_model *m)
 	if (m->layers) {
 		for (int i = 0; i < m->hp.n_layer; i++) {
 			struct layer *l = &m->layers[i];
+			free(l->wq.packed);
+			free(l->wk.packed);
+			free(l->wv.packed);
+			free(l->wo.packed);
+			free(l->gate.packed);
+			free(l->up.packed);
+			free(l->down.packed);
 			free(l->attn_norm);
 			free(l->ffn_norm);
 			free(l->bq);
@@ -276,6 +286,7 @@ void eng_model_free(struct eng_model *m)
 		}
 		free(m->layers);
 	}
+	free(m->output.packed);
 	free(m->out_norm);
 	free(m->kc);
 	free(m->vc);
@@ -294,6 +305,55 @@ void eng_model_free(struct eng_model *m)
 	free(m->logits);
 	free(m->xlast);
 	free(m);
+}
+
+/* Gives the pages wholly inside [p, p+len) back to the kernel: for a
+ * read-only file mapping they are simply re-read if ever touched again. */
+static void release_pages(const void *p, size_t len)
+{
+	long ps = sysconf(_SC_PAGESIZE);
+	if (ps <= 0)
+		return;
+	uintptr_t a = ((uintptr_t)p + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
+	uintptr_t b = ((uintptr_t)p + len) & ~(uintptr_t)(ps - 1);
+	if (b > a)
+		(void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static enum eng_status pack_one(struct eng_model *m, struct wmat *w, int release,
+				char *err, size_t err_len)
+{
+	eng_pack_fn pack = m->k->pack[w->type];
+	if (!pack || !m->k->gemm_packed[w->type] || !m->k->pack_size[w->type])
+		return ENG_OK;
+	size_t sz = m->k->pack_size[w->type](w->rows, (size_t)w->cols);
+	w->packed = aligned_alloc(64, (sz + 63) & ~(size_t)63);
+	if (!w->packed) {
+		seterr(err, err_len, "out of memory packing a %d x %d %s matrix", w->rows, w->cols,
+		       eng_qtype_name(w->type));
+		return ENG_ERR_NOMEM;
+	}
+	pack(w->data, w->rows, (size_t)w->cols, w->packed);
+	if (release)
+		release_pages(w->data, w->row_bytes * (size_t)w->rows);
+	return ENG_OK;
+}
+
+/* Builds the kernels' packed copies; with <release> the file pages of the
+ * packed matrices are dropped from memory (never token_embd's, whose rows
+ * the embedding lookup still reads). */
+static enum eng_status pack_all(struct eng_model *m, int release, char *err, size_t err_len)
+{
+	enum eng_status st = ENG_OK;
+	for (int i = 0; i < m->hp.n_layer && st == ENG_OK; i++) {
+		struct layer *l = &m->layers[i];
+		struct wmat *all[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->gate, &l->up, &l->down};
+		for (size_t j = 0; j < sizeof(all) / sizeof(all[0]) && st == ENG_OK; j++)
+			st = pack_one(m, all[j], release, err, err_len);
+	}
+	if (st == ENG_OK)
+		st = pack_one(m, &m->output, release && !m->hp.tied_output, err, err_len);
+	return st;
 }
 
 static size_t max_act_row(int n)
@@ -387,6 +447,8 @@ enum eng_status eng_model_new(const struct eng_gguf *g, const struct eng_model_o
 #undef NM
 	}
 
+	if ((st = pack_all(m, o.release_source, err, err_len)) != ENG_OK)
+		goto fail;
 	m->pool = eng_pool_new(o.n_threads ? o.n_threads : 1);
 	if (!m->pool) {
 		st = ENG_ERR_NOMEM;
@@ -456,20 +518,34 @@ struct mm_job {
 	const void *xa;
 };
 
+static int n_groups(const struct wmat *w)
+{
+	return (w->rows + ENG_PACK_ROWS - 1) / ENG_PACK_ROWS;
+}
+
+/* Work is split in groups of 16 rows (the packed layout's unit). */
 static void mm_task(void *ctx, int ith, int nth)
 {
 	struct mm_job *j = ctx;
-	int lo, hi;
-	eng_pool_split(j->total, j->nt > 1 ? 16 : 4, ith, nth, &lo, &hi);
-	int base = 0;
+	int lo, hi, base = 0;
+	eng_pool_split(j->total, 1, ith, nth, &lo, &hi);
 	for (int i = 0; i < j->np; i++) {
 		const struct wmat *w = j->p[i].w;
+		int ng = n_groups(w);
 		int a = lo > base ? lo - base : 0;
-		int b = hi - base < w->rows ? hi - base : w->rows;
-		if (a < b)
-			eng_matmul_rows(j->m->k, w->type, w->data, (size_t)w->cols, a, b,
-					j->xa, j->nt, j->p[i].y, (size_t)w->rows);
-		base += w->rows;
+		int b = hi - base < ng ? hi - base : ng;
+		if (a < b) {
+			if (w->packed) {
+				j->m->k->gemm_packed[w->type]((size_t)w->cols, w->packed, w->rows, a, b,
+							      j->xa, j->nt, j->p[i].y, (size_t)w->rows);
+			} else {
+				int r1 = b * ENG_PACK_ROWS < w->rows ? b * ENG_PACK_ROWS : w->rows;
+				eng_matmul_rows(j->m->k, w->type, w->data, (size_t)w->cols,
+						a * ENG_PACK_ROWS, r1, j->xa, j->nt, j->p[i].y,
+						(size_t)w->rows);
+			}
+		}
+		base += ng;
 	}
 }
 
@@ -507,7 +583,7 @@ static void matmul(struct eng_model *m, struct mm_part *parts, int np,
 				continue;
 			done[k] = 1;
 			j.p[j.np++] = parts[k];
-			j.total += parts[k].w->rows;
+			j.total += n_groups(parts[k].w);
 		}
 		int n = parts[i].w->cols;
 		struct quant_job q = {

@@ -45,6 +45,10 @@ struct eng_model_opts {
 	int n_batch;    /* most tokens per internal forward chunk; 0 → default */
 	int n_threads;  /* 0 → 1 */
 	const struct eng_kernels *kernels; /* NULL → eng_kernels_get() */
+	/* The file is mmapped read-only: once a matrix has been repacked for
+	 * the kernels, its file pages may be dropped (madvise), so resident
+	 * memory stays near the file size. Never set it for read buffers. */
+	int release_source;
 };
 
 struct eng_model;
