@@ -368,6 +368,19 @@ static long unmap_bytes(const uint8_t u2b_ok[512], const uint8_t u2b[512], const
 	CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^" WS               \
 		     "\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|" S_ "*[\\r\\n]+|" S_ "+(?!" NS_ ")|" S_ "+"
 
+/* GPT-4o / Tekken: the tokenizer.json regexes as they are (PCRE2 has the
+ * Unicode classes and (?i:); llama.cpp rewrites them for std::regex). */
+#define UPPERISH "[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]"
+#define LOWERISH "[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]"
+#define RE_GPT4O                                                                           \
+	"[^\\r\\n\\p{L}\\p{N}]?" UPPERISH "*" LOWERISH "+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"      \
+	"[^\\r\\n\\p{L}\\p{N}]?" UPPERISH "+" LOWERISH "*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|"      \
+	"\\p{N}{1,3}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|" S_ "*[\\r\\n]+|" S_ "+(?!" NS_ ")|" S_ "+"
+#define RE_TEKKEN                                                                          \
+	"[^\\r\\n\\p{L}\\p{N}]?" UPPERISH "*" LOWERISH "+|"                                   \
+	"[^\\r\\n\\p{L}\\p{N}]?" UPPERISH "+" LOWERISH "*|"                                   \
+	"\\p{N}| ?[^" WS "\\p{L}\\p{N}]+[\\r\\n/]*|" S_ "*[\\r\\n]+|" S_ "+(?!" NS_ ")|" S_ "+"
+
 enum { F_IGNORE_MERGES = 1, F_ADD_BOS = 2, F_NO_BOS = 4 };
 
 struct family {
@@ -406,6 +419,8 @@ static const struct family families[] = {
 	 {RE_QWEN2},
 	 0},
 	{"qwen35", {RE_QWEN35}, 0},
+	{"gpt-4o|llama4|kanana2|talkie|minimax-m2", {RE_GPT4O}, 0},
+	{"tekken", {RE_TEKKEN}, F_IGNORE_MERGES | F_ADD_BOS},
 };
 
 static bool name_in(const char *names, const char *name)

@@ -1,5 +1,5 @@
 # Engine tokenizers: vocabulary vectors from ../shared/vocab, decoding, special tokens.
-lw_unit_test(test_tokenizer unit/test_tokenizer.c LIBS lw_engine PkgConfig::YAJL)
+lw_unit_test(test_tokenizer unit/test_tokenizer.c LIBS lw_engine PkgConfig::YAJL Threads::Threads)
 
 # fuzz_tokenizer: a libFuzzer target with clang and -DLW_LIBFUZZER=ON; otherwise
 # its main() replays the seed corpus plus bounded deterministic mutations.

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -654,6 +655,33 @@ static void test_bpe_families(void **state)
 		assert_int_equal(ids[i], '1' + i); /* byte_vocab: id b is byte b */
 	free(ids);
 	eng_tok_free(tok);
+	/* tekken / gpt-4o split at a lower->upper case change: with ignore_merges
+	 * (tekken) both words come out whole; gpt-2 keeps one piece of bytes. */
+	const char *words[] = {"Hello", "World"};
+	tok = byte_vocab("tekken", words, 2, NULL, 0, &st);
+	assert_int_equal(st, ENG_OK);
+	ids = encode(tok, "HelloWorld", 10, false, false, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], 256);
+	assert_int_equal(ids[1], 257);
+	free(ids);
+	eng_tok_free(tok);
+	/* A merge across the case boundary applies only where the pre-tokenizer
+	 * keeps "oW" in one piece (gpt-2), not with gpt-4o's Hello|World. */
+	const char *ow[] = {"oW"}, *ow_merge[] = {"o W"};
+	tok = byte_vocab("gpt-4o", ow, 1, ow_merge, 1, &st);
+	assert_int_equal(st, ENG_OK);
+	assert_false(eng_tok_adds_bos(tok));
+	ids = encode(tok, "HelloWorld", 10, false, false, &n);
+	assert_int_equal(n, 10);
+	free(ids);
+	eng_tok_free(tok);
+	tok = byte_vocab("gpt-2", ow, 1, ow_merge, 1, &st);
+	ids = encode(tok, "HelloWorld", 10, false, false, &n);
+	assert_int_equal(n, 9);
+	assert_int_equal(ids[4], 256);
+	free(ids);
+	eng_tok_free(tok);
 	/* unknown family: a clear refusal */
 	tok = byte_vocab("no-such-family", extra, 6, merges, 5, &st);
 	assert_null(tok);
@@ -757,6 +785,53 @@ static void test_construction_errors(void **state)
 	eng_gguf_writer_free(w);
 }
 
+/* ---- one tokenizer, several threads ---------------------------------------------- */
+
+struct thr_arg {
+	const struct eng_tok *tok;
+	const char *text;
+	size_t len;
+	const int32_t *want;
+	size_t n_want;
+	int mismatches;
+};
+
+static void *thr_main(void *p)
+{
+	struct thr_arg *a = p;
+	size_t cap = eng_tok_encode_bound(a->tok, a->len);
+	int32_t *ids = malloc(cap * sizeof(*ids));
+	for (int round = 0; round < 20 && ids; round++) {
+		int n = eng_tok_encode(a->tok, a->text, a->len, true, true, ids, cap);
+		if (n < 0 || (size_t)n != a->n_want || memcmp(ids, a->want, a->n_want * sizeof(*ids)))
+			a->mismatches++;
+	}
+	free(ids);
+	return NULL;
+}
+
+static void test_threads(void **state)
+{
+	(void)state;
+	/* Encoding is read-only on the tokenizer: concurrent calls agree. */
+	struct eng_tok *tok = load_tok(VOCAB_DIR "ggml-vocab-deepseek-coder.gguf");
+	const char *text = "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)  # \xe6\x96\x90\xe6\xb3\xa2\n";
+	size_t n;
+	int32_t *want = encode(tok, text, strlen(text), true, true, &n);
+	pthread_t th[4];
+	struct thr_arg args[4];
+	for (int i = 0; i < 4; i++) {
+		args[i] = (struct thr_arg){tok, text, strlen(text), want, n, 0};
+		assert_int_equal(pthread_create(&th[i], NULL, thr_main, &args[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(args[i].mismatches, 0);
+	}
+	free(want);
+	eng_tok_free(tok);
+}
+
 /* ---- speed (printed, never asserted) ------------------------------------------------- */
 
 static double now_ms(void)
@@ -788,7 +863,9 @@ static void test_speed_100k(void **state)
 	for (size_t i = 0; i < sizeof(vocabs) / sizeof(vocabs[0]); i++) {
 		char path[512];
 		snprintf(path, sizeof(path), VOCAB_DIR "%s", vocabs[i]);
+		double tl0 = now_ms();
 		struct eng_tok *tok = load_tok(path);
+		double tl1 = now_ms();
 		size_t n;
 		double t0 = now_ms();
 		int32_t *ids = encode(tok, text, len, false, false, &n);
@@ -798,8 +875,8 @@ static void test_speed_100k(void **state)
 		double t2 = now_ms();
 		assert_int_equal(tl, len);
 		assert_memory_equal(back, text, len);
-		fprintf(stderr, "bench tokenizer %s: encode %zu bytes -> %zu ids in %.2f ms; decode %.2f ms\n",
-			vocabs[i], len, n, t1 - t0, t2 - t1);
+		fprintf(stderr, "bench tokenizer %s: load %.1f ms; encode %zu bytes -> %zu ids in %.2f ms; decode %.2f ms\n",
+			vocabs[i], tl1 - tl0, len, n, t1 - t0, t2 - t1);
 		free(back);
 		free(ids);
 		eng_tok_free(tok);
@@ -823,6 +900,7 @@ int main(void)
 		cmocka_unit_test(test_bpe_families),
 		cmocka_unit_test(test_bpe_merge_order),
 		cmocka_unit_test(test_construction_errors),
+		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_speed_100k),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
