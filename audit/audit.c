@@ -55,6 +55,8 @@ static void usage(FILE *f)
 		"  --request REQ.json   the request body that produced plain SSE files\n"
 		"  --expect             check each scenario's \"expect\"; exit 1 on a mismatch\n"
 		"  --quiet              print only trips, mismatches and errors\n"
+		"  --print-config       print the guard settings in effect (after --config and\n"
+		"                       --set) as YAML, every key with its value\n"
 		"  --help               this text\n"
 		"\n"
 		"Exit status: 0 ok, 1 an --expect mismatch, 2 bad input (the message names file and line).\n");
@@ -482,11 +484,144 @@ static void audit_path(struct audit *a, const char *path, int depth)
 	free(buf);
 }
 
+#define YAML_MAX_KEYS 1024
+
+struct yaml_keys {
+	char *key[YAML_MAX_KEYS];
+	char *value[YAML_MAX_KEYS];
+	unsigned n;
+};
+
+static void collect(const char *key, const char *value, void *ctx)
+{
+	struct yaml_keys *k = ctx;
+
+	if (k->n < YAML_MAX_KEYS) {
+		k->key[k->n] = strdup(key);
+		k->value[k->n] = strdup(value);
+		if (k->key[k->n] && k->value[k->n])
+			k->n++;
+	}
+}
+
+/* <key> takes a list when it accepts "[]" (the clear value). */
+static bool is_list_key(const struct gd_config *cfg, const char *key)
+{
+	struct gd_config *probe = malloc(sizeof(*probe));
+	char why[256];
+	bool list;
+
+	if (!probe)
+		return false;
+	*probe = *cfg;
+	list = gd_config_set(probe, key, "[]", why, sizeof(why)) == 0;
+	free(probe);
+	return list;
+}
+
+/* Length of the common leading dotted components of <a> and <b>. */
+static size_t common_prefix(const char *a, const char *b)
+{
+	size_t i = 0, last = 0;
+
+	while (a[i] && a[i] == b[i]) {
+		if (a[i] == '.')
+			last = i + 1;
+		i++;
+	}
+	if ((a[i] == '\0' || a[i] == '.') && (b[i] == '\0' || b[i] == '.'))
+		last = i + 1;
+	return last;
+}
+
+static void print_quoted(const char *v)
+{
+	bool plain = *v != '\0' && strcmp(v, "null") != 0 && strcmp(v, "Null") != 0 &&
+	             strcmp(v, "NULL") != 0;
+
+	for (const char *c = v; plain && *c; c++)
+		plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		        (*c >= '0' && *c <= '9') || *c == '_' || *c == '.';
+	if (plain) {
+		fputs(v, stdout);
+		return;
+	}
+	putchar('\'');
+	for (; *v; v++) {
+		if (*v == '\'')
+			putchar('\'');
+		putchar(*v);
+	}
+	putchar('\'');
+}
+
+/* Prints <cfg> as nested YAML that cfg_load_file reads back to the same
+ * config: dotted keys become mappings, list keys sequences. */
+static void print_yaml(const struct gd_config *cfg)
+{
+	struct yaml_keys k;
+	const char *prev = "";
+
+	memset(&k, 0, sizeof(k));
+	gd_config_each(cfg, collect, &k);
+	printf("# loopwarden guard settings (loopwarden-audit --print-config)\n");
+	for (unsigned i = 0; i < k.n; i++) {
+		const char *key = k.key[i];
+		bool same = i > 0 && strcmp(key, k.key[i - 1]) == 0;
+		size_t from, depth = 0;
+		const char *p;
+
+		if (!same) {
+			bool list = is_list_key(cfg, key);
+
+			from = i > 0 ? common_prefix(prev, key) : 0;
+			if (from > strlen(key))
+				from = strlen(key);
+			for (p = key; p < key + from; p++)
+				depth += *p == '.';
+			/* Open every component after the common prefix. */
+			for (p = key + from;;) {
+				const char *dot = strchr(p, '.');
+				size_t len = dot ? (size_t)(dot - p) : strlen(p);
+
+				printf("%*s%.*s:", (int)(2 * depth), "", (int)len, p);
+				if (!dot)
+					break;
+				putchar('\n');
+				depth++;
+				p = dot + 1;
+			}
+			if (!list) {
+				putchar(' ');
+				print_quoted(k.value[i]);
+				putchar('\n');
+				prev = key;
+				continue;
+			}
+			putchar('\n');
+		}
+		for (p = key, depth = 0; *p; p++)
+			depth += *p == '.';
+		printf("%*s- ", (int)(2 * depth + 2), "");
+		print_quoted(k.value[i]);
+		putchar('\n');
+		prev = key;
+	}
+	for (unsigned i = 0; i < k.n; i++) {
+		free(k.key[i]);
+		free(k.value[i]);
+	}
+}
+
 static int setter(const char *key, const char *value, const char *file, unsigned long line,
                   void *ctx, char *err, size_t errlen)
 {
 	(void)file;
 	(void)line;
+	/* The audit tool reads the proxy's own config file: its proxy.* keys
+	 * (listen address, upstream, caps) do not concern the guards. */
+	if (strncmp(key, "proxy.", 6) == 0)
+		return 0;
 	return gd_config_set(ctx, key, value, err, errlen);
 }
 
@@ -495,6 +630,7 @@ int main(int argc, char **argv)
 	struct audit a;
 	char err[512];
 	int i, n_inputs = 0;
+	bool print_config = false;
 
 	memset(&a, 0, sizeof(a));
 	gd_config_defaults(&a.cfg);
@@ -513,6 +649,8 @@ int main(int argc, char **argv)
 			i++;
 		} else if (strcmp(arg, "--expect") == 0) {
 			a.expect = true;
+		} else if (strcmp(arg, "--print-config") == 0) {
+			print_config = true;
 		} else if (strcmp(arg, "--quiet") == 0 || strcmp(arg, "-q") == 0) {
 			a.quiet = true;
 		} else if (strncmp(arg, "--", 2) == 0) {
@@ -522,7 +660,7 @@ int main(int argc, char **argv)
 			n_inputs++;
 		}
 	}
-	if (n_inputs == 0) {
+	if (n_inputs == 0 && !print_config) {
 		usage(stderr);
 		return EXIT_BAD;
 	}
@@ -559,6 +697,13 @@ int main(int argc, char **argv)
 			}
 		} else if (strcmp(argv[i], "--config") == 0) {
 			i++;
+		}
+	}
+	if (print_config) {
+		print_yaml(&a.cfg);
+		if (n_inputs == 0) {
+			free(a.request);
+			return EXIT_PASS;
 		}
 	}
 	a.policy = gd_policy_new(&a.cfg, err, sizeof(err));

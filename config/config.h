@@ -31,7 +31,9 @@ const char *cfg_strerror(enum cfg_status st);
 typedef int (*cfg_setter)(const char *key, const char *value, const char *file,
                           unsigned long line, void *ctx, char *err, size_t errlen);
 
-/* Reads <path>: nested mappings flatten into dotted keys; a scalar value is
+/* Reads <path>: nested mappings flatten into dotted keys (a key may itself
+ * contain dots: `guards.name_run.max_run: 8` at the top level is the same
+ * setting as the nested form); a scalar value is
  * passed as its text (quotes removed; `~`/`null`/empty are passed as "");
  * a sequence of scalars calls the setter once with "[]" (clear the list), then
  * once per element. Stops at the first error, with <err> naming file, line and

@@ -65,6 +65,14 @@ check missing 2 'nothere.json: No such file' -- "$AUDIT" "$TMP/nothere.json"
 head -n 4 "$TMP/answer.sse" > "$TMP/short.sse"
 check no-done-warning 0 'warning: the stream ends without \[DONE\]' -- "$AUDIT" "$TMP/short.sse"
 
+# --print-config writes YAML that loads back to the same settings; the
+# example config in config/ loads (its guard keys all exist).
+check print-config 0 'max_run: 7' -- "$AUDIT" --set guards.name_run.max_run=7 --print-config
+"$AUDIT" --set guards.name_run.max_run=7 --print-config > "$TMP/p1.yaml"
+check print-config-roundtrip 0 '' -- bash -c \
+	"'$AUDIT' --config '$TMP/p1.yaml' --print-config | cmp - '$TMP/p1.yaml'"
+check example-config 0 'guards:' -- "$AUDIT" --config "$DATA/../../config/loopwarden.example.yaml" --print-config
+
 # The whole corpus meets its expectations.
 check corpus 0 'expectations: 0 mismatches' -- "$AUDIT" --expect --quiet "$DATA"
 
