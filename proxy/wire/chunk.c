@@ -358,7 +358,8 @@ static int cb_number(void *ctx, const char *s, size_t len)
 	buf[len] = '\0';
 	errno = 0;
 	v = strtoll(buf, &end, 10);
-	if (errno || *end != '\0' || v < 0 || v > (long long)UINT32_MAX * 16)
+	if (errno || *end != '\0' || v < 0 ||
+	    v > (f->key == K_INDEX ? (long long)UINT32_MAX : (long long)INT64_MAX / 2))
 		return fail_shape(c, f->key == K_INDEX ? "index is not a small non-negative integer"
 		                                       : "usage token count is not a non-negative integer");
 	if (f->loc == L_CHOICE) {
