@@ -20,3 +20,14 @@ set_tests_properties(test_proxy PROPERTIES TIMEOUT 180)
 add_test(NAME test_openai_npm
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/npm/run.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR})
 set_tests_properties(test_openai_npm PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300)
+
+# bench_proxy: latency per chunk and streams/s, loopwarden vs direct (and
+# nginx when installed). A plain program, never a ctest test.
+add_executable(bench_proxy bench/bench_proxy.c integration/harness.c)
+lw_target_warnings(bench_proxy)
+target_include_directories(bench_proxy PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+target_compile_definitions(bench_proxy PRIVATE LW_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                           LW_BINARY_DIR="${PROJECT_BINARY_DIR}")
+target_link_libraries(bench_proxy PRIVATE lw_scripted PkgConfig::LIBEVENT Threads::Threads)
+add_dependencies(bench_proxy loopwarden)
+set_target_properties(bench_proxy PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})

@@ -42,6 +42,8 @@ struct up_server {
 	size_t n_rec;
 	uint64_t active;
 	struct resp *resps;
+	up_write_hook hook;
+	void *hook_ctx;
 };
 
 /* One response being written. */
@@ -56,6 +58,7 @@ struct resp {
 	size_t next_chunk;
 	struct up_record *rec;
 	struct up_record scratch;
+	size_t index;
 	bool gone;
 };
 
@@ -513,6 +516,12 @@ void up_server_reset_records(struct up_server *s)
 	s->n_rec = 0;
 }
 
+void up_server_set_write_hook(struct up_server *s, up_write_hook fn, void *ctx)
+{
+	s->hook = fn;
+	s->hook_ctx = ctx;
+}
+
 uint16_t up_server_port(const struct up_server *s)
 {
 	return s->port;
@@ -573,6 +582,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	if (r->next_chunk < limit) {
 		write_sse(r, sc->chunks[r->next_chunk++]);
 		r->rec->chunks_written++;
+		if (r->s->hook)
+			r->s->hook(r->index, r->next_chunk - 1, r->s->hook_ctx);
 		schedule(r);
 		return;
 	}
@@ -649,6 +660,7 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	struct up_record *rec;
 	struct resp *r = calloc(1, sizeof(*r));
 	rec = s->n_rec < UP_MAX_RECORDS ? &s->rec[s->n_rec] : &r->scratch;
+	r->index = s->n_rec;
 	s->n_rec++;
 	memset(rec, 0, sizeof(*rec));
 	rec->body_len = len;

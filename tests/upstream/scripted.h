@@ -86,6 +86,11 @@ const struct up_record *up_server_record(const struct up_server *s, size_t i);
 uint64_t up_server_active(const struct up_server *s);
 void up_server_reset_records(struct up_server *s);
 
+/* Called right after chunk <chunk> (0-based) of request <req> (0-based,
+ * counted since the last reset) was handed to the socket; for benchmarks. */
+typedef void (*up_write_hook)(size_t req, size_t chunk, void *ctx);
+void up_server_set_write_hook(struct up_server *s, up_write_hook fn, void *ctx);
+
 const char *up_mode_name(enum up_mode m);
 int up_mode_parse(const char *name, enum up_mode *out);
 
