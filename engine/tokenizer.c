@@ -1278,20 +1278,19 @@ struct enc {
 	bool nomem;
 };
 
-static bool grow(void *pp, size_t *cap, size_t need, size_t elem)
+/* Returns <p> grown (geometrically) to hold <need> ≥ 1 elements of <elem>
+ * bytes, updating *<cap>; NULL when out of memory (<p> is still valid). */
+static void *grow(void *p, size_t *cap, size_t need, size_t elem)
 {
-	void **p = pp;
 	if (need <= *cap)
-		return true;
+		return p;
 	size_t c = *cap ? *cap : 256;
 	while (c < need)
 		c *= 2;
-	void *q = realloc(*p, c * elem);
-	if (!q)
-		return false;
-	*p = q;
-	*cap = c;
-	return true;
+	void *q = realloc(p, c * elem);
+	if (q)
+		*cap = c;
+	return q;
 }
 
 static void emit(struct enc *e, int32_t id)
@@ -1308,10 +1307,12 @@ static bool better(const struct bigram *a, const struct bigram *b)
 
 static void heap_push(struct enc *e, struct bigram b)
 {
-	if (!grow(&e->heap, &e->heap_cap, e->n_heap + 1, sizeof(*e->heap))) {
+	struct bigram *h = grow(e->heap, &e->heap_cap, e->n_heap + 1, sizeof(*e->heap));
+	if (!h) {
 		e->nomem = true;
 		return;
 	}
+	e->heap = h;
 	size_t i = e->n_heap++;
 	while (i > 0) {
 		size_t p = (i - 1) / 2;
@@ -1379,10 +1380,12 @@ static void spm_run(struct enc *e, const char *txt, size_t m)
 	size_t n_chars = 0;
 	for (size_t offs = 0; offs < m; n_chars++)
 		offs += utf8_len((unsigned char)txt[offs]);
-	if (!grow(&e->syms, &e->syms_cap, n_chars, sizeof(*e->syms))) {
+	struct sym *sy = grow(e->syms, &e->syms_cap, n_chars, sizeof(*e->syms));
+	if (!sy) {
 		e->nomem = true;
 		return;
 	}
+	e->syms = sy;
 	for (size_t offs = 0; offs < m;) {
 		size_t l = utf8_len((unsigned char)txt[offs]);
 		if (l > m - offs)
@@ -1470,10 +1473,12 @@ static void bpe_word(struct enc *e, const char *w, size_t m)
 		}
 	}
 	int32_t n = (int32_t)m;
-	if (!grow(&e->syms, &e->syms_cap, m, sizeof(*e->syms))) {
+	struct sym *sy = grow(e->syms, &e->syms_cap, m, sizeof(*e->syms));
+	if (!sy) {
 		e->nomem = true;
 		return;
 	}
+	e->syms = sy;
 	for (int32_t i = 0; i < n; i++) { /* one symbol per raw byte */
 		e->syms[i].off = (uint32_t)i;
 		e->syms[i].n = 1;
@@ -1522,9 +1527,14 @@ static enum eng_status bpe_fragment(struct enc *e, const char *text, size_t len)
 	if (n == 0)
 		return ENG_OK;
 	/* Pieces are disjoint and non-empty: at most one per byte. */
-	if (!grow(&e->seg_a, &e->seg_a_cap, 2 * n + 2, sizeof(*e->seg_a)) ||
-	    !grow(&e->seg_b, &e->seg_b_cap, 2 * n + 2, sizeof(*e->seg_b)))
+	uint32_t *sa = grow(e->seg_a, &e->seg_a_cap, 2 * n + 2, sizeof(*e->seg_a));
+	if (!sa)
 		return ENG_ERR_NOMEM;
+	e->seg_a = sa;
+	uint32_t *sb = grow(e->seg_b, &e->seg_b_cap, 2 * n + 2, sizeof(*e->seg_b));
+	if (!sb)
+		return ENG_ERR_NOMEM;
+	e->seg_b = sb;
 	uint32_t *in = e->seg_a, *outp = e->seg_b;
 	in[0] = 0;
 	in[1] = n;
@@ -1594,16 +1604,20 @@ static bool partition(const struct eng_tok *t, const char *text, struct frag **f
 		for (size_t k = 0; k < *nf; k++) {
 			struct frag f = (*fr)[k];
 			if (f.id >= 0 || f.len < sl) {
-				if (!grow(tmp, tmp_cap, no + 1, sizeof(**tmp)))
+				struct frag *g = grow(*tmp, tmp_cap, no + 1, sizeof(**tmp));
+				if (!g)
 					return false;
+				*tmp = g;
 				(*tmp)[no++] = f;
 				continue;
 			}
 			uint32_t base = f.off, blen = f.len;
 			for (;;) {
 				/* up to three fragments come out of one match */
-				if (!grow(tmp, tmp_cap, no + 3, sizeof(**tmp)))
+				struct frag *g = grow(*tmp, tmp_cap, no + 3, sizeof(**tmp));
+				if (!g)
 					return false;
+				*tmp = g;
 				const char *hit = memmem(text + base, blen, st, sl);
 				if (!hit) {
 					(*tmp)[no++] = (struct frag){base, blen, -1};
@@ -1671,7 +1685,8 @@ int eng_tok_encode(const struct eng_tok *t, const char *text, size_t len, bool a
 	e.buf = malloc(3 * len + 4);
 	if (t->kind == ENG_TOK_BPE)
 		e.md = pcre2_match_data_create(32, NULL);
-	if (!e.buf || (t->kind == ENG_TOK_BPE && !e.md) || !grow(&fr, &fr_cap, 1, sizeof(*fr))) {
+	fr = grow(NULL, &fr_cap, 1, sizeof(*fr));
+	if (!e.buf || (t->kind == ENG_TOK_BPE && !e.md) || !fr) {
 		ret = ENG_ERR_NOMEM;
 		goto out;
 	}

@@ -64,8 +64,14 @@ ENG_WUR enum eng_status eng_tok_new_from_gguf(const struct eng_gguf *g, struct e
  * generated vocabularies). All pointers are borrowed for the call only. */
 struct eng_tok_desc {
 	enum eng_tok_kind kind;
-	const char *pre;          /* BPE pre-tokenizer family ("gpt-2", "llama3",
-				   * "qwen2", "deepseek-coder", …); NULL = "default" */
+	/* BPE pre-tokenizer family, as tokenizer.ggml.pre names it; NULL =
+	 * "default". Supported: default; gpt-2 (and mpt, olmo, phi-2, …);
+	 * llama3/llama-bpe (and falcon3, pixtral, …; dbrx, smaug-bpe);
+	 * glm4/chatglm-bpe; deepseek-coder; deepseek-v3; falcon;
+	 * starcoder/smollm (and refact, command-r, codeshell, exaone, …);
+	 * qwen2 (and deepseek-r1-qwen, stablelm2, megrez, hunyuan, grok-2, …);
+	 * qwen35; gpt-4o/llama4; tekken. Others: ENG_ERR_UNSUPPORTED. */
+	const char *pre;
 	uint32_t n_tokens;
 	const char *const *tokens;  /* n_tokens texts … */
 	const uint32_t *token_lens; /* … and their byte lengths (NULL: NUL-terminated) */
@@ -75,7 +81,8 @@ struct eng_tok_desc {
 	const char *const *merges;  /* "left right" in rank order (BPE only) */
 	const uint32_t *merge_lens; /* NULL: NUL-terminated */
 	/* Special ids; -1 = absent, ENG_TOK_DEFAULT = the model family's default
-	 * (SPM: bos 1, eos 2, unk 0; BPE: bos/eos 11 like llama.cpp, no unk). */
+	 * (SPM: bos 1, eos 2, unk 0; BPE: bos/eos 11 like llama.cpp, no unk).
+	 * Set every one: 0 is a valid id, not "unset". */
 	int32_t bos, eos, unk, pad;
 	int32_t eot, eom;           /* end of turn / message; -1 = absent */
 	/* -1 = absent (use the family's default), 0 = false, 1 = true. */
