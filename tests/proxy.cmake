@@ -10,6 +10,9 @@ lw_target_warnings(lw-upstream)
 target_link_libraries(lw-upstream PRIVATE lw_scripted)
 set_target_properties(lw-upstream PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
 
+# Unit: the key table, URL/listen parsing, loopwarden's own OpenAI output.
+lw_unit_test(test_proxy_options unit/test_proxy_options.c LIBS lw_proxy)
+
 # Integration: the real binary on loopback against lw-upstream.
 lw_unit_test(test_proxy integration/test_proxy.c integration/harness.c LIBS lw_scripted)
 target_include_directories(test_proxy PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
