@@ -67,6 +67,7 @@ struct eng_tok {
 	struct tok_entry *tokens;
 	char *arena;
 	size_t arena_len, arena_cap;
+	bool arena_full; /* construction hit ARENA_MAX */
 	struct htab tmap; /* key -> token */
 	struct merge *merges;
 	uint32_t n_merges;
@@ -235,8 +236,10 @@ static enum eng_status arena_put(struct eng_tok *t, const void *p, size_t n, boo
 				 uint32_t *off)
 {
 	size_t need = t->arena_len + n + (nul ? 1 : 0);
-	if (need > ARENA_MAX)
+	if (need > ARENA_MAX) {
+		t->arena_full = true;
 		return ENG_ERR_LIMIT;
+	}
 	if (need > t->arena_cap) {
 		size_t cap = t->arena_cap ? t->arena_cap : 1u << 16;
 		while (cap < need)
@@ -859,6 +862,9 @@ enum eng_status eng_tok_new(const struct eng_tok_desc *d, struct eng_tok **out, 
 		bool has_return = false, has_call = false, has_flush = false, has_tool_resp = false;
 		for (uint32_t i = 0; i < t->n_vocab; i++) {
 			struct tok_entry *e = &t->tokens[i];
+			unsigned char c0 = (unsigned char)t->arena[e->text_off];
+			if (c0 != '<' && c0 != '[' && c0 != '_' && c0 != 0xE2)
+				continue; /* every listed text starts with one of these */
 			if (text_in(t, i, control_texts, COUNT(control_texts)))
 				e->attr |= A_CONTROL;
 			if (text_in(t, i, fim_eog_texts, COUNT(fim_eog_texts)))
@@ -946,8 +952,8 @@ enum eng_status eng_tok_new(const struct eng_tok_desc *d, struct eng_tok **out, 
 fail:
 	if (st == ENG_ERR_NOMEM)
 		set_err(err, err_len, "tokenizer: out of memory");
-	else if (st == ENG_ERR_LIMIT && err && !*err)
-		set_err(err, err_len, "tokenizer: vocabulary too large");
+	else if (st == ENG_ERR_LIMIT && t && t->arena_full)
+		set_err(err, err_len, "tokenizer: vocabulary texts over %u bytes in all", ARENA_MAX);
 	free(kbuf);
 	eng_tok_free(t);
 	return st;

@@ -131,7 +131,8 @@ int32_t eng_tok_find(const struct eng_tok *tok, const char *text, size_t len);
  * (negative): ENG_ERR_RANGE when <cap> is too small (nothing useful in
  * <out>; eng_tok_encode_bound gives a cap that is always enough),
  * ENG_ERR_LIMIT when <len> > ENG_TOK_MAX_TEXT, ENG_ERR_ARG, ENG_ERR_NOMEM.
- * Allocates scratch once per call, never per token. */
+ * Scratch memory grows geometrically within a call; nothing is allocated per
+ * token. */
 ENG_WUR int eng_tok_encode(const struct eng_tok *tok, const char *text, size_t len,
 			   bool add_special, bool parse_special, int32_t *out, size_t cap);
 /* An upper bound of what eng_tok_encode can return for <len> bytes. */

@@ -439,6 +439,24 @@ static void test_special_tokens(void **state)
 	free(a);
 	eng_tok_free(tok);
 
+	/* phi-3 (general.name "Phi3"): special tokens swallow the whitespace
+	 * after them, as llama.cpp's RSTRIP rule for that family says. */
+	tok = load_tok(VOCAB_DIR "ggml-vocab-phi-3.gguf");
+	int32_t user = eng_tok_find(tok, "<|user|>", 8), endt = eng_tok_find(tok, "<|end|>", 7),
+		asst = eng_tok_find(tok, "<|assistant|>", 13);
+	assert_true(user > 0 && endt > 0 && asst > 0);
+	s = "<|user|>\nHello<|end|>\n<|assistant|>";
+	a = encode(tok, s, strlen(s), false, true, &n1);
+	b = encode(tok, "Hello", 5, false, false, &n2);
+	assert_int_equal(n1, n2 + 3);
+	assert_int_equal(a[0], user);
+	assert_memory_equal(a + 1, b, n2 * sizeof(*b));
+	assert_int_equal(a[n1 - 2], endt);
+	assert_int_equal(a[n1 - 1], asst);
+	free(a);
+	free(b);
+	eng_tok_free(tok);
+
 	/* deepseek-coder: a multi-byte control text, longest match first. */
 	tok = load_tok(VOCAB_DIR "ggml-vocab-deepseek-coder.gguf");
 	s = "<\xef\xbd\x9c" "begin\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>def f():";
