@@ -475,6 +475,9 @@ static const char *const fim_eog_texts[] = {
 	"<fim-repo>", "<REPO>", "<reponame>", "<|file_sep|>",
 };
 
+/* gpt-oss markup llama.cpp always renders (USER_DEFINED). */
+static const char *const harmony_texts[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"};
+
 static bool text_is(const struct eng_tok *t, uint32_t id, const char *s)
 {
 	const struct tok_entry *e = &t->tokens[id];
@@ -884,6 +887,8 @@ enum eng_status eng_tok_new(const struct eng_tok_desc *d, struct eng_tok **out, 
 				else if (text_is(t, i, "<|tool_response>"))
 					has_tool_resp = true;
 			}
+			if (text_in(t, i, harmony_texts, COUNT(harmony_texts)))
+				e->attr = A_USER_DEFINED; /* gpt-oss: always rendered */
 		}
 		if (t->eos >= 0)
 			t->tokens[t->eos].attr |= A_EOG;

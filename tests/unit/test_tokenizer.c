@@ -803,6 +803,61 @@ static void test_construction_errors(void **state)
 	eng_gguf_writer_free(w);
 }
 
+/* ---- end-of-generation by text --------------------------------------------------------- */
+
+static struct eng_tok *spm_vocab(const char *const *toks, uint32_t n)
+{
+	struct eng_tok_desc d = {
+		.kind = ENG_TOK_SPM, .n_tokens = n, .tokens = toks,
+		.bos = ENG_TOK_DEFAULT, .eos = ENG_TOK_DEFAULT, .unk = ENG_TOK_DEFAULT,
+		.pad = -1, .eot = -1, .eom = -1, .add_bos = -1, .add_eos = -1, .add_space_prefix = -1,
+	};
+	struct eng_tok *tok = NULL;
+	char err[256];
+	if (eng_tok_new(&d, &tok, err, sizeof(err)) != ENG_OK)
+		fail_msg("%s", err);
+	return tok;
+}
+
+static void test_eog_texts(void **state)
+{
+	(void)state;
+	/* Chat-turn ends are EOG and become CONTROL (not rendered, not split
+	 * without parse_special) even when the vocabulary typed them NORMAL. */
+	const char *v1[] = {"<unk>", "<s>", "</s>", "<|im_end|>", "<|eot_id|>", "<|channel|>", "x",
+			    "\xe2\x96\x81" "x", "<|fim_pad|>"};
+	struct eng_tok *tok = spm_vocab(v1, 9);
+	assert_true(eng_tok_is_eog(tok, 2)); /* eos default 2 */
+	assert_true(eng_tok_is_eog(tok, 3));
+	assert_true(eng_tok_is_eog(tok, 4));
+	assert_true(eng_tok_is_eog(tok, 8)); /* FIM pad ends generation too */
+	assert_false(eng_tok_is_eog(tok, 5));
+	assert_false(eng_tok_is_eog(tok, 6));
+	char buf[32];
+	assert_int_equal(eng_tok_piece(tok, 3, false, buf, sizeof(buf)), 0);
+	assert_int_equal(eng_tok_piece(tok, 5, false, buf, sizeof(buf)), 11); /* gpt-oss markup renders */
+	assert_int_equal(eng_tok_piece(tok, 7, false, buf, sizeof(buf)), 2);
+	assert_memory_equal(buf, " x", 2);
+	size_t n;
+	int32_t *ids = encode(tok, "x<|im_end|>", 11, false, true, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0], 7);
+	assert_int_equal(ids[1], 3);
+	free(ids);
+	eng_tok_free(tok);
+	/* o200k_harmony: with <|return|> and <|call|> present, <|end|> is not EOG. */
+	const char *v2[] = {"<unk>", "<s>", "</s>", "<|end|>", "<|return|>", "<|call|>"};
+	tok = spm_vocab(v2, 6);
+	assert_false(eng_tok_is_eog(tok, 3));
+	assert_true(eng_tok_is_eog(tok, 4));
+	assert_true(eng_tok_is_eog(tok, 5));
+	eng_tok_free(tok);
+	const char *v3[] = {"<unk>", "<s>", "</s>", "<|end|>"};
+	tok = spm_vocab(v3, 4);
+	assert_true(eng_tok_is_eog(tok, 3));
+	eng_tok_free(tok);
+}
+
 /* ---- one tokenizer, several threads ---------------------------------------------- */
 
 struct thr_arg {
@@ -918,6 +973,7 @@ int main(void)
 		cmocka_unit_test(test_bpe_families),
 		cmocka_unit_test(test_bpe_merge_order),
 		cmocka_unit_test(test_construction_errors),
+		cmocka_unit_test(test_eog_texts),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_speed_100k),
 	};
