@@ -13,7 +13,8 @@
 #define GD_CANON_MAX_INPUT (4u << 20) /* bytes of arguments ever canonicalized */
 #define GD_ARGS_MAX (1u << 20)    /* upper bound for guards.limits.max_args_bytes */
 #define GD_REPEAT_WINDOW_MAX (64u << 10) /* upper bound for guards.repeat.window_bytes */
-#define GD_REPEAT_TABLE 2048      /* 8-byte block hash slots per stream (power of two) */
+#define GD_REPEAT_TABLE_BITS 11
+#define GD_REPEAT_TABLE (1u << GD_REPEAT_TABLE_BITS) /* 8-byte block hash slots per stream */
 #define GD_REPEAT_CANDIDATES 8    /* periods tracked at once per stream */
 #define GD_SIMHASH_MAX_WINDOW 256 /* tokens per SimHash window, upper bound */
 #define GD_SIMHASH_MAX_SHINGLE 8  /* tokens per shingle, upper bound */

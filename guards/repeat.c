@@ -35,8 +35,17 @@ void gd_repeat_reset(struct gd_repeat *r)
 	memset(r->table, 0, sizeof(r->table));
 }
 
+/* A lower bound of need_span that costs nothing: a unit has at most one
+ * character per byte. */
+static uint64_t need_lower(const struct gd_repeat_config *cfg, uint32_t p)
+{
+	uint64_t a = (uint64_t)cfg->min_repeats * p;
+	return a > cfg->min_span ? a : cfg->min_span;
+}
+
 /* Bytes a period-<p> tail ending at byte <n> must cover: min_repeats units
- * and min_span characters (counted at the unit's bytes per character). */
+ * and min_span characters (counted at the unit's bytes per character). O(p):
+ * computed only once a candidate reaches need_lower. */
 static uint64_t need_span(const struct gd_repeat *r, uint32_t p, uint64_t n)
 {
 	const struct gd_repeat_config *cfg = r->cfg;
@@ -64,7 +73,7 @@ static void add_candidate(struct gd_repeat *r, uint32_t p, uint64_t n)
 	limit = n + 1 >= p ? n + 1 - p : 0;
 	if (limit > (uint64_t)r->mask - p)
 		limit = (uint64_t)r->mask - p;
-	need = need_span(r, p, n);
+	need = need_lower(r->cfg, p);
 	if (limit > need)
 		limit = need;
 	while (run < limit && r->ring[(n - run) & r->mask] == r->ring[(n - run - p) & r->mask])
@@ -81,6 +90,7 @@ static void add_candidate(struct gd_repeat *r, uint32_t p, uint64_t n)
 	r->cand[victim].period = p;
 	r->cand[victim].run = run;
 	r->cand[victim].need = need;
+	r->cand[victim].exact = false;
 }
 
 static enum gd_verdict trip_on(struct gd_repeat *r, const struct gd_repeat_cand *c,
@@ -102,6 +112,19 @@ static enum gd_verdict trip_on(struct gd_repeat *r, const struct gd_repeat_cand 
 	return GD_TRIP;
 }
 
+/* True when candidate <c> covers enough to trip at byte <n>. */
+static bool reached(struct gd_repeat *r, struct gd_repeat_cand *c, uint64_t n)
+{
+	if (c->run + c->period < c->need)
+		return false;
+	if (!c->exact) {
+		c->exact = true;
+		c->need = need_span(r, c->period, n);
+		return c->run + c->period >= c->need;
+	}
+	return true;
+}
+
 enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len,
                                enum gd_stream stream, struct gd_trip *trip)
 {
@@ -118,7 +141,7 @@ enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len
 			struct gd_repeat_cand *cd = &r->cand[k];
 			if (n >= cd->period && r->ring[(n - cd->period) & r->mask] == c) {
 				cd->run++;
-				if (cd->run + cd->period >= cd->need)
+				if (reached(r, cd, n))
 					return trip_on(r, cd, n, stream, trip);
 				k++;
 			} else {
@@ -127,7 +150,7 @@ enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len
 		}
 		if (n < 7)
 			continue;
-		uint32_t h = (uint32_t)(gd_hash_mix(r->block) & (GD_REPEAT_TABLE - 1));
+		uint32_t h = (uint32_t)((r->block * 0x9e3779b97f4a7c15ULL) >> (64 - GD_REPEAT_TABLE_BITS));
 		uint32_t prev = r->table[h];
 		r->table[h] = (uint32_t)(n + 1);
 		if (!prev)
@@ -143,8 +166,7 @@ enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len
 			continue;
 		add_candidate(r, d, n);
 		for (uint32_t k = 0; k < r->n_cand; k++)
-			if (r->cand[k].period == d &&
-			    r->cand[k].run + d >= r->cand[k].need)
+			if (r->cand[k].period == d && reached(r, &r->cand[k], n))
 				return trip_on(r, &r->cand[k], n, stream, trip);
 	}
 	return GD_PASS;

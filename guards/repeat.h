@@ -21,6 +21,7 @@ struct gd_repeat_cand {
 	uint32_t period;
 	uint64_t run; /* consecutive bytes, ending at the last one, equal to the byte <period> earlier */
 	uint64_t need; /* bytes the periodic tail (run + period) must cover to trip */
+	bool exact;    /* <need> counts the unit's characters (else a lower bound) */
 };
 
 struct gd_repeat {

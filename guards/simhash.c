@@ -8,6 +8,15 @@
 
 #define DIGITS_TOKEN 0x9e3779b97f4a7c15ULL
 
+/* Nibble -> four 16-bit lanes holding its bits. */
+#define L(n) ((uint64_t)((n) & 1) | (uint64_t)(((n) >> 1) & 1) << 16 | \
+              (uint64_t)(((n) >> 2) & 1) << 32 | (uint64_t)(((n) >> 3) & 1) << 48)
+static const uint64_t spread[16] = {
+	L(0), L(1), L(2), L(3), L(4), L(5), L(6), L(7),
+	L(8), L(9), L(10), L(11), L(12), L(13), L(14), L(15),
+};
+#undef L
+
 void gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg)
 {
 	memset(s, 0, sizeof(*s));
@@ -35,6 +44,10 @@ static uint32_t distinct_tokens(const struct gd_simhash *s)
 	qsort(tmp, w, sizeof(tmp[0]), cmp_u64);
 	for (uint32_t i = 1; i < w; i++)
 		n += tmp[i] != tmp[i - 1];
+	/* Numbers all count as one token: they are not diversity. */
+	for (uint32_t i = 0; i < w; i++)
+		if (tmp[i] == DIGITS_TOKEN)
+			return n - 1;
 	return n;
 }
 
@@ -47,27 +60,27 @@ static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
 	bool hit = false;
 	uint64_t spanmask = span >= 64 ? ~0ULL : (1ULL << span) - 1;
 
-	for (int b = 0; b < 64; b++)
-		if (s->counts[b] > 0)
-			fp |= 1ULL << b;
-	if (distinct_tokens(s) >= cfg->min_distinct) {
-		for (uint32_t i = 0; i < s->n_past; i++) {
-			const struct gd_simhash_past *pp = &s->past[i];
-			if (pp->start + cfg->window > start)
-				continue; /* overlapping windows share shingles */
-			uint32_t d = (uint32_t)__builtin_popcountll(fp ^ pp->fp);
-			if (d < best)
-				best = d;
-		}
-		hit = best <= cfg->max_distance;
+	for (int j = 0; j < 16; j++)
+		for (int i = 0; i < 4; i++)
+			if (2 * ((s->ones[j] >> (16 * i)) & 0xffff) > cfg->window)
+				fp |= 1ULL << (4 * j + i);
+	for (uint32_t i = 0; i < s->n_past; i++) {
+		const struct gd_simhash_past *pp = &s->past[i];
+		if (pp->start + cfg->window > start)
+			continue; /* overlapping windows share shingles */
+		uint32_t d = gd_popcount64(fp ^ pp->fp);
+		if (d < best)
+			best = d;
 	}
+	/* Counting distinct tokens costs a sort: only for would-be hits. */
+	hit = best <= cfg->max_distance && distinct_tokens(s) >= cfg->min_distinct;
 	s->past[s->n_checks % cfg->history] = (struct gd_simhash_past){ fp, start };
 	if (s->n_past < cfg->history)
 		s->n_past++;
 	s->check_off[s->n_checks % 64] = s->sh_off[start % cfg->window];
 	s->n_checks++;
 	s->hitmask = (s->hitmask << 1) | (hit ? 1 : 0);
-	uint32_t hits = (uint32_t)__builtin_popcountll(s->hitmask & spanmask);
+	uint32_t hits = gd_popcount64(s->hitmask & spanmask);
 	if (hit && hits >= cfg->min_hits) {
 		uint32_t oldest = 63 - (uint32_t)__builtin_clzll(s->hitmask & spanmask);
 		uint64_t off = s->check_off[(s->n_checks - 1 - oldest) % 64];
@@ -94,16 +107,14 @@ static enum gd_verdict push_token(struct gd_simhash *s, uint64_t tok, uint64_t o
 	for (uint32_t i = 0; i < k; i++)
 		h = gd_hash_mix(h ^ s->toks[(s->n_tok + i) % k]);
 	idx = s->n_sh % w;
-	if (s->n_sh >= w) {
-		uint64_t old = s->sh[idx];
-		for (int b = 0; b < 64; b++)
-			s->counts[b] -= ((old >> b) & 1) ? 1 : -1;
-	}
+	/* Slide: the new shingle's bits enter, the oldest one's leave (a lane
+	 * never goes below the bits still in the window: no borrow). */
+	uint64_t old = s->n_sh >= w ? s->sh[idx] : 0;
+	for (int j = 0; j < 16; j++)
+		s->ones[j] += spread[(h >> (4 * j)) & 15] - spread[(old >> (4 * j)) & 15];
 	s->sh[idx] = h;
 	s->sh_tok[idx] = tok;
 	s->sh_off[idx] = off;
-	for (int b = 0; b < 64; b++)
-		s->counts[b] += ((h >> b) & 1) ? 1 : -1;
 	s->n_sh++;
 	if (s->n_sh >= w && (s->n_sh - w) % cfg->stride == 0)
 		return check_window(s, stream, trip);

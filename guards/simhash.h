@@ -5,8 +5,8 @@
  * SimHash of the last <window> shingles is compared with earlier,
  * non-overlapping windows. A window within <max_distance> bits of one of them
  * is a hit; <min_hits> hits among the last 2 * <min_hits> windows trip.
- * Windows with fewer than <min_distinct> distinct tokens (tables, number
- * lists, `} } }`) are never hits: the exact-repeat watchdog covers those.
+ * Windows with fewer than <min_distinct> distinct words, numbers not
+ * counted (tables, number lists, `} } }`, metrics lines), are never hits: the exact-repeat watchdog covers those.
  * Fixed-size state, no allocation. */
 #ifndef LW_GUARDS_SIMHASH_H
 #define LW_GUARDS_SIMHASH_H
@@ -36,7 +36,8 @@ struct gd_simhash {
 	uint64_t sh[GD_SIMHASH_MAX_WINDOW];     /* ring: shingle hashes */
 	uint64_t sh_tok[GD_SIMHASH_MAX_WINDOW]; /* ring: the shingle's last token */
 	uint64_t sh_off[GD_SIMHASH_MAX_WINDOW]; /* ring: stream offset of that token */
-	int32_t counts[64];
+	uint64_t ones[16];       /* per fingerprint bit, 1-bits among the window's shingles:
+	                            4 lanes of 16 bits per word, lane i of word j = bit 4j+i */
 	uint64_t n_checks;
 	uint64_t hitmask;        /* bit 0 = the latest window */
 	uint64_t check_off[64];  /* ring: start offset of each checked window */

@@ -33,6 +33,15 @@ static inline uint64_t gd_hash_mix(uint64_t x)
 	return x;
 }
 
+/* Bits set in <x> (SWAR: no dependency on -mpopcnt or libgcc). */
+static inline uint32_t gd_popcount64(uint64_t x)
+{
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (uint32_t)((x * 0x0101010101010101ULL) >> 56);
+}
+
 /* Fills <trip> (guard name, printf-style detail, stream and cut). */
 void gd_trip_set(struct gd_trip *trip, const char *guard, enum gd_stream stream,
                  uint64_t cut, const char *fmt, ...)

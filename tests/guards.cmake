@@ -1,0 +1,17 @@
+# Guard library tests (guards/): one cmocka test per module, plus the
+# benchmark (a plain executable, not run by ctest).
+lw_unit_test(test_canon unit/test_canon.c LIBS lw_guards)
+lw_unit_test(test_guard_repeat unit/test_guard_repeat.c LIBS lw_guards)
+lw_unit_test(test_guard_simhash unit/test_guard_simhash.c LIBS lw_guards)
+lw_unit_test(test_guard_calls unit/test_guard_calls.c LIBS lw_guards)
+lw_unit_test(test_history unit/test_history.c LIBS lw_guards)
+lw_unit_test(test_pipeline unit/test_pipeline.c LIBS lw_guards)
+# Count every allocation made by our code (the guard library is linked
+# statically): the pipeline must not allocate per event.
+target_link_options(test_pipeline PRIVATE
+  -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc)
+
+# Benchmark: events/s and MB/s through the full pipeline (not a ctest test).
+add_executable(bench_guards bench/bench_guards.c)
+lw_target_warnings(bench_guards)
+target_link_libraries(bench_guards PRIVATE lw_guards)

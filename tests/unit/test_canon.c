@@ -1,0 +1,199 @@
+/* Canonical tool-call arguments and the incremental completeness scanner. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "guards/canon.h"
+
+static void expect_canon(const char *in, const char *want)
+{
+	char out[1024], err[256];
+	size_t len = 0;
+	enum gd_canon_status st = gd_canon(in, strlen(in), out, sizeof(out), &len, err, sizeof(err));
+
+	if (st != GD_CANON_OK)
+		fail_msg("gd_canon(%s): %s: %s", in, gd_canon_strerror(st), err);
+	assert_int_equal(len, strlen(want));
+	assert_memory_equal(out, want, len);
+}
+
+static enum gd_canon_status canon_err(const char *in, char *err, size_t errlen)
+{
+	char out[1024];
+	size_t len;
+	return gd_canon(in, strlen(in), out, sizeof(out), &len, err, errlen);
+}
+
+static void test_sorts_keys_recursively(void **state)
+{
+	(void)state;
+	expect_canon("{\"b\":1,\"a\":2}", "{\"a\":2,\"b\":1}");
+	expect_canon("{\"z\":{\"y\":[{\"d\":1,\"c\":2}],\"x\":null},\"a\":[3,2,1]}",
+	             "{\"a\":[3,2,1],\"z\":{\"x\":null,\"y\":[{\"c\":2,\"d\":1}]}}");
+	/* Bytewise order: uppercase before lowercase, prefix first. */
+	expect_canon("{\"ab\":1,\"a\":2,\"B\":3}", "{\"B\":3,\"a\":2,\"ab\":1}");
+}
+
+static void test_drops_whitespace(void **state)
+{
+	(void)state;
+	expect_canon(" {\n\t\"path\" :  \"a b.c\" ,\r\n \"n\": [ 1 , 2 ] } \n",
+	             "{\"n\":[1,2],\"path\":\"a b.c\"}");
+}
+
+static void test_numbers_kept_exactly(void **state)
+{
+	(void)state;
+	expect_canon("{\"a\":1.0,\"b\":1e2,\"c\":-0,\"d\":12345678901234567890123}",
+	             "{\"a\":1.0,\"b\":1e2,\"c\":-0,\"d\":12345678901234567890123}");
+	/* 1 and 1.0 are different texts: different calls. */
+	char a[64], b[64];
+	size_t la, lb;
+	assert_int_equal(gd_canon("[1]", 3, a, sizeof(a), &la, NULL, 0), GD_CANON_OK);
+	assert_int_equal(gd_canon("[1.0]", 5, b, sizeof(b), &lb, NULL, 0), GD_CANON_OK);
+	assert_false(la == lb && memcmp(a, b, la) == 0);
+}
+
+static void test_strings_reescaped_one_way(void **state)
+{
+	(void)state;
+	/* \u00e9 and a raw é are the same string; \/ is /. */
+	expect_canon("{\"k\":\"caf\\u00e9\"}", "{\"k\":\"caf\xc3\xa9\"}");
+	expect_canon("{\"k\":\"caf\xc3\xa9\"}", "{\"k\":\"caf\xc3\xa9\"}");
+	expect_canon("[\"a\\/b\"]", "[\"a/b\"]");
+	/* Escapes that must stay escapes come out one way. */
+	expect_canon("[\"q\\\"\\\\\\n\\t\\u0001\"]", "[\"q\\\"\\\\\\n\\t\\u0001\"]");
+	expect_canon("[\"\\u000a\"]", "[\"\\n\"]");
+	/* A surrogate pair becomes raw UTF-8. */
+	expect_canon("[\"\\ud83d\\ude00\"]", "[\"\xf0\x9f\x98\x80\"]");
+	/* Escaped key sorts by its decoded bytes. */
+	expect_canon("{\"\\u0062\":1,\"a\":2}", "{\"a\":2,\"b\":1}");
+}
+
+static void test_scalars_and_empty_containers(void **state)
+{
+	(void)state;
+	expect_canon("{}", "{}");
+	expect_canon("[ ]", "[]");
+	expect_canon("{\"t\":true,\"f\":false,\"n\":null}", "{\"f\":false,\"n\":null,\"t\":true}");
+	expect_canon("\"x\"", "\"x\"");
+}
+
+static void test_invalid_reported(void **state)
+{
+	char err[256];
+	(void)state;
+	assert_int_equal(canon_err("{\"a\":1,}", err, sizeof(err)), GD_CANON_EINVAL);
+	assert_true(strlen(err) > 0);
+	assert_int_equal(canon_err("{a:1}", err, sizeof(err)), GD_CANON_EINVAL);
+	assert_int_equal(canon_err("{\"a\":1}}", err, sizeof(err)), GD_CANON_EINVAL);
+	assert_int_equal(canon_err("{\"a\":1} x", err, sizeof(err)), GD_CANON_EINVAL);
+	assert_int_equal(canon_err("[\"\xff\"]", err, sizeof(err)), GD_CANON_EINVAL);
+	assert_int_equal(canon_err("nul", err, sizeof(err)), GD_CANON_EINVAL);
+}
+
+static void test_truncated_reported(void **state)
+{
+	char err[256];
+	(void)state;
+	assert_int_equal(canon_err("{\"path\": \"src/ma", err, sizeof(err)), GD_CANON_EINCOMPLETE);
+	assert_non_null(strstr(err, "offset 16"));
+	assert_int_equal(canon_err("[[1,2]", err, sizeof(err)), GD_CANON_EINCOMPLETE);
+	assert_int_equal(canon_err("   ", err, sizeof(err)), GD_CANON_EINCOMPLETE);
+	/* Every prefix of a valid text is reported, never crashes. */
+	const char *full = "{\"a\":[1,{\"b\":\"x\\\"y\"}],\"c\":\"\\u00e9\"}";
+	for (size_t n = 0; n < strlen(full); n++) {
+		char out[256];
+		size_t len;
+		assert_int_not_equal(gd_canon(full, n, out, sizeof(out), &len, err, sizeof(err)),
+		                     GD_CANON_OK);
+	}
+}
+
+static void test_limits(void **state)
+{
+	char err[256], out[16];
+	size_t len;
+	char deep[200];
+	(void)state;
+	memset(deep, '[', 100);
+	memset(deep + 100, ']', 100);
+	assert_int_equal(gd_canon(deep, sizeof(deep), out, sizeof(out), &len, err, sizeof(err)),
+	                 GD_CANON_ETOODEEP);
+	/* Output that does not fit the caller's buffer. */
+	const char *big = "{\"key\":\"a long enough value\"}";
+	assert_int_equal(gd_canon(big, strlen(big), out, sizeof(out), &len, err, sizeof(err)),
+	                 GD_CANON_ETOOBIG);
+	assert_int_equal(gd_canon(NULL, 0, out, sizeof(out), &len, err, sizeof(err)),
+	                 GD_CANON_EINCOMPLETE);
+	assert_int_equal(gd_canon("{}", 2, NULL, 0, &len, err, sizeof(err)), GD_CANON_EARG);
+}
+
+static void test_scan_incremental(void **state)
+{
+	const char *text = "{\"a\":\"}{][\\\"\",\"b\":[{\"c\":[]}]}";
+	struct gd_json_scan s;
+	(void)state;
+
+	/* Byte by byte: complete only at the last byte, brackets in strings ignored. */
+	gd_json_scan_init(&s);
+	for (size_t i = 0; i < strlen(text); i++) {
+		enum gd_scan_state st = gd_json_scan_feed(&s, text + i, 1);
+		if (i + 1 < strlen(text))
+			assert_int_equal(st, GD_SCAN_OPEN);
+		else
+			assert_int_equal(st, GD_SCAN_COMPLETE);
+	}
+	assert_int_equal(gd_json_scan_feed(&s, " \n", 2), GD_SCAN_COMPLETE);
+	assert_int_equal(gd_json_scan_feed(&s, "x", 1), GD_SCAN_BAD);
+
+	gd_json_scan_init(&s);
+	assert_int_equal(gd_json_scan_feed(&s, "  ", 2), GD_SCAN_EMPTY);
+	assert_int_equal(gd_json_scan_feed(&s, "{]", 2), GD_SCAN_BAD);
+	gd_json_scan_init(&s);
+	assert_int_equal(gd_json_scan_feed(&s, "42", 2), GD_SCAN_SCALAR);
+}
+
+static void test_call_identity(void **state)
+{
+	char scratch[256];
+	bool c1, c2;
+	(void)state;
+	const char *x = "{\"path\":\"a\",\"limit\":10}";
+	const char *y = " { \"limit\" : 10, \"path\" : \"a\" } ";
+	uint64_t a = gd_call_identity("read", 4, x, strlen(x), scratch, sizeof(scratch), &c1);
+	uint64_t b = gd_call_identity("read", 4, y, strlen(y), scratch, sizeof(scratch), &c2);
+	assert_true(c1 && c2);
+	assert_true(a == b);
+	/* Different name, same arguments: a different call. */
+	assert_true(gd_call_identity("grep", 4, x, strlen(x), scratch, sizeof(scratch), &c1) != a);
+	/* Empty arguments are {}. */
+	assert_true(gd_call_identity("ls", 2, "", 0, scratch, sizeof(scratch), &c1) ==
+	            gd_call_identity("ls", 2, " {} ", 4, scratch, sizeof(scratch), &c2));
+	/* Invalid JSON falls back to raw bytes. */
+	uint64_t r1 = gd_call_identity("x", 1, "{oops", 5, scratch, sizeof(scratch), &c1);
+	uint64_t r2 = gd_call_identity("x", 1, "{oops ", 6, scratch, sizeof(scratch), &c2);
+	assert_false(c1);
+	assert_true(r1 == r2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sorts_keys_recursively),
+		cmocka_unit_test(test_drops_whitespace),
+		cmocka_unit_test(test_numbers_kept_exactly),
+		cmocka_unit_test(test_strings_reescaped_one_way),
+		cmocka_unit_test(test_scalars_and_empty_containers),
+		cmocka_unit_test(test_invalid_reported),
+		cmocka_unit_test(test_truncated_reported),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_scan_incremental),
+		cmocka_unit_test(test_call_identity),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,268 @@
+/* The exact-repeat watchdog: floods, repeated paragraphs and runaway tool
+ * arguments trip (with the cut where the repeats began); tables, box lines,
+ * code, CSV and base64 pass with the defaults. */
+#include "test_guard_util.h"
+
+#include "guards/repeat.h"
+
+static struct gd_policy *pol;
+
+static int setup(void **state)
+{
+	(void)state;
+	pol = tg_policy(NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	gd_policy_free(pol);
+	return 0;
+}
+
+/* Feeds <s> through a fresh pipeline as <type> in <chunk>-byte events;
+ * returns the trip or NULL (the pipeline is kept in *<out> for the caller). */
+static const struct gd_trip *run(enum gd_event_type type, const char *s, size_t chunk,
+                                 struct gd_pipeline **out)
+{
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	assert_non_null(p);
+	tg_text_chunks(p, type, s, chunk);
+	*out = p;
+	return gd_pipeline_trip(p);
+}
+
+static void expect_pass(const char *what, const char *s, size_t chunk)
+{
+	struct gd_pipeline *p;
+	const struct gd_trip *t = run(GD_EV_TEXT, s, chunk, &p);
+	if (t)
+		fail_msg("%s tripped %s: %s", what, t->guard, t->detail);
+	gd_pipeline_free(p);
+}
+
+static void test_newline_flood(void **state)
+{
+	(void)state;
+	char *s = NULL;
+	size_t len = 0;
+	struct gd_pipeline *p;
+
+	tg_appendf(&s, &len, "Here is the fix:\n");
+	for (int i = 0; i < 1000; i++)
+		tg_appendf(&s, &len, "\n");
+	const struct gd_trip *t = run(GD_EV_TEXT, s, 3, &p);
+	assert_non_null(t);
+	assert_string_equal(t->guard, "repeat");
+	assert_int_equal(t->stream, GD_STREAM_TEXT);
+	/* "Here is the fix:\n" then newlines: the repeats begin at the first
+	 * '\n' (offset 16); the cut keeps one copy of the unit. */
+	assert_int_equal(t->cut, 17);
+	/* Within the corpus bound: 400 bytes of flood. */
+	struct gd_stats st;
+	gd_pipeline_stats(p, &st);
+	assert_true(st.text_bytes <= 17 + 400);
+	gd_pipeline_free(p);
+	free(s);
+}
+
+static void test_word_flood_and_paragraph(void **state)
+{
+	(void)state;
+	char *s = NULL;
+	size_t len = 0;
+	struct gd_pipeline *p;
+
+	tg_appendf(&s, &len, "It is");
+	for (int i = 0; i < 300; i++)
+		tg_appendf(&s, &len, " the");
+	const struct gd_trip *t = run(GD_EV_TEXT, s, 4, &p);
+	assert_non_null(t);
+	assert_string_equal(t->guard, "repeat");
+	assert_non_null(strstr(t->detail, "4-byte unit"));
+	gd_pipeline_free(p);
+	free(s);
+
+	s = NULL;
+	len = 0;
+	const char *para = "The cache key includes the request timestamp, so two identical "
+	                   "requests never share an entry; dropping the timestamp from the key "
+	                   "fixes the hit rate without changing what is cached.\n\n";
+	tg_appendf(&s, &len, "Summary:");
+	for (int i = 0; i < 6; i++)
+		tg_appendf(&s, &len, "%s", para);
+	t = run(GD_EV_REASONING, s, 5, &p);
+	assert_non_null(t);
+	assert_int_equal(t->stream, GD_STREAM_REASONING);
+	gd_pipeline_free(p);
+	/* The exact watchdog alone reports where the repeats began. */
+	struct gd_policy *exact = tg_policy((const char *const[]){ "guards.simhash.enabled=false", NULL });
+	p = gd_pipeline_new(exact, NULL);
+	tg_text_chunks(p, GD_EV_REASONING, s, 5);
+	t = gd_pipeline_trip(p);
+	assert_non_null(t);
+	assert_string_equal(t->guard, "repeat");
+	assert_int_equal(t->stream, GD_STREAM_REASONING);
+	/* The cut keeps the first copy of the paragraph. */
+	assert_int_equal(t->cut, strlen("Summary:") + strlen(para));
+	struct gd_stats st;
+	gd_pipeline_stats(p, &st);
+	assert_true(st.reasoning_bytes <= strlen("Summary:") + 3 * strlen(para) + 8);
+	gd_pipeline_free(p);
+	gd_policy_free(exact);
+	free(s);
+}
+
+static void test_paragraph_quoted_twice_passes(void **state)
+{
+	(void)state;
+	char *s = NULL;
+	size_t len = 0;
+	const char *para = "> error: cannot borrow `self.buf` as mutable because it is also "
+	                   "borrowed as immutable\n";
+	tg_appendf(&s, &len, "The compiler says:\n\n%s\nThat is, the slice keeps a borrow. "
+	           "Running it again gives the same message:\n\n%s\nso the fix is to copy "
+	           "the length before the call.\n", para, para);
+	expect_pass("a quote repeated once", s, 4);
+	free(s);
+}
+
+static void test_function_30x_in_write_args(void **state)
+{
+	(void)state;
+	char *args = NULL;
+	size_t len = 0;
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+
+	tg_appendf(&args, &len, "{\"path\":\"src/mathutil.py\",\"content\":\"import math\\n\\n");
+	for (int i = 0; i < 30; i++)
+		tg_appendf(&args, &len, "def clamp(value, lo, hi):\\n    \\\"\\\"\\\"Clamp value.\\\"\\\"\\\"\\n"
+		           "    return max(lo, min(hi, value))\\n\\n");
+	tg_appendf(&args, &len, "\"}");
+	enum gd_verdict v = tg_call(p, 0, "call_1", "write_file", args, 6);
+	assert_int_equal(v, GD_TRIP);
+	const struct gd_trip *t = gd_pipeline_trip(p);
+	assert_int_equal(t->stream, GD_STREAM_TOOL_ARGS);
+	/* Caught long before the call's arguments were complete. */
+	struct gd_stats st;
+	gd_pipeline_stats(p, &st);
+	assert_true(st.events < 1 + len / 6 / 3);
+	gd_pipeline_free(p);
+	free(args);
+}
+
+static void test_tables_boxes_code_pass(void **state)
+{
+	(void)state;
+	char *s = NULL;
+	size_t len = 0;
+
+	/* A markdown table of 40 rows. */
+	tg_appendf(&s, &len, "| # | endpoint | method | p50 ms | p99 ms |\n|---|---|---|---|---|\n");
+	for (int i = 0; i < 40; i++)
+		tg_appendf(&s, &len, "| %d | /api/v1/items/%d | GET | %d | %d |\n", i, i * 7, 3 + i % 5,
+		           40 + (i * 13) % 50);
+	expect_pass("markdown table", s, 4);
+	free(s);
+
+	/* A 72-wide box of 3-byte box-drawing characters, and '=' rulers. */
+	s = NULL;
+	len = 0;
+	for (int r = 0; r < 3; r++) {
+		tg_appendf(&s, &len, "\xe2\x94\x8c");
+		for (int i = 0; i < 72; i++)
+			tg_appendf(&s, &len, "\xe2\x94\x80");
+		tg_appendf(&s, &len, "\xe2\x94\x90\n\xe2\x94\x82 stage %d %62s\xe2\x94\x82\n", r, "");
+		for (int i = 0; i < 120; i++)
+			tg_appendf(&s, &len, "=");
+		tg_appendf(&s, &len, "\n");
+	}
+	expect_pass("box drawing", s, 3);
+	free(s);
+
+	/* Code: nested blocks closing with runs of braces. */
+	s = NULL;
+	len = 0;
+	static const char *const words[] = { "open", "read", "seek", "close", "flush", "poll",
+		"bind", "listen", "accept", "send", "recv", "shutdown", "stat", "sync", "trim",
+		"lock", "map", "unmap" };
+	for (int f = 0; f < 12; f++) {
+		tg_appendf(&s, &len, "static int on_%s(struct req *r)\n{\n", words[f]);
+		for (int d = 1; d < 6; d++)
+			tg_appendf(&s, &len, "%*sif (r->%s_%s != NULL) {\n", d * 4, "",
+			           words[(f + d) % 18], words[(f * 3 + d) % 18]);
+		tg_appendf(&s, &len, "%*sreturn do_%s(r);\n", 24, "", words[(f + 7) % 18]);
+		for (int d = 5; d >= 1; d--)
+			tg_appendf(&s, &len, "%*s}\n", d * 4, "");
+		tg_appendf(&s, &len, "    return 0;\n}\n\n");
+	}
+	expect_pass("closing braces", s, 5);
+	free(s);
+
+	/* CSV data and a base64 blob. */
+	s = NULL;
+	len = 0;
+	uint32_t x = 12345;
+	tg_appendf(&s, &len, "month,region,units,revenue\n");
+	for (int i = 0; i < 80; i++) {
+		x = x * 1103515245u + 12345u;
+		tg_appendf(&s, &len, "2024-%02d,%s,%u,%u.%02u\n", 1 + i % 12,
+		           (x >> 8) % 2 ? "north" : "south", (x >> 4) % 900, (x >> 3) % 90000,
+		           (x >> 5) % 100);
+	}
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	for (int i = 0; i < 3000; i++) {
+		x = x * 1103515245u + 12345u;
+		tg_appendf(&s, &len, "%c%s", b64[(x >> 16) & 63], i % 76 == 75 ? "\n" : "");
+	}
+	tg_appendf(&s, &len, "==\n");
+	expect_pass("csv and base64", s, 4);
+	free(s);
+}
+
+static void test_module_direct(void **state)
+{
+	(void)state;
+	struct gd_repeat_config cfg = { .enabled = true, .window_bytes = 256, .max_period = 64,
+	                                .min_repeats = 3, .min_span = 32 };
+	struct gd_repeat r;
+	struct gd_trip trip;
+
+	assert_int_equal(gd_repeat_init(&r, &cfg), 0);
+	/* Period 100 is over max_period: never found. */
+	char unit[101];
+	uint32_t x = 7;
+	for (int i = 0; i < 100; i++) {
+		x = x * 1103515245u + 12345u;
+		unit[i] = (char)('a' + (x >> 16) % 26);
+	}
+	unit[100] = '\0';
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(gd_repeat_feed(&r, unit, 100, GD_STREAM_TEXT, &trip), GD_PASS);
+	/* After a reset, a period-10 unit repeated trips at 3 repeats + span 32. */
+	gd_repeat_reset(&r);
+	enum gd_verdict v = GD_PASS;
+	int fed = 0;
+	while (v == GD_PASS && fed < 100) {
+		v = gd_repeat_feed(&r, "0123456789", 10, GD_STREAM_TEXT, &trip);
+		fed++;
+	}
+	assert_int_equal(v, GD_TRIP);
+	assert_int_equal(fed, 4); /* 32 bytes reached inside the 4th copy */
+	assert_int_equal(trip.cut, 10);
+	gd_repeat_fini(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_newline_flood),
+		cmocka_unit_test(test_word_flood_and_paragraph),
+		cmocka_unit_test(test_paragraph_quoted_twice_passes),
+		cmocka_unit_test(test_function_30x_in_write_args),
+		cmocka_unit_test(test_tables_boxes_code_pass),
+		cmocka_unit_test(test_module_direct),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

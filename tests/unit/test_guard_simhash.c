@@ -1,0 +1,167 @@
+/* The SimHash watchdog: near-repeats with changing counters trip; prose,
+ * numbered lists, a switch with 40 cases and JSON arrays of similar objects
+ * pass with the defaults. */
+#include "test_guard_util.h"
+
+#include "guards/simhash.h"
+
+static struct gd_policy *pol;
+
+static int setup(void **state)
+{
+	(void)state;
+	pol = tg_policy(NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	gd_policy_free(pol);
+	return 0;
+}
+
+/* Returns the 1-based chunk that tripped, 0 for none; <guard> gets its name. */
+static size_t feed(const char *s, size_t chunk, char *guard)
+{
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	size_t n;
+
+	assert_non_null(p);
+	n = tg_text_chunks(p, GD_EV_TEXT, s, chunk);
+	guard[0] = '\0';
+	if (n)
+		strcpy(guard, gd_pipeline_trip(p)->guard);
+	gd_pipeline_free(p);
+	return n;
+}
+
+static void test_attempt_n_trips(void **state)
+{
+	(void)state;
+	char *s = NULL, guard[32];
+	size_t len = 0, unit;
+
+	tg_appendf(&s, &len, "Let me connect to the database.\n");
+	for (int i = 1; i <= 40; i++)
+		tg_appendf(&s, &len, "Attempt %d: connecting to postgres at 10.0.0.%d:5432 failed after "
+		           "%d ms, so I will wait and retry the connection with the same settings.\n",
+		           i, 10 + i % 3, 100 * i);
+	unit = len / 41;
+	size_t n = feed(s, 4, guard);
+	assert_true(n > 0);
+	assert_string_equal(guard, "simhash");
+	/* Within 8 near-identical attempts after the first. */
+	assert_true(n * 4 < 32 + 9 * unit);
+	free(s);
+}
+
+static void test_prose_and_lists_pass(void **state)
+{
+	(void)state;
+	char *s = NULL, guard[32];
+	size_t len = 0;
+	static const char *const steps[] = {
+		"Install the dependencies with the package manager and pin the versions",
+		"Create a configuration file next to the binary and set the listen address",
+		"Generate a TLS certificate for the host name the clients will use",
+		"Start the service under the supervisor so that it restarts after a crash",
+		"Point the agent at the new endpoint and run one request by hand",
+		"Watch the metrics page while the first real sessions come in",
+		"Rotate the logs daily and keep two weeks of them for audits",
+		"Write down the rollback procedure before the change window opens",
+		"Add an alert on the error rate and on the latency percentile",
+		"Schedule a review with the team after the first week in production",
+	};
+	for (int i = 0; i < 10; i++)
+		tg_appendf(&s, &len, "%d. %s.\n", i + 1, steps[i]);
+	tg_appendf(&s, &len, "\nEach step is independent of the next one, except that the "
+	           "certificate must exist before the service starts.\n");
+	size_t n = feed(s, 4, guard);
+	if (n)
+		fail_msg("numbered list tripped %s", guard);
+	free(s);
+}
+
+static void test_switch_and_json_array_pass(void **state)
+{
+	(void)state;
+	char *s = NULL, guard[32];
+	size_t len = 0;
+	static const char *const ops[] = { "NOP", "PUSH", "POP", "ADD", "SUB", "MUL", "DIV",
+		"MOD", "NEG", "AND", "OR", "XOR", "NOT", "SHL", "SHR", "JMP", "JZ", "JNZ", "CALL",
+		"RET", "LOAD", "STORE", "DUP", "SWAP", "OVER", "ROT", "EQ", "NE", "LT", "LE", "GT",
+		"GE", "PRINT", "READ", "HALT", "YIELD", "ALLOC", "FREE", "TRAP", "DEBUG" };
+
+	tg_appendf(&s, &len, "const char *opcode_name(enum opcode op)\n{\n\tswitch (op) {\n");
+	for (int i = 0; i < 40; i++)
+		tg_appendf(&s, &len, "\tcase OP_%s: return \"%s\";\n", ops[i], ops[i]);
+	tg_appendf(&s, &len, "\t}\n\treturn \"?\";\n}\n");
+	size_t n = feed(s, 3, guard);
+	if (n)
+		fail_msg("switch tripped %s", guard);
+	free(s);
+
+	s = NULL;
+	len = 0;
+	static const char *const names[] = { "Ada", "Grace", "Alan", "Edsger", "Barbara",
+		"Donald", "Ken", "Dennis", "Frances", "John" };
+	static const char *const roles[] = { "admin", "editor", "viewer", "owner", "auditor" };
+	tg_appendf(&s, &len, "[\n");
+	for (int i = 0; i < 50; i++)
+		tg_appendf(&s, &len, "  {\"id\": %d, \"name\": \"%s %c.\", \"role\": \"%s\", "
+		           "\"active\": %s, \"team\": \"t%d\"},\n", 1000 + i, names[i % 10],
+		           'A' + (i * 7) % 26, roles[(i * 3) % 5], i % 4 ? "true" : "false", i % 6);
+	tg_appendf(&s, &len, "]\n");
+	n = feed(s, 4, guard);
+	if (n)
+		fail_msg("JSON array tripped %s", guard);
+	free(s);
+}
+
+static void test_fingerprint_distance(void **state)
+{
+	(void)state;
+	const struct gd_simhash_config *cfg = &gd_policy_config(pol)->simhash;
+	const char *a = "Attempt 7: the build failed because the linker could not find libfoo "
+	                "in the search path, so I will add the directory and try once more";
+	const char *b = "Attempt 8: the build failed because the linker could not find libfoo "
+	                "in the search path, so I will add the directory and try once more";
+	const char *c = "The parser reads one header line at a time and keeps the partial line "
+	                "in a buffer until the terminating newline arrives from the socket";
+	uint64_t ha = gd_simhash_text(cfg, a, strlen(a));
+	uint64_t hb = gd_simhash_text(cfg, b, strlen(b));
+	uint64_t hc = gd_simhash_text(cfg, c, strlen(c));
+	/* Counters fold: identical fingerprints; unrelated text: far. */
+	assert_int_equal(__builtin_popcountll(ha ^ hb), 0);
+	assert_true(__builtin_popcountll(ha ^ hc) > 16);
+}
+
+static void test_window_config_respected(void **state)
+{
+	(void)state;
+	/* With the watchdog disabled the same Attempt loop passes (and the
+	 * exact watchdog cannot see it: every line differs). */
+	struct gd_policy *off = tg_policy((const char *const[]){ "guards.simhash.enabled=false", NULL });
+	struct gd_pipeline *p = gd_pipeline_new(off, NULL);
+	char *s = NULL;
+	size_t len = 0;
+	for (int i = 1; i <= 40; i++)
+		tg_appendf(&s, &len, "Attempt %d: connecting failed after %d ms, retrying now.\n", i, 37 * i);
+	assert_int_equal(tg_text_chunks(p, GD_EV_TEXT, s, 4), 0);
+	gd_pipeline_free(p);
+	gd_policy_free(off);
+	free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_attempt_n_trips),
+		cmocka_unit_test(test_prose_and_lists_pass),
+		cmocka_unit_test(test_switch_and_json_array_pass),
+		cmocka_unit_test(test_fingerprint_distance),
+		cmocka_unit_test(test_window_config_respected),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

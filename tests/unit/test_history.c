@@ -1,0 +1,326 @@
+/* Request history: parsing tool calls and their results, the cross-turn
+ * dedup and the permanent-failure breaker that read it, and
+ * gd_history_check. */
+#include "test_guard_util.h"
+
+#include "guards/cross_turn.h"
+#include "guards/history.h"
+
+static struct gd_policy *pol;
+
+static int setup(void **state)
+{
+	(void)state;
+	pol = tg_policy(NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	gd_policy_free(pol);
+	return 0;
+}
+
+/* A request body from rounds: each round is an assistant call <name>(<args>)
+ * answered by <result> (JSON-escaped already). */
+struct round {
+	const char *name;
+	const char *args;   /* JSON text of the arguments, escaped as a JSON string */
+	const char *result;
+};
+
+static char *body(const struct round *r, int n, const char *tail)
+{
+	char *s = NULL;
+	size_t len = 0;
+
+	tg_appendf(&s, &len, "{\"model\":\"m\",\"stream\":true,\"messages\":["
+	           "{\"role\":\"system\",\"content\":\"You are an agent.\"},"
+	           "{\"role\":\"user\",\"content\":\"Fix the build.\"}");
+	for (int i = 0; i < n; i++) {
+		tg_appendf(&s, &len, ",{\"role\":\"assistant\",\"content\":null,\"tool_calls\":["
+		           "{\"id\":\"call_%d\",\"type\":\"function\",\"function\":{\"name\":\"%s\","
+		           "\"arguments\":\"%s\"}}]}", i, r[i].name, r[i].args);
+		tg_appendf(&s, &len, ",{\"role\":\"tool\",\"tool_call_id\":\"call_%d\",\"content\":\"%s\"}",
+		           i, r[i].result);
+	}
+	tg_appendf(&s, &len, "%s]}", tail ? tail : "");
+	return s;
+}
+
+static struct gd_history *parse(const char *s)
+{
+	char err[256];
+	struct gd_history *h = gd_history_parse(pol, s, strlen(s), err, sizeof(err));
+	if (!h)
+		fail_msg("gd_history_parse: %s", err);
+	return h;
+}
+
+/* The verdict of a new answer making one call <name>(<args>) after <h>. */
+static enum gd_verdict next_call(const struct gd_history *h, const char *name, const char *args,
+                                 char *guard)
+{
+	struct gd_pipeline *p = gd_pipeline_new(pol, h);
+	enum gd_verdict v = tg_call(p, 0, "call_new", name, args, 5);
+	guard[0] = '\0';
+	if (v == GD_TRIP)
+		strcpy(guard, gd_pipeline_trip(p)->guard);
+	gd_pipeline_free(p);
+	return v;
+}
+
+#define CAT "{\\\"command\\\":\\\"cat config/deploy.yaml\\\"}"
+#define CAT_SPACED "{ \\\"command\\\" : \\\"cat config/deploy.yaml\\\" }"
+
+static void test_parse_calls_and_results(void **state)
+{
+	(void)state;
+	struct round r[] = {
+		{ "bash", CAT, "port: 8080" },
+		{ "read_file", "{\\\"path\\\":\\\"a\\\"}", "hello" },
+	};
+	char *s = body(r, 2, NULL);
+	struct gd_history *h = parse(s);
+	assert_int_equal(gd_history_calls(h), 2);
+	assert_int_equal(gd_history_turns(h), 2);
+	gd_history_free(h);
+	free(s);
+
+	/* Content as an array of text parts; results without tool_call_id
+	 * (Ollama) match the calls of the latest turn in order; arguments
+	 * given as an object. */
+	const char *o = "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]},"
+		"{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"name\":\"ls\",\"arguments\":{\"path\":\".\"}}},"
+		"{\"function\":{\"name\":\"pwd\",\"arguments\":{}}}]},"
+		"{\"role\":\"tool\",\"content\":[{\"type\":\"text\",\"text\":\"a b\"}]},"
+		"{\"role\":\"tool\",\"content\":\"/home\"}]}";
+	h = parse(o);
+	assert_int_equal(gd_history_calls(h), 2);
+	assert_int_equal(gd_history_turns(h), 1);
+	gd_history_free(h);
+}
+
+static void test_parse_errors(void **state)
+{
+	(void)state;
+	char err[256];
+	assert_null(gd_history_parse(pol, "{\"messages\":", 12, err, sizeof(err)));
+	assert_non_null(strstr(err, "not JSON"));
+	assert_null(gd_history_parse(pol, "{\"model\":\"x\"}", 13, err, sizeof(err)));
+	assert_non_null(strstr(err, "messages"));
+	assert_null(gd_history_parse(pol, "{\"messages\":[1]}", 16, err, sizeof(err)));
+	assert_non_null(strstr(err, "messages[0]"));
+	const char *noname = "{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{}}]}]}";
+	assert_null(gd_history_parse(pol, noname, strlen(noname), err, sizeof(err)));
+	assert_non_null(strstr(err, "tool_calls[0]"));
+}
+
+static void test_cross_turn_trips(void **state)
+{
+	(void)state;
+	char guard[32];
+	struct round r[] = {
+		{ "bash", CAT, "port: 8080" },
+		{ "bash", CAT, "port: 8080" },
+		{ "bash", CAT, "port: 8080" },
+	};
+	char *s = body(r, 3, NULL);
+	struct gd_history *h = parse(s);
+	/* Spacing and key order do not matter. */
+	assert_int_equal(next_call(h, "bash", "{ \"command\" : \"cat config/deploy.yaml\" }", guard),
+	                 GD_TRIP);
+	assert_string_equal(guard, "cross_turn");
+	/* Another call passes. */
+	assert_int_equal(next_call(h, "bash", "{\"command\":\"ls\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* Two rounds only: the third call is still allowed. */
+	s = body(r, 2, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "bash", "{\"command\":\"cat config/deploy.yaml\"}", guard),
+	                 GD_PASS);
+	gd_history_free(h);
+	free(s);
+}
+
+static void test_cross_turn_legit_repeats_pass(void **state)
+{
+	(void)state;
+	char guard[32];
+	/* Re-running tests after each edit. */
+	struct round edits[] = {
+		{ "bash", "{\\\"command\\\":\\\"pytest -q\\\"}", "1 failed" },
+		{ "edit", "{\\\"path\\\":\\\"app.py\\\",\\\"n\\\":1}", "Edited app.py" },
+		{ "bash", "{\\\"command\\\":\\\"pytest -q\\\"}", "1 failed" },
+		{ "edit", "{\\\"path\\\":\\\"app.py\\\",\\\"n\\\":2}", "Edited app.py" },
+		{ "bash", "{\\\"command\\\":\\\"pytest -q\\\"}", "1 failed" },
+		{ "edit", "{\\\"path\\\":\\\"app.py\\\",\\\"n\\\":3}", "Edited app.py" },
+	};
+	char *s = body(edits, 6, NULL);
+	struct gd_history *h = parse(s);
+	assert_int_equal(next_call(h, "bash", "{\"command\":\"pytest -q\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* Polling a server that is still starting: results differ, or fail
+	 * transiently. */
+	struct round poll[] = {
+		{ "bash", "{\\\"command\\\":\\\"curl -s localhost:3000\\\"}",
+		  "curl: (7) Failed to connect to localhost port 3000: Connection refused" },
+		{ "bash", "{\\\"command\\\":\\\"curl -s localhost:3000\\\"}",
+		  "curl: (7) Failed to connect to localhost port 3000: Connection refused" },
+		{ "bash", "{\\\"command\\\":\\\"curl -s localhost:3000\\\"}",
+		  "curl: (7) Failed to connect to localhost port 3000: Connection refused" },
+		{ "bash", "{\\\"command\\\":\\\"curl -s localhost:3000\\\"}", "{\\\"compiled\\\":12}" },
+		{ "bash", "{\\\"command\\\":\\\"curl -s localhost:3000\\\"}", "{\\\"compiled\\\":31}" },
+	};
+	s = body(poll, 5, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "bash", "{\"command\":\"curl -s localhost:3000\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* The same call earlier in this answer after a mutating one. */
+	struct round reads[] = {
+		{ "read_file", "{\\\"path\\\":\\\"a\\\"}", "x" },
+		{ "read_file", "{\\\"path\\\":\\\"a\\\"}", "x" },
+		{ "read_file", "{\\\"path\\\":\\\"a\\\"}", "x" },
+	};
+	s = body(reads, 3, NULL);
+	h = parse(s);
+	struct gd_pipeline *p = gd_pipeline_new(pol, h);
+	assert_int_equal(tg_call(p, 0, "c1", "write_file", "{\"path\":\"a\",\"content\":\"y\"}", 9), GD_PASS);
+	assert_int_equal(tg_call(p, 1, "c2", "read_file", "{\"path\":\"a\"}", 9), GD_PASS);
+	gd_pipeline_free(p);
+	gd_history_free(h);
+	free(s);
+}
+
+static void test_mutating_names(void **state)
+{
+	(void)state;
+	const struct gd_cross_turn_config *c = &gd_policy_config(pol)->cross_turn;
+	static const char *const yes[] = { "edit", "write_file", "str_replace_editor", "runTests",
+		"bash", "todowrite", "MultiEdit", "apply_patch", "run_terminal_cmd", "delete-file" };
+	static const char *const no[] = { "read_file", "grep", "list_dir", "glob", "web_fetch",
+		"search", "format_check", "get_status" };
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!gd_cross_turn_is_mutating(c, yes[i], strlen(yes[i])))
+			fail_msg("%s should be mutating", yes[i]);
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (gd_cross_turn_is_mutating(c, no[i], strlen(no[i])))
+			fail_msg("%s should not be mutating", no[i]);
+}
+
+static void test_failure_breaker(void **state)
+{
+	(void)state;
+	char guard[32];
+	/* ENOENT twice: the third identical read trips (even with an edit of
+	 * another file in between and slightly different messages). */
+	struct round r[] = {
+		{ "read_file", "{\\\"path\\\":\\\"src/helpers.ts\\\"}",
+		  "Error: ENOENT: no such file or directory, open '/w/src/helpers.ts' (1)" },
+		{ "edit", "{\\\"path\\\":\\\"src/x.ts\\\"}", "Edited" },
+		{ "read_file", "{\\\"path\\\":\\\"src/helpers.ts\\\"}",
+		  "Error: ENOENT: no such file or directory, open '/w/src/helpers.ts' (2)" },
+	};
+	char *s = body(r, 3, NULL);
+	struct gd_history *h = parse(s);
+	assert_int_equal(next_call(h, "read_file", "{\"path\":\"src/helpers.ts\"}", guard), GD_TRIP);
+	assert_string_equal(guard, "failure");
+	/* A different file is fine. */
+	assert_int_equal(next_call(h, "read_file", "{\"path\":\"src/helper.ts\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* Transient failures never count, even when a permanent pattern also
+	 * matches ("not found" next to a 503). */
+	struct round t[] = {
+		{ "web_fetch", "{\\\"url\\\":\\\"https://x\\\"}", "503 Service Unavailable: upstream not found, try again" },
+		{ "web_fetch", "{\\\"url\\\":\\\"https://x\\\"}", "HTTP 429 Too Many Requests (page not found in cache)" },
+		{ "web_fetch", "{\\\"url\\\":\\\"https://x\\\"}", "error: request timed out" },
+	};
+	s = body(t, 3, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "web_fetch", "{\"url\":\"https://x\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* Unknown tool and permission denied are permanent. */
+	struct round u[] = {
+		{ "run_cmd", "{\\\"c\\\":1}", "Error: Unknown tool 'run_cmd'" },
+		{ "run_cmd", "{\\\"c\\\":1}", "Error: unknown tool 'run_cmd'." },
+	};
+	s = body(u, 2, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "run_cmd", "{\"c\":1}", guard), GD_TRIP);
+	assert_string_equal(guard, "failure");
+	gd_history_free(h);
+	free(s);
+}
+
+static void test_history_check(void **state)
+{
+	(void)state;
+	struct gd_trip trip;
+	struct round r[] = {
+		{ "bash", CAT, "port: 8080" },
+		{ "bash", CAT_SPACED, "port: 8080" },
+		{ "bash", CAT, "port: 8080" },
+		{ "bash", CAT, "port: 8080" },
+	};
+	char *s = body(r, 4, NULL);
+	struct gd_history *h = parse(s);
+	assert_true(gd_history_check(h, &trip));
+	assert_string_equal(trip.guard, "cross_turn");
+	gd_history_free(h);
+	free(s);
+
+	s = body(r, 3, NULL);
+	h = parse(s);
+	assert_false(gd_history_check(h, &trip));
+	gd_history_free(h);
+	free(s);
+
+	/* An aider-style continuation: the last assistant text already loops. */
+	char *tail = NULL;
+	size_t len = 0;
+	tg_appendf(&tail, &len, ",{\"role\":\"assistant\",\"content\":\"Here is the plan.\\n");
+	for (int i = 0; i < 8; i++)
+		tg_appendf(&tail, &len, "The migration adds the archived_at column to the orders table.\\n");
+	tg_appendf(&tail, &len, "\"},{\"role\":\"user\",\"content\":\"continue\"}");
+	s = body(NULL, 0, tail);
+	h = parse(s);
+	assert_true(gd_history_check(h, &trip));
+	assert_string_equal(trip.guard, "repeat");
+	assert_non_null(strstr(trip.detail, "history"));
+	gd_history_free(h);
+	free(s);
+	free(tail);
+
+	/* A long but healthy previous answer passes. */
+	s = body(NULL, 0, ",{\"role\":\"assistant\",\"content\":\"The build failed because the "
+	         "linker flags were in the wrong order; I moved -lm after the objects.\"}");
+	h = parse(s);
+	assert_false(gd_history_check(h, &trip));
+	gd_history_free(h);
+	free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_calls_and_results),
+		cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_cross_turn_trips),
+		cmocka_unit_test(test_cross_turn_legit_repeats_pass),
+		cmocka_unit_test(test_mutating_names),
+		cmocka_unit_test(test_failure_breaker),
+		cmocka_unit_test(test_history_check),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

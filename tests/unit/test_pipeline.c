@@ -1,0 +1,347 @@
+/* The pipeline: the holding rule (a looping call is never released: HOLD
+ * then TRIP), calls keyed by (index, id) with Ollama's index-0 reuse and
+ * interleaved indexes, no allocation per event, bounded memory on a very long
+ * answer, the stall watchdog, and verdicts after a trip. */
+#include "test_guard_util.h"
+
+/* Every allocation made by code linked into this test (the guard library
+ * included, not yajl's shared object) is counted: see tests/guards.cmake. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+static size_t n_allocs;
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n)
+{
+	n_allocs++;
+	return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t m)
+{
+	n_allocs++;
+	return __real_calloc(n, m);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+	n_allocs++;
+	return __real_realloc(p, n);
+}
+
+static struct gd_policy *pol;
+
+static int setup(void **state)
+{
+	(void)state;
+	pol = tg_policy(NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	gd_policy_free(pol);
+	return 0;
+}
+
+static void test_holding_releases_complete_call(void **state)
+{
+	(void)state;
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+
+	assert_int_equal(tg_text(p, "Let me look."), GD_PASS);
+	assert_false(gd_pipeline_holding(p));
+	assert_int_equal(tg_begin(p, 0, "call_a", "read_file"), GD_HOLD);
+	assert_true(gd_pipeline_holding(p));
+	assert_int_equal(tg_args(p, 0, NULL, "{\"path\": \"src/{a}.c"), GD_HOLD);
+	/* Braces inside a string do not complete the call. */
+	assert_int_equal(tg_args(p, 0, NULL, "}\", \"x\": [1, {\"y\": \"]\"}"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, NULL, "]}"), GD_PASS);
+	assert_false(gd_pipeline_holding(p));
+	/* Trailing whitespace after the call belongs to it. */
+	assert_int_equal(tg_args(p, 0, NULL, "  "), GD_PASS);
+	assert_int_equal(tg_end(p, 0, NULL), GD_PASS);
+	assert_int_equal(tg_finish(p, "tool_calls"), GD_PASS);
+	struct gd_stats st;
+	gd_pipeline_stats(p, &st);
+	assert_int_equal(st.tool_calls, 1);
+	assert_null(gd_pipeline_trip(p));
+	gd_pipeline_free(p);
+}
+
+static void test_looping_call_never_released(void **state)
+{
+	(void)state;
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	const char *args = "{\"url\":\"https://github.com/libfoo/libfoo/releases/latest\"}";
+
+	assert_int_equal(tg_call(p, 0, "a", "web_fetch", args, 8), GD_PASS);
+	/* The second identical call: every fragment HOLD, the completing one TRIP. */
+	assert_int_equal(tg_begin(p, 1, "b", "web_fetch"), GD_HOLD);
+	size_t len = strlen(args);
+	for (size_t off = 0; off < len; off += 8) {
+		size_t n = len - off < 8 ? len - off : 8;
+		enum gd_verdict v = tg_feed(p, GD_EV_TOOL_ARGS, 1, NULL, NULL, args + off, n);
+		assert_int_equal(v, off + n == len ? GD_TRIP : GD_HOLD);
+	}
+	const struct gd_trip *t = gd_pipeline_trip(p);
+	assert_non_null(t);
+	assert_int_equal(t->stream, GD_STREAM_TOOLS);
+	assert_int_equal(t->cut, 1); /* keep the first call only */
+	assert_true(t->event_no > 0);
+	/* After a trip everything is TRIP. */
+	assert_int_equal(tg_text(p, "more"), GD_TRIP);
+	assert_int_equal(tg_finish(p, "tool_calls"), GD_TRIP);
+	assert_int_equal(gd_pipeline_tick(p, 1), GD_TRIP);
+	gd_pipeline_free(p);
+}
+
+static void test_text_held_while_call_open(void **state)
+{
+	(void)state;
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(tg_begin(p, 0, "a", "grep"), GD_HOLD);
+	assert_int_equal(tg_text(p, "and also"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, NULL, "{\"pattern\":\"x\"}"), GD_PASS);
+	assert_int_equal(tg_text(p, " more"), GD_PASS);
+	gd_pipeline_free(p);
+}
+
+static void test_ollama_index0_reuse(void **state)
+{
+	(void)state;
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	/* Ten calls, all index 0, told apart by id, each whole in one delta. */
+	for (int i = 0; i < 10; i++) {
+		char id[16], args[64];
+		snprintf(id, sizeof(id), "call_%d", i);
+		snprintf(args, sizeof(args), "{\"path\":\"src/svc%02d.ts\",\"old\":\"a\",\"new\":\"b\"}", i);
+		assert_int_equal(tg_begin(p, 0, id, "edit"), GD_HOLD);
+		assert_int_equal(tg_args(p, 0, id, args), GD_PASS);
+	}
+	struct gd_stats st;
+	gd_pipeline_stats(p, &st);
+	assert_int_equal(st.tool_calls, 10);
+	gd_pipeline_free(p);
+
+	/* Ollama index 0, ids differ, the same call: the 2nd is a repeat. */
+	p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(tg_begin(p, 0, "x1", "web_fetch"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, "x1", "{\"url\":\"u\"}"), GD_PASS);
+	assert_int_equal(tg_begin(p, 0, "x2", "web_fetch"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, "x2", "{\"url\":\"u\"}"), GD_TRIP);
+	gd_pipeline_free(p);
+
+	/* Two index-0 calls open at once, fragments addressed by id. */
+	p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(tg_begin(p, 0, "a", "read_file"), GD_HOLD);
+	assert_int_equal(tg_begin(p, 0, "b", "grep"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, "a", "{\"path\":"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, "b", "{\"pattern\":\"p\"}"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, "a", "\"x\"}"), GD_PASS);
+	gd_pipeline_stats(p, &st);
+	assert_int_equal(st.tool_calls, 2);
+	gd_pipeline_free(p);
+}
+
+static void test_interleaved_indexes(void **state)
+{
+	(void)state;
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(tg_begin(p, 0, "a", "read_file"), GD_HOLD);
+	assert_int_equal(tg_begin(p, 1, "b", "read_file"), GD_HOLD);
+	assert_int_equal(tg_args(p, 1, NULL, "{\"path\":\"b"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, NULL, "{\"path\":\"a"), GD_HOLD);
+	assert_int_equal(tg_args(p, 1, NULL, "\"}"), GD_HOLD); /* call 0 still open */
+	assert_true(gd_pipeline_holding(p));
+	assert_int_equal(tg_args(p, 0, NULL, "\"}"), GD_PASS);
+	struct gd_stats st;
+	gd_pipeline_stats(p, &st);
+	assert_int_equal(st.tool_calls, 2);
+	assert_null(gd_pipeline_trip(p)); /* a.c and b.c differ: no dedup */
+	gd_pipeline_free(p);
+
+	/* Interleaved identical calls: the second completed one trips. */
+	p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(tg_begin(p, 0, "a", "read_file"), GD_HOLD);
+	assert_int_equal(tg_begin(p, 1, "b", "read_file"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, NULL, "{\"path\":"), GD_HOLD);
+	assert_int_equal(tg_args(p, 1, NULL, "{\"path\":"), GD_HOLD);
+	assert_int_equal(tg_args(p, 1, NULL, "\"z\"}"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, NULL, "\"z\"}"), GD_TRIP);
+	gd_pipeline_free(p);
+}
+
+static void test_incomplete_calls_finish(void **state)
+{
+	(void)state;
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	/* A call with no arguments at all completes at TOOL_END, as {}. */
+	assert_int_equal(tg_begin(p, 0, "a", "list_tools"), GD_HOLD);
+	assert_int_equal(tg_end(p, 0, "a"), GD_PASS);
+	/* Broken arguments complete at FINISH (identified by raw bytes). */
+	assert_int_equal(tg_begin(p, 1, "b", "grep"), GD_HOLD);
+	assert_int_equal(tg_args(p, 1, NULL, "{\"pattern\": \"x"), GD_HOLD);
+	assert_int_equal(tg_finish(p, "length"), GD_PASS);
+	assert_false(gd_pipeline_holding(p));
+	/* The second list_tools() with "{}" args is the same call as the first. */
+	gd_pipeline_free(p);
+	p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(tg_begin(p, 0, "a", "list_tools"), GD_HOLD);
+	assert_int_equal(tg_end(p, 0, "a"), GD_PASS);
+	assert_int_equal(tg_call(p, 1, "b", "list_tools", "{}", 1), GD_TRIP);
+	gd_pipeline_free(p);
+}
+
+static void test_no_allocation_per_event(void **state)
+{
+	(void)state;
+	static const char *const words[] = { "parser", "reads", "header", "buffer", "socket",
+		"keeps", "partial", "line", "until", "newline", "arrives", "client", "server",
+		"timeout", "retries", "cache", "entry", "expires", "after", "request" };
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	char line[128];
+	size_t before = n_allocs;
+	uint32_t x = 3;
+
+	/* Text, reasoning and call-argument fragments of incomplete calls. */
+	for (int i = 0; i < 2000; i++) {
+		size_t n = 0;
+		for (int w = 0; w < 6; w++) {
+			x = x * 1103515245u + 12345u;
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s ", words[(x >> 16) % 20]);
+		}
+		line[n - 1] = '\n';
+		assert_int_not_equal(tg_text(p, line), GD_TRIP);
+		assert_int_not_equal(tg_reasoning(p, line), GD_TRIP);
+	}
+	assert_int_equal(tg_begin(p, 0, "w", "write_file"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, NULL, "{\"path\":\"notes.md\",\"content\":\""), GD_HOLD);
+	for (int i = 0; i < 500; i++) {
+		snprintf(line, sizeof(line), "line %d of notes about module m%d\\n", i, i * 7919 % 1000);
+		assert_int_equal(tg_args(p, 0, NULL, line), GD_HOLD);
+	}
+	assert_int_equal(n_allocs, before);
+	gd_pipeline_free(p);
+}
+
+static void test_bounded_memory_long_answer(void **state)
+{
+	(void)state;
+	/* 32 MB of healthy text through one pipeline: the guards keep rolling
+	 * windows, so nothing is allocated after gd_pipeline_new whatever the
+	 * length, and the byte counters keep counting. */
+	struct gd_policy *big = tg_policy((const char *const[]){ "guards.budget.max_output_bytes=0", NULL });
+	size_t before = n_allocs;
+	struct gd_pipeline *p = gd_pipeline_new(big, NULL);
+	size_t at_new = n_allocs - before;
+	char chunk[4096];
+	uint32_t x = 1;
+	size_t fed = 0;
+
+	assert_true(at_new > 0 && at_new < 32);
+	while (fed < (32u << 20)) {
+		size_t n = 0;
+		while (n < sizeof(chunk) - 16) {
+			x = x * 1103515245u + 12345u;
+			int w = snprintf(chunk + n, sizeof(chunk) - n, "%c%u ", 'a' + (x >> 27), x >> 12);
+			n += (size_t)w;
+		}
+		assert_int_equal(tg_feed(p, GD_EV_TEXT, 0, NULL, NULL, chunk, n), GD_PASS);
+		fed += n;
+	}
+	assert_int_equal(n_allocs - before, at_new);
+	struct gd_stats st;
+	gd_pipeline_stats(p, &st);
+	assert_int_equal(st.text_bytes, fed);
+	gd_pipeline_free(p);
+	gd_policy_free(big);
+}
+
+static void test_stall_watchdog(void **state)
+{
+	(void)state;
+	struct gd_policy *s = tg_policy((const char *const[]){ "watchdog.first_token_timeout_ms=5000",
+		"watchdog.idle_timeout_ms=1000", "guards.budget.max_wall_ms=60000", NULL });
+	struct gd_pipeline *p = gd_pipeline_new(s, NULL);
+
+	gd_pipeline_start(p, 100);
+	assert_int_equal(gd_pipeline_next_deadline_ms(p, 100), 5000);
+	assert_int_equal(gd_pipeline_tick(p, 5099), GD_PASS);
+	gd_pipeline_touch(p, 5099);
+	assert_int_equal(gd_pipeline_next_deadline_ms(p, 5099), 1000);
+	assert_int_equal(gd_pipeline_tick(p, 6098), GD_PASS);
+	assert_int_equal(gd_pipeline_tick(p, 6099), GD_TRIP);
+	assert_string_equal(gd_pipeline_trip(p)->guard, "stall");
+	gd_pipeline_free(p);
+
+	/* No first token at all. */
+	p = gd_pipeline_new(s, NULL);
+	gd_pipeline_start(p, 0);
+	assert_int_equal(gd_pipeline_tick(p, 5000), GD_TRIP);
+	assert_non_null(strstr(gd_pipeline_trip(p)->detail, "first token"));
+	gd_pipeline_free(p);
+
+	/* A steady stream never stalls, but the wall-time budget ends it. */
+	p = gd_pipeline_new(s, NULL);
+	gd_pipeline_start(p, 0);
+	uint64_t t = 0;
+	enum gd_verdict v = GD_PASS;
+	while (v == GD_PASS && t < 100000) {
+		t += 500;
+		gd_pipeline_touch(p, t);
+		v = gd_pipeline_tick(p, t);
+	}
+	assert_int_equal(v, GD_TRIP);
+	assert_int_equal(t, 60000);
+	assert_string_equal(gd_pipeline_trip(p)->guard, "budget");
+	gd_pipeline_free(p);
+	gd_policy_free(s);
+
+	/* Timeouts of 0 never trip. */
+	struct gd_policy *z = tg_policy((const char *const[]){ "watchdog.first_token_timeout_ms=0",
+		"watchdog.idle_timeout_ms=0", NULL });
+	p = gd_pipeline_new(z, NULL);
+	gd_pipeline_start(p, 0);
+	assert_int_equal(gd_pipeline_tick(p, UINT64_MAX / 2), GD_PASS);
+	assert_int_equal(gd_pipeline_next_deadline_ms(p, 0), UINT64_MAX);
+	gd_pipeline_free(p);
+	gd_policy_free(z);
+}
+
+static void test_too_many_open_calls(void **state)
+{
+	(void)state;
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	enum gd_verdict v = GD_HOLD;
+	int i;
+	for (i = 0; i < 100 && v == GD_HOLD; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), "c%d", i);
+		v = tg_begin(p, (uint32_t)i, id, "grep");
+	}
+	assert_int_equal(v, GD_TRIP);
+	assert_int_equal(i, 17);
+	assert_string_equal(gd_pipeline_trip(p)->guard, "budget");
+	gd_pipeline_free(p);
+	assert_string_equal(gd_verdict_name(GD_HOLD), "hold");
+	gd_pipeline_free(NULL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_holding_releases_complete_call),
+		cmocka_unit_test(test_looping_call_never_released),
+		cmocka_unit_test(test_text_held_while_call_open),
+		cmocka_unit_test(test_ollama_index0_reuse),
+		cmocka_unit_test(test_interleaved_indexes),
+		cmocka_unit_test(test_incomplete_calls_finish),
+		cmocka_unit_test(test_no_allocation_per_event),
+		cmocka_unit_test(test_bounded_memory_long_answer),
+		cmocka_unit_test(test_stall_watchdog),
+		cmocka_unit_test(test_too_many_open_calls),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
