@@ -37,3 +37,17 @@ with open(out + "/bad.yaml", "w") as f:
     f.write("guards:\n  name_run:\n    max_run: many\n")
 with open(out + "/good.yaml", "w") as f:
     f.write("guards:\n  dedup:\n    enabled: false\n  name_run:\n    enabled: false\n")
+# A non-streaming recording: response.json holding three identical calls.
+os.makedirs(out + "/rec/20260101-1-2", exist_ok=True)
+req = dict(d["request"])
+req["stream"] = False
+with open(out + "/rec/20260101-1-2/request.json", "w") as f:
+    json.dump(req, f)
+call = {"type": "function", "function": {"name": "bash", "arguments": "{\"command\":\"npm test -- --run\"}"}}
+body = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls",
+                     "message": {"role": "assistant", "content": "Running the tests.",
+                                 "tool_calls": [dict(call, id="call_%d" % i) for i in range(3)]}}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 30, "total_tokens": 130}}
+with open(out + "/rec/20260101-1-2/response.json", "w") as f:
+    json.dump(body, f)

@@ -52,6 +52,7 @@ check sse 0 'answer.sse: TRIP dedup at chunk [0-9]+' -- "$AUDIT" "$TMP/answer.ss
 check sse-request 0 'TRIP dedup' -- "$AUDIT" --request "$TMP/request.json" "$TMP/answer.sse"
 check sse-lines-no-done 0 'TRIP dedup' -- "$AUDIT" "$TMP/lines.sse"
 check record-dir 0 'rec/20260101-1-1/stream.sse: TRIP dedup' -- "$AUDIT" "$TMP/rec"
+check record-nonstream 0 'rec/20260101-1-2/response.json: TRIP dedup at chunk 1' -- "$AUDIT" "$TMP/rec"
 check config-file 0 'pass \(' -- "$AUDIT" --config "$TMP/good.yaml" "$TMP/answer.sse"
 
 # Bad input: exit 2, the message names the file and the line.
