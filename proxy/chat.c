@@ -830,6 +830,19 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 		arm_keepalive(ch);
 }
 
+void px_chat_backlog(const struct px_server *s, uint64_t *paused, uint64_t *bytes)
+{
+	*paused = 0;
+	*bytes = 0;
+	for (const struct px_chat *ch = s->chats; ch; ch = ch->next) {
+		if (ch->paused)
+			(*paused)++;
+		if (ch->conn)
+			*bytes += px_http_conn_pending(ch->conn);
+		*bytes += evbuffer_get_length(ch->held);
+	}
+}
+
 void px_chat_cancel_all(struct px_server *s)
 {
 	while (s->chats) {

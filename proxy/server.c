@@ -235,6 +235,13 @@ static void handle(struct px_http_conn *c, const struct px_http_req *req, void *
 			return;
 		}
 		px_metrics_render(b, s->active_streams, px_http_server_connections(s->http));
+		uint64_t paused, backlog;
+		px_chat_backlog(s, &paused, &backlog);
+		evbuffer_add_printf(b, "# HELP loopwarden_paused_streams Answers whose upstream is paused for a slow client\n"
+		                       "# TYPE loopwarden_paused_streams gauge\nloopwarden_paused_streams %" PRIu64 "\n"
+		                       "# HELP loopwarden_client_backlog_bytes Bytes waiting for clients (unsent + held)\n"
+		                       "# TYPE loopwarden_client_backlog_bytes gauge\nloopwarden_client_backlog_bytes %" PRIu64 "\n",
+		                    paused, backlog);
 		size_t n = evbuffer_get_length(b);
 		px_http_reply(c, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1), n,
 		              NULL);

@@ -25,6 +25,9 @@ struct px_server {
 
 /* POST /v1/chat/completions (chat.c). */
 void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req);
+/* Answers whose upstream is paused for a slow client, and the bytes waiting
+ * for clients (unsent output plus held tool-call chunks). */
+void px_chat_backlog(const struct px_server *s, uint64_t *paused, uint64_t *bytes);
 /* Cancels every answer in progress (shutdown). */
 void px_chat_cancel_all(struct px_server *s);
 

@@ -59,11 +59,13 @@ struct resp {
 	struct up_record *rec;
 	struct up_record scratch;
 	size_t index;
+	uint64_t rng;
 	bool gone;
 };
 
 static const char *mode_names[UP_MODE_COUNT] = {
-	"replay", "stall", "reset", "close", "garbage", "noise", "status", "status_text", "no_done"};
+	"replay", "stall", "reset", "close", "garbage", "noise", "status", "status_text", "no_done",
+	"flood"};
 
 const char *up_mode_name(enum up_mode m)
 {
@@ -574,7 +576,34 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct resp *r = arg;
 	const struct scenario *sc = r->sc;
-	size_t limit = sc->n_chunks;
+	size_t limit = r->prog.mode == UP_FLOOD ? r->prog.after : sc->n_chunks;
+	/* A slow reader: wait until the socket takes what is pending. */
+	struct bufferevent *obev = r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
+	if (obev && evbuffer_get_length(bufferevent_get_output(obev)) > UP_OUTPUT_MAX) {
+		struct timeval tv = {0, 1000};
+		event_add(r->timer, &tv);
+		return;
+	}
+	if (r->prog.mode == UP_FLOOD && r->next_chunk < limit) {
+		char line[1400];
+		static const char hex[] = "0123456789abcdef";
+		int n = snprintf(line, sizeof(line),
+		                 "{\"id\":\"chatcmpl-flood\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+		                 "\"model\":\"flood\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"row %zu ",
+		                 r->next_chunk);
+		for (int i = 0; i < 1000; i++) {
+			r->rng ^= r->rng << 13;
+			r->rng ^= r->rng >> 7;
+			r->rng ^= r->rng << 17;
+			line[n++] = hex[r->rng & 15];
+		}
+		snprintf(line + n, sizeof(line) - (size_t)n, "\\n\"},\"finish_reason\":null}]}");
+		write_sse(r, line);
+		r->next_chunk++;
+		r->rec->chunks_written++;
+		schedule(r);
+		return;
+	}
 	bool fails = r->prog.mode == UP_STALL || r->prog.mode == UP_RESET ||
 	             r->prog.mode == UP_CLOSE || r->prog.mode == UP_GARBAGE;
 	if (fails && r->prog.after < limit)
@@ -682,7 +711,7 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	rec->stream = st && YAJL_IS_TRUE(st);
 	yajl_tree_free(root);
 	snprintf(rec->scenario, sizeof(rec->scenario), "%s", sc->name);
-	rec->chunks_total = (uint32_t)sc->n_chunks;
+	rec->chunks_total = s->prog.mode == UP_FLOOD ? s->prog.after : (uint32_t)sc->n_chunks;
 	char ebody[256];
 	switch (s->prog.mode) {
 	case UP_STATUS:
@@ -715,6 +744,7 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	r->rec = rec;
 	r->evcon = evhttp_request_get_connection(req);
 	r->timer = evtimer_new(s->base, tick, r);
+	r->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)r->index;
 	r->next = s->resps;
 	if (s->resps)
 		s->resps->prev = r;

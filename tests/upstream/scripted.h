@@ -3,7 +3,9 @@
  * files (tests/data/README.md: "request", "chunks" ending in "[DONE]",
  * "expect") as SSE or as one chat.completion body, optionally with a delay
  * per chunk, a stall, a reset, garbage or an HTTP error, and records for
- * every request how many chunks it wrote before its client hung up. */
+ * every request how many chunks it wrote before its client hung up. Like a
+ * real server it stops writing while more than UP_OUTPUT_MAX bytes wait for
+ * a slow reader. */
 #ifndef LW_TESTS_SCRIPTED_H
 #define LW_TESTS_SCRIPTED_H
 
@@ -24,6 +26,7 @@ enum up_mode {
 	UP_STATUS,       /* HTTP <status> with an OpenAI-style error body */
 	UP_STATUS_TEXT,  /* HTTP <status> with a plain-text body */
 	UP_NO_DONE,      /* every chunk, no [DONE], then the response ends */
+	UP_FLOOD,        /* <after> generated ~1 KiB content chunks of random text, then [DONE] */
 	UP_MODE_COUNT
 };
 
@@ -47,6 +50,7 @@ struct up_record {
 };
 
 #define UP_MAX_RECORDS 4096
+#define UP_OUTPUT_MAX (256 * 1024)
 
 /* Binds 127.0.0.1:<port> (0 = any). NULL with <err>. */
 struct up_server *up_server_new(struct event_base *base, uint16_t port, char *err, size_t errlen);
