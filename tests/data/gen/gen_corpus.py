@@ -1051,6 +1051,171 @@ def h_html_list(num):
             "Markup with one line per item.", conv, s)
 
 
+# ------------------------------------------------- added look-alikes ----
+
+@scenario
+def l_canon_args(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep"], "What does init_pool do?")
+    s = Stream("llama", rng)
+    s.text("Reading the pool source.")
+    forms = ['{"path":"src/pool.c","limit":120}', '{"limit": 120, "path": "src/pool.c"}',
+             '{ "path" : "src/pool.c" ,\n  "limit" : 120 }', '{"path":"src/pool.c","limit":120}',
+             '{"limit":120,"path":"src/pool.c"}']
+    ends = [s.call("read_file", f, per=2) for f in forms]
+    s.finish()
+    write(num, "same-call-reformatted", "dedup: the same call with keys reordered and spaced",
+          "Five read_file calls whose arguments differ only in key order and whitespace: one "
+          "call after canonicalization.",
+          "loop", {"trip": True, "guard": ["dedup"], "onset_chunk": ends[0] + 1, "by_chunk": ends[2]}, conv, s)
+
+
+@scenario
+def l_vllm_interleaved_same(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["grep", "read_file"], "Find where the session cookie is set.", stream_usage=True)
+    s = Stream("vllm", rng, usage=True)
+    args = args_json({"pattern": "Set-Cookie", "path": "server/"})
+    ids = []
+    for i in range(4):
+        cid = s._call_id()
+        ids.append(cid)
+        s._chunk({"tool_calls": [{"id": cid, "type": "function", "index": i, "function": {"name": "grep"}}]})
+    s.n_calls = 4
+    pieces = s._pieces(args, 2)
+    ends = [0] * 4
+    for p in pieces:
+        for i in range(4):
+            s._chunk({"tool_calls": [{"index": i, "function": {"arguments": p}}]})
+            ends[i] = s.n
+    s.finish()
+    write(num, "vllm-interleaved-same", "dedup: four identical parallel calls, interleaved by index",
+          "vLLM streams the fragments of four parallel calls interleaved (index 0,1,2,3,0,1,...); "
+          "all four are the same grep.",
+          "loop", {"trip": True, "guard": ["dedup"], "onset_chunk": ends[0] + 1, "by_chunk": s.n - 1}, conv, s)
+
+
+@scenario
+def l_cross_turn_reordered(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["web_fetch", "read_file"], "Summarize what changed in version 2.4 from the changelog.")
+    res = "# Changelog\n\n## 2.4.0\n- Streaming export of reports.\n- The CLI accepts --since.\n- Dropped Python 3.8."
+    conv.turn("", [("web_fetch", '{"url":"https://docs.example.com/changelog","format":"markdown"}', res)])
+    conv.turn("Let me fetch the docs again.", [("web_fetch", '{"format": "markdown", "url": "https://docs.example.com/changelog"}', res)])
+    conv.turn("Fetching the page.", [("web_fetch", '{"url":"https://docs.example.com/changelog","format":"markdown"}', res)])
+    conv.turn("", [("web_fetch", '{ "url": "https://docs.example.com/changelog", "format": "markdown" }', res)])
+    s = Stream("llama", rng)
+    end = s.call("web_fetch", '{"format":"markdown","url":"https://docs.example.com/changelog"}', per=2)
+    s.finish()
+    write(num, "cross-turn-reordered", "cross-turn: the same fetch five rounds, keys reordered",
+          "History holds four rounds of the same web_fetch (key order and spacing vary) with the "
+          "identical result; the answer asks a fifth time.",
+          "loop", {"trip": True, "guard": ["cross_turn"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def h_pytest_file(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Write unit tests for slugify().")
+    cases = [("Hello World", "hello-world"), ("  spaces  ", "spaces"), ("Ünïcödé", "unicode"),
+             ("a--b", "a-b"), ("C++ & Rust", "c-rust"), ("100% sure", "100-sure"), ("", ""),
+             ("already-slug", "already-slug"), ("Tabs\tand\nnewlines", "tabs-and-newlines"),
+             ("MiXeD CaSe", "mixed-case"), ("trailing-", "trailing"), ("-leading", "leading"),
+             ("dots.in.name", "dots-in-name"), ("emoji 🚀 rocket", "emoji-rocket"),
+             ("under_score", "under-score")]
+    code = "import pytest\n\nfrom app.text import slugify\n\n\n"
+    for i, (a, b) in enumerate(cases):
+        name = re.sub(r"[^a-z0-9]+", "_", b or "empty").strip("_") or "case"
+        code += "def test_slugify_%s_%d():\n    assert slugify(%r) == %r\n\n\n" % (name, i, a, b)
+    code += "@pytest.mark.parametrize(\"bad\", [None, 3, b\"bytes\"])\ndef test_slugify_rejects(bad):\n    with pytest.raises(TypeError):\n        slugify(bad)\n"
+    s = Stream("ollama", rng)
+    s.text("Here are the tests.", per=2)
+    s.call("write_file", {"path": "tests/test_slugify.py", "content": code})
+    s.finish()
+    healthy(num, "pytest-similar-tests", "a test file of 15 near-identical test functions",
+            "One assert per test, same shape, different inputs: near-repeats by design.", conv, s)
+
+
+@scenario
+def h_api_docs(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Document the public functions of the queue module.")
+    funcs = [("queue_new", "size_t cap", "struct queue *", "Creates a queue holding at most <cap> items."),
+             ("queue_free", "struct queue *q", "void", "Frees <q>; NULL is a no-op."),
+             ("queue_push", "struct queue *q, void *item", "int", "Appends <item>; -1 when the queue is full."),
+             ("queue_pop", "struct queue *q", "void *", "Removes and returns the oldest item, or NULL."),
+             ("queue_len", "const struct queue *q", "size_t", "Items currently held."),
+             ("queue_clear", "struct queue *q", "void", "Drops every item without freeing them."),
+             ("queue_peek", "const struct queue *q", "void *", "The oldest item without removing it.")]
+    doc = "# queue.h\n\n"
+    for name, args, ret, what in funcs:
+        doc += "## `%s`\n\n```c\n%s %s(%s);\n```\n\n%s\n\n**Parameters**\n\n" % (name, ret, name, args, what)
+        for a in args.split(", "):
+            doc += "- `%s`: %s\n" % (a.split()[-1].lstrip("*"), prose(rng, 1)[:50].strip())
+        doc += "\n**Returns**: `%s`.\n\n**Thread safety**: not thread-safe; callers lock.\n\n" % ret
+    s = Stream("vllm", rng)
+    s.text(doc, per=2)
+    s.finish()
+    healthy(num, "api-docs-sections", "API docs with the same sections per function",
+            "Seven functions, each with Parameters / Returns / Thread safety headings and one "
+            "identical sentence.", conv, s)
+
+
+@scenario
+def h_vllm_interleaved(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["grep", "read_file"], "Where are timeouts configured?", stream_usage=True)
+    s = Stream("vllm", rng, usage=True)
+    calls = [("grep", {"pattern": "timeout", "path": "config/"}),
+             ("grep", {"pattern": "TIMEOUT", "path": "src/"}),
+             ("read_file", {"path": "config/defaults.yaml"})]
+    for i, (nm, _) in enumerate(calls):
+        s._chunk({"tool_calls": [{"id": s._call_id(), "type": "function", "index": i, "function": {"name": nm}}]})
+    s.n_calls = 3
+    pieces = [s._pieces(args_json(a), 2) for _, a in calls]
+    for k in range(max(len(p) for p in pieces)):
+        for i, p in enumerate(pieces):
+            if k < len(p):
+                s._chunk({"tool_calls": [{"index": i, "function": {"arguments": p[k]}}]})
+    s.finish()
+    healthy(num, "vllm-interleaved-calls", "three different parallel calls, interleaved by index",
+            "vLLM interleaves the argument fragments of three different calls.", conv, s)
+
+
+@scenario
+def h_sql_inserts(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Write a seed migration for the countries table.")
+    countries = [("AR", "Argentina"), ("AU", "Australia"), ("BR", "Brazil"), ("CA", "Canada"),
+                 ("CN", "China"), ("DE", "Germany"), ("EG", "Egypt"), ("ES", "Spain"), ("FR", "France"),
+                 ("GB", "United Kingdom"), ("IN", "India"), ("IT", "Italy"), ("JP", "Japan"),
+                 ("KE", "Kenya"), ("KR", "South Korea"), ("MX", "Mexico"), ("NG", "Nigeria"),
+                 ("NL", "Netherlands"), ("NO", "Norway"), ("NZ", "New Zealand"), ("PL", "Poland"),
+                 ("PT", "Portugal"), ("SE", "Sweden"), ("TR", "Turkey"), ("US", "United States")]
+    sql = "-- 0042_seed_countries.sql\nBEGIN;\n"
+    for code, name in countries:
+        sql += "INSERT INTO countries (code, name, created_at) VALUES ('%s', '%s', now());\n" % (code, name)
+    sql += "COMMIT;\n"
+    s = Stream("llama", rng)
+    s.call("write_file", {"path": "db/migrations/0042_seed_countries.sql", "content": sql}, per=3)
+    s.finish()
+    healthy(num, "sql-inserts", "25 INSERT statements differing in two values",
+            "Seed data: one statement per row.", conv, s)
+
+
+@scenario
+def h_ollama_reasoning_then_call(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file"], "Check which Node version the project needs.")
+    s = Stream("ollama", rng, model="qwen3:8b")
+    s.reasoning("The engines field in package.json says which Node version is required. "
+                "I could also look for an .nvmrc file. Reading package.json first is enough.", per=2)
+    s.call("read_file", {"path": "package.json"})
+    s.finish()
+    healthy(num, "ollama-reasoning-call", "Ollama `reasoning` then one call",
+            "A thinking model's `reasoning` field followed by a tool call.", conv, s)
+
+
 def main():
     for f in os.listdir(OUT):
         if re.match(r"^\d{3}-.*\.json$", f):
