@@ -63,14 +63,20 @@ struct gd_pipeline *gd_pipeline_new(const struct gd_policy *policy,
                                     const struct gd_history *hist);
 void gd_pipeline_free(struct gd_pipeline *p);
 
-/* Feeds one event. After the first GD_TRIP every later call returns GD_TRIP. */
+/* Feeds one event. After the first GD_TRIP every later call returns GD_TRIP.
+ * While any tool call's arguments are incomplete every event (text included)
+ * returns GD_HOLD: the caller keeps events in order and relays all it holds
+ * at the next GD_PASS, or drops them on GD_TRIP. A call completes when its
+ * arguments close as JSON, at its GD_EV_TOOL_END, or at GD_EV_FINISH; the
+ * call guards then run on it. */
 enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *ev);
 
 /* True while some tool call's arguments are not yet complete JSON: the caller
  * holds what it would relay until this turns false. */
 bool gd_pipeline_holding(const struct gd_pipeline *p);
 
-/* The stall watchdog: <now_ms> is any monotonic clock. Returns GD_TRIP (and
+/* The stall watchdog: <now_ms> is any monotonic clock; the caller calls
+ * gd_pipeline_touch for every event the source delivers. Returns GD_TRIP (and
  * records the trip) when no first event came within first_token_timeout_ms of
  * the pipeline's start (gd_pipeline_start) or no event within idle_timeout_ms
  * of the last one. */

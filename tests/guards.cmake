@@ -5,6 +5,7 @@ lw_unit_test(test_guard_repeat unit/test_guard_repeat.c LIBS lw_guards)
 lw_unit_test(test_guard_simhash unit/test_guard_simhash.c LIBS lw_guards)
 lw_unit_test(test_guard_calls unit/test_guard_calls.c LIBS lw_guards)
 lw_unit_test(test_history unit/test_history.c LIBS lw_guards)
+lw_unit_test(test_guard_config unit/test_guard_config.c LIBS lw_guards)
 lw_unit_test(test_pipeline unit/test_pipeline.c LIBS lw_guards)
 # Count every allocation made by our code (the guard library is linked
 # statically): the pipeline must not allocate per event.

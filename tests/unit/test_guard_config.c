@@ -1,0 +1,175 @@
+/* Guard config: defaults, gd_config_set for every key (values, ranges, list
+ * keys, clear errors), gd_config_each round trip, gd_policy_new validation. */
+#include "test_guard_util.h"
+
+struct seen {
+	int n;
+	char keys[128][64];
+	char values[128][GD_PATTERN_MAX];
+};
+
+static void collect(const char *key, const char *value, void *ctx)
+{
+	struct seen *s = ctx;
+	assert_true(s->n < 128);
+	snprintf(s->keys[s->n], sizeof(s->keys[0]), "%s", key);
+	snprintf(s->values[s->n], sizeof(s->values[0]), "%s", value);
+	s->n++;
+}
+
+static void test_defaults_make_a_policy(void **state)
+{
+	(void)state;
+	struct gd_config cfg;
+	char err[256];
+	gd_config_defaults(&cfg);
+	assert_true(cfg.name_run.enabled && cfg.dedup.enabled && cfg.cross_turn.enabled &&
+	            cfg.failure.enabled && cfg.repeat.enabled && cfg.simhash.enabled);
+	assert_true(cfg.failure.n_patterns > 5 && cfg.failure.n_transient > 5);
+	assert_true(cfg.cross_turn.n_mutating > 10);
+	struct gd_policy *p = gd_policy_new(&cfg, err, sizeof(err));
+	assert_non_null(p);
+	assert_int_equal(gd_policy_config(p)->name_run.max_run, cfg.name_run.max_run);
+	gd_policy_free(p);
+	gd_policy_free(NULL);
+}
+
+static void test_each_round_trips_through_set(void **state)
+{
+	(void)state;
+	struct gd_config a, b;
+	static struct seen s;
+	char err[256];
+
+	gd_config_defaults(&a);
+	memset(&s, 0, sizeof(s));
+	gd_config_each(&a, collect, &s);
+	assert_true(s.n > 30);
+	/* Start from something else and replay every key: equal configs. */
+	memset(&b, 0, sizeof(b));
+	for (int i = 0; i < s.n; i++) {
+		bool list = !strcmp(s.keys[i], "guards.failure.patterns") ||
+		            !strcmp(s.keys[i], "guards.failure.transient") ||
+		            !strcmp(s.keys[i], "guards.cross_turn.mutating");
+		if (list && (i == 0 || strcmp(s.keys[i - 1], s.keys[i]) != 0))
+			assert_int_equal(gd_config_set(&b, s.keys[i], "[]", err, sizeof(err)), 0);
+		if (gd_config_set(&b, s.keys[i], s.values[i], err, sizeof(err)) != 0)
+			fail_msg("%s=%s: %s", s.keys[i], s.values[i], err);
+	}
+	assert_memory_equal(&a, &b, sizeof(a));
+}
+
+static void test_set_values_and_errors(void **state)
+{
+	(void)state;
+	struct gd_config c;
+	char err[256];
+	gd_config_defaults(&c);
+
+	assert_int_equal(gd_config_set(&c, "guards.name_run.max_run", "8", err, sizeof(err)), 0);
+	assert_int_equal(c.name_run.max_run, 8);
+	assert_int_equal(gd_config_set(&c, "guards.repeat.enabled", "off", err, sizeof(err)), 0);
+	assert_false(c.repeat.enabled);
+	assert_int_equal(gd_config_set(&c, "guards.repeat.enabled", "Yes", err, sizeof(err)), 0);
+	assert_true(c.repeat.enabled);
+	assert_int_equal(gd_config_set(&c, "guards.budget.max_output_bytes", "17179869184", err,
+	                               sizeof(err)), 0);
+	assert_true(c.budget.max_output_bytes == 17179869184ULL);
+
+	assert_int_equal(gd_config_set(&c, "guards.name_run.max_rnu", "8", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "guards.name_run.max_rnu"));
+	assert_non_null(strstr(err, "unknown key"));
+	assert_int_equal(gd_config_set(&c, "guards.name_run.max_run", "eight", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a non-negative integer"));
+	assert_int_equal(gd_config_set(&c, "guards.name_run.max_run", "-3", err, sizeof(err)), -1);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.max_run", "1", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "out of range"));
+	assert_int_equal(gd_config_set(&c, "guards.simhash.window", "100000", err, sizeof(err)), -1);
+	assert_int_equal(gd_config_set(&c, "guards.repeat.enabled", "maybe", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "boolean"));
+	assert_int_equal(gd_config_set(&c, "watchdog.idle_timeout_ms", "99999999999", err, sizeof(err)), -1);
+	/* A refused value leaves the config unchanged. */
+	assert_int_equal(c.name_run.max_run, 8);
+}
+
+static void test_list_keys(void **state)
+{
+	(void)state;
+	struct gd_config c;
+	char err[256];
+	gd_config_defaults(&c);
+
+	assert_int_equal(gd_config_set(&c, "guards.failure.patterns", "[]", err, sizeof(err)), 0);
+	assert_int_equal(c.failure.n_patterns, 0);
+	assert_int_equal(gd_config_set(&c, "guards.failure.patterns", "quota exceeded", err, sizeof(err)), 0);
+	assert_int_equal(gd_config_set(&c, "guards.failure.patterns", "\\bE404\\b", err, sizeof(err)), 0);
+	assert_int_equal(c.failure.n_patterns, 2);
+	assert_string_equal(c.failure.patterns[1], "\\bE404\\b");
+	assert_int_equal(gd_config_set(&c, "guards.failure.patterns", "", err, sizeof(err)), -1);
+	for (int i = 2; i < GD_MAX_PATTERNS; i++)
+		assert_int_equal(gd_config_set(&c, "guards.failure.patterns", "x", err, sizeof(err)), 0);
+	assert_int_equal(gd_config_set(&c, "guards.failure.patterns", "x", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "entries"));
+	char longv[GD_PATTERN_MAX + 10];
+	memset(longv, 'a', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	assert_int_equal(gd_config_set(&c, "guards.failure.transient", longv, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "longer"));
+	assert_int_equal(gd_config_set(&c, "guards.cross_turn.mutating", "[]", err, sizeof(err)), 0);
+	assert_int_equal(gd_config_set(&c, "guards.cross_turn.mutating", "deploy", err, sizeof(err)), 0);
+	assert_int_equal(c.cross_turn.n_mutating, 1);
+}
+
+static void test_policy_validation(void **state)
+{
+	(void)state;
+	struct gd_config c;
+	char err[256];
+
+	gd_config_defaults(&c);
+	assert_int_equal(gd_config_set(&c, "guards.failure.patterns", "unclosed (group", err, sizeof(err)), 0);
+	assert_null(gd_policy_new(&c, err, sizeof(err)));
+	assert_non_null(strstr(err, "guards.failure.patterns["));
+	assert_non_null(strstr(err, "unclosed (group"));
+
+	gd_config_defaults(&c);
+	assert_int_equal(gd_config_set(&c, "guards.repeat.window_bytes", "1024", err, sizeof(err)), 0);
+	assert_null(gd_policy_new(&c, err, sizeof(err)));
+	assert_non_null(strstr(err, "guards.repeat.max_period"));
+
+	gd_config_defaults(&c);
+	assert_int_equal(gd_config_set(&c, "guards.simhash.stride", "64", err, sizeof(err)), 0);
+	assert_null(gd_policy_new(&c, err, sizeof(err)));
+	assert_non_null(strstr(err, "guards.simhash.stride"));
+
+	/* A hand-built config with a nonsense size is refused, not trusted. */
+	gd_config_defaults(&c);
+	c.simhash.window = 100000;
+	assert_null(gd_policy_new(&c, err, sizeof(err)));
+}
+
+static void test_thresholds_take_effect(void **state)
+{
+	(void)state;
+	/* name_run at 3: the third grep in a row trips. */
+	struct gd_policy *pol = tg_policy((const char *const[]){ "guards.name_run.max_run=3", NULL });
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(tg_call(p, 0, "a", "grep", "{\"p\":1}", 3), GD_PASS);
+	assert_int_equal(tg_call(p, 1, "b", "grep", "{\"p\":2}", 3), GD_PASS);
+	assert_int_equal(tg_call(p, 2, "c", "grep", "{\"p\":3}", 3), GD_TRIP);
+	gd_pipeline_free(p);
+	gd_policy_free(pol);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_make_a_policy),
+		cmocka_unit_test(test_each_round_trips_through_set),
+		cmocka_unit_test(test_set_values_and_errors),
+		cmocka_unit_test(test_list_keys),
+		cmocka_unit_test(test_policy_validation),
+		cmocka_unit_test(test_thresholds_take_effect),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
