@@ -57,6 +57,7 @@ struct px_chat {
 	struct px_record *rec;
 	struct px_answer_id aid;
 	bool have_created;
+	bool have_identity;
 	uint64_t t_start_us;
 	/* per chunk */
 	bool chunk_trip;
@@ -301,10 +302,14 @@ static int on_gd_event(const struct gd_event *ev, void *arg)
 /* "created" of the answer, from its first chunk (same on every chunk). */
 static void learn_identity(struct px_chat *ch, const char *json, size_t len)
 {
+	if (ch->have_identity)
+		return;
 	struct px_chunk_info info;
 	px_chunk_info(ch->conv, &info);
-	if (info.id[0])
+	if (info.id[0]) {
 		snprintf(ch->aid.id, sizeof(ch->aid.id), "%s", info.id);
+		ch->have_identity = true; /* the same on every chunk of the answer */
+	}
 	if (info.model[0])
 		snprintf(ch->aid.model, sizeof(ch->aid.model), "%s", info.model);
 	if (ch->have_created)
@@ -361,8 +366,7 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 	                                        err, sizeof(err));
 	if (ch->chunk_trip || gd_pipeline_trip(ch->pipe)) {
 		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
-		if (ch->aid.id[0] == '\0')
-			learn_identity(ch, ev->data, ev->len);
+		learn_identity(ch, ev->data, ev->len);
 		trip_answer(ch, &trip);
 		return 1;
 	}

@@ -185,12 +185,31 @@ void px_http_stream_start(struct px_http_conn *c, int status, const char *conten
 	c->chunked_reply = true;
 }
 
+/* "<hex len>\r\n" into <line> (24 bytes); returns its length. Per chunk,
+ * so no printf. */
+static size_t chunk_line(char *line, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	char tmp[16];
+	size_t n = 0;
+	do {
+		tmp[n++] = hex[len & 15];
+		len >>= 4;
+	} while (len);
+	for (size_t i = 0; i < n; i++)
+		line[i] = tmp[n - 1 - i];
+	line[n] = '\r';
+	line[n + 1] = '\n';
+	return n + 2;
+}
+
 void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len)
 {
 	if (len == 0)
 		return;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	evbuffer_add_printf(out, "%zx\r\n", len);
+	char line[24];
+	evbuffer_add(out, line, chunk_line(line, len));
 	evbuffer_add(out, data, len);
 	evbuffer_add(out, "\r\n", 2);
 }
@@ -201,7 +220,8 @@ void px_http_stream_write_buf(struct px_http_conn *c, struct evbuffer *buf)
 	if (len == 0)
 		return;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	evbuffer_add_printf(out, "%zx\r\n", len);
+	char line[24];
+	evbuffer_add(out, line, chunk_line(line, len));
 	evbuffer_add_buffer(out, buf);
 	evbuffer_add(out, "\r\n", 2);
 }
