@@ -104,7 +104,7 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->watchdog.first_token_timeout_ms = 180000;
 	cfg->watchdog.idle_timeout_ms = 60000;
 
-	cfg->limits.max_args_bytes = 64u << 10;
+	cfg->limits.max_args_bytes = 32u << 10;
 }
 
 enum key_type { K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING };
