@@ -128,9 +128,10 @@ static void print_result(struct audit *a, const char *path, const struct aud_res
 	a->passes++;
 	if (a->quiet)
 		return;
-	printf("%s: pass (%llu chunks, %llu events, %u tool calls, %llu text bytes, "
+	printf("%s: pass (%llu chunks, %llu events, %llu tool calls, %llu text bytes, "
 	       "%llu reasoning bytes, finish_reason %s)\n", path,
-	       (unsigned long long)res->chunks, (unsigned long long)res->events, res->tool_calls,
+	       (unsigned long long)res->chunks, (unsigned long long)res->events,
+	       (unsigned long long)res->tool_calls,
 	       (unsigned long long)res->stats.text_bytes,
 	       (unsigned long long)res->stats.reasoning_bytes,
 	       res->finished ? res->finish_reason : "(none)");

@@ -35,7 +35,7 @@ struct aud_result {
 	bool done;             /* "[DONE]" seen */
 	bool finished;         /* a finish_reason seen */
 	char finish_reason[32];
-	uint32_t tool_calls;
+	uint64_t tool_calls;
 	struct gd_stats stats;
 };
 

@@ -124,9 +124,12 @@ struct choice_acc {
 	int64_t index;
 	struct span content, reasoning, reasoning_alt, finish;
 	uint32_t n_tc;
-	struct tc_delta tc[PX_CHUNK_MAX_CALLS];
+	uint32_t tc_cap;       /* allocated entries of <tc> */
+	struct tc_delta *tc;   /* PX_CHUNK_MAX_DELTAS, grown for bodies */
 };
 
+/* The most recent PX_CHUNK_MAX_OPEN calls, a ring: call number k (0-based
+ * in the answer) lives in calls[k % PX_CHUNK_MAX_OPEN]. */
 struct call {
 	uint32_t index;
 	uint32_t id_len, name_len;
@@ -176,8 +179,8 @@ struct px_chunk {
 	char perr[200];
 
 	/* answer state */
-	struct call calls[PX_CHUNK_MAX_CALLS];
-	uint32_t n_calls;
+	struct call calls[PX_CHUNK_MAX_OPEN];
+	uint64_t n_calls;        /* calls begun in this answer */
 	struct px_chunk_info info;
 };
 
@@ -209,6 +212,12 @@ struct px_chunk *px_chunk_new(size_t cap)
 	c->arena.base = malloc(c->arena.cap);
 	c->scratch_cap = 2 * cap + 1024;
 	c->scratch = malloc(c->scratch_cap);
+	for (int i = 0; i < 2; i++) {
+		c->acc[i].tc_cap = PX_CHUNK_MAX_DELTAS;
+		c->acc[i].tc = calloc(PX_CHUNK_MAX_DELTAS, sizeof(struct tc_delta));
+		if (!c->acc[i].tc)
+			goto fail;
+	}
 	if (!c->arena.base || !c->scratch)
 		goto fail;
 	px_chunk_reset(c);
@@ -224,6 +233,8 @@ void px_chunk_free(struct px_chunk *c)
 		return;
 	free(c->arena.base);
 	free(c->scratch);
+	free(c->acc[0].tc);
+	free(c->acc[1].tc);
 	free(c);
 }
 
@@ -510,13 +521,27 @@ static int cb_start_map(void *ctx)
 
 			c->cur = c->have_chosen ? 1 : 0;
 			ch = &c->acc[c->cur];
-			memset(ch, 0, offsetof(struct choice_acc, tc));
+			ch->index = 0;
+			memset(&ch->content, 0, sizeof(ch->content));
+			ch->reasoning = ch->reasoning_alt = ch->finish = ch->content;
+			ch->n_tc = 0;
 			loc = L_CHOICE;
 		} else if (f->loc == L_TOOLCALLS) {
 			struct choice_acc *ch = cur_choice(c);
 
-			if (ch->n_tc >= PX_CHUNK_MAX_CALLS)
-				return fail_big(c, "too many tool calls in one chunk");
+			if (ch->n_tc >= (c->body_mode ? PX_CHUNK_MAX_BODY_CALLS : PX_CHUNK_MAX_DELTAS))
+				return fail_big(c, c->body_mode ? "too many tool calls in one completion"
+				                                : "too many tool-call deltas in one chunk");
+			if (ch->n_tc == ch->tc_cap) {
+				/* Bodies only (not the per-token path): grow once per request. */
+				uint32_t ncap = 2 * ch->tc_cap;
+				struct tc_delta *p = realloc(ch->tc, ncap * sizeof(*p));
+
+				if (!p)
+					return fail_big(c, "out of memory for tool calls");
+				ch->tc = p;
+				ch->tc_cap = ncap;
+			}
 			memset(&ch->tc[ch->n_tc], 0, sizeof(ch->tc[0]));
 			ch->tc[ch->n_tc].index = f->n - 1;
 			ch->n_tc++;
@@ -706,11 +731,35 @@ static int emit(px_chunk_cb cb, void *ctx, enum gd_event_type type, const struct
 	return cb ? cb(&ev, ctx) : 0;
 }
 
-static struct call *begin_call(struct px_chunk *c, uint32_t index, const char *id, size_t id_len,
-                               const char *name, size_t name_len)
-{
-	struct call *call = &c->calls[c->n_calls++];
+#define EMIT(type, call, data, len) do { \
+	if (emit(cb, ctx, (type), (call), (data), (len)) != 0) \
+		return PX_CHUNK_ESTOPPED; \
+} while (0)
 
+/* Call numbers still in the ring: [first_kept(c), c->n_calls). */
+static uint64_t first_kept(const struct px_chunk *c)
+{
+	return c->n_calls > PX_CHUNK_MAX_OPEN ? c->n_calls - PX_CHUNK_MAX_OPEN : 0;
+}
+
+static struct call *slot(struct px_chunk *c, uint64_t k)
+{
+	return &c->calls[k % PX_CHUNK_MAX_OPEN];
+}
+
+/* Begins call number c->n_calls in *<out>. Its ring slot's previous call,
+ * PX_CHUNK_MAX_OPEN calls ago, is ended first if still open. */
+static enum px_chunk_status begin_call(struct px_chunk *c, uint32_t index, const char *id,
+                                       size_t id_len, const char *name, size_t name_len,
+                                       px_chunk_cb cb, void *ctx, struct call **out)
+{
+	struct call *call = slot(c, c->n_calls);
+
+	if (c->n_calls >= PX_CHUNK_MAX_OPEN && call->open) {
+		call->open = false;
+		EMIT(GD_EV_TOOL_END, call, NULL, 0);
+	}
+	c->n_calls++;
 	memset(call, 0, offsetof(struct call, id));
 	call->index = index;
 	call->open = true;
@@ -721,14 +770,16 @@ static struct call *begin_call(struct px_chunk *c, uint32_t index, const char *i
 	call->name[name_len] = '\0';
 	call->name_len = (uint32_t)name_len;
 	c->info.tool_calls++;
-	return call;
+	*out = call;
+	EMIT(GD_EV_TOOL_BEGIN, call, NULL, 0);
+	return PX_CHUNK_OK;
 }
 
 /* The open call a stream delta continues, or NULL when it starts a new one. */
 static struct call *find_call(struct px_chunk *c, const struct tc_delta *tc, uint32_t index)
 {
-	for (uint32_t i = c->n_calls; i-- > 0;) {
-		struct call *call = &c->calls[i];
+	for (uint64_t k = c->n_calls; k-- > first_kept(c);) {
+		struct call *call = slot(c, k);
 
 		if (!call->open || call->index != index)
 			continue;
@@ -747,33 +798,30 @@ static struct call *find_call(struct px_chunk *c, const struct tc_delta *tc, uin
 	return NULL;
 }
 
-#define EMIT(type, call, data, len) do { \
-	if (emit(cb, ctx, (type), (call), (data), (len)) != 0) \
-		return PX_CHUNK_ESTOPPED; \
-} while (0)
+/* Ends every open call, oldest first. */
+static enum px_chunk_status end_open(struct px_chunk *c, px_chunk_cb cb, void *ctx)
+{
+	for (uint64_t k = first_kept(c); k < c->n_calls; k++) {
+		struct call *call = slot(c, k);
 
-static enum px_chunk_status emit_stream(struct px_chunk *c, px_chunk_cb cb, void *ctx,
-                                        char *err, size_t errlen)
+		if (call->open) {
+			call->open = false;
+			EMIT(GD_EV_TOOL_END, call, NULL, 0);
+		}
+	}
+	return PX_CHUNK_OK;
+}
+
+static enum px_chunk_status emit_stream(struct px_chunk *c, px_chunk_cb cb, void *ctx)
 {
 	struct choice_acc *ch = &c->acc[0];
+	enum px_chunk_status st;
 	struct gd_event ev;
 
 	c->info.chunks++;
 	if (c->have_chosen) {
 		const struct span *rs = ch->reasoning.set ? &ch->reasoning : &ch->reasoning_alt;
 
-		if (ch->n_tc > PX_CHUNK_MAX_CALLS - c->n_calls) {
-			/* Worst case every delta begins a call: refuse before emitting. */
-			uint32_t need = 0;
-
-			for (uint32_t i = 0; i < ch->n_tc; i++)
-				need += ch->tc[i].id.len > 0 || ch->tc[i].name.len > 0;
-			if (need > PX_CHUNK_MAX_CALLS - c->n_calls) {
-				snprintf(err, errlen, "more than %d tool calls in one answer",
-				         PX_CHUNK_MAX_CALLS);
-				return PX_CHUNK_ETOOBIG;
-			}
-		}
 		if (rs->set && rs->len > 0)
 			EMIT(GD_EV_REASONING, NULL, at(c, rs), rs->len);
 		if (ch->content.set && ch->content.len > 0)
@@ -784,21 +832,20 @@ static enum px_chunk_status emit_stream(struct px_chunk *c, px_chunk_cb cb, void
 			struct call *call = c->body_mode ? NULL : find_call(c, tc, index);
 
 			if (!call) {
-				if (c->n_calls >= PX_CHUNK_MAX_CALLS) {
-					snprintf(err, errlen, "more than %d tool calls in one answer",
-					         PX_CHUNK_MAX_CALLS);
-					return PX_CHUNK_ETOOBIG;
-				}
 				/* Ollama: index reused with a new id ends the earlier call. */
-				for (uint32_t k = 0; !c->body_mode && k < c->n_calls; k++) {
-					if (c->calls[k].open && c->calls[k].index == index) {
-						c->calls[k].open = false;
-						EMIT(GD_EV_TOOL_END, &c->calls[k], NULL, 0);
+				for (uint64_t k = first_kept(c); !c->body_mode && k < c->n_calls; k++) {
+					struct call *old = slot(c, k);
+
+					if (old->open && old->index == index) {
+						old->open = false;
+						EMIT(GD_EV_TOOL_END, old, NULL, 0);
 					}
 				}
-				call = begin_call(c, index, tc->id.set ? at(c, &tc->id) : "", tc->id.len,
-				                  tc->name.set ? at(c, &tc->name) : "", tc->name.len);
-				EMIT(GD_EV_TOOL_BEGIN, call, NULL, 0);
+				st = begin_call(c, index, tc->id.set ? at(c, &tc->id) : "", tc->id.len,
+				                tc->name.set ? at(c, &tc->name) : "", tc->name.len, cb, ctx,
+				                &call);
+				if (st != PX_CHUNK_OK)
+					return st;
 			}
 			if (tc->args.set && tc->args.len > 0) {
 				call->args_bytes += tc->args.len;
@@ -810,12 +857,9 @@ static enum px_chunk_status emit_stream(struct px_chunk *c, px_chunk_cb cb, void
 			}
 		}
 		if (ch->finish.set) {
-			for (uint32_t k = 0; k < c->n_calls; k++) {
-				if (c->calls[k].open) {
-					c->calls[k].open = false;
-					EMIT(GD_EV_TOOL_END, &c->calls[k], NULL, 0);
-				}
-			}
+			st = end_open(c, cb, ctx);
+			if (st != PX_CHUNK_OK)
+				return st;
 			c->info.finished = true;
 			snprintf(c->info.finish_reason, sizeof(c->info.finish_reason), "%s",
 			         at(c, &ch->finish));
@@ -845,20 +889,14 @@ enum px_chunk_status px_chunk_feed(struct px_chunk *c, const char *json, size_t 
 	st = parse(c, json, len, err, errlen);
 	if (st != PX_CHUNK_OK)
 		return st;
-	return emit_stream(c, cb, ctx, err, errlen);
+	return emit_stream(c, cb, ctx);
 }
 
 enum px_chunk_status px_chunk_end(struct px_chunk *c, px_chunk_cb cb, void *ctx)
 {
 	if (!c)
 		return PX_CHUNK_EINVAL;
-	for (uint32_t k = 0; k < c->n_calls; k++) {
-		if (c->calls[k].open) {
-			c->calls[k].open = false;
-			EMIT(GD_EV_TOOL_END, &c->calls[k], NULL, 0);
-		}
-	}
-	return PX_CHUNK_OK;
+	return end_open(c, cb, ctx);
 }
 
 enum px_chunk_status px_chunk_body(struct px_chunk *c, const char *json, size_t len,
@@ -880,5 +918,5 @@ enum px_chunk_status px_chunk_body(struct px_chunk *c, const char *json, size_t 
 	/* In a body the calls are numbered by position whatever their index says. */
 	for (uint32_t i = 0; i < c->acc[0].n_tc; i++)
 		c->acc[0].tc[i].index = i;
-	return emit_stream(c, cb, ctx, err, errlen);
+	return emit_stream(c, cb, ctx);
 }

@@ -13,7 +13,10 @@
 
 #include "guards/event.h"
 
-#define PX_CHUNK_MAX_CALLS 64  /* tool calls per answer (open or ended) */
+#define PX_CHUNK_MAX_OPEN 64   /* tool calls kept open at once: beginning another
+                                  ends the oldest (streams send calls in order) */
+#define PX_CHUNK_MAX_DELTAS 64 /* tool-call deltas in one stream chunk */
+#define PX_CHUNK_MAX_BODY_CALLS 4096 /* tool calls in one non-stream body */
 #define PX_CHUNK_ID_MAX 128    /* tool-call id bytes kept (longer ids are an error) */
 #define PX_CHUNK_NAME_MAX 256  /* tool name bytes kept (longer names are an error) */
 
@@ -22,15 +25,16 @@ enum px_chunk_status {
 	PX_CHUNK_EJSON = -1,     /* not JSON (or truncated JSON) */
 	PX_CHUNK_ESHAPE = -2,    /* JSON, but not a chunk/completion: wrong types, missing fields */
 	PX_CHUNK_EUPSTREAM = -3, /* a top-level {"error": …}: the upstream failed; <err> holds its message */
-	PX_CHUNK_ETOOBIG = -4,   /* the chunk exceeds the cap, or too many tool calls */
+	PX_CHUNK_ETOOBIG = -4,   /* the chunk exceeds the cap, or too many tool-call deltas in it */
 	PX_CHUNK_ESTOPPED = -5,  /* the callback returned nonzero */
 	PX_CHUNK_EINVAL = -6,    /* bad argument */
 };
 
 const char *px_chunk_strerror(enum px_chunk_status st);
 
-/* Per-answer state: which tool calls are open (keyed by index and id), the
- * finish reason, the answer's id/model. Create one per answer, or reset. */
+/* Per-answer state: which tool calls are open (keyed by index and id; the
+ * PX_CHUNK_MAX_OPEN most recent), the finish reason, the answer's id/model.
+ * An answer may hold any number of calls. Create one per answer, or reset. */
 struct px_chunk;
 
 /* <cap> bounds one chunk's (or body's) JSON text in bytes; parsing works in
@@ -74,7 +78,7 @@ enum px_chunk_status px_chunk_body(struct px_chunk *c, const char *json, size_t 
 struct px_chunk_info {
 	uint64_t chunks;          /* chunks converted */
 	uint64_t skipped_choices; /* choices with index != 0 that were ignored */
-	uint32_t tool_calls;      /* calls begun */
+	uint64_t tool_calls;      /* calls begun */
 	bool finished;            /* a finish_reason was seen */
 	char finish_reason[32];
 	char id[128];             /* the answer's "id" ("" until seen) */

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -242,26 +243,91 @@ static void test_nonstream_body(void **state)
 	px_chunk_free(c);
 }
 
-static void test_too_many_calls(void **state)
+struct counts {
+	int begin, end, args, open, max_open;
+	char first_end_before[32]; /* the BEGIN that first followed an END */
+	int saw_end;
+};
+
+static int count_event(const struct gd_event *ev, void *ctx)
 {
-	struct px_chunk *c = px_chunk_new(4096);
-	struct rec r;
+	struct counts *n = ctx;
+
+	if (ev->type == GD_EV_TOOL_BEGIN) {
+		n->begin++;
+		if (++n->open > n->max_open)
+			n->max_open = n->open;
+		if (n->saw_end == 1) {
+			snprintf(n->first_end_before, sizeof(n->first_end_before), "%.*s", (int)ev->id_len, ev->id);
+			n->saw_end = 2;
+		}
+	} else if (ev->type == GD_EV_TOOL_END) {
+		n->end++;
+		n->open--;
+		if (n->saw_end == 0)
+			n->saw_end = 1;
+	} else if (ev->type == GD_EV_TOOL_ARGS) {
+		n->args++;
+	}
+	return 0;
+}
+
+static void test_many_calls(void **state)
+{
+	struct px_chunk *c = px_chunk_new(1 << 20);
+	struct px_chunk_info info;
+	struct counts n;
 	char err[256] = "";
-	char json[256];
-	enum px_chunk_status st = PX_CHUNK_OK;
+	char *json = malloc(1 << 20);
+	size_t len;
 	int i;
 
 	(void)state;
-	for (i = 0; i < PX_CHUNK_MAX_CALLS + 1 && st == PX_CHUNK_OK; i++) {
-		memset(&r, 0, sizeof(r));
-		snprintf(json, sizeof(json),
+	assert_non_null(json);
+	/* 200 calls in one answer, each opened by its own delta: at most
+	 * PX_CHUNK_MAX_OPEN stay open, the oldest is ended to make room. */
+	memset(&n, 0, sizeof(n));
+	for (i = 0; i < 200; i++) {
+		len = (size_t)snprintf(json, 1 << 20,
 		         "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":%d,\"id\":\"c%d\",\"function\":{\"name\":\"t\",\"arguments\":\"{}\"}}]}}]}",
 		         i, i);
-		st = px_chunk_feed(c, json, strlen(json), on_event, &r, err, sizeof(err));
+		assert_int_equal(px_chunk_feed(c, json, len, count_event, &n, err, sizeof(err)), PX_CHUNK_OK);
 	}
-	assert_int_equal(st, PX_CHUNK_ETOOBIG);
-	assert_int_equal(i, PX_CHUNK_MAX_CALLS + 1);
-	assert_non_null(strstr(err, "tool calls"));
+	assert_int_equal(n.begin, 200);
+	assert_int_equal(n.end, 200 - PX_CHUNK_MAX_OPEN);
+	assert_int_equal(n.max_open, PX_CHUNK_MAX_OPEN);
+	assert_string_equal(n.first_end_before, "c64"); /* c0 ended just before c64 began */
+	assert_int_equal(px_chunk_end(c, count_event, &n), PX_CHUNK_OK);
+	assert_int_equal(n.end, 200);
+	assert_int_equal(n.open, 0);
+	px_chunk_info(c, &info);
+	assert_int_equal(info.tool_calls, 200);
+
+	/* One stream chunk with more tool-call deltas than PX_CHUNK_MAX_DELTAS. */
+	len = (size_t)snprintf(json, 1 << 20, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[");
+	for (i = 0; i <= PX_CHUNK_MAX_DELTAS; i++)
+		len += (size_t)snprintf(json + len, (1 << 20) - len, "%s{\"index\":%d,\"function\":{\"name\":\"t\"}}",
+		                        i ? "," : "", i);
+	len += (size_t)snprintf(json + len, (1 << 20) - len, "]}}]}");
+	memset(&n, 0, sizeof(n));
+	assert_int_equal(px_chunk_feed(c, json, len, count_event, &n, err, sizeof(err)), PX_CHUNK_ETOOBIG);
+	assert_non_null(strstr(err, "tool-call deltas"));
+	assert_int_equal(n.begin, 0);
+
+	/* A non-stream body with 300 calls is fine. */
+	len = (size_t)snprintf(json, 1 << 20, "{\"choices\":[{\"index\":0,\"finish_reason\":\"tool_calls\",\"message\":{\"tool_calls\":[");
+	for (i = 0; i < 300; i++)
+		len += (size_t)snprintf(json + len, (1 << 20) - len,
+		                        "%s{\"id\":\"b%d\",\"type\":\"function\",\"function\":{\"name\":\"t\",\"arguments\":\"{\\\"i\\\":%d}\"}}",
+		                        i ? "," : "", i, i);
+	len += (size_t)snprintf(json + len, (1 << 20) - len, "]}}]}");
+	memset(&n, 0, sizeof(n));
+	assert_int_equal(px_chunk_body(c, json, len, count_event, &n, err, sizeof(err)), PX_CHUNK_OK);
+	assert_int_equal(n.begin, 300);
+	assert_int_equal(n.end, 300);
+	assert_int_equal(n.args, 300);
+	assert_int_equal(n.max_open, 1);
+	free(json);
 	px_chunk_free(c);
 }
 
@@ -275,7 +341,7 @@ int main(void)
 		cmocka_unit_test(test_other_choices_skipped),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_nonstream_body),
-		cmocka_unit_test(test_too_many_calls),
+		cmocka_unit_test(test_many_calls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
