@@ -208,7 +208,7 @@ struct px_chunk *px_chunk_new(size_t cap)
 	if (!c)
 		goto fail;
 	c->cap = cap;
-	c->arena.cap = 4 * cap + 65536;
+	c->arena.cap = 2 * cap + 65536; /* yajl buffers; rare overflow spills to malloc */
 	c->arena.base = malloc(c->arena.cap);
 	c->scratch_cap = 2 * cap + 1024;
 	c->scratch = malloc(c->scratch_cap);
