@@ -2,8 +2,9 @@
  * one `chat.completion.chunk` at a time for streams (llama.cpp, vLLM, SGLang,
  * Ollama styles), or one whole `chat.completion` body for non-stream answers.
  * Only choice index 0 is guarded: other choices (n > 1) are skipped and
- * counted. No allocation after px_chunk_new: every chunk is parsed inside
- * fixed buffers sized by the cap given there. */
+ * counted. Streams allocate nothing per chunk: every chunk is parsed inside
+ * buffers sized at px_chunk_new by its cap (a non-stream body with more than
+ * PX_CHUNK_MAX_DELTAS calls grows one table, once per request). */
 #ifndef LW_PROXY_WIRE_CHUNK_H
 #define LW_PROXY_WIRE_CHUNK_H
 
