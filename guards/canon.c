@@ -352,6 +352,11 @@ uint64_t gd_call_identity(const char *name, size_t name_len, const char *args,
 	return identity_of(name, name_len, args + b, e - b);
 }
 
+uint64_t gd_call_identity_raw(const char *name, size_t name_len, uint64_t raw_hash)
+{
+	return gd_hash_mix(gd_hash_bytes(raw_hash, name, name_len));
+}
+
 uint64_t gd_call_identity_tree(const char *name, size_t name_len, const void *val,
                                char *scratch, size_t scratchcap, bool *canonical)
 {

@@ -67,6 +67,12 @@ uint64_t gd_call_identity(const char *name, size_t name_len, const char *args,
                           size_t args_len, char *scratch, size_t scratchcap,
                           bool *canonical);
 
+/* The identity of a call whose arguments were too long to keep (over
+ * guards.limits.max_args_bytes): <raw_hash> is gd_hash_bytes(GD_FNV_OFFSET,
+ * args) over the exact argument bytes. The pipeline and the history both use
+ * it for such calls, so they still match each other. */
+uint64_t gd_call_identity_raw(const char *name, size_t name_len, uint64_t raw_hash);
+
 /* The same for a parsed yajl value (a history's object-valued arguments);
  * <val> is a yajl_val. */
 uint64_t gd_call_identity_tree(const char *name, size_t name_len, const void *val,

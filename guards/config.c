@@ -219,14 +219,17 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
                   char *err, size_t errlen)
 {
 	char *base = (char *)cfg;
+	char scratch[8];
 	uint64_t x;
 	bool b;
 
-	if (err && errlen)
-		err[0] = '\0';
-	if (!cfg || !key || !value || !err) {
-		if (err && errlen)
-			snprintf(err, errlen, "bad argument");
+	if (!err || !errlen) {
+		err = scratch; /* the caller does not want the reason */
+		errlen = sizeof(scratch);
+	}
+	err[0] = '\0';
+	if (!cfg || !key || !value) {
+		snprintf(err, errlen, "bad argument");
 		return -1;
 	}
 	for (size_t i = 0; i < N_ELEMS(keys); i++) {

@@ -141,7 +141,7 @@ static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
 		const char *id = get_str(tc, "id");
 		yajl_val args = get(fn, "arguments");
 		struct gd_hist_call *c;
-		bool canonical;
+		bool canonical = true;
 
 		if (!name) {
 			snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: no function.name", msg, i);
@@ -156,7 +156,12 @@ static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
 		c->mutating = gd_cross_turn_is_mutating(&cfg->cross_turn, name, strlen(name));
 		snprintf(c->name, sizeof(c->name), "%s", name);
 		snprintf(c->id, sizeof(c->id), "%s", id ? id : "");
-		if (YAJL_IS_STRING(args)) {
+		if (YAJL_IS_STRING(args) && strlen(args->u.string) > cfg->limits.max_args_bytes) {
+			/* As the pipeline identifies a call too long to keep. */
+			c->hash = gd_call_identity_raw(name, strlen(name),
+			                               gd_hash_bytes(GD_FNV_OFFSET, args->u.string,
+			                                             strlen(args->u.string)));
+		} else if (YAJL_IS_STRING(args)) {
 			size_t alen = strlen(args->u.string);
 			if (alen + 16 > *scratchcap) {
 				char *ns = realloc(*scratch, alen + 16);
@@ -170,8 +175,25 @@ static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
 			c->hash = gd_call_identity(name, strlen(name), args->u.string, alen,
 			                           *scratch, *scratchcap, &canonical);
 		} else if (YAJL_IS_OBJECT(args) || YAJL_IS_ARRAY(args)) {
-			c->hash = gd_call_identity_tree(name, strlen(name), args, *scratch,
-			                                *scratchcap, &canonical);
+			/* Arguments as an object (Ollama's native form): serialize into
+			 * a scratch buffer that grows until the canonical form fits. */
+			for (;;) {
+				if (*scratchcap < 4096 || (!canonical && *scratch)) {
+					size_t ncap = *scratchcap < 4096 ? 4096 : *scratchcap * 2;
+					char *ns = ncap <= GD_CANON_MAX_INPUT ? realloc(*scratch, ncap) : NULL;
+					if (!ns) {
+						snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: "
+						         "arguments too large", msg, i);
+						return -1;
+					}
+					*scratch = ns;
+					*scratchcap = ncap;
+				}
+				c->hash = gd_call_identity_tree(name, strlen(name), args, *scratch,
+				                                *scratchcap, &canonical);
+				if (canonical)
+					break;
+			}
 		} else {
 			c->hash = gd_call_identity(name, strlen(name), "", 0, NULL, 0, &canonical);
 		}
@@ -244,6 +266,15 @@ struct gd_history *gd_history_parse(const struct gd_policy *policy,
 	copy[len] = '\0';
 	if (strlen(copy) != len) {
 		snprintf(err, errlen, "request body: NUL byte at offset %zu", strlen(copy));
+		goto out;
+	}
+	/* yajl_tree frees recursively and so does our serializer: refuse a
+	 * body nested deeper than the canonicalizer's cap before parsing it. */
+	struct gd_json_scan scan;
+	gd_json_scan_init(&scan);
+	if (gd_json_scan_feed(&scan, copy, len) == GD_SCAN_BAD &&
+	    scan.depth >= GD_CANON_MAX_DEPTH) {
+		snprintf(err, errlen, "request body is nested deeper than %u", GD_CANON_MAX_DEPTH);
 		goto out;
 	}
 	yerr[0] = '\0';

@@ -255,7 +255,7 @@ static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
 		hash = gd_call_identity(c->name, c->name_len, c->heavy->args, c->args_len,
 		                        p->scratch, p->scratch_cap, &canonical);
 	else
-		hash = gd_hash_mix(gd_hash_bytes(c->raw_hash, c->name, c->name_len));
+		hash = gd_call_identity_raw(c->name, c->name_len, c->raw_hash);
 	close_call(p, c);
 	p->stats.tool_calls++;
 	if (gd_budget_call(&p->budget, &cfg->budget, &p->trip) == GD_TRIP ||

@@ -88,6 +88,10 @@ static void test_set_values_and_errors(void **state)
 	assert_int_equal(gd_config_set(&c, "guards.repeat.enabled", "maybe", err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "boolean"));
 	assert_int_equal(gd_config_set(&c, "watchdog.idle_timeout_ms", "99999999999", err, sizeof(err)), -1);
+	/* No error buffer: still refused or accepted, no crash. */
+	assert_int_equal(gd_config_set(&c, "guards.nope", "1", NULL, 0), -1);
+	assert_int_equal(gd_config_set(&c, "guards.dedup.max_cycle", "3", NULL, 0), 0);
+	assert_int_equal(c.dedup.max_cycle, 3);
 	/* A refused value leaves the config unchanged. */
 	assert_int_equal(c.name_run.max_run, 8);
 }

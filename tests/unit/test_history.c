@@ -311,6 +311,79 @@ static void test_history_check(void **state)
 	free(s);
 }
 
+static void test_identity_matches_across_forms(void **state)
+{
+	(void)state;
+	char guard[32];
+	/* Ollama's native history gives arguments as an object; the streamed
+	 * call gives a string with other key order and spacing: one call. */
+	char *s = NULL;
+	size_t len = 0;
+	tg_appendf(&s, &len, "{\"messages\":[");
+	for (int i = 0; i < 3; i++)
+		tg_appendf(&s, &len, "%s{\"role\":\"assistant\",\"tool_calls\":[{\"function\":"
+		           "{\"name\":\"web_fetch\",\"arguments\":{\"url\":\"https://x/y\","
+		           "\"opts\":{\"b\":1,\"a\":[true,null]}}}}]},"
+		           "{\"role\":\"tool\",\"content\":\"<html>same</html>\"}", i ? "," : "");
+	tg_appendf(&s, &len, "]}");
+	struct gd_history *h = parse(s);
+	assert_int_equal(next_call(h, "web_fetch",
+	                           "{\"opts\": {\"a\": [true, null], \"b\": 1}, \"url\": \"https://x/y\"}",
+	                           guard), GD_TRIP);
+	assert_string_equal(guard, "cross_turn");
+	gd_history_free(h);
+	free(s);
+
+	/* Arguments too long to keep are compared by their raw bytes, the same
+	 * way in the history and in the stream. */
+	struct gd_policy *small = tg_policy((const char *const[]){ "guards.limits.max_args_bytes=256",
+		"guards.repeat.enabled=false", "guards.simhash.enabled=false", NULL });
+	char args[600], esc[1200];
+	size_t n = 0, e = 0;
+	n += (size_t)snprintf(args, sizeof(args), "{\"path\":\"big.txt\",\"content\":\"");
+	for (int i = 0; i < 50; i++)
+		n += (size_t)snprintf(args + n, sizeof(args) - n, "line%02d ", i);
+	n += (size_t)snprintf(args + n, sizeof(args) - n, "\"}");
+	for (size_t i = 0; i < n; i++) {
+		if (args[i] == '"')
+			esc[e++] = '\\';
+		esc[e++] = args[i];
+	}
+	esc[e] = '\0';
+	s = NULL;
+	len = 0;
+	tg_appendf(&s, &len, "{\"messages\":[");
+	for (int i = 0; i < 3; i++)
+		tg_appendf(&s, &len, "%s{\"role\":\"assistant\",\"tool_calls\":[{\"id\":\"c%d\","
+		           "\"function\":{\"name\":\"write_file\",\"arguments\":\"%s\"}}]},"
+		           "{\"role\":\"tool\",\"tool_call_id\":\"c%d\",\"content\":\"ok\"}",
+		           i ? "," : "", i, esc, i);
+	tg_appendf(&s, &len, "]}");
+	char err[256];
+	h = gd_history_parse(small, s, strlen(s), err, sizeof(err));
+	assert_non_null(h);
+	struct gd_pipeline *p = gd_pipeline_new(small, h);
+	assert_int_equal(tg_call(p, 0, "n", "write_file", args, 16), GD_TRIP);
+	assert_string_equal(gd_pipeline_trip(p)->guard, "cross_turn");
+	gd_pipeline_free(p);
+	gd_history_free(h);
+	gd_policy_free(small);
+	free(s);
+}
+
+static void test_deep_body_refused(void **state)
+{
+	(void)state;
+	char *s = NULL, err[256];
+	size_t len = 0;
+	tg_appendf(&s, &len, "{\"messages\":[{\"role\":\"user\",\"content\":");
+	for (int i = 0; i < 100000; i++)
+		tg_appendf(&s, &len, "[");
+	assert_null(gd_history_parse(pol, s, len, err, sizeof(err)));
+	assert_non_null(strstr(err, "nested deeper"));
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -321,6 +394,8 @@ int main(void)
 		cmocka_unit_test(test_mutating_names),
 		cmocka_unit_test(test_failure_breaker),
 		cmocka_unit_test(test_history_check),
+		cmocka_unit_test(test_identity_matches_across_forms),
+		cmocka_unit_test(test_deep_body_refused),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
