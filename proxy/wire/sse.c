@@ -145,7 +145,8 @@ static enum px_sse_status process_line(struct px_sse *sse, const char *line, siz
 		len -= 3;
 	}
 	if (len == 0) {
-		if (sse->mode == PX_SSE_MODE_STREAM && sse->has_data)
+		/* The standard drops an event whose data is empty ("data:" alone). */
+		if (sse->mode == PX_SSE_MODE_STREAM && sse->has_data && sse->data_len > 0)
 			return dispatch(sse, truncated, cb, ctx);
 		if (sse->mode == PX_SSE_MODE_STREAM)
 			clear_event(sse);
@@ -187,8 +188,13 @@ static enum px_sse_status process_line(struct px_sse *sse, const char *line, siz
 		memcpy(sse->data + sse->data_len, value, value_len);
 		sse->data_len += value_len;
 		sse->has_data = true;
-		if (sse->mode == PX_SSE_MODE_LINES)
+		if (sse->mode == PX_SSE_MODE_LINES) {
+			if (sse->data_len == 0) {
+				clear_event(sse);
+				return PX_SSE_OK;
+			}
 			return dispatch(sse, truncated, cb, ctx);
+		}
 	} else if (name_len == 5 && memcmp(line, "event", 5) == 0) {
 		copy_field(sse->event, sizeof(sse->event), value, value_len);
 	} else if (name_len == 2 && memcmp(line, "id", 2) == 0) {
@@ -271,7 +277,7 @@ enum px_sse_status px_sse_finish(struct px_sse *sse, px_sse_cb cb, void *ctx,
 		if (st != PX_SSE_OK)
 			goto out;
 	}
-	if (sse->mode == PX_SSE_MODE_STREAM && sse->has_data)
+	if (sse->mode == PX_SSE_MODE_STREAM && sse->has_data && sse->data_len > 0)
 		st = dispatch(sse, true, cb, ctx);
 out:
 	if (st == PX_SSE_ETOOBIG)

@@ -59,7 +59,8 @@ void px_sse_reset(struct px_sse *sse);
 /* Feeds <len> bytes of <buf>; calls <cb> for each event completed by them, in
  * order. On an error, <err> names the byte offset and line, and the parser is
  * unusable until px_sse_reset. Events with no `data:` field (a lone comment
- * block, a lone `event:`) are not dispatched. */
+ * block, a lone `event:`) or with empty data (`data:` alone) are not
+ * dispatched, as the standard says. */
 enum px_sse_status px_sse_feed(struct px_sse *sse, const char *buf, size_t len,
                                px_sse_cb cb, void *ctx, char *err, size_t errlen)
 	__attribute__((warn_unused_result));

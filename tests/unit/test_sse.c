@@ -88,7 +88,7 @@ static void test_cr_split_anywhere(void **state)
 
 static void test_byte_by_byte_and_comments(void **state)
 {
-	const char *in = ":ok\n\n: ping\n\ndata: x\nretry: 10\nfoo: bar\n\n";
+	const char *in = ":ok\n\n: ping\n\ndata:\n\ndata: x\nretry: 10\nfoo: bar\n\nevent: e\n\n";
 	struct px_sse *sse = px_sse_new(PX_SSE_MODE_STREAM, 64);
 	struct rec r;
 	char err[256];
@@ -97,9 +97,26 @@ static void test_byte_by_byte_and_comments(void **state)
 	memset(&r, 0, sizeof(r));
 	for (size_t i = 0; in[i]; i++)
 		assert_int_equal(px_sse_feed(sse, in + i, 1, on_event, &r, err, sizeof(err)), PX_SSE_OK);
+	/* "data:" alone and a lone "event:" dispatch nothing. */
 	assert_string_equal(r.log, "[||x]");
 	assert_int_equal(px_sse_comments(sse), 2);
 	assert_false(px_sse_done(sse));
+	px_sse_free(sse);
+}
+
+static void test_bom_and_two_data_lines(void **state)
+{
+	const char *in = "\xEF\xBB\xBF" "data: a\n\ndata:\ndata:\n\n";
+	struct px_sse *sse = px_sse_new(PX_SSE_MODE_STREAM, 64);
+	struct rec r;
+	char err[256];
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(px_sse_feed(sse, in, strlen(in), on_event, &r, err, sizeof(err)), PX_SSE_OK);
+	/* The byte order mark is not part of the first field; two empty data
+	 * lines make one "\n". */
+	assert_string_equal(r.log, "[||a][||\n]");
 	px_sse_free(sse);
 }
 
@@ -214,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_crlf_split_anywhere),
 		cmocka_unit_test(test_cr_split_anywhere),
 		cmocka_unit_test(test_byte_by_byte_and_comments),
+		cmocka_unit_test(test_bom_and_two_data_lines),
 		cmocka_unit_test(test_event_over_cap_is_error),
 		cmocka_unit_test(test_finish_flushes_truncated),
 		cmocka_unit_test(test_lines_mode),
