@@ -11,6 +11,7 @@
 #include "config/config.h"
 #include "engine/generate.h"
 #include "guards/config.h"
+#include "guards/pipeline.h"
 #include "proxy/options.h"
 #include "proxy/server.h"
 
@@ -76,11 +77,27 @@ static void help(void)
 	gd_config_each(&g, print_guard_key, NULL);
 }
 
+struct stopper {
+	struct event_base *base;
+	struct px_server *srv;
+	bool stopping;
+};
+
+/* First signal: end the answers in progress and give their last bytes half
+ * a second to leave; a second signal: leave now. */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	(void)what;
+	struct stopper *st = arg;
 	fprintf(stderr, "loopwarden: %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
-	event_base_loopexit(arg, NULL);
+	if (st->stopping) {
+		event_base_loopbreak(st->base);
+		return;
+	}
+	st->stopping = true;
+	px_server_shutdown(st->srv);
+	struct timeval flush = {0, 500000};
+	event_base_loopexit(st->base, &flush);
 }
 
 static int run_proxy(int argc, char **argv)
@@ -189,8 +206,11 @@ static int run_proxy(int argc, char **argv)
 		fprintf(stderr, "loopwarden: %s\n", err);
 		goto out;
 	}
-	sigint = evsignal_new(base, SIGINT, on_signal, base);
-	sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+	static struct stopper stopper;
+	stopper.base = base;
+	stopper.srv = srv;
+	sigint = evsignal_new(base, SIGINT, on_signal, &stopper);
+	sigterm = evsignal_new(base, SIGTERM, on_signal, &stopper);
 	if (!sigint || !sigterm || event_add(sigint, NULL) || event_add(sigterm, NULL)) {
 		fprintf(stderr, "loopwarden: cannot install signal handlers\n");
 		goto out;

@@ -290,6 +290,14 @@ fail:
 	return NULL;
 }
 
+void px_server_shutdown(struct px_server *s)
+{
+	px_http_server_stop_accepting(s->http);
+	px_chat_cancel_all(s);
+	while (s->relays)
+		relay_finish(s->relays, false, "loopwarden is shutting down");
+}
+
 void px_server_free(struct px_server *s)
 {
 	if (!s)

@@ -16,6 +16,10 @@ struct px_server;
 /* Binds the listener and compiles the guard policy. Returns NULL with <err>. */
 struct px_server *px_server_new(struct event_base *base, const struct px_options *opts,
                                 const struct gd_config *gcfg, char *err, size_t errlen);
+/* Graceful stop: no new connections; every answer in progress ends now
+ * (an error event + [DONE], or a 503) with its upstream closed. The loop
+ * should run a moment longer so those last bytes reach the clients. */
+void px_server_shutdown(struct px_server *s);
 /* Cancels every answer in progress (closing its upstream) and every
  * connection. NULL is a no-op. */
 void px_server_free(struct px_server *s);

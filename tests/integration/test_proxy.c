@@ -858,6 +858,65 @@ static void test_refused_and_cli(void **state)
 	assert_int_not_equal(system(cmd), 0);
 }
 
+/* SIGTERM while an answer streams: the client still gets a proper end. */
+static void test_shutdown_mid_stream(void **state)
+{
+	(void)state;
+	char upstream[64], log[400];
+	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%d", T.up_port);
+	snprintf(log, sizeof(log), "%s/shutdown.log", T.dir);
+	char *argv[] = {LW_BINARY_DIR "/loopwarden", "--listen", "127.0.0.1:0", "--upstream", upstream, NULL};
+	pid_t pid = hs_spawn(argv, log);
+	long port = hs_wait_number(log, "listening on http://127.0.0.1:", WAIT_MS);
+	assert_true(port > 0);
+	control("scenario=px-healthy-text&mode=stall&after=2");
+	int fd = hs_connect((int)port);
+	assert_true(fd >= 0);
+	size_t len;
+	char *req = hs_request_text("POST", "/v1/chat/completions",
+	                            "{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+	                            NULL, &len);
+	assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+	free(req);
+	char raw[65536];
+	size_t got = 0;
+	bool signalled = false;
+	for (;;) {
+		struct pollfd p = {fd, POLLIN, 0};
+		assert_true(poll(&p, 1, WAIT_MS) == 1);
+		ssize_t k = recv(fd, raw + got, sizeof(raw) - 1 - got, 0);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		raw[got] = '\0';
+		const char *second = strstr(raw, "data: ");
+		if (!signalled && second && strstr(second + 6, "data: ")) {
+			kill(pid, SIGTERM);
+			signalled = true;
+		}
+	}
+	close(fd);
+	assert_true(signalled);
+	struct hs_resp r;
+	assert_int_equal(hs_parse_response(raw, got, &r), 0);
+	assert_true(r.complete);
+	size_t n;
+	char **d = hs_sse_data(r.body, &n, NULL);
+	assert_int_equal(n, 4); /* two chunks, the error event, [DONE] */
+	assert_non_null(strstr(d[2], "shutting down"));
+	assert_string_equal(d[3], "[DONE]");
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	bool hung_up;
+	long written, total;
+	upstream_record(0, &hung_up, &written, &total);
+	assert_true(hung_up);
+	control("mode=replay");
+}
+
 static int run_status(const char *cmd)
 {
 	int st = system(cmd);
@@ -941,6 +1000,7 @@ int main(void)
 		cmocka_unit_test(test_record),
 		cmocka_unit_test(test_refused_and_cli),
 		cmocka_unit_test(test_config_file),
+		cmocka_unit_test(test_shutdown_mid_stream),
 		cmocka_unit_test(test_corpus),
 	};
 	return cmocka_run_group_tests(tests, start_all, stop_all);
