@@ -148,7 +148,7 @@ enum key {
 	K_NONE = 0, K_OTHER, K_CHOICES, K_USAGE, K_ERROR, K_ID, K_MODEL, K_INDEX,
 	K_DELTA, K_MESSAGE, K_FINISH, K_CONTENT, K_REASONING_CONTENT, K_REASONING,
 	K_TOOL_CALLS, K_FUNCTION, K_NAME, K_ARGUMENTS, K_PROMPT_TOKENS,
-	K_COMPLETION_TOKENS, K_COUNT
+	K_COMPLETION_TOKENS, K_OBJECT, K_COUNT
 };
 
 struct frame {
@@ -411,6 +411,11 @@ static int cb_string(void *ctx, const unsigned char *s, size_t len)
 			c->is_error = true;
 			return save(c, &c->err_msg, s, len);
 		}
+		/* vLLM's older error form: {"object": "error", "message": …}. */
+		if (f->key == K_OBJECT && len == 5 && memcmp(s, "error", 5) == 0)
+			c->is_error = true;
+		if (f->key == K_MESSAGE && !c->err_msg.set)
+			return save(c, &c->err_msg, s, len);
 		if (f->key == K_CHOICES)
 			return fail_shape(c, "choices is not an array");
 		return 1;
@@ -477,6 +482,7 @@ static enum key key_of(const unsigned char *s, size_t len)
 		{ "name", K_NAME }, { "arguments", K_ARGUMENTS },
 		{ "prompt_tokens", K_PROMPT_TOKENS },
 		{ "completion_tokens", K_COMPLETION_TOKENS },
+		{ "object", K_OBJECT },
 	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (strlen(keys[i].name) == len && memcmp(keys[i].name, s, len) == 0)

@@ -200,6 +200,8 @@ static void test_errors(void **state)
 	expect_error(c, "{\"error\":{\"message\":\"Context size has been exceeded.\",\"type\":\"server_error\",\"code\":500}}",
 	             PX_CHUNK_EUPSTREAM, "Context size has been exceeded.");
 	expect_error(c, "{\"error\":\"boom\"}", PX_CHUNK_EUPSTREAM, "boom");
+	expect_error(c, "{\"object\":\"error\",\"message\":\"max_tokens is too large\",\"type\":\"BadRequestError\",\"code\":400}",
+	             PX_CHUNK_EUPSTREAM, "max_tokens is too large");
 	expect_error(c, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}", PX_CHUNK_EJSON, "not JSON");
 	expect_error(c, "hello", PX_CHUNK_EJSON, "not JSON");
 	expect_error(c, "[DONE]", PX_CHUNK_ESHAPE, "not a JSON object");
