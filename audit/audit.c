@@ -692,6 +692,8 @@ int main(int argc, char **argv)
 				return EXIT_BAD;
 			}
 		} else if (strcmp(argv[i], "--request") == 0) {
+			free(a.request); /* the last --request wins */
+			a.request = NULL;
 			if (read_all(argv[++i], &a.request, &a.request_len, err, sizeof(err)) != 0) {
 				fprintf(stderr, "loopwarden-audit: %s\n", err);
 				return EXIT_BAD;
