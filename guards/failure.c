@@ -46,12 +46,13 @@ enum gd_result_kind gd_failure_classify(const struct gd_policy *policy,
 
 enum gd_verdict gd_failure_check(const struct gd_policy *policy,
                                  const struct gd_history *hist, uint64_t hash,
-                                 const char *name, struct gd_trip *trip)
+                                 bool answer_mutated, const char *name,
+                                 struct gd_trip *trip)
 {
 	const struct gd_failure_config *cfg = &policy->cfg.failure;
 	uint32_t first_turn = 0, failures = 0;
 
-	if (!cfg->enabled || !hist)
+	if (!cfg->enabled || !hist || answer_mutated)
 		return GD_PASS;
 	if (hist->n_turns > policy->cfg.cross_turn.lookback)
 		first_turn = hist->n_turns - policy->cfg.cross_turn.lookback;
@@ -60,13 +61,16 @@ enum gd_verdict gd_failure_check(const struct gd_policy *policy,
 
 		if (c->turn < first_turn)
 			break;
+		if (c->hash != hash && c->mutating)
+			break;
 		if (c->hash == hash && c->has_result && c->kind == GD_RESULT_PERMANENT)
 			failures++;
 	}
 	if (failures < cfg->max_failures)
 		return GD_PASS;
 	gd_trip_set(trip, "failure", GD_STREAM_TOOLS, 0,
-	            "call %s already failed permanently %" PRIu32 " time%s with the same arguments",
+	            "call %s already failed permanently %" PRIu32 " time%s with the same arguments "
+	            "and nothing changed in between",
 	            name, failures, failures == 1 ? "" : "s");
 	return GD_TRIP;
 }

@@ -6,6 +6,7 @@
 #ifndef LW_GUARDS_FAILURE_H
 #define LW_GUARDS_FAILURE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,10 +25,15 @@ const char *gd_result_kind_name(enum gd_result_kind kind);
 enum gd_result_kind gd_failure_classify(const struct gd_policy *policy,
                                         const char *text, size_t len);
 
-/* Checks a completed call (identity <hash>, <name>) against <hist>. Returns
- * GD_TRIP with <trip> filled, or GD_PASS. */
+/* Checks a completed call (identity <hash>, <name>) against <hist>: its
+ * permanent failures are counted back to the latest other call with a
+ * mutating name (an edit may have fixed the cause: re-running tests that fail
+ * with "No such file or directory" after each edit is legitimate), and not at
+ * all when <answer_mutated> (a mutating call came earlier in this answer).
+ * Returns GD_TRIP with <trip> filled, or GD_PASS. */
 enum gd_verdict gd_failure_check(const struct gd_policy *policy,
                                  const struct gd_history *hist, uint64_t hash,
-                                 const char *name, struct gd_trip *trip);
+                                 bool answer_mutated, const char *name,
+                                 struct gd_trip *trip);
 
 #endif

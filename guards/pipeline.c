@@ -264,7 +264,8 @@ static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
 	    gd_dedup_check(&p->dedup, &cfg->dedup, hash, mutating, name, &p->trip) == GD_TRIP ||
 	    gd_cross_turn_check(&cfg->cross_turn, p->hist, hash, p->answer_mutated, name,
 	                        before, &p->trip) == GD_TRIP ||
-	    gd_failure_check(p->policy, p->hist, hash, name, &p->trip) == GD_TRIP) {
+	    gd_failure_check(p->policy, p->hist, hash, p->answer_mutated, name,
+	                     &p->trip) == GD_TRIP) {
 		p->trip.stream = GD_STREAM_TOOLS;
 		p->trip.cut = before;
 		v = trip_now(p);

@@ -181,6 +181,40 @@ static void test_call_identity(void **state)
 	assert_true(r1 == r2);
 }
 
+/* Random JSON-ish inputs (fixed seed): a status, never a crash; whatever
+ * canonicalizes is a fixed point (canon(canon(x)) == canon(x)). */
+static void test_random_inputs_idempotent(void **state)
+{
+	(void)state;
+	static const char *const atoms[] = { "{", "}", "[", "]", ",", ":", "\"k\"", "\"b\"",
+		"\"\\u00e9\"", "\"\\n\"", "1", "-2.5e3", "true", "null", " ", "\"a\"" };
+	uint32_t x = 5;
+	int ok = 0;
+
+	for (int i = 0; i < 20000; i++) {
+		char in[256], out[1024], again[1024];
+		size_t n = 0, len, len2;
+		x = x * 1103515245u + 12345u;
+		int parts = 1 + (int)((x >> 16) % 24);
+		for (int k = 0; k < parts; k++) {
+			x = x * 1103515245u + 12345u;
+			const char *a = atoms[(x >> 16) % 16];
+			size_t al = strlen(a);
+			if (n + al >= sizeof(in))
+				break;
+			memcpy(in + n, a, al);
+			n += al;
+		}
+		if (gd_canon(in, n, out, sizeof(out), &len, NULL, 0) != GD_CANON_OK)
+			continue;
+		ok++;
+		assert_int_equal(gd_canon(out, len, again, sizeof(again), &len2, NULL, 0), GD_CANON_OK);
+		assert_int_equal(len, len2);
+		assert_memory_equal(out, again, len);
+	}
+	assert_true(ok > 100); /* the generator does make valid JSON */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +228,7 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_scan_incremental),
 		cmocka_unit_test(test_call_identity),
+		cmocka_unit_test(test_random_inputs_idempotent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -219,12 +219,12 @@ static void test_failure_breaker(void **state)
 {
 	(void)state;
 	char guard[32];
-	/* ENOENT twice: the third identical read trips (even with an edit of
-	 * another file in between and slightly different messages). */
+	/* ENOENT twice: the third identical read trips (even with other
+	 * read-only calls in between and slightly different messages). */
 	struct round r[] = {
 		{ "read_file", "{\\\"path\\\":\\\"src/helpers.ts\\\"}",
 		  "Error: ENOENT: no such file or directory, open '/w/src/helpers.ts' (1)" },
-		{ "edit", "{\\\"path\\\":\\\"src/x.ts\\\"}", "Edited" },
+		{ "grep", "{\\\"pattern\\\":\\\"helpers\\\"}", "src/index.ts:3: import './utils/helpers'" },
 		{ "read_file", "{\\\"path\\\":\\\"src/helpers.ts\\\"}",
 		  "Error: ENOENT: no such file or directory, open '/w/src/helpers.ts' (2)" },
 	};
@@ -247,6 +247,22 @@ static void test_failure_breaker(void **state)
 	s = body(t, 3, NULL);
 	h = parse(s);
 	assert_int_equal(next_call(h, "web_fetch", "{\"url\":\"https://x\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* Tests failing with "No such file or directory" after each edit:
+	 * every edit may have fixed it, so the re-run is legitimate. */
+	struct round e[] = {
+		{ "bash", "{\\\"command\\\":\\\"pytest -q\\\"}",
+		  "E   FileNotFoundError: [Errno 2] No such file or directory: 'fixtures/a.json'" },
+		{ "edit", "{\\\"path\\\":\\\"tests/conftest.py\\\"}", "Edited" },
+		{ "bash", "{\\\"command\\\":\\\"pytest -q\\\"}",
+		  "E   FileNotFoundError: [Errno 2] No such file or directory: 'fixtures/b.json'" },
+		{ "edit", "{\\\"path\\\":\\\"tests/conftest.py\\\"}", "Edited" },
+	};
+	s = body(e, 4, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "bash", "{\"command\":\"pytest -q\"}", guard), GD_PASS);
 	gd_history_free(h);
 	free(s);
 
