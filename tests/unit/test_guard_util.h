@@ -120,6 +120,8 @@ static inline size_t tg_text_chunks(struct gd_pipeline *p, enum gd_event_type ty
 
 /* Appends printf output to a growing heap string. */
 static inline void tg_appendf(char **buf, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static inline void tg_appendf(char **buf, size_t *len, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
