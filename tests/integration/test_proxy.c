@@ -238,11 +238,12 @@ static void assert_trip_chunk(const char *json, char *guard, size_t glen)
 
 /* ---- tests ---- */
 
-/* A healthy answer arrives byte-for-byte: the same chunks, then [DONE]. */
-static void check_healthy_stream(const char *name)
+/* A healthy answer arrives byte-for-byte: the same chunks, then [DONE].
+ * <extra> adds upstream framing options (crlf=1, split=1). */
+static void check_healthy_stream_ex(const char *name, const char *extra)
 {
 	char q[256];
-	snprintf(q, sizeof(q), "scenario=%s", name);
+	snprintf(q, sizeof(q), "scenario=%s%s", name, extra);
 	control(q);
 	size_t n_chunks;
 	const char *const *chunks = up_server_chunks(T.local, name, &n_chunks);
@@ -263,6 +264,11 @@ static void check_healthy_stream(const char *name)
 	hs_sse_free(d, n);
 	hs_resp_free(&r);
 	free(req);
+}
+
+static void check_healthy_stream(const char *name)
+{
+	check_healthy_stream_ex(name, "");
 }
 
 static void check_healthy_nonstream(const char *name)
@@ -287,6 +293,11 @@ static void test_healthy_stream(void **state)
 	(void)state;
 	check_healthy_stream("px-healthy-text");
 	check_healthy_stream("px-healthy-tools");
+	/* CRLF framing, and every event split across two TCP writes at a
+	 * byte that moves (inside "data:", the JSON, the blank line) */
+	check_healthy_stream_ex("px-healthy-text", "&crlf=1");
+	check_healthy_stream_ex("px-healthy-tools", "&split=1");
+	check_healthy_stream_ex("px-healthy-text", "&crlf=1&split=1");
 }
 
 static void test_healthy_nonstream(void **state)

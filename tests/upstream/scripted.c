@@ -60,6 +60,7 @@ struct resp {
 	struct up_record scratch;
 	size_t index;
 	uint64_t rng;
+	char *pending; /* the second half of a split event, sent on the next tick */
 	bool gone;
 };
 
@@ -544,6 +545,7 @@ static void resp_free(struct resp *r)
 	if (r->evcon)
 		evhttp_connection_set_closecb(r->evcon, NULL, NULL);
 	event_free(r->timer);
+	free(r->pending);
 	free(r);
 }
 
@@ -554,12 +556,33 @@ static void end_reply(struct resp *r)
 	resp_free(r);
 }
 
-static void write_sse(struct resp *r, const char *data)
+static void send_bytes(struct resp *r, const char *p, size_t n)
 {
 	struct evbuffer *b = evbuffer_new();
-	evbuffer_add_printf(b, "data: %s\n\n", data);
+	evbuffer_add(b, p, n);
 	evhttp_send_reply_chunk(r->req, b);
 	evbuffer_free(b);
+}
+
+static void write_sse_ex(struct resp *r, const char *data, bool may_split)
+{
+	size_t n = strlen(data);
+	char *ev = malloc(n + 16);
+	int len = snprintf(ev, n + 16, r->prog.crlf ? "data: %s\r\n\r\n" : "data: %s\n\n", data);
+	if (may_split && r->prog.split && !r->pending && len > 1) {
+		/* split at a byte that moves with every event, framing included */
+		size_t at = 1 + (r->next_chunk * 7 + 3) % (size_t)(len - 1);
+		send_bytes(r, ev, at);
+		r->pending = strdup(ev + at);
+	} else {
+		send_bytes(r, ev, (size_t)len);
+	}
+	free(ev);
+}
+
+static void write_sse(struct resp *r, const char *data)
+{
+	write_sse_ex(r, data, false);
 }
 
 static void tick(evutil_socket_t fd, short what, void *arg);
@@ -567,6 +590,10 @@ static void tick(evutil_socket_t fd, short what, void *arg);
 static void schedule(struct resp *r)
 {
 	struct timeval tv = {(time_t)(r->prog.delay_ms / 1000), (suseconds_t)(r->prog.delay_ms % 1000) * 1000};
+	if (r->pending) {
+		tv.tv_sec = 0;
+		tv.tv_usec = 1000;
+	}
 	event_add(r->timer, &tv);
 }
 
@@ -576,6 +603,13 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct resp *r = arg;
 	const struct scenario *sc = r->sc;
+	if (r->pending) {
+		send_bytes(r, r->pending, strlen(r->pending));
+		free(r->pending);
+		r->pending = NULL;
+		schedule(r);
+		return;
+	}
 	size_t limit = r->prog.mode == UP_FLOOD ? r->prog.after : sc->n_chunks;
 	/* A slow reader: wait until the socket takes what is pending. */
 	struct bufferevent *obev = r->evcon ? evhttp_connection_get_bufferevent(r->evcon) : NULL;
@@ -609,7 +643,7 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 	if (fails && r->prog.after < limit)
 		limit = r->prog.after;
 	if (r->next_chunk < limit) {
-		write_sse(r, sc->chunks[r->next_chunk++]);
+		write_sse_ex(r, sc->chunks[r->next_chunk++], true);
 		r->rec->chunks_written++;
 		if (r->s->hook)
 			r->s->hook(r->index, r->next_chunk - 1, r->s->hook_ctx);
@@ -766,13 +800,13 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	schedule(r);
 }
 
-/* GET /_control?mode=M&after=N&delay_ms=N&status=N&scenario=NAME: a new
+/* GET /_control?mode=M&after=N&delay_ms=N&status=N&scenario=NAME&crlf=1&split=1: a new
  * program for the following requests; the records start over. */
 static void handle_control(struct up_server *s, struct evhttp_request *req)
 {
 	struct evkeyvalq q;
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	struct up_program p = {UP_REPLAY, 0, 0, 500};
+	struct up_program p = {UP_REPLAY, 0, 0, 500, false, false};
 	if (query && evhttp_parse_query_str(query, &q) == 0) {
 		const char *v;
 		if ((v = evhttp_find_header(&q, "mode")) && up_mode_parse(v, &p.mode) != 0) {
@@ -786,6 +820,10 @@ static void handle_control(struct up_server *s, struct evhttp_request *req)
 			p.delay_ms = (uint32_t)strtoul(v, NULL, 10);
 		if ((v = evhttp_find_header(&q, "status")))
 			p.status = (int)strtol(v, NULL, 10);
+		if ((v = evhttp_find_header(&q, "crlf")))
+			p.crlf = strcmp(v, "1") == 0;
+		if ((v = evhttp_find_header(&q, "split")))
+			p.split = strcmp(v, "1") == 0;
 		if ((v = evhttp_find_header(&q, "scenario")) && up_server_set_default(s, v) != 0) {
 			evhttp_clear_headers(&q);
 			reply_text(req, 400, "application/json", "{\"ok\":false,\"error\":\"unknown scenario\"}");

@@ -35,6 +35,8 @@ struct up_program {
 	uint32_t after;    /* chunks before the mode's failure */
 	uint32_t delay_ms; /* between chunks (0: as fast as the loop goes) */
 	int status;        /* UP_STATUS*, default 500 */
+	bool crlf;         /* frame events with CRLF line ends instead of LF */
+	bool split;        /* send every event in two writes 1 ms apart, split at a varying byte */
 };
 
 /* One request as the upstream saw it. */
