@@ -221,6 +221,36 @@ static void test_tables_boxes_code_pass(void **state)
 	free(s);
 }
 
+static void test_long_period(void **state)
+{
+	(void)state;
+	/* A 3000-byte unit (a pasted file section) repeated: caught in the
+	 * third copy, with the exact watchdog alone. */
+	static const char *const words[] = { "alpha", "beta", "gamma", "delta", "omega",
+		"sigma", "kappa", "lambda", "theta", "zeta", "iota", "rho" };
+	char *unit = NULL, *s = NULL;
+	size_t ulen = 0, len = 0;
+	uint32_t x = 11;
+	while (ulen < 3000) {
+		x = x * 1103515245u + 12345u;
+		tg_appendf(&unit, &ulen, "%s%s", words[(x >> 16) % 12], (x >> 8) % 9 ? " " : ".\n");
+	}
+	for (int i = 0; i < 5; i++)
+		tg_appendf(&s, &len, "%s", unit);
+	struct gd_policy *exact = tg_policy((const char *const[]){ "guards.simhash.enabled=false", NULL });
+	struct gd_pipeline *p = gd_pipeline_new(exact, NULL);
+	size_t n = tg_text_chunks(p, GD_EV_TEXT, s, 7);
+	assert_true(n > 0);
+	const struct gd_trip *t = gd_pipeline_trip(p);
+	assert_string_equal(t->guard, "repeat");
+	assert_true(n * 7 > 2 * ulen && n * 7 <= 3 * ulen + 7);
+	assert_int_equal(t->cut, ulen);
+	gd_pipeline_free(p);
+	gd_policy_free(exact);
+	free(unit);
+	free(s);
+}
+
 static void test_module_direct(void **state)
 {
 	(void)state;
@@ -262,6 +292,7 @@ int main(void)
 		cmocka_unit_test(test_paragraph_quoted_twice_passes),
 		cmocka_unit_test(test_function_30x_in_write_args),
 		cmocka_unit_test(test_tables_boxes_code_pass),
+		cmocka_unit_test(test_long_period),
 		cmocka_unit_test(test_module_direct),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
