@@ -48,10 +48,15 @@ static const char *const default_mutating[] = {
 	"commit", "push", "update", "replace", "insert", "save", "append", "modify",
 	"set", "put", "post", "upload", "deploy", "build", "kill", "start",
 	"restart", "stop", "click", "navigate", "fill", "submit", "python", "eval",
-	"task", "agent", "sleep", "wait",
+	"task", "agent", "sleep", "wait", "send", "computer", "browser", "press",
+	"scroll", "key", "type", "mouse", "drag",
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+_Static_assert(N_ELEMS(default_permanent) <= GD_MAX_PATTERNS, "too many default patterns");
+_Static_assert(N_ELEMS(default_transient) <= GD_MAX_PATTERNS, "too many default patterns");
+_Static_assert(N_ELEMS(default_mutating) <= GD_MUTATING_MAX, "too many default words");
 
 void gd_config_defaults(struct gd_config *cfg)
 {

@@ -204,7 +204,8 @@ static void test_mutating_names(void **state)
 	(void)state;
 	const struct gd_cross_turn_config *c = &gd_policy_config(pol)->cross_turn;
 	static const char *const yes[] = { "edit", "write_file", "str_replace_editor", "runTests",
-		"bash", "todowrite", "MultiEdit", "apply_patch", "run_terminal_cmd", "delete-file" };
+		"bash", "todowrite", "MultiEdit", "apply_patch", "run_terminal_cmd", "delete-file",
+		"computer", "browser_action", "press_key" };
 	static const char *const no[] = { "read_file", "grep", "list_dir", "glob", "web_fetch",
 		"search", "format_check", "get_status" };
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
