@@ -31,8 +31,10 @@ struct gd_cross_turn_config {
 	uint32_t max_rounds; /* identical call, identical result, this many rounds in a row */
 	uint32_t lookback;   /* how many recent assistant turns to read */
 	/* A call whose name holds one of these words (split at _ - . / : and
-	 * lower-to-upper case changes, compared caselessly) may change the world:
-	 * it resets the cross-turn count of every other call. */
+	 * lower-to-upper case changes, compared caselessly; words of 5+ bytes
+	 * also inside a name) may change the world: it resets the cross-turn and
+	 * failure counts of every other call, and may repeat once more in one
+	 * answer (guards.dedup.max_repeats_mutating). */
 	uint32_t n_mutating;
 	char mutating[GD_MUTATING_MAX][GD_WORD_MAX];
 };
@@ -51,7 +53,7 @@ struct gd_repeat_config {
 	uint32_t window_bytes; /* rolling tail kept per stream */
 	uint32_t max_period;   /* longest period searched, bytes */
 	uint32_t min_repeats;  /* repeats needed for short periods */
-	uint32_t min_span;     /* bytes the repeated tail must cover */
+	uint32_t min_span;     /* characters (UTF-8 code points) the repeated tail must cover */
 };
 
 struct gd_simhash_config {
@@ -62,7 +64,7 @@ struct gd_simhash_config {
 	uint32_t max_distance; /* Hamming distance counted as a near-repeat */
 	uint32_t min_hits;     /* near-repeat windows needed to trip */
 	uint32_t history;      /* earlier window hashes kept */
-	uint32_t min_distinct; /* windows with fewer distinct tokens are not compared */
+	uint32_t min_distinct; /* windows with fewer distinct words (numbers not counted) never hit */
 };
 
 struct gd_budget_config {
@@ -102,7 +104,8 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
                   char *err, size_t errlen);
 
 /* Calls <fn> for each key with its current value in text form (for --help,
- * docs and the example config). */
+ * docs and the example config). A list key is reported once per entry, or
+ * once with "[]" when empty. */
 void gd_config_each(const struct gd_config *cfg,
                     void (*fn)(const char *key, const char *value, void *ctx),
                     void *ctx);
