@@ -22,6 +22,8 @@ static void fill(struct eng_kernels *dst, const struct eng_kernels *src)
 		dst->dot_f32 = s->dot_f32;
 	if (!dst->axpy_f32)
 		dst->axpy_f32 = s->axpy_f32;
+	if (!dst->attn)
+		dst->attn = s->attn;
 }
 
 static void init(void)

@@ -43,6 +43,12 @@ struct eng_kernels {
 	float (*dot_f32)(size_t n, const float *x, const float *w);
 	/* y[i] += a * x[i] */
 	void (*axpy_f32)(size_t n, float a, const float *x, float *y);
+	/* One attention head over <n_pos> cached positions: out = softmax(
+	 * scale * q.K^T) V, with K transposed — element (d, j) at
+	 * kt[d*kt_ld + j] — and V row-major — (j, d) at v[j*v_ld + d]; <hd>
+	 * values per head, <sc> scratch of n_pos floats. */
+	void (*attn)(const float *q, const float *kt, size_t kt_ld, const float *v,
+		     size_t v_ld, int n_pos, int hd, float scale, float *sc, float *out);
 };
 
 enum eng_kernel_id {

@@ -5,6 +5,7 @@
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 static float vdot(size_t n, const float *a, const float *b)
@@ -360,6 +361,112 @@ static void axpy(size_t n, float a, const float *x, float *y)
 	}
 }
 
+/* e^x for x <= 0 (softmax arguments): range reduction to 2^n * e^r,
+ * |r| <= ln2/2, degree-6 polynomial, vscalefps; relative error ~2e-7. */
+static inline __m512 exp512(__m512 x)
+{
+	x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+	__m512 p = _mm512_set1_ps(1.0f / 720);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+static void attn(const float *q, const float *kt, size_t kt_ld, const float *v, size_t v_ld,
+		 int n_pos, int hd, float scale, float *sc, float *out)
+{
+	int j = 0;
+	__m512 vmax = _mm512_set1_ps(-INFINITY), vs = _mm512_set1_ps(scale);
+	/* 64 positions per pass: four independent FMA chains over the dims */
+	for (; j + 64 <= n_pos; j += 64) {
+		__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+		for (int d = 0; d < hd; d++) {
+			const float *kr = kt + (size_t)d * kt_ld + j;
+			__m512 qd = _mm512_set1_ps(q[d]);
+			s0 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr), s0);
+			s1 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16), s1);
+			s2 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 32), s2);
+			s3 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 48), s3);
+		}
+		s0 = _mm512_mul_ps(s0, vs);
+		s1 = _mm512_mul_ps(s1, vs);
+		s2 = _mm512_mul_ps(s2, vs);
+		s3 = _mm512_mul_ps(s3, vs);
+		vmax = _mm512_max_ps(vmax, _mm512_max_ps(_mm512_max_ps(s0, s1), _mm512_max_ps(s2, s3)));
+		_mm512_storeu_ps(sc + j, s0);
+		_mm512_storeu_ps(sc + j + 16, s1);
+		_mm512_storeu_ps(sc + j + 32, s2);
+		_mm512_storeu_ps(sc + j + 48, s3);
+	}
+	for (; j < n_pos; j += 16) {
+		__mmask16 k = n_pos - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n_pos - j)) - 1);
+		__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+		int d = 0;
+		for (; d + 2 <= hd; d += 2) {
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]),
+					     _mm512_maskz_loadu_ps(k, kt + (size_t)d * kt_ld + j), s0);
+			s1 = _mm512_fmadd_ps(_mm512_set1_ps(q[d + 1]),
+					     _mm512_maskz_loadu_ps(k, kt + (size_t)(d + 1) * kt_ld + j), s1);
+		}
+		if (d < hd)
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]),
+					     _mm512_maskz_loadu_ps(k, kt + (size_t)d * kt_ld + j), s0);
+		__m512 s = _mm512_mul_ps(_mm512_add_ps(s0, s1), vs);
+		vmax = _mm512_mask_max_ps(vmax, k, vmax, s);
+		_mm512_mask_storeu_ps(sc + j, k, s);
+	}
+	float mx = _mm512_reduce_max_ps(vmax);
+	__m512 vsum = _mm512_setzero_ps(), m = _mm512_set1_ps(mx);
+	for (j = 0; j < n_pos; j += 16) {
+		__mmask16 k = n_pos - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n_pos - j)) - 1);
+		__m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sc + j), m));
+		vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(k, e));
+		_mm512_mask_storeu_ps(sc + j, k, e);
+	}
+	float inv = 1.0f / _mm512_reduce_add_ps(vsum);
+	for (int d0 = 0; d0 < hd; d0 += 64) {
+		int w = hd - d0 < 64 ? hd - d0 : 64;
+		__mmask16 km[4];
+		__m512 o[4];
+		for (int c = 0; c < 4; c++) {
+			int left = w - 16 * c;
+			km[c] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+			o[c] = _mm512_setzero_ps();
+		}
+		/* two positions per step: eight independent accumulators */
+		__m512 o2[4];
+		for (int c = 0; c < 4; c++)
+			o2[c] = _mm512_setzero_ps();
+		for (j = 0; j + 2 <= n_pos; j += 2) {
+			__m512 pj = _mm512_set1_ps(sc[j]), pk = _mm512_set1_ps(sc[j + 1]);
+			const float *vr = v + (size_t)j * v_ld + d0, *vr2 = vr + v_ld;
+			for (int c = 0; c < 4; c++) {
+				o[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(km[c], vr + 16 * c), o[c]);
+				o2[c] = _mm512_fmadd_ps(pk, _mm512_maskz_loadu_ps(km[c], vr2 + 16 * c), o2[c]);
+			}
+		}
+		if (j < n_pos) {
+			__m512 pj = _mm512_set1_ps(sc[j]);
+			const float *vr = v + (size_t)j * v_ld + d0;
+			for (int c = 0; c < 4; c++)
+				o[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(km[c], vr + 16 * c), o[c]);
+		}
+		for (int c = 0; c < 4; c++)
+			o[c] = _mm512_add_ps(o[c], o2[c]);
+		for (int c = 0; c < 4; c++)
+			_mm512_mask_storeu_ps(out + d0 + 16 * c, km[c],
+					      _mm512_mul_ps(o[c], _mm512_set1_ps(inv)));
+	}
+}
+
 const struct eng_kernels eng_kernels_avx512_tab = {
 	.name = "avx512",
 	.dot = {
@@ -377,9 +484,116 @@ const struct eng_kernels eng_kernels_avx512_tab = {
 	.gemm_packed = {[ENG_QT_Q8_0] = gemm_q8_0_packed, [ENG_QT_Q4_0] = gemm_q4_0_packed},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
+	.attn = attn,
 };
 
 #else
+/* e^x for x <= 0 (softmax arguments): range reduction to 2^n * e^r,
+ * |r| <= ln2/2, degree-6 polynomial, vscalefps; relative error ~2e-7. */
+static inline __m512 exp512(__m512 x)
+{
+	x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+	__m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+	r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+	__m512 p = _mm512_set1_ps(1.0f / 720);
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+	return _mm512_scalef_ps(p, n);
+}
+
+static void attn(const float *q, const float *kt, size_t kt_ld, const float *v, size_t v_ld,
+		 int n_pos, int hd, float scale, float *sc, float *out)
+{
+	int j = 0;
+	__m512 vmax = _mm512_set1_ps(-INFINITY), vs = _mm512_set1_ps(scale);
+	/* 64 positions per pass: four independent FMA chains over the dims */
+	for (; j + 64 <= n_pos; j += 64) {
+		__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+		for (int d = 0; d < hd; d++) {
+			const float *kr = kt + (size_t)d * kt_ld + j;
+			__m512 qd = _mm512_set1_ps(q[d]);
+			s0 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr), s0);
+			s1 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 16), s1);
+			s2 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 32), s2);
+			s3 = _mm512_fmadd_ps(qd, _mm512_loadu_ps(kr + 48), s3);
+		}
+		s0 = _mm512_mul_ps(s0, vs);
+		s1 = _mm512_mul_ps(s1, vs);
+		s2 = _mm512_mul_ps(s2, vs);
+		s3 = _mm512_mul_ps(s3, vs);
+		vmax = _mm512_max_ps(vmax, _mm512_max_ps(_mm512_max_ps(s0, s1), _mm512_max_ps(s2, s3)));
+		_mm512_storeu_ps(sc + j, s0);
+		_mm512_storeu_ps(sc + j + 16, s1);
+		_mm512_storeu_ps(sc + j + 32, s2);
+		_mm512_storeu_ps(sc + j + 48, s3);
+	}
+	for (; j < n_pos; j += 16) {
+		__mmask16 k = n_pos - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n_pos - j)) - 1);
+		__m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+		int d = 0;
+		for (; d + 2 <= hd; d += 2) {
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]),
+					     _mm512_maskz_loadu_ps(k, kt + (size_t)d * kt_ld + j), s0);
+			s1 = _mm512_fmadd_ps(_mm512_set1_ps(q[d + 1]),
+					     _mm512_maskz_loadu_ps(k, kt + (size_t)(d + 1) * kt_ld + j), s1);
+		}
+		if (d < hd)
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(q[d]),
+					     _mm512_maskz_loadu_ps(k, kt + (size_t)d * kt_ld + j), s0);
+		__m512 s = _mm512_mul_ps(_mm512_add_ps(s0, s1), vs);
+		vmax = _mm512_mask_max_ps(vmax, k, vmax, s);
+		_mm512_mask_storeu_ps(sc + j, k, s);
+	}
+	float mx = _mm512_reduce_max_ps(vmax);
+	__m512 vsum = _mm512_setzero_ps(), m = _mm512_set1_ps(mx);
+	for (j = 0; j < n_pos; j += 16) {
+		__mmask16 k = n_pos - j >= 16 ? 0xFFFF : (__mmask16)((1u << (n_pos - j)) - 1);
+		__m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, sc + j), m));
+		vsum = _mm512_add_ps(vsum, _mm512_maskz_mov_ps(k, e));
+		_mm512_mask_storeu_ps(sc + j, k, e);
+	}
+	float inv = 1.0f / _mm512_reduce_add_ps(vsum);
+	for (int d0 = 0; d0 < hd; d0 += 64) {
+		int w = hd - d0 < 64 ? hd - d0 : 64;
+		__mmask16 km[4];
+		__m512 o[4];
+		for (int c = 0; c < 4; c++) {
+			int left = w - 16 * c;
+			km[c] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+			o[c] = _mm512_setzero_ps();
+		}
+		/* two positions per step: eight independent accumulators */
+		__m512 o2[4];
+		for (int c = 0; c < 4; c++)
+			o2[c] = _mm512_setzero_ps();
+		for (j = 0; j + 2 <= n_pos; j += 2) {
+			__m512 pj = _mm512_set1_ps(sc[j]), pk = _mm512_set1_ps(sc[j + 1]);
+			const float *vr = v + (size_t)j * v_ld + d0, *vr2 = vr + v_ld;
+			for (int c = 0; c < 4; c++) {
+				o[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(km[c], vr + 16 * c), o[c]);
+				o2[c] = _mm512_fmadd_ps(pk, _mm512_maskz_loadu_ps(km[c], vr2 + 16 * c), o2[c]);
+			}
+		}
+		if (j < n_pos) {
+			__m512 pj = _mm512_set1_ps(sc[j]);
+			const float *vr = v + (size_t)j * v_ld + d0;
+			for (int c = 0; c < 4; c++)
+				o[c] = _mm512_fmadd_ps(pj, _mm512_maskz_loadu_ps(km[c], vr + 16 * c), o[c]);
+		}
+		for (int c = 0; c < 4; c++)
+			o[c] = _mm512_add_ps(o[c], o2[c]);
+		for (int c = 0; c < 4; c++)
+			_mm512_mask_storeu_ps(out + d0 + 16 * c, km[c],
+					      _mm512_mul_ps(o[c], _mm512_set1_ps(inv)));
+	}
+}
+
 const struct eng_kernels eng_kernels_avx512_tab = {
 	.name = "avx512",
 };

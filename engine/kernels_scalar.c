@@ -1,5 +1,7 @@
 /* The portable kernels: plain C, always compiled, the fallback for every
  * entry another variant leaves out. */
+#include <math.h>
+
 #include "engine/kernels.h"
 
 static float dot_f32w(size_t n, const void *w, const void *x)
@@ -158,6 +160,37 @@ static void axpy(size_t n, float a, const float *x, float *y)
 		y[i] += a * x[i];
 }
 
+static void attn(const float *q, const float *kt, size_t kt_ld, const float *v, size_t v_ld,
+		 int n_pos, int hd, float scale, float *sc, float *out)
+{
+	for (int j = 0; j < n_pos; j++)
+		sc[j] = 0;
+	for (int d = 0; d < hd; d++) {
+		const float *kr = kt + (size_t)d * kt_ld;
+		for (int j = 0; j < n_pos; j++)
+			sc[j] += q[d] * kr[j];
+	}
+	float mx = -INFINITY;
+	for (int j = 0; j < n_pos; j++) {
+		sc[j] *= scale;
+		mx = sc[j] > mx ? sc[j] : mx;
+	}
+	double sum = 0;
+	for (int j = 0; j < n_pos; j++) {
+		sc[j] = expf(sc[j] - mx);
+		sum += sc[j];
+	}
+	float inv = (float)(1.0 / sum);
+	for (int d = 0; d < hd; d++)
+		out[d] = 0;
+	for (int j = 0; j < n_pos; j++) {
+		float w = sc[j] * inv;
+		const float *vr = v + (size_t)j * v_ld;
+		for (int d = 0; d < hd; d++)
+			out[d] += w * vr[d];
+	}
+}
+
 const struct eng_kernels eng_kernels_scalar_tab = {
 	.name = "scalar",
 	.dot = {
@@ -176,4 +209,5 @@ const struct eng_kernels eng_kernels_scalar_tab = {
 	},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
+	.attn = attn,
 };

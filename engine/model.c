@@ -38,7 +38,8 @@ struct eng_model {
 	float *out_norm;           /* (n_embd) */
 	struct wmat output;        /* (n_vocab, n_embd) */
 	struct layer *layers;
-	/* KV cache: (n_layer, n_ctx, n_kv*hd) floats each */
+	/* KV cache: K (n_layer, n_kv*hd, n_ctx) — transposed — and
+	 * V (n_layer, n_ctx, n_kv*hd), floats */
 	float *kc, *vc;
 	/* scratch, (n_batch, dim) each */
 	float *x, *xb, *q, *kk, *vv, *att, *hb, *hb2, *tmp;
@@ -668,24 +669,10 @@ static void attn_task(void *ctx, int ith, int nth)
 	eng_pool_split(a->nt * nh, 1, ith, nth, &lo, &hi);
 	for (int w = lo; w < hi; w++) {
 		int t = w / nh, h = w % nh, p = a->pos + t, kh = h / grp;
-		const float *q = m->q + (size_t)t * qd + (size_t)h * hd;
-		const float *kc = m->kc + lofs + (size_t)kh * hd;
-		const float *vc = m->vc + lofs + (size_t)kh * hd;
-		float mx = -INFINITY;
-		for (int j = 0; j <= p; j++) {
-			sc[j] = m->k->dot_f32((size_t)hd, q, kc + (size_t)j * kvd) * scale;
-			mx = sc[j] > mx ? sc[j] : mx;
-		}
-		double sum = 0;
-		for (int j = 0; j <= p; j++) {
-			sc[j] = expf(sc[j] - mx);
-			sum += sc[j];
-		}
-		float inv = (float)(1.0 / sum);
-		float *o = m->att + (size_t)t * qd + (size_t)h * hd;
-		memset(o, 0, (size_t)hd * sizeof(float));
-		for (int j = 0; j <= p; j++)
-			m->k->axpy_f32((size_t)hd, sc[j] * inv, vc + (size_t)j * kvd, o);
+		m->k->attn(m->q + (size_t)t * qd + (size_t)h * hd,
+			   m->kc + lofs + (size_t)kh * hd * m->n_ctx, (size_t)m->n_ctx,
+			   m->vc + lofs + (size_t)kh * hd, (size_t)kvd, p + 1, hd, scale, sc,
+			   m->att + (size_t)t * qd + (size_t)h * hd);
 	}
 }
 
@@ -729,7 +716,10 @@ static void forward_chunk(struct eng_model *m, const int32_t *tok, int nt, int p
 				rope_apply(m, q + h * hd, r);
 			for (int h = 0; h < hp->n_head_kv; h++)
 				rope_apply(m, k + h * hd, r);
-			memcpy(m->kc + lofs + (size_t)(pos + t) * kvd, k, (size_t)kvd * sizeof(float));
+			/* K is kept transposed per head, (kv_head, dim, position), so
+			 * the scores of one query are a sweep over positions */
+			for (int i = 0; i < kvd; i++)
+				m->kc[lofs + (size_t)i * m->n_ctx + (size_t)(pos + t)] = k[i];
 			memcpy(m->vc + lofs + (size_t)(pos + t) * kvd, v, (size_t)kvd * sizeof(float));
 		}
 		struct attn_job aj = {.m = m, .layer = li, .pos = pos, .nt = nt};
