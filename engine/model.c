@@ -341,8 +341,8 @@ static enum eng_status pack_one(struct eng_model *m, struct wmat *w, int release
 }
 
 /* Builds the kernels' packed copies; with <release> the file pages of the
- * packed matrices are dropped from memory (never token_embd's, whose rows
- * the embedding lookup still reads). */
+ * packed matrices are dropped from memory (a tied token_embd's too: the
+ * embedding lookup faults back in only the rows it reads). */
 static enum eng_status pack_all(struct eng_model *m, int release, char *err, size_t err_len)
 {
 	enum eng_status st = ENG_OK;
@@ -353,7 +353,7 @@ static enum eng_status pack_all(struct eng_model *m, int release, char *err, siz
 			st = pack_one(m, all[j], release, err, err_len);
 	}
 	if (st == ENG_OK)
-		st = pack_one(m, &m->output, release && !m->hp.tied_output, err, err_len);
+		st = pack_one(m, &m->output, release, err, err_len);
 	return st;
 }
 
