@@ -17,12 +17,14 @@
 #include "engine/load.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
+#include "engine/tokenizer.h"
 
 #define MODEL LW_SOURCE_DIR "/contrib/models/stories260K.gguf"
 #define REFS LW_SHARED_DIR "/models/stories260K.refs.json"
 #define MAX_IDS 256
 
 struct ref_case {
+	char prompt_text[256], text[1024];
 	int n_prompt, n_gen;
 	int32_t prompt[MAX_IDS], gen[MAX_IDS];
 	double margin[MAX_IDS];
@@ -80,6 +82,12 @@ static int setup(void **state)
 	for (size_t i = 0; i < arr->u.array.len && n_cases < 16; i++) {
 		struct ref_case *rc = &cases[n_cases++];
 		yajl_val c = arr->u.array.values[i];
+		const char *pp[] = {"prompt", NULL}, *tp[] = {"text", NULL};
+		yajl_val pv = yajl_tree_get(c, pp, yajl_t_string), tv = yajl_tree_get(c, tp, yajl_t_string);
+		assert_non_null(pv);
+		assert_non_null(tv);
+		snprintf(rc->prompt_text, sizeof(rc->prompt_text), "%s", YAJL_GET_STRING(pv));
+		snprintf(rc->text, sizeof(rc->text), "%s", YAJL_GET_STRING(tv));
 		rc->n_prompt = read_arr(c, "prompt_ids", rc->prompt, NULL);
 		rc->n_gen = read_arr(c, "gen_ids", rc->gen, NULL);
 		assert_int_equal(read_arr(c, "margins", NULL, rc->margin), rc->n_gen);
@@ -183,11 +191,63 @@ static void test_stories_bad_token_and_context(void **state)
 	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
 }
 
+/* What `loopwarden generate` does: the prompt text tokenizes to llama.cpp's
+ * ids, and the greedy continuation decodes to llama.cpp's text (compared
+ * for the tokens before the first near-tie). */
+static void test_stories_text_round_trip(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	struct eng_file *f = NULL;
+	struct eng_model *m = NULL;
+	struct eng_tok *tok = NULL;
+	assert_int_equal(eng_file_open(NULL, MODEL, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_tok_new_from_gguf(eng_file_gguf(f), &tok, err, sizeof(err)), ENG_OK);
+	struct eng_model_opts o = {.n_ctx = 128, .n_threads = 2};
+	assert_int_equal(eng_model_new(eng_file_gguf(f), &o, &m, err, sizeof(err)), ENG_OK);
+	size_t cap = eng_tok_decoder_out_max(tok);
+	char *piece = malloc(cap);
+	for (int c = 0; c < n_cases; c++) {
+		const struct ref_case *rc = &cases[c];
+		int32_t ids[MAX_IDS];
+		int n = eng_tok_encode(tok, rc->prompt_text, strlen(rc->prompt_text), true, true,
+				       ids, MAX_IDS);
+		assert_int_equal(n, rc->n_prompt);
+		assert_memory_equal(ids, rc->prompt, (size_t)n * sizeof(int32_t));
+		const float *lg;
+		assert_int_equal(eng_model_eval(m, ids, n, 0, &lg, err, sizeof(err)), ENG_OK);
+		struct eng_tok_decoder dec;
+		eng_tok_decoder_init(&dec, tok, 0);
+		char text[1024];
+		size_t len = 0;
+		for (int i = 0; i < rc->n_gen && rc->margin[i] >= 0.01; i++) {
+			int best = 0;
+			for (int v = 1; v < 512; v++)
+				if (lg[v] > lg[best])
+					best = v;
+			int w = eng_tok_decoder_push(&dec, best, piece, cap);
+			assert_true(w >= 0 && len + (size_t)w < sizeof(text));
+			memcpy(text + len, piece, (size_t)w);
+			len += (size_t)w;
+			int32_t id = best;
+			assert_int_equal(eng_model_eval(m, &id, 1, n + i, &lg, err, sizeof(err)), ENG_OK);
+		}
+		assert_true(len > 20);
+		if (strncmp(text, rc->text, len) != 0)
+			fail_msg("case %d: decoded '%.*s', llama.cpp '%s'", c, (int)len, text, rc->text);
+	}
+	free(piece);
+	eng_tok_free(tok);
+	eng_model_free(m);
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stories_greedy_matches_llama_cpp),
 		cmocka_unit_test(test_stories_bad_token_and_context),
+		cmocka_unit_test(test_stories_text_round_trip),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
