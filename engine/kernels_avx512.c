@@ -246,6 +246,7 @@ tile(const uint8_t *wg, size_t nb, const struct eng_act_q8 *x, size_t xs, int T,
      int is_q4, float *y, size_t ldy, int valid)
 {
 	__m512 acc[8];
+	_Pragma("GCC unroll 8")
 	for (int t = 0; t < T; t++)
 		acc[t] = _mm512_setzero_ps();
 	const __m512i m4 = _mm512_set1_epi8(0xF);
@@ -253,13 +254,16 @@ tile(const uint8_t *wg, size_t nb, const struct eng_act_q8 *x, size_t xs, int T,
 	for (size_t b = 0; b < nb; b++) {
 		const uint8_t *blk = wg + b * bs;
 		__m512i p[8];
+		_Pragma("GCC unroll 8")
 		for (int t = 0; t < T; t++)
 			p[t] = _mm512_setzero_si512();
 		if (is_q4) {
+			_Pragma("GCC unroll 8")
 			for (int c = 0; c < 4; c++) {
 				__m512i v = _mm512_loadu_si512(blk + 64 * c);
 				__m512i lo = _mm512_and_si512(v, m4);
 				__m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+				_Pragma("GCC unroll 8")
 				for (int t = 0; t < T; t++) {
 					const int8_t *q = x[(size_t)t * xs + b].qs;
 					p[t] = _mm512_dpbusd_epi32(p[t], lo, bcast4(q + 4 * c));
@@ -267,14 +271,17 @@ tile(const uint8_t *wg, size_t nb, const struct eng_act_q8 *x, size_t xs, int T,
 				}
 			}
 		} else {
+			_Pragma("GCC unroll 8")
 			for (int c = 0; c < 8; c++) {
 				__m512i v = _mm512_loadu_si512(blk + 64 * c);
+				_Pragma("GCC unroll 8")
 				for (int t = 0; t < T; t++)
 					p[t] = _mm512_dpbusd_epi32(p[t], v,
 								   bcast4(x[(size_t)t * xs + b].qs + 4 * c));
 			}
 		}
 		__m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + bs - 32)));
+		_Pragma("GCC unroll 8")
 		for (int t = 0; t < T; t++) {
 			const struct eng_act_q8 *xb = &x[(size_t)t * xs + b];
 			__m512i q = _mm512_sub_epi32(p[t], _mm512_set1_epi32(xb->s * (is_q4 ? 8 : 128)));
@@ -282,6 +289,7 @@ tile(const uint8_t *wg, size_t nb, const struct eng_act_q8 *x, size_t xs, int T,
 						 _mm512_set1_ps(xb->d), acc[t]);
 		}
 	}
+	_Pragma("GCC unroll 8")
 	for (int t = 0; t < T; t++)
 		store16(y + (size_t)t * ldy, acc[t], valid);
 }

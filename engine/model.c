@@ -665,9 +665,9 @@ static void attn_task(void *ctx, int ith, int nth)
 	float *sc = m->scores + (size_t)ith * m->n_ctx;
 	float scale = 1.0f / sqrtf((float)hd);
 	size_t lofs = (size_t)a->layer * m->n_ctx * kvd;
-	int lo, hi;
-	eng_pool_split(a->nt * nh, 1, ith, nth, &lo, &hi);
-	for (int w = lo; w < hi; w++) {
+	/* round robin: with a causal mask later tokens cost more, so contiguous
+	 * ranges would leave the first threads idle */
+	for (int w = ith; w < a->nt * nh; w += nth) {
 		int t = w / nh, h = w % nh, p = a->pos + t, kh = h / grp;
 		m->k->attn(m->q + (size_t)t * qd + (size_t)h * hd,
 			   m->kc + lofs + (size_t)kh * hd * m->n_ctx, (size_t)m->n_ctx,
