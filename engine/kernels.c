@@ -24,6 +24,8 @@ static void fill(struct eng_kernels *dst, const struct eng_kernels *src)
 		dst->axpy_f32 = s->axpy_f32;
 	if (!dst->attn)
 		dst->attn = s->attn;
+	if (!dst->attn_multi)
+		dst->attn_multi = s->attn_multi;
 }
 
 static void init(void)

@@ -49,7 +49,15 @@ struct eng_kernels {
 	 * values per head, <sc> scratch of n_pos floats. */
 	void (*attn)(const float *q, const float *kt, size_t kt_ld, const float *v,
 		     size_t v_ld, int n_pos, int hd, float scale, float *sc, float *out);
+	/* The same for <nq> (1..ENG_ATTN_MAX_Q) queries of one head sharing the
+	 * K/V loads: query i is q[i] over the first n_pos[i] positions
+	 * (n_pos ascending), writes out[i]; <sc> holds nq rows of <sc_ld>. */
+	void (*attn_multi)(int nq, const float *const *q, const int *n_pos, const float *kt,
+			   size_t kt_ld, const float *v, size_t v_ld, int hd, float scale,
+			   float *sc, size_t sc_ld, float *const *out);
 };
+
+#define ENG_ATTN_MAX_Q 4
 
 enum eng_kernel_id {
 	ENG_KERNELS_SCALAR = 0,

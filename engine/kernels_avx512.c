@@ -475,6 +475,88 @@ static void attn(const float *q, const float *kt, size_t kt_ld, const float *v, 
 	}
 }
 
+/* Up to 4 queries of one head: every K vector and V row loaded once for all
+ * of them. Positions past a query's own n_pos get probability 0. */
+static void attn_multi(int nq, const float *const *q, const int *n_pos, const float *kt,
+		       size_t kt_ld, const float *v, size_t v_ld, int hd, float scale,
+		       float *sc, size_t sc_ld, float *const *out)
+{
+	if (nq < 2) {
+		for (int i = 0; i < nq; i++)
+			attn(q[i], kt, kt_ld, v, v_ld, n_pos[i], hd, scale, sc + (size_t)i * sc_ld, out[i]);
+		return;
+	}
+	const float *qq[4];
+	float *oo[4];
+	int np[4];
+	for (int i = 0; i < 4; i++) {
+		int k = i < nq ? i : nq - 1; /* pad with copies of the last query */
+		qq[i] = q[k];
+		oo[i] = out[k];
+		np[i] = n_pos[k];
+	}
+	int N = np[3]; /* the longest */
+	const __m512 vs = _mm512_set1_ps(scale);
+	for (int j = 0; j < N; j += 16) {
+		__mmask16 k = N - j >= 16 ? 0xFFFF : (__mmask16)((1u << (N - j)) - 1);
+		__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+		for (int d = 0; d < hd; d++) {
+			__m512 kv = _mm512_maskz_loadu_ps(k, kt + (size_t)d * kt_ld + j);
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(qq[0][d]), kv, s0);
+			s1 = _mm512_fmadd_ps(_mm512_set1_ps(qq[1][d]), kv, s1);
+			s2 = _mm512_fmadd_ps(_mm512_set1_ps(qq[2][d]), kv, s2);
+			s3 = _mm512_fmadd_ps(_mm512_set1_ps(qq[3][d]), kv, s3);
+		}
+		_mm512_storeu_ps(sc + j, _mm512_mul_ps(s0, vs));
+		_mm512_storeu_ps(sc + sc_ld + j, _mm512_mul_ps(s1, vs));
+		_mm512_storeu_ps(sc + 2 * sc_ld + j, _mm512_mul_ps(s2, vs));
+		_mm512_storeu_ps(sc + 3 * sc_ld + j, _mm512_mul_ps(s3, vs));
+	}
+	float inv[4];
+	for (int i = 0; i < 4; i++) {
+		float *r = sc + (size_t)i * sc_ld, mx = -INFINITY;
+		for (int j = 0; j < np[i]; j++)
+			mx = r[j] > mx ? r[j] : mx;
+		__m512 vsum = _mm512_setzero_ps(), m = _mm512_set1_ps(mx);
+		for (int j = 0; j < N; j += 16) {
+			int lim = np[i] - j;
+			__mmask16 k = lim >= 16 ? 0xFFFF : lim <= 0 ? 0 : (__mmask16)((1u << lim) - 1);
+			__m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_loadu_ps(r + j), m)));
+			vsum = _mm512_add_ps(vsum, e);
+			_mm512_storeu_ps(r + j, e);
+		}
+		inv[i] = 1.0f / _mm512_reduce_add_ps(vsum);
+	}
+	for (int d0 = 0; d0 < hd; d0 += 64) {
+		int w = hd - d0 < 64 ? hd - d0 : 64;
+		__mmask16 km[4];
+		__m512 o[4][4];
+		for (int c = 0; c < 4; c++) {
+			int left = w - 16 * c;
+			km[c] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+			for (int i = 0; i < 4; i++)
+				o[i][c] = _mm512_setzero_ps();
+		}
+		for (int j = 0; j < N; j++) {
+			const float *vr = v + (size_t)j * v_ld + d0;
+			__m512 p0 = _mm512_set1_ps(sc[j]), p1 = _mm512_set1_ps(sc[sc_ld + j]);
+			__m512 p2 = _mm512_set1_ps(sc[2 * sc_ld + j]), p3 = _mm512_set1_ps(sc[3 * sc_ld + j]);
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < 4; c++) {
+				__m512 vv = _mm512_maskz_loadu_ps(km[c], vr + 16 * c);
+				o[0][c] = _mm512_fmadd_ps(p0, vv, o[0][c]);
+				o[1][c] = _mm512_fmadd_ps(p1, vv, o[1][c]);
+				o[2][c] = _mm512_fmadd_ps(p2, vv, o[2][c]);
+				o[3][c] = _mm512_fmadd_ps(p3, vv, o[3][c]);
+			}
+		}
+		for (int i = 3; i >= 0; i--) /* padded copies write the same values */
+			for (int c = 0; c < 4; c++)
+				_mm512_mask_storeu_ps(oo[i] + d0 + 16 * c, km[c],
+						      _mm512_mul_ps(o[i][c], _mm512_set1_ps(inv[i])));
+	}
+}
+
 const struct eng_kernels eng_kernels_avx512_tab = {
 	.name = "avx512",
 	.dot = {
@@ -493,6 +575,7 @@ const struct eng_kernels eng_kernels_avx512_tab = {
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,
+	.attn_multi = attn_multi,
 };
 
 #else
@@ -599,6 +682,88 @@ static void attn(const float *q, const float *kt, size_t kt_ld, const float *v, 
 		for (int c = 0; c < 4; c++)
 			_mm512_mask_storeu_ps(out + d0 + 16 * c, km[c],
 					      _mm512_mul_ps(o[c], _mm512_set1_ps(inv)));
+	}
+}
+
+/* Up to 4 queries of one head: every K vector and V row loaded once for all
+ * of them. Positions past a query's own n_pos get probability 0. */
+static void attn_multi(int nq, const float *const *q, const int *n_pos, const float *kt,
+		       size_t kt_ld, const float *v, size_t v_ld, int hd, float scale,
+		       float *sc, size_t sc_ld, float *const *out)
+{
+	if (nq < 2) {
+		for (int i = 0; i < nq; i++)
+			attn(q[i], kt, kt_ld, v, v_ld, n_pos[i], hd, scale, sc + (size_t)i * sc_ld, out[i]);
+		return;
+	}
+	const float *qq[4];
+	float *oo[4];
+	int np[4];
+	for (int i = 0; i < 4; i++) {
+		int k = i < nq ? i : nq - 1; /* pad with copies of the last query */
+		qq[i] = q[k];
+		oo[i] = out[k];
+		np[i] = n_pos[k];
+	}
+	int N = np[3]; /* the longest */
+	const __m512 vs = _mm512_set1_ps(scale);
+	for (int j = 0; j < N; j += 16) {
+		__mmask16 k = N - j >= 16 ? 0xFFFF : (__mmask16)((1u << (N - j)) - 1);
+		__m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+		for (int d = 0; d < hd; d++) {
+			__m512 kv = _mm512_maskz_loadu_ps(k, kt + (size_t)d * kt_ld + j);
+			s0 = _mm512_fmadd_ps(_mm512_set1_ps(qq[0][d]), kv, s0);
+			s1 = _mm512_fmadd_ps(_mm512_set1_ps(qq[1][d]), kv, s1);
+			s2 = _mm512_fmadd_ps(_mm512_set1_ps(qq[2][d]), kv, s2);
+			s3 = _mm512_fmadd_ps(_mm512_set1_ps(qq[3][d]), kv, s3);
+		}
+		_mm512_storeu_ps(sc + j, _mm512_mul_ps(s0, vs));
+		_mm512_storeu_ps(sc + sc_ld + j, _mm512_mul_ps(s1, vs));
+		_mm512_storeu_ps(sc + 2 * sc_ld + j, _mm512_mul_ps(s2, vs));
+		_mm512_storeu_ps(sc + 3 * sc_ld + j, _mm512_mul_ps(s3, vs));
+	}
+	float inv[4];
+	for (int i = 0; i < 4; i++) {
+		float *r = sc + (size_t)i * sc_ld, mx = -INFINITY;
+		for (int j = 0; j < np[i]; j++)
+			mx = r[j] > mx ? r[j] : mx;
+		__m512 vsum = _mm512_setzero_ps(), m = _mm512_set1_ps(mx);
+		for (int j = 0; j < N; j += 16) {
+			int lim = np[i] - j;
+			__mmask16 k = lim >= 16 ? 0xFFFF : lim <= 0 ? 0 : (__mmask16)((1u << lim) - 1);
+			__m512 e = _mm512_maskz_mov_ps(k, exp512(_mm512_sub_ps(_mm512_loadu_ps(r + j), m)));
+			vsum = _mm512_add_ps(vsum, e);
+			_mm512_storeu_ps(r + j, e);
+		}
+		inv[i] = 1.0f / _mm512_reduce_add_ps(vsum);
+	}
+	for (int d0 = 0; d0 < hd; d0 += 64) {
+		int w = hd - d0 < 64 ? hd - d0 : 64;
+		__mmask16 km[4];
+		__m512 o[4][4];
+		for (int c = 0; c < 4; c++) {
+			int left = w - 16 * c;
+			km[c] = left >= 16 ? 0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+			for (int i = 0; i < 4; i++)
+				o[i][c] = _mm512_setzero_ps();
+		}
+		for (int j = 0; j < N; j++) {
+			const float *vr = v + (size_t)j * v_ld + d0;
+			__m512 p0 = _mm512_set1_ps(sc[j]), p1 = _mm512_set1_ps(sc[sc_ld + j]);
+			__m512 p2 = _mm512_set1_ps(sc[2 * sc_ld + j]), p3 = _mm512_set1_ps(sc[3 * sc_ld + j]);
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < 4; c++) {
+				__m512 vv = _mm512_maskz_loadu_ps(km[c], vr + 16 * c);
+				o[0][c] = _mm512_fmadd_ps(p0, vv, o[0][c]);
+				o[1][c] = _mm512_fmadd_ps(p1, vv, o[1][c]);
+				o[2][c] = _mm512_fmadd_ps(p2, vv, o[2][c]);
+				o[3][c] = _mm512_fmadd_ps(p3, vv, o[3][c]);
+			}
+		}
+		for (int i = 3; i >= 0; i--) /* padded copies write the same values */
+			for (int c = 0; c < 4; c++)
+				_mm512_mask_storeu_ps(oo[i] + d0 + 16 * c, km[c],
+						      _mm512_mul_ps(o[i][c], _mm512_set1_ps(inv[i])));
 	}
 }
 

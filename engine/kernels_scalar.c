@@ -191,6 +191,14 @@ static void attn(const float *q, const float *kt, size_t kt_ld, const float *v, 
 	}
 }
 
+static void attn_multi(int nq, const float *const *q, const int *n_pos, const float *kt,
+		       size_t kt_ld, const float *v, size_t v_ld, int hd, float scale,
+		       float *sc, size_t sc_ld, float *const *out)
+{
+	for (int i = 0; i < nq; i++)
+		attn(q[i], kt, kt_ld, v, v_ld, n_pos[i], hd, scale, sc + (size_t)i * sc_ld, out[i]);
+}
+
 const struct eng_kernels eng_kernels_scalar_tab = {
 	.name = "scalar",
 	.dot = {
@@ -210,4 +218,5 @@ const struct eng_kernels eng_kernels_scalar_tab = {
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,
+	.attn_multi = attn_multi,
 };

@@ -45,7 +45,7 @@ struct eng_model {
 	float *x, *xb, *q, *kk, *vv, *att, *hb, *hb2, *tmp;
 	void *xa;                  /* quantized activations (n_batch rows) */
 	size_t xa_row_cap;         /* bytes per activation row in xa */
-	float *scores;             /* (n_threads, n_ctx) */
+	float *scores;             /* (n_threads, ENG_ATTN_MAX_Q, n_ctx + 16) */
 	float *rope;               /* (n_batch, n_rot/2, 2): cos, sin */
 	float *logits;             /* (n_vocab) */
 	float *xlast;              /* (n_embd) */
@@ -478,7 +478,7 @@ enum eng_status eng_model_new(const struct eng_gguf *g, const struct eng_model_o
 	m->xa_row_cap = ar;
 	m->xa = aligned_alloc(64, ar * B);
 	sb += ar * B;
-	m->scores = falloc((size_t)eng_pool_size(m->pool) * (size_t)m->n_ctx, &sb);
+	m->scores = falloc((size_t)eng_pool_size(m->pool) * ENG_ATTN_MAX_Q * ((size_t)m->n_ctx + 16), &sb);
 	m->rope = falloc(B * (size_t)hp->n_rot, &sb);
 	m->logits = falloc((size_t)hp->n_vocab, &sb);
 	m->xlast = falloc((size_t)E, &sb);
@@ -662,17 +662,28 @@ static void attn_task(void *ctx, int ith, int nth)
 	const struct eng_hparams *hp = &m->hp;
 	int hd = hp->head_dim, nh = hp->n_head, kvd = hp->n_head_kv * hd;
 	int grp = nh / hp->n_head_kv, qd = nh * hd;
-	float *sc = m->scores + (size_t)ith * m->n_ctx;
+	size_t sc_ld = (size_t)m->n_ctx + 16;
+	float *sc = m->scores + (size_t)ith * ENG_ATTN_MAX_Q * sc_ld;
 	float scale = 1.0f / sqrtf((float)hd);
 	size_t lofs = (size_t)a->layer * m->n_ctx * kvd;
-	/* round robin: with a causal mask later tokens cost more, so contiguous
+	/* work items: (tile of up to ENG_ATTN_MAX_Q tokens, head), dealt round
+	 * robin — with a causal mask later tokens cost more, so contiguous
 	 * ranges would leave the first threads idle */
-	for (int w = ith; w < a->nt * nh; w += nth) {
-		int t = w / nh, h = w % nh, p = a->pos + t, kh = h / grp;
-		m->k->attn(m->q + (size_t)t * qd + (size_t)h * hd,
-			   m->kc + lofs + (size_t)kh * hd * m->n_ctx, (size_t)m->n_ctx,
-			   m->vc + lofs + (size_t)kh * hd, (size_t)kvd, p + 1, hd, scale, sc,
-			   m->att + (size_t)t * qd + (size_t)h * hd);
+	int tiles = (a->nt + ENG_ATTN_MAX_Q - 1) / ENG_ATTN_MAX_Q;
+	for (int w = ith; w < tiles * nh; w += nth) {
+		int t0 = (w / nh) * ENG_ATTN_MAX_Q, h = w % nh, kh = h / grp;
+		int nq = a->nt - t0 < ENG_ATTN_MAX_Q ? a->nt - t0 : ENG_ATTN_MAX_Q;
+		const float *qs[ENG_ATTN_MAX_Q];
+		float *outs[ENG_ATTN_MAX_Q];
+		int np[ENG_ATTN_MAX_Q];
+		for (int i = 0; i < nq; i++) {
+			qs[i] = m->q + (size_t)(t0 + i) * qd + (size_t)h * hd;
+			outs[i] = m->att + (size_t)(t0 + i) * qd + (size_t)h * hd;
+			np[i] = a->pos + t0 + i + 1;
+		}
+		m->k->attn_multi(nq, qs, np, m->kc + lofs + (size_t)kh * hd * m->n_ctx,
+				 (size_t)m->n_ctx, m->vc + lofs + (size_t)kh * hd, (size_t)kvd,
+				 hd, scale, sc, sc_ld, outs);
 	}
 }
 

@@ -337,6 +337,66 @@ static void test_packed_gemm_matches_dots(void **state)
 		assert_true(checked >= 10);
 }
 
+/* Attention of one head against a double-precision reference, single and
+ * multi-query, for head sizes below, at and above 64 and position counts
+ * that leave partial 16/64-wide chunks. */
+static void test_attention_kernels(void **state)
+{
+	(void)state;
+	enum { LD = 160, MAXP = 150 };
+	static float kt[128 * LD], v[MAXP * 128], q[4][128], sc[4 * (LD + 16)], out[4][128];
+	const int hds[] = {16, 64, 80, 128};
+	const int nps[] = {1, 15, 16, 17, 63, 64, 65, 150};
+	for (size_t i = 0; i < sizeof(kt) / sizeof(kt[0]); i++)
+		kt[i] = frand();
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		v[i] = frand();
+	for (int vi = 0; vi < ENG_KERNELS_COUNT; vi++) {
+		const struct eng_kernels *k = eng_kernels_variant((enum eng_kernel_id)vi);
+		if (!k)
+			continue;
+		for (size_t a = 0; a < 4; a++) {
+			int hd = hds[a];
+			for (int i = 0; i < 4; i++)
+				for (int d = 0; d < hd; d++)
+					q[i][d] = frand() * 2;
+			for (size_t b = 0; b < 8; b++) {
+				for (int nq = 1; nq <= 4; nq++) {
+					int np[4];
+					const float *qs[4] = {q[0], q[1], q[2], q[3]};
+					float *os[4] = {out[0], out[1], out[2], out[3]};
+					for (int i = 0; i < nq; i++)
+						np[i] = nps[b] - (nq - 1 - i) > 0 ? nps[b] - (nq - 1 - i) : 1;
+					if (nq == 1)
+						k->attn(q[0], kt, LD, v, 128, np[0], hd, 0.3f, sc, out[0]);
+					else
+						k->attn_multi(nq, qs, np, kt, LD, v, 128, hd, 0.3f, sc, LD + 16, os);
+					for (int i = 0; i < nq; i++) {
+						double s[MAXP], mx = -1e30, sum = 0;
+						for (int j = 0; j < np[i]; j++) {
+							s[j] = 0;
+							for (int d = 0; d < hd; d++)
+								s[j] += (double)q[i][d] * kt[d * LD + j];
+							s[j] *= 0.3;
+							mx = s[j] > mx ? s[j] : mx;
+						}
+						for (int j = 0; j < np[i]; j++)
+							sum += exp(s[j] - mx);
+						for (int d = 0; d < hd; d++) {
+							double o = 0;
+							for (int j = 0; j < np[i]; j++)
+								o += exp(s[j] - mx) / sum * v[j * 128 + d];
+							if (fabs(o - out[i][d]) > 1e-5)
+								fail_msg("%s attn hd=%d n_pos=%d nq=%d q%d d%d: %g vs %g",
+									 k->name, hd, np[i], nq, i, d, (double)out[i][d], o);
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 static void test_env_forces_scalar(void **state)
 {
 	(void)state;
@@ -409,6 +469,7 @@ int main(void)
 		cmocka_unit_test(test_float_helpers),
 		cmocka_unit_test(test_matmul_rows_matches_dots),
 		cmocka_unit_test(test_packed_gemm_matches_dots),
+		cmocka_unit_test(test_attention_kernels),
 		cmocka_unit_test(test_env_forces_scalar),
 		cmocka_unit_test(test_threadpool_runs_every_thread),
 	};
