@@ -27,6 +27,8 @@ static const struct key_def keys[] = {
 	{"proxy.upstream", KEY_URL, 0, 0, 0, 0, "base URL of the OpenAI-compatible upstream"},
 	{"proxy.upstream_key", KEY_STRING, OFF(upstream_key), 0, 0, PX_KEY_MAX,
 	 "API key sent upstream as a Bearer token (empty: relay the client's Authorization)"},
+	{"proxy.upstream_ca_file", KEY_STRING, OFF(upstream_ca_file), 0, 0, PX_PATH_MAX,
+	 "PEM file of CAs trusted for an https upstream (empty: the system store)"},
 	{"proxy.record_dir", KEY_STRING, OFF(record_dir), 0, 0, PX_PATH_MAX,
 	 "write request.json + stream.sse per request under this folder"},
 	{"proxy.history_action", KEY_HISTORY, 0, 0, 0, 0,

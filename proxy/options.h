@@ -35,6 +35,7 @@ struct px_options {
 	struct px_url upstream;
 	bool have_upstream;
 	char upstream_key[PX_KEY_MAX]; /* empty: relay the client's Authorization */
+	char upstream_ca_file[PX_PATH_MAX]; /* PEM CAs for an https upstream; empty: the system store */
 	char record_dir[PX_PATH_MAX];  /* empty: no recording */
 	enum px_history_action history_action;
 

@@ -268,7 +268,7 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 	if (!s->policy)
 		goto fail;
 	if (opts->have_upstream) {
-		s->target = px_target_new(&opts->upstream, err, errlen);
+		s->target = px_target_new(&opts->upstream, opts->upstream_ca_file, err, errlen);
 		if (!s->target)
 			goto fail;
 	}

@@ -18,6 +18,8 @@
 #include <event2/event.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <arpa/inet.h>
 
 #define CHUNK_LINE_MAX 1024
 #define SCRATCH 16384
@@ -60,7 +62,8 @@ const char *px_up_strerror(enum px_up_error e)
 	}
 }
 
-struct px_target *px_target_new(const struct px_url *url, char *err, size_t errlen)
+struct px_target *px_target_new(const struct px_url *url, const char *ca_file,
+                                char *err, size_t errlen)
 {
 	struct px_target *t = calloc(1, sizeof(*t));
 	if (!t) {
@@ -90,7 +93,21 @@ struct px_target *px_target_new(const struct px_url *url, char *err, size_t errl
 			return NULL;
 		}
 		SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_PEER, NULL);
-		SSL_CTX_set_default_verify_paths(t->ssl_ctx);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+		/* a close without close_notify is an EOF; the HTTP framing says
+		 * whether the answer was complete */
+		SSL_CTX_set_options(t->ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
+		if (ca_file && *ca_file) {
+			if (SSL_CTX_load_verify_locations(t->ssl_ctx, ca_file, NULL) != 1) {
+				snprintf(err, errlen, "upstream TLS: cannot load CA file '%s'", ca_file);
+				SSL_CTX_free(t->ssl_ctx);
+				free(t);
+				return NULL;
+			}
+		} else {
+			SSL_CTX_set_default_verify_paths(t->ssl_ctx);
+		}
 	}
 	return t;
 }
@@ -372,6 +389,19 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	char detail[512];
 	int e = EVUTIL_SOCKET_ERROR();
+	unsigned long ssl_err = u->bev && u->t->ssl_ctx ? bufferevent_get_openssl_error(u->bev) : 0;
+	if (ssl_err) {
+		const char *reason = ERR_reason_error_string(ssl_err);
+		snprintf(detail, sizeof(detail), "%s:%u: %s", u->t->url.host, (unsigned)u->t->url.port,
+		         reason ? reason : "TLS error");
+		if (u->state != UP_CONNECTING) {
+			process(u); /* what arrived before the failure comes first */
+			if (u->state == UP_DONE || u->dead)
+				return;
+		}
+		fail(u, PX_UP_TLS, detail);
+		return;
+	}
 	if (u->state == UP_CONNECTING) {
 		snprintf(detail, sizeof(detail), "%s:%u: %s", u->t->url.host, (unsigned)u->t->url.port,
 		         (what & BEV_EVENT_TIMEOUT) ? "connect timed out"
@@ -379,11 +409,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		fail(u, PX_UP_CONNECT, detail);
 		return;
 	}
+	/* Data that came with the EOF or error is read first. */
+	process(u);
+	if (u->state == UP_DONE || u->dead)
+		return;
 	if (what & BEV_EVENT_EOF) {
-		/* Data that came with the EOF is read first. */
-		process(u);
-		if (u->state == UP_DONE || u->dead)
-			return;
 		if (u->state == UP_BODY && u->mode == BM_EOF && !u->paused) {
 			finish(u);
 			return;
@@ -391,13 +421,6 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		if (u->paused)
 			return; /* the rest is delivered on resume; EOF is noticed then */
 		fail(u, PX_UP_RESET, "connection closed before the response ended");
-		return;
-	}
-	unsigned long ssl_err = u->bev ? bufferevent_get_openssl_error(u->bev) : 0;
-	if (ssl_err) {
-		snprintf(detail, sizeof(detail), "%s", ERR_reason_error_string(ssl_err)
-		         ? ERR_reason_error_string(ssl_err) : "TLS error");
-		fail(u, PX_UP_TLS, detail);
 		return;
 	}
 	snprintf(detail, sizeof(detail), "%s", e ? evutil_socket_error_to_string(e) : "connection error");
@@ -428,12 +451,21 @@ struct px_upstream *px_upstream_start(struct event_base *base, const struct px_t
 			free(u);
 			return NULL;
 		}
-		SSL_set_tlsext_host_name(ssl, t->url.host);
-		SSL_set1_host(ssl, t->url.host);
+		struct in6_addr a6;
+		struct in_addr a4;
+		bool ip = inet_pton(AF_INET, t->url.host, &a4) == 1 || inet_pton(AF_INET6, t->url.host, &a6) == 1;
+		if (ip) {
+			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), t->url.host);
+		} else {
+			SSL_set_tlsext_host_name(ssl, t->url.host);
+			SSL_set1_host(ssl, t->url.host);
+		}
 		u->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
 		                                        BEV_OPT_CLOSE_ON_FREE);
 		if (!u->bev)
 			SSL_free(ssl);
+		else /* many servers close without close_notify: the HTTP framing tells the end */
+			bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
 	} else {
 		u->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	}

@@ -32,8 +32,12 @@ struct px_upstream_cbs {
 	void (*on_error)(void *ctx, enum px_up_error e, const char *detail);
 };
 
-/* Resolves <url>'s host once (at start-up). Returns NULL with <err>. */
-struct px_target *px_target_new(const struct px_url *url, char *err, size_t errlen);
+/* Resolves <url>'s host once (at start-up); for https, trusts the CAs in
+ * <ca_file> (PEM), or the system store when it is NULL or empty, and checks
+ * the certificate names <url>'s host (DNS name or IP address). Returns NULL
+ * with <err>. */
+struct px_target *px_target_new(const struct px_url *url, const char *ca_file,
+                                char *err, size_t errlen);
 void px_target_free(struct px_target *t);
 const struct px_url *px_target_url(const struct px_target *t);
 

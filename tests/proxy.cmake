@@ -3,7 +3,7 @@
 add_library(lw_scripted STATIC upstream/scripted.c)
 lw_target_warnings(lw_scripted)
 target_include_directories(lw_scripted PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/upstream)
-target_link_libraries(lw_scripted PUBLIC PkgConfig::LIBEVENT PkgConfig::YAJL)
+target_link_libraries(lw_scripted PUBLIC PkgConfig::LIBEVENT PkgConfig::YAJL OpenSSL::SSL)
 
 add_executable(lw-upstream upstream/main.c)
 lw_target_warnings(lw-upstream)

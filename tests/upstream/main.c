@@ -1,6 +1,7 @@
 /* lw-upstream: the scripted upstream as a program (demo, benchmark, npm test).
  *   lw-upstream --data FILE|DIR [--scenario NAME] [--listen PORT] [--mode M]
  *               [--after N] [--delay-ms N] [--status N] [--port-file F]
+ *               [--tls-cert PEM --tls-key PEM]
  * Prints "lw-upstream: listening on 127.0.0.1:PORT" and serves until SIGINT/SIGTERM. */
 #include <signal.h>
 #include <stdio.h>
@@ -23,7 +24,7 @@ int main(int argc, char **argv)
 	struct up_program prog = {UP_REPLAY, 0, 0, 500, false, false};
 	const char *data[16];
 	int n_data = 0;
-	const char *scenario = NULL, *port_file = NULL;
+	const char *scenario = NULL, *port_file = NULL, *cert = NULL, *key = NULL;
 	long port = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -50,6 +51,10 @@ int main(int argc, char **argv)
 			prog.status = (int)strtol(v, NULL, 10);
 		else if (strcmp(a, "--port-file") == 0)
 			port_file = v;
+		else if (strcmp(a, "--tls-cert") == 0)
+			cert = v;
+		else if (strcmp(a, "--tls-key") == 0)
+			key = v;
 		else {
 			fprintf(stderr, "lw-upstream: unknown argument '%s'\n", a);
 			return 2;
@@ -61,6 +66,10 @@ int main(int argc, char **argv)
 	char err[512];
 	struct up_server *s = up_server_new(base, (uint16_t)port, err, sizeof(err));
 	if (!s) {
+		fprintf(stderr, "lw-upstream: %s\n", err);
+		return 1;
+	}
+	if (cert && key && up_server_enable_tls(s, cert, key, err, sizeof(err)) != 0) {
 		fprintf(stderr, "lw-upstream: %s\n", err);
 		return 1;
 	}

@@ -11,6 +11,8 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -44,6 +46,7 @@ struct up_server {
 	struct resp *resps;
 	up_write_hook hook;
 	void *hook_ctx;
+	SSL_CTX *ssl_ctx;
 };
 
 /* One response being written. */
@@ -886,6 +889,28 @@ static void handle(struct evhttp_request *req, void *arg)
 	}
 }
 
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+	struct up_server *s = arg;
+	SSL *ssl = SSL_new(s->ssl_ctx);
+	return ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+	                                            BEV_OPT_CLOSE_ON_FREE)
+	           : NULL;
+}
+
+int up_server_enable_tls(struct up_server *s, const char *cert, const char *key,
+                         char *err, size_t errlen)
+{
+	s->ssl_ctx = SSL_CTX_new(TLS_server_method());
+	if (!s->ssl_ctx || SSL_CTX_use_certificate_chain_file(s->ssl_ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(s->ssl_ctx, key, SSL_FILETYPE_PEM) != 1) {
+		snprintf(err, errlen, "TLS: cannot use %s / %s", cert, key);
+		return -1;
+	}
+	evhttp_set_bevcb(s->http, tls_bev, s);
+	return 0;
+}
+
 struct up_server *up_server_new(struct event_base *base, uint16_t port, char *err, size_t errlen)
 {
 	struct up_server *s = calloc(1, sizeof(*s));
@@ -923,6 +948,8 @@ void up_server_free(struct up_server *s)
 		resp_free(r);
 	}
 	evhttp_free(s->http); /* closes connections and frees their requests */
+	if (s->ssl_ctx)
+		SSL_CTX_free(s->ssl_ctx);
 	for (size_t i = 0; i < s->n_sc; i++) {
 		for (size_t j = 0; j < s->sc[i].n_chunks; j++)
 			free(s->sc[i].chunks[j]);

@@ -59,6 +59,10 @@ struct up_server *up_server_new(struct event_base *base, uint16_t port, char *er
 void up_server_free(struct up_server *s);
 uint16_t up_server_port(const struct up_server *s);
 
+/* Serves HTTPS from now on, with <cert> and <key> (PEM files). */
+int up_server_enable_tls(struct up_server *s, const char *cert, const char *key,
+                         char *err, size_t errlen);
+
 /* Loads one scenario file, or every *.json in a folder. Returns the number
  * loaded, or -1 with <err>. */
 int up_server_load(struct up_server *s, const char *path, char *err, size_t errlen);
