@@ -8,9 +8,12 @@ static struct eng_kernels filled[ENG_KERNELS_COUNT];
 static int cpu_ok[ENG_KERNELS_COUNT];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-static void fill(struct eng_kernels *dst, const struct eng_kernels *src)
+/* Copies <src> into <dst>, taking what it lacks from <base> (a variant one
+ * instruction-set level down, already filled). */
+static void fill(struct eng_kernels *dst, const struct eng_kernels *src,
+		 const struct eng_kernels *base)
 {
-	const struct eng_kernels *s = &eng_kernels_scalar_tab;
+	const struct eng_kernels *s = base;
 	*dst = *src;
 	for (int i = 0; i < ENG_QT_COUNT; i++)
 		if (!dst->dot[i])
@@ -31,14 +34,14 @@ static void fill(struct eng_kernels *dst, const struct eng_kernels *src)
 static void init(void)
 {
 	__builtin_cpu_init();
-	fill(&filled[ENG_KERNELS_SCALAR], &eng_kernels_scalar_tab);
+	fill(&filled[ENG_KERNELS_SCALAR], &eng_kernels_scalar_tab, &eng_kernels_scalar_tab);
 	cpu_ok[ENG_KERNELS_SCALAR] = 1;
 #if defined(__x86_64__)
-	fill(&filled[ENG_KERNELS_AVX2], &eng_kernels_avx2_tab);
+	fill(&filled[ENG_KERNELS_AVX2], &eng_kernels_avx2_tab, &filled[ENG_KERNELS_SCALAR]);
 	cpu_ok[ENG_KERNELS_AVX2] = __builtin_cpu_supports("avx2") &&
 				   __builtin_cpu_supports("fma") &&
 				   __builtin_cpu_supports("f16c");
-	fill(&filled[ENG_KERNELS_AVX512], &eng_kernels_avx512_tab);
+	fill(&filled[ENG_KERNELS_AVX512], &eng_kernels_avx512_tab, &filled[ENG_KERNELS_AVX2]);
 	cpu_ok[ENG_KERNELS_AVX512] = cpu_ok[ENG_KERNELS_AVX2] &&
 				     __builtin_cpu_supports("avx512f") &&
 				     __builtin_cpu_supports("avx512bw") &&

@@ -67,7 +67,8 @@ enum eng_kernel_id {
 };
 
 /* The variant <id>, or NULL when this CPU (or this build) lacks it. Entries
- * a variant does not implement are filled with the scalar ones. */
+ * a variant does not implement come from the next variant down (avx512 →
+ * avx2 → scalar). */
 const struct eng_kernels *eng_kernels_variant(enum eng_kernel_id id);
 /* The best supported variant, or the one LW_ENGINE_KERNELS names (NULL if
  * that one is unknown or unsupported here). */

@@ -4,6 +4,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
+#include <string.h>
 
 static inline float hsum(__m256 v)
 {
@@ -177,6 +178,115 @@ static void quant_q8(const float *x, void *y, size_t n)
 	}
 }
 
+
+static float dot_q4_k(size_t n, const void *w, const void *x)
+{
+	const struct eng_blk_q4_k *a = w;
+	const struct eng_act_q8k *b = x;
+	const __m256i m4 = _mm256_set1_epi8(0xF);
+	__m256 acc = _mm256_setzero_ps();
+	float accm = 0;
+	for (size_t i = 0; i < n / ENG_QKK; i++) {
+		uint32_t u[4];
+		memcpy(u, a[i].scales, 12);
+		u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+		uint32_t aux = u[1] & 0x3f3f3f3f;
+		u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+		u[2] = aux;
+		u[0] &= 0x3f3f3f3f;
+		const uint8_t *sc = (const uint8_t *)u, *mn = sc + 8;
+		int32_t summ = 0;
+		for (int j = 0; j < 8; j++)
+			summ += mn[j] * (b[i].bsums[2 * j] + b[i].bsums[2 * j + 1]);
+		accm += b[i].d * _cvtsh_ss(a[i].dmin) * (float)summ;
+		__m256i sumi = _mm256_setzero_si256();
+		for (int j = 0; j < 4; j++) {
+			__m256i q = _mm256_loadu_si256((const __m256i *)(a[i].qs + 32 * j));
+			__m256i lo = _mm256_and_si256(q, m4);
+			__m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+			__m256i y0 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 64 * j));
+			__m256i y1 = _mm256_loadu_si256((const __m256i *)(b[i].qs + 64 * j + 32));
+			__m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
+						       _mm256_set1_epi16(sc[2 * j]));
+			__m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1),
+						       _mm256_set1_epi16(sc[2 * j + 1]));
+			sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * _cvtsh_ss(a[i].d)),
+				      _mm256_cvtepi32_ps(sumi), acc);
+	}
+	return hsum(acc) - accm;
+}
+
+static float dot_q6_k(size_t n, const void *w, const void *x)
+{
+	const struct eng_blk_q6_k *a = w;
+	const struct eng_act_q8k *b = x;
+	const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+	const __m256i k32 = _mm256_set1_epi8(32);
+	__m256 acc = _mm256_setzero_ps();
+	for (size_t i = 0; i < n / ENG_QKK; i++) {
+		const uint8_t *ql = a[i].ql, *qh = a[i].qh;
+		const int8_t *sc = a[i].scales, *y = b[i].qs;
+		__m256i sumi = _mm256_setzero_si256();
+		for (int h = 0; h < 2; h++) {
+			__m256i l1 = _mm256_loadu_si256((const __m256i *)ql);
+			__m256i l2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+			__m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+			__m256i q[4];
+			q[0] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+					       _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+			q[1] = _mm256_or_si256(_mm256_and_si256(l2, m4),
+					       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+			q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+					       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+			q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l2, 4), m4),
+					       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+			for (int c = 0; c < 4; c++) {
+				__m256i yy = _mm256_loadu_si256((const __m256i *)(y + 32 * c));
+				__m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[c], yy),
+							     _mm256_maddubs_epi16(k32, yy));
+				__m256i s16 = _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]),
+							       _mm_set1_epi16(sc[2 * c]));
+				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s16));
+			}
+			ql += 64;
+			qh += 32;
+			sc += 8;
+			y += 128;
+		}
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(b[i].d * _cvtsh_ss(a[i].d)),
+				      _mm256_cvtepi32_ps(sumi), acc);
+	}
+	return hsum(acc);
+}
+
+static void quant_q8k(const float *x, void *yv, size_t n)
+{
+	struct eng_act_q8k *y = yv;
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	for (size_t i = 0; i < n / ENG_QKK; i++, x += ENG_QKK) {
+		__m256 m = _mm256_setzero_ps();
+		for (int j = 0; j < ENG_QKK; j += 8)
+			m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+		__m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+		m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+		m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+		float amax = _mm_cvtss_f32(m4), d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0;
+		__m256 mul = _mm256_set1_ps(id);
+		y[i].d = d;
+		for (int g = 0; g < ENG_QKK / 16; g++) {
+			__m256i a0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * g), mul));
+			__m256i a1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16 * g + 8), mul));
+			y[i].bsums[g] = (int16_t)hsum_i32(_mm256_add_epi32(a0, a1));
+			__m256i p = _mm256_packs_epi32(a0, a1); /* 0-3 8-11 4-7 12-15 */
+			p = _mm256_permute4x64_epi64(p, 0xD8);
+			__m128i b8 = _mm_packs_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+			_mm_storeu_si128((__m128i *)(y[i].qs + 16 * g), b8);
+		}
+	}
+}
+
 static void axpy(size_t n, float a, const float *x, float *y)
 {
 	__m256 va = _mm256_set1_ps(a);
@@ -196,9 +306,12 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 		[ENG_QT_BF16] = dot_bf16,
 		[ENG_QT_Q8_0] = dot_q8_0,
 		[ENG_QT_Q4_0] = dot_q4_0,
+		[ENG_QT_Q4_K] = dot_q4_k,
+		[ENG_QT_Q6_K] = dot_q6_k,
 	},
 	.quant = {
 		[ENG_ACT_Q8] = quant_q8,
+		[ENG_ACT_Q8K] = quant_q8k,
 	},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
