@@ -18,6 +18,9 @@ static void fill(struct eng_kernels *dst, const struct eng_kernels *src,
 	for (int i = 0; i < ENG_QT_COUNT; i++)
 		if (!dst->dot[i])
 			dst->dot[i] = s->dot[i];
+	for (int i = 0; i < ENG_QT_COUNT; i++)
+		if (!dst->gemm[i])
+			dst->gemm[i] = s->gemm[i];
 	for (int i = 0; i < ENG_ACT_COUNT; i++)
 		if (!dst->quant[i])
 			dst->quant[i] = s->quant[i];
@@ -88,6 +91,10 @@ void eng_matmul_rows(const struct eng_kernels *k, enum eng_qtype t,
 	if (nt == 1) {
 		for (int r = r0; r < r1; r++)
 			y[r] = dot(n, wc + (size_t)r * rb, xc);
+		return;
+	}
+	if (k->gemm[t] && eng_qtype_act(t) == ENG_ACT_F32) {
+		k->gemm[t](n, w, rb, r0, r1, xa, nt, y, ldy);
 		return;
 	}
 	for (int rt = r0; rt < r1; rt += ROW_TILE) {

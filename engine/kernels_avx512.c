@@ -72,6 +72,67 @@ static float dot_bf16(size_t n, const void *w, const void *x)
 	return s;
 }
 
+
+/* ---- float-activation prefill: 4 rows x 4 tokens register tiles ---------- */
+static inline __m512 ldw_f32(const void *p, size_t i) { return _mm512_loadu_ps((const float *)p + i); }
+static inline __m512 ldw_f16(const void *p, size_t i)
+{
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)p + i)));
+}
+static inline __m512 ldw_bf16(const void *p, size_t i) { return bf16x16((const uint16_t *)p + i); }
+
+#define GEMM_F(NAME, LDW, DOT) \
+static void NAME(size_t n, const void *w, size_t rb, int r0, int r1, const float *x, int nt, \
+		 float *y, size_t ldy) \
+{ \
+	const char *wc = w; \
+	for (int rb0 = r0; rb0 < r1; rb0 += 16) { \
+		int re = rb0 + 16 < r1 ? rb0 + 16 : r1; \
+		for (int t0 = 0; t0 < nt; t0 += 4) { \
+			int r = rb0; \
+			if (t0 + 4 <= nt && n % 16 == 0) { \
+				for (; r + 4 <= re; r += 4) { \
+					__m512 a[4][4]; \
+					const void *wr[4]; \
+					const float *xr[4]; \
+					_Pragma("GCC unroll 4") \
+					for (int i = 0; i < 4; i++) { \
+						wr[i] = wc + (size_t)(r + i) * rb; \
+						xr[i] = x + (size_t)(t0 + i) * n; \
+						_Pragma("GCC unroll 4") \
+						for (int j = 0; j < 4; j++) \
+							a[i][j] = _mm512_setzero_ps(); \
+					} \
+					for (size_t k = 0; k < n; k += 16) { \
+						__m512 wv[4], xv[4]; \
+						_Pragma("GCC unroll 4") \
+						for (int i = 0; i < 4; i++) { \
+							wv[i] = LDW(wr[i], k); \
+							xv[i] = _mm512_loadu_ps(xr[i] + k); \
+						} \
+						_Pragma("GCC unroll 4") \
+						for (int i = 0; i < 4; i++) \
+							_Pragma("GCC unroll 4") \
+							for (int j = 0; j < 4; j++) \
+								a[i][j] = _mm512_fmadd_ps(wv[i], xv[j], a[i][j]); \
+					} \
+					for (int i = 0; i < 4; i++) \
+						for (int j = 0; j < 4; j++) \
+							y[(size_t)(t0 + j) * ldy + r + i] = _mm512_reduce_add_ps(a[i][j]); \
+				} \
+			} \
+			int te = t0 + 4 < nt ? t0 + 4 : nt; \
+			for (; r < re; r++) \
+				for (int t = t0; t < te; t++) \
+					y[(size_t)t * ldy + r] = DOT(n, wc + (size_t)r * rb, x + (size_t)t * n); \
+		} \
+	} \
+}
+
+GEMM_F(gemm_f32, ldw_f32, dot_f32w)
+GEMM_F(gemm_f16, ldw_f16, dot_f16)
+GEMM_F(gemm_bf16, ldw_bf16, dot_bf16)
+
 static inline __m512i pair256(const void *lo, const void *hi)
 {
 	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
@@ -569,6 +630,7 @@ const struct eng_kernels eng_kernels_avx512_tab = {
 	.quant = {
 		[ENG_ACT_Q8] = quant_q8,
 	},
+	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16},
 	.pack_size = {[ENG_QT_Q8_0] = pack_size_q8_0, [ENG_QT_Q4_0] = pack_size_q4_0},
 	.pack = {[ENG_QT_Q8_0] = pack_q8_0, [ENG_QT_Q4_0] = pack_q4_0},
 	.gemm_packed = {[ENG_QT_Q8_0] = gemm_q8_0_packed, [ENG_QT_Q4_0] = gemm_q4_0_packed},
