@@ -41,7 +41,7 @@ struct px_chat {
 	enum chat_state state;
 	int up_status;
 	bool started;     /* the client's response head went out */
-	bool first_event; /* an upstream event arrived */
+	bool first_event; /* an upstream chunk carrying a token (any guard event) arrived */
 	bool paused;
 	uint64_t n_events;
 	struct gd_history *hist;
@@ -62,6 +62,7 @@ struct px_chat {
 	/* per chunk */
 	bool chunk_trip;
 	uint32_t chunk_tokens;
+	uint32_t chunk_events;
 	/* non-stream cut points: what was fed before a trip */
 	size_t fed_text, fed_reasoning;
 	uint32_t calls_done;
@@ -274,6 +275,7 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
 static int on_gd_event(const struct gd_event *ev, void *arg)
 {
 	struct px_chat *ch = arg;
+	ch->chunk_events++;
 	if (gd_pipeline_feed(ch->pipe, ev) == GD_TRIP) {
 		ch->chunk_trip = true;
 		return 1;
@@ -352,18 +354,24 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 		end_stream(ch);
 		return 1;
 	}
-	if (!ch->first_event) {
-		ch->first_event = true;
-		px_metrics_observe(PX_H_TTFT, (double)(t0 - ch->t_start_us) / 1e6);
-		if (ch->ka_timer)
-			event_del(ch->ka_timer);
-	}
-	gd_pipeline_touch(ch->pipe, t0 / 1000u);
 	ch->chunk_trip = false;
 	ch->chunk_tokens = 0;
+	ch->chunk_events = 0;
 	char err[256];
 	enum px_chunk_status st = px_chunk_feed(ch->conv, ev->data, ev->len, on_gd_event, ch,
 	                                        err, sizeof(err));
+	/* The first-token watchdog ends with the first chunk that carries
+	 * something (a role-only chunk may come before prompt processing);
+	 * after that every chunk counts as activity. */
+	if (ch->first_event || ch->chunk_events > 0) {
+		if (!ch->first_event) {
+			ch->first_event = true;
+			px_metrics_observe(PX_H_TTFT, (double)(t0 - ch->t_start_us) / 1e6);
+			if (ch->ka_timer)
+				event_del(ch->ka_timer);
+		}
+		gd_pipeline_touch(ch->pipe, t0 / 1000u);
+	}
 	if (ch->chunk_trip || gd_pipeline_trip(ch->pipe)) {
 		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
 		learn_identity(ch, ev->data, ev->len);

@@ -446,6 +446,21 @@ static void test_stall_first_token(void **state)
 	upstream_record(0, &hung_up, &written, &total);
 	assert_true(hung_up);
 	assert_int_equal(written, 0);
+
+	/* A role-only first chunk is not a token: the first-token watchdog
+	 * (not the shorter idle one) still applies, keep-alives go on. */
+	control("scenario=px-healthy-text&mode=stall&after=1");
+	chat("{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+	assert_int_equal(r.status, 200);
+	d = hs_sse_data(r.body, &n, &comments);
+	assert_int_equal(n, 3);
+	assert_trip_chunk(d[1], guard, sizeof(guard));
+	assert_string_equal(guard, "stall");
+	if (!strstr(d[1], "first token"))
+		fail_msg("the idle watchdog cut the wait for the first token: %s", d[1]);
+	assert_true(comments >= 1);
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
 }
 
 static void test_stall_idle(void **state)
