@@ -399,6 +399,136 @@ static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
 	}
 }
 
+
+/* Packed Q4_K: per group of 16 rows and per 256-weight super-block, the 8
+ * sub-blocks' nibbles in the Q4_0 packed order (4 vectors of 64 bytes each),
+ * then the 6-bit scales and mins unpacked to bytes (sub-block major, 16 rows
+ * each), then 16 fp16 d and 16 fp16 dmin: 2368 bytes. */
+#define PK_Q4K_BLK 2368
+
+static size_t pack_size_q4_k(int rows, size_t n)
+{
+	return (size_t)((rows + 15) / 16) * (n / ENG_QKK) * PK_Q4K_BLK;
+}
+
+static void pack_q4_k(const void *src, int rows, size_t n, void *dst)
+{
+	const struct eng_blk_q4_k *s = src;
+	size_t nb = n / ENG_QKK;
+	uint8_t *d = dst;
+	for (int g = 0; g < (rows + 15) / 16; g++)
+		for (size_t b = 0; b < nb; b++, d += PK_Q4K_BLK) {
+			uint8_t *sc = d + 2048, *mn = d + 2176;
+			uint16_t *dd = (uint16_t *)(d + 2304), *dm = (uint16_t *)(d + 2336);
+			for (int r = 0; r < 16; r++) {
+				int row = g * 16 + r;
+				const struct eng_blk_q4_k *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
+				dd[r] = blk ? blk->d : 0;
+				dm[r] = blk ? blk->dmin : 0;
+				for (int j = 0; j < 8; j++) {
+					uint8_t ls = 0, lm = 0;
+					if (blk) {
+						const uint8_t *q = blk->scales;
+						if (j < 4) {
+							ls = q[j] & 63;
+							lm = q[j + 4] & 63;
+						} else {
+							ls = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+							lm = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+						}
+					}
+					sc[j * 16 + r] = ls;
+					mn[j * 16 + r] = lm;
+					uint8_t v[32];
+					for (int l = 0; l < 32; l++)
+						v[l] = blk ? (blk->qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xF : 0;
+					for (int c = 0; c < 4; c++)
+						for (int k = 0; k < 4; k++)
+							d[(j * 4 + c) * 64 + r * 4 + k] =
+								(uint8_t)(v[4 * c + k] | (v[4 * (c + 4) + k] << 4));
+				}
+			}
+		}
+}
+
+static inline __attribute__((always_inline)) void
+tile_q4k(const uint8_t *wg, size_t nb, const struct eng_act_q8k *x, int T, float *y, size_t ldy,
+	 int valid)
+{
+	__m512 acc[4];
+	const __m512i m4 = _mm512_set1_epi8(0xF);
+	_Pragma("GCC unroll 4")
+	for (int t = 0; t < T; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (size_t b = 0; b < nb; b++) {
+		const uint8_t *blk = wg + b * PK_Q4K_BLK;
+		__m512i ai[4], am[4];
+		_Pragma("GCC unroll 4")
+		for (int t = 0; t < T; t++) {
+			ai[t] = _mm512_setzero_si512();
+			am[t] = _mm512_setzero_si512();
+		}
+		for (int j = 0; j < 8; j++) {
+			__m512i p[4];
+			_Pragma("GCC unroll 4")
+			for (int t = 0; t < T; t++)
+				p[t] = _mm512_setzero_si512();
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < 4; c++) {
+				__m512i v = _mm512_loadu_si512(blk + (j * 4 + c) * 64);
+				__m512i lo = _mm512_and_si512(v, m4);
+				__m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+				_Pragma("GCC unroll 4")
+				for (int t = 0; t < T; t++) {
+					const int8_t *q = x[(size_t)t * nb + b].qs + 32 * j;
+					p[t] = _mm512_dpbusd_epi32(p[t], lo, bcast4(q + 4 * c));
+					p[t] = _mm512_dpbusd_epi32(p[t], hi, bcast4(q + 4 * (c + 4)));
+				}
+			}
+			__m512i scv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2048 + 16 * j)));
+			__m512i mnv = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2176 + 16 * j)));
+			_Pragma("GCC unroll 4")
+			for (int t = 0; t < T; t++) {
+				const struct eng_act_q8k *xb = &x[(size_t)t * nb + b];
+				ai[t] = _mm512_add_epi32(ai[t], _mm512_mullo_epi32(p[t], scv));
+				am[t] = _mm512_add_epi32(am[t], _mm512_mullo_epi32(
+					mnv, _mm512_set1_epi32(xb->bsums[2 * j] + xb->bsums[2 * j + 1])));
+			}
+		}
+		__m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 2304)));
+		__m512 dmv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 2336)));
+		_Pragma("GCC unroll 4")
+		for (int t = 0; t < T; t++) {
+			__m512 f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(ai[t]), dv,
+						   _mm512_mul_ps(_mm512_cvtepi32_ps(am[t]), dmv));
+			acc[t] = _mm512_fmadd_ps(f, _mm512_set1_ps(x[(size_t)t * nb + b].d), acc[t]);
+		}
+	}
+	for (int t = 0; t < T; t++)
+		store16(y + (size_t)t * ldy, acc[t], valid);
+}
+
+static void gemm_q4_k_packed(size_t n, const void *wp, int rows, int g0, int g1,
+			     const void *xa, int nt, float *y, size_t ldy)
+{
+	size_t nb = n / ENG_QKK;
+	for (int g = g0; g < g1; g++) {
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q4K_BLK;
+		int valid = rows - g * 16;
+		for (int t0 = 0; t0 < nt; t0 += 4) {
+			int T = nt - t0 < 4 ? nt - t0 : 4;
+			const struct eng_act_q8k *xt = (const struct eng_act_q8k *)xa + (size_t)t0 * nb;
+			float *yt = y + (size_t)t0 * ldy + (size_t)g * 16;
+			switch (T) {
+			case 4: tile_q4k(wg, nb, xt, 4, yt, ldy, valid); break;
+			case 3: tile_q4k(wg, nb, xt, 3, yt, ldy, valid); break;
+			case 2: tile_q4k(wg, nb, xt, 2, yt, ldy, valid); break;
+			default: tile_q4k(wg, nb, xt, 1, yt, ldy, valid); break;
+			}
+		}
+	}
+}
+
 static void quant_q8(const float *x, void *y, size_t n)
 {
 	struct eng_act_q8 *b = y;
@@ -631,9 +761,11 @@ const struct eng_kernels eng_kernels_avx512_tab = {
 		[ENG_ACT_Q8] = quant_q8,
 	},
 	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16},
-	.pack_size = {[ENG_QT_Q8_0] = pack_size_q8_0, [ENG_QT_Q4_0] = pack_size_q4_0},
-	.pack = {[ENG_QT_Q8_0] = pack_q8_0, [ENG_QT_Q4_0] = pack_q4_0},
-	.gemm_packed = {[ENG_QT_Q8_0] = gemm_q8_0_packed, [ENG_QT_Q4_0] = gemm_q4_0_packed},
+	.pack_size = {[ENG_QT_Q8_0] = pack_size_q8_0, [ENG_QT_Q4_0] = pack_size_q4_0,
+		      [ENG_QT_Q4_K] = pack_size_q4_k},
+	.pack = {[ENG_QT_Q8_0] = pack_q8_0, [ENG_QT_Q4_0] = pack_q4_0, [ENG_QT_Q4_K] = pack_q4_k},
+	.gemm_packed = {[ENG_QT_Q8_0] = gemm_q8_0_packed, [ENG_QT_Q4_0] = gemm_q4_0_packed,
+			[ENG_QT_Q4_K] = gemm_q4_k_packed},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,

@@ -274,7 +274,7 @@ static void test_matmul_rows_matches_dots(void **state)
 static void test_packed_gemm_matches_dots(void **state)
 {
 	(void)state;
-	const size_t n = 384;
+	const size_t n = 512; /* a multiple of every block size */
 	const int rows = 37;
 	int checked = 0;
 	for (int v = 0; v < ENG_KERNELS_COUNT; v++) {
@@ -290,7 +290,7 @@ static void test_packed_gemm_matches_dots(void **state)
 			const int nts[] = {1, 5, 8, 11, 19};
 			char *w = malloc(rb * rows), *xa = malloc(xb * 19);
 			void *p = malloc(k->pack_size[t](rows, n));
-			float row[384], y[19 * 40];
+			float row[512], y[19 * 40];
 			for (int r = 0; r < rows; r++) {
 				for (size_t i = 0; i < n; i++)
 					row[i] = frand() * (1 + r % 3);
