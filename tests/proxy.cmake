@@ -17,6 +17,9 @@ lw_unit_test(test_proxy_options unit/test_proxy_options.c LIBS lw_proxy)
 lw_unit_test(test_proxy integration/test_proxy.c integration/harness.c LIBS lw_scripted)
 target_include_directories(test_proxy PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
 add_dependencies(test_proxy loopwarden lw-upstream)
+if(TARGET loopwarden-audit)
+  add_dependencies(test_proxy loopwarden-audit) # reads the proxy's recordings
+endif()
 set_tests_properties(test_proxy PROPERTIES TIMEOUT 180)
 
 # The official openai npm client through loopwarden (skipped when node/npm are absent).

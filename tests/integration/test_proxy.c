@@ -307,6 +307,60 @@ static void test_healthy_nonstream(void **state)
 	check_healthy_nonstream("px-healthy-tools");
 }
 
+/* Every tool call the client received is complete: its arguments parse as
+ * JSON (a call that tripped a guard was held, so none arrives cut). */
+static void assert_calls_complete(const char *name, char **d, size_t n)
+{
+	enum { MAXC = 256 };
+	char *args[MAXC];
+	long idx[MAXC];
+	char ids[MAXC][64];
+	size_t nc = 0;
+	for (size_t i = 0; i < n; i++) {
+		yajl_val v = yajl_tree_parse(d[i], NULL, 0);
+		yajl_val ch = path_get(v, "choices", NULL, NULL);
+		if (ch && YAJL_IS_ARRAY(ch) && ch->u.array.len > 0) {
+			const char *ptc[] = {"delta", "tool_calls", NULL};
+			yajl_val tcs = yajl_tree_get(ch->u.array.values[0], ptc, yajl_t_array);
+			for (size_t j = 0; tcs && j < tcs->u.array.len; j++) {
+				yajl_val tc = tcs->u.array.values[j];
+				const char *pi[] = {"index", NULL}, *pid[] = {"id", NULL},
+					   *pa[] = {"function", "arguments", NULL};
+				yajl_val vi = yajl_tree_get(tc, pi, yajl_t_number);
+				long index = vi ? (long)YAJL_GET_INTEGER(vi) : 0;
+				const char *id = str_of(yajl_tree_get(tc, pid, yajl_t_string));
+				size_t k = nc;
+				for (size_t m = nc; m-- > 0;)
+					if (idx[m] == index) {
+						k = m;
+						break;
+					}
+				if (k == nc || (*id && strcmp(ids[k], id) != 0)) {
+					assert_true(nc < MAXC);
+					k = nc++;
+					idx[k] = index;
+					snprintf(ids[k], sizeof(ids[k]), "%s", id);
+					args[k] = strdup("");
+				}
+				const char *a = str_of(yajl_tree_get(tc, pa, yajl_t_string));
+				size_t l = strlen(args[k]) + strlen(a) + 1;
+				char *na = malloc(l);
+				snprintf(na, l, "%s%s", args[k], a);
+				free(args[k]);
+				args[k] = na;
+			}
+		}
+		yajl_tree_free(v);
+	}
+	for (size_t k = 0; k < nc; k++) {
+		yajl_val a = yajl_tree_parse(args[k], NULL, 0);
+		if (!a)
+			fail_msg("%s: tool call %zu reached the client incomplete: '%s'", name, k, args[k]);
+		yajl_tree_free(a);
+		free(args[k]);
+	}
+}
+
 /* A looping stream ends with the trip chunk and [DONE], and the upstream
  * stopped writing within a few chunks of the trip. Returns the guard. */
 static void check_loop_stream(const char *name, long by_chunk)
@@ -331,6 +385,7 @@ static void check_loop_stream(const char *name, long by_chunk)
 	if (by_chunk == 0 && !history)
 		fail_msg("%s: the history check should have answered: %s", name, d[n - 2]);
 	assert_cut_chunk(d[n - 2], history ? "stop" : "length", guard, sizeof(guard));
+	assert_calls_complete(name, d, n - 2);
 	hs_sse_free(d, n);
 	hs_resp_free(&r);
 	free(req);
@@ -831,6 +886,47 @@ static void test_record(void **state)
 			assert_non_null(strstr(sse, "data: [DONE]"));
 			assert_non_null(strstr(sse, "call_1"));
 			free(sse);
+			found = true;
+		}
+		free(req);
+	}
+	closedir(d);
+	assert_true(found);
+
+	/* loopwarden-audit reads the recordings and finds the same trip. */
+	const char *audit = LW_BINARY_DIR "/loopwarden-audit";
+	if (access(audit, X_OK) != 0)
+		return;
+	control("scenario=px-loop-words");
+	const char *lbody = "{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"record a loop\"}]}";
+	chat(lbody, &r);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"loopwarden\""));
+	hs_resp_free(&r);
+	d = opendir(T.rec_dir);
+	assert_non_null(d);
+	found = false;
+	while ((e = readdir(d)) && !found) {
+		if (e->d_name[0] == '.')
+			continue;
+		char p[1024], out[1100], cmd[2400];
+		snprintf(p, sizeof(p), "%s/%s/request.json", T.rec_dir, e->d_name);
+		char *req = hs_read_file(p, NULL);
+		if (req && strcmp(req, lbody) == 0) {
+			snprintf(out, sizeof(out), "%s/audit.txt", T.dir);
+			snprintf(cmd, sizeof(cmd), "%s %s/%s > %s 2>&1", audit, T.rec_dir, e->d_name, out);
+			int rc = system(cmd);
+			(void)rc; /* the report, not the status, is checked */
+			char *text = hs_read_file(out, NULL);
+			assert_non_null(text);
+			if (!strstr(text, "TRIP repeat"))
+				fail_msg("loopwarden-audit on the recording: %s", text);
+			free(text);
+			snprintf(p, sizeof(p), "%s/%s/outcome.json", T.rec_dir, e->d_name);
+			text = hs_read_file(p, NULL);
+			assert_non_null(text);
+			assert_non_null(strstr(text, "\"trip\":true,\"guard\":\"repeat\""));
+			free(text);
 			found = true;
 		}
 		free(req);
