@@ -321,6 +321,8 @@ static void release_pages(const void *p, size_t len)
 		(void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+#define PACK_SLICE (ENG_PACK_ROWS * 64)
+
 static enum eng_status pack_one(struct eng_model *m, struct wmat *w, int release,
 				char *err, size_t err_len)
 {
@@ -334,9 +336,16 @@ static enum eng_status pack_one(struct eng_model *m, struct wmat *w, int release
 		       eng_qtype_name(w->type));
 		return ENG_ERR_NOMEM;
 	}
-	pack(w->data, w->rows, (size_t)w->cols, w->packed);
-	if (release)
-		release_pages(w->data, w->row_bytes * (size_t)w->rows);
+	/* slices of PACK_SLICE rows, each source slice released once packed, so
+	 * the peak holds at most one slice twice */
+	size_t gbytes = m->k->pack_size[w->type](ENG_PACK_ROWS, (size_t)w->cols);
+	for (int r = 0; r < w->rows; r += PACK_SLICE) {
+		int nr = w->rows - r < PACK_SLICE ? w->rows - r : PACK_SLICE;
+		const char *src = (const char *)w->data + (size_t)r * w->row_bytes;
+		pack(src, nr, (size_t)w->cols, (char *)w->packed + (size_t)(r / ENG_PACK_ROWS) * gbytes);
+		if (release)
+			release_pages(src, w->row_bytes * (size_t)nr);
+	}
 	return ENG_OK;
 }
 
