@@ -596,6 +596,40 @@ static void test_upstream_status(void **state)
 	control("mode=replay");
 }
 
+/* Non-streaming: a stall ends like a trip (200, finish_reason "length",
+ * guard "stall"); a reset is a 502. */
+static void test_nonstream_failures(void **state)
+{
+	(void)state;
+	const char *body = "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+	struct hs_resp r;
+	control("scenario=px-healthy-text&mode=stall&after=0");
+	chat(body, &r);
+	assert_int_equal(r.status, 200);
+	yajl_val v = yajl_tree_parse(r.body, NULL, 0);
+	assert_non_null(v);
+	assert_string_equal(str_of(path_get(v, "loopwarden", "guard", NULL)), "stall");
+	yajl_val ch = path_get(v, "choices", NULL, NULL);
+	const char *pf[] = {"finish_reason", NULL};
+	assert_true(ch && YAJL_IS_ARRAY(ch) && ch->u.array.len == 1);
+	assert_string_equal(str_of(yajl_tree_get(ch->u.array.values[0], pf, yajl_t_string)), "length");
+	yajl_tree_free(v);
+	hs_resp_free(&r);
+	bool hung_up;
+	long written, total;
+	upstream_record(0, &hung_up, &written, &total);
+	assert_true(hung_up);
+
+	control("scenario=px-healthy-text&mode=reset&after=3");
+	chat(body, &r);
+	assert_int_equal(r.status, 502);
+	v = yajl_tree_parse(r.body, NULL, 0);
+	assert_string_equal(str_of(path_get(v, "error", "type", NULL)), "server_error");
+	yajl_tree_free(v);
+	hs_resp_free(&r);
+	control("mode=replay");
+}
+
 static void check_bad_request(const char *body, const char *needle)
 {
 	struct hs_resp r;
@@ -1170,6 +1204,7 @@ int main(void)
 		cmocka_unit_test(test_stall_idle),
 		cmocka_unit_test(test_upstream_failures_mid_stream),
 		cmocka_unit_test(test_upstream_status),
+		cmocka_unit_test(test_nonstream_failures),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_client_disconnect),
 		cmocka_unit_test(test_concurrent_streams),
