@@ -44,6 +44,7 @@ struct px_chat {
 	bool first_event; /* an upstream chunk carrying a token (any guard event) arrived */
 	bool paused;
 	uint64_t n_events;
+	struct px_policy_ref *policy; /* held until the answer ends */
 	struct gd_history *hist;
 	struct gd_pipeline *pipe;
 	struct px_upstream *up;
@@ -115,6 +116,7 @@ static void chat_free(struct px_chat *ch)
 		event_free(ch->ka_timer);
 	gd_pipeline_free(ch->pipe);
 	gd_history_free(ch->hist);
+	px_policy_release(ch->policy);
 	px_sse_free(ch->sse);
 	px_chunk_free(ch->conv);
 	if (ch->held)
@@ -759,8 +761,10 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 		simple_error(c, 503, "loopwarden is at proxy.max_streams: retry later");
 		return;
 	}
-	struct gd_history *hist = gd_history_parse(s->policy, req->body, req->body_len, err, sizeof(err));
+	struct px_policy_ref *policy = px_policy_hold(s);
+	struct gd_history *hist = gd_history_parse(policy->policy, req->body, req->body_len, err, sizeof(err));
 	if (!hist) {
+		px_policy_release(policy);
 		char msg[400];
 		snprintf(msg, sizeof(msg), "cannot read the conversation: %s", err);
 		simple_error(c, 400, msg);
@@ -771,12 +775,14 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	if (s->opts.history_action != PX_HISTORY_OFF && gd_history_check(hist, &htrip)) {
 		history_answer(s, c, stream, model, &htrip, req->id);
 		gd_history_free(hist);
+		px_policy_release(policy);
 		return;
 	}
 
 	struct px_chat *ch = calloc(1, sizeof(*ch));
 	if (!ch) {
 		gd_history_free(hist);
+		px_policy_release(policy);
 		simple_error(c, 500, "out of memory");
 		return;
 	}
@@ -786,6 +792,7 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	ch->id = req->id;
 	ch->stream = stream;
 	ch->hist = hist;
+	ch->policy = policy;
 	ch->t_start_us = px_now_us();
 	snprintf(ch->aid.id, sizeof(ch->aid.id), "chatcmpl-loopwarden-%" PRIu64, ch->id);
 	snprintf(ch->aid.model, sizeof(ch->aid.model), "%s", model);
@@ -795,7 +802,7 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 		s->chats->prev = ch;
 	s->chats = ch;
 	s->active_streams++;
-	ch->pipe = gd_pipeline_new(s->policy, hist);
+	ch->pipe = gd_pipeline_new(policy->policy, hist);
 	ch->sse = px_sse_new(PX_SSE_MODE_STREAM, (size_t)s->opts.max_event_bytes);
 	ch->conv = px_chunk_new((size_t)s->opts.max_event_bytes);
 	ch->held = evbuffer_new();

@@ -100,25 +100,25 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(st->base, &flush);
 }
 
-static int run_proxy(int argc, char **argv)
-{
-	static struct px_options opts;
-	static struct gd_config gcfg;
-	struct settings st = {&opts, &gcfg};
-	char err[512];
-	bool check_only = false;
-	px_options_defaults(&opts, &gcfg);
+enum load_result { LOAD_OK = 0, LOAD_EXIT, LOAD_ERROR };
 
-	/* The config file first, so that every other argument overrides it. */
+/* Settings from scratch: defaults, then the --config file, then every other
+ * argument in order (so they override the file). Also used by SIGHUP. */
+static enum load_result load_settings(int argc, char **argv, struct px_options *opts,
+                                      struct gd_config *gcfg, bool *check_only)
+{
+	struct settings st = {opts, gcfg};
+	char err[512];
+	px_options_defaults(opts, gcfg);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--config") == 0) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "loopwarden: --config needs a FILE\n");
-				return 2;
+				return LOAD_ERROR;
 			}
 			if (cfg_load_file(argv[i + 1], setter, &st, err, sizeof(err)) != CFG_OK) {
 				fprintf(stderr, "loopwarden: %s\n", err);
-				return 2;
+				return LOAD_ERROR;
 			}
 			i++;
 		}
@@ -129,15 +129,15 @@ static int run_proxy(int argc, char **argv)
 		const char *key = NULL;
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			help();
-			return 0;
+			return LOAD_EXIT;
 		} else if (strcmp(a, "--version") == 0) {
 			printf("loopwarden %s\n", LW_VERSION_STRING);
-			return 0;
+			return LOAD_EXIT;
 		} else if (strcmp(a, "--quiet") == 0) {
-			opts.quiet = true;
+			opts->quiet = true;
 			continue;
 		} else if (strcmp(a, "--check-config") == 0) {
-			check_only = true;
+			*check_only = true;
 			continue;
 		} else if (strcmp(a, "--config") == 0) {
 			i++;
@@ -151,30 +151,75 @@ static int run_proxy(int argc, char **argv)
 		} else if (strcmp(a, "--set") == 0) {
 			if (!v) {
 				fprintf(stderr, "loopwarden: --set needs key=value\n");
-				return 2;
+				return LOAD_ERROR;
 			}
 			char k[CFG_KEY_MAX], val[CFG_VALUE_MAX];
 			if (cfg_parse_kv(v, k, sizeof(k), val, sizeof(val), err, sizeof(err)) != CFG_OK ||
-			    px_options_set(&opts, &gcfg, k, val, err, sizeof(err)) != 0) {
+			    px_options_set(opts, gcfg, k, val, err, sizeof(err)) != 0) {
 				fprintf(stderr, "loopwarden: --set %s: %s\n", v, err);
-				return 2;
+				return LOAD_ERROR;
 			}
 			i++;
 			continue;
 		} else {
 			fprintf(stderr, "loopwarden: unknown argument '%s'\n\n", a);
 			usage(stderr);
-			return 2;
+			return LOAD_ERROR;
 		}
 		if (!v) {
 			fprintf(stderr, "loopwarden: %s needs a value\n", a);
-			return 2;
+			return LOAD_ERROR;
 		}
-		if (px_options_set(&opts, &gcfg, key, v, err, sizeof(err)) != 0) {
+		if (px_options_set(opts, gcfg, key, v, err, sizeof(err)) != 0) {
 			fprintf(stderr, "loopwarden: %s %s: %s\n", a, v, err);
-			return 2;
+			return LOAD_ERROR;
 		}
 		i++;
+	}
+	return LOAD_OK;
+}
+
+struct reloader {
+	int argc;
+	char **argv;
+	struct px_server *srv;
+};
+
+/* SIGHUP: read the settings again and install the new guard thresholds for
+ * the answers that start from now on (proxy.* keys need a restart). */
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	struct reloader *r = arg;
+	static struct px_options opts;
+	static struct gd_config gcfg;
+	bool check_only = false;
+	char err[512];
+	if (load_settings(r->argc, r->argv, &opts, &gcfg, &check_only) != LOAD_OK) {
+		fprintf(stderr, "loopwarden: SIGHUP: settings not reloaded (see above)\n");
+		return;
+	}
+	if (px_server_reload(r->srv, &gcfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "loopwarden: SIGHUP: settings not reloaded: %s\n", err);
+		return;
+	}
+	fprintf(stderr, "loopwarden: SIGHUP: guard settings reloaded\n");
+}
+
+static int run_proxy(int argc, char **argv)
+{
+	static struct px_options opts;
+	static struct gd_config gcfg;
+	char err[512];
+	bool check_only = false;
+	switch (load_settings(argc, argv, &opts, &gcfg, &check_only)) {
+	case LOAD_EXIT:
+		return 0;
+	case LOAD_ERROR:
+		return 2;
+	default:
+		break;
 	}
 	if (check_only) {
 		struct gd_policy *pol = gd_policy_new(&gcfg, err, sizeof(err));
@@ -200,7 +245,7 @@ static int run_proxy(int argc, char **argv)
 		return 1;
 	}
 	int rc = 1;
-	struct event *sigint = NULL, *sigterm = NULL;
+	struct event *sigint = NULL, *sigterm = NULL, *sighup = NULL;
 	struct px_server *srv = px_server_new(base, &opts, &gcfg, err, sizeof(err));
 	if (!srv) {
 		fprintf(stderr, "loopwarden: %s\n", err);
@@ -209,9 +254,15 @@ static int run_proxy(int argc, char **argv)
 	static struct stopper stopper;
 	stopper.base = base;
 	stopper.srv = srv;
+	static struct reloader reloader;
+	reloader.argc = argc;
+	reloader.argv = argv;
+	reloader.srv = srv;
 	sigint = evsignal_new(base, SIGINT, on_signal, &stopper);
 	sigterm = evsignal_new(base, SIGTERM, on_signal, &stopper);
-	if (!sigint || !sigterm || event_add(sigint, NULL) || event_add(sigterm, NULL)) {
+	sighup = evsignal_new(base, SIGHUP, on_hup, &reloader);
+	if (!sigint || !sigterm || !sighup || event_add(sigint, NULL) || event_add(sigterm, NULL) ||
+	    event_add(sighup, NULL)) {
 		fprintf(stderr, "loopwarden: cannot install signal handlers\n");
 		goto out;
 	}
@@ -229,6 +280,8 @@ out:
 		event_free(sigint);
 	if (sigterm)
 		event_free(sigterm);
+	if (sighup)
+		event_free(sighup);
 	event_base_free(base);
 	return rc;
 }

@@ -264,9 +264,17 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 	s->base = base;
 	s->opts = *opts;
 	px_metrics_init();
-	s->policy = gd_policy_new(gcfg, err, errlen);
-	if (!s->policy)
+	struct gd_policy *pol = gd_policy_new(gcfg, err, errlen);
+	if (!pol)
 		goto fail;
+	s->policy = calloc(1, sizeof(*s->policy));
+	if (!s->policy) {
+		gd_policy_free(pol);
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	s->policy->policy = pol;
+	s->policy->refs = 1;
 	if (opts->have_upstream) {
 		s->target = px_target_new(&opts->upstream, opts->upstream_ca_file, err, errlen);
 		if (!s->target)
@@ -285,7 +293,7 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 	return s;
 fail:
 	px_target_free(s->target);
-	gd_policy_free(s->policy);
+	px_policy_release(s->policy);
 	free(s);
 	return NULL;
 }
@@ -308,8 +316,40 @@ void px_server_free(struct px_server *s)
 		relay_free(s->relays);
 	px_http_server_free(s->http);
 	px_target_free(s->target);
-	gd_policy_free(s->policy);
+	px_policy_release(s->policy);
 	free(s);
+}
+
+struct px_policy_ref *px_policy_hold(struct px_server *s)
+{
+	s->policy->refs++;
+	return s->policy;
+}
+
+void px_policy_release(struct px_policy_ref *ref)
+{
+	if (!ref || --ref->refs > 0)
+		return;
+	gd_policy_free(ref->policy);
+	free(ref);
+}
+
+int px_server_reload(struct px_server *s, const struct gd_config *gcfg, char *err, size_t errlen)
+{
+	struct gd_policy *pol = gd_policy_new(gcfg, err, errlen);
+	if (!pol)
+		return -1;
+	struct px_policy_ref *ref = calloc(1, sizeof(*ref));
+	if (!ref) {
+		gd_policy_free(pol);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	ref->policy = pol;
+	ref->refs = 1;
+	px_policy_release(s->policy); /* answers in progress keep the old one */
+	s->policy = ref;
+	return 0;
 }
 
 uint16_t px_server_port(const struct px_server *s)

@@ -24,5 +24,9 @@ void px_server_shutdown(struct px_server *s);
  * connection. NULL is a no-op. */
 void px_server_free(struct px_server *s);
 uint16_t px_server_port(const struct px_server *s);
+/* New guard thresholds for the answers that start from now on; answers in
+ * progress finish under the policy they started with. Returns 0, or -1 with
+ * <err> (the old policy stays). */
+int px_server_reload(struct px_server *s, const struct gd_config *gcfg, char *err, size_t errlen);
 
 #endif

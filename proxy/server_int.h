@@ -10,11 +10,21 @@
 #include "proxy/upstream.h"
 
 struct px_chat;
+struct px_server;
+
+/* A compiled guard policy shared by the answers that started under it: a
+ * reload installs a new one; the old one goes when its last answer ends. */
+struct px_policy_ref {
+	struct gd_policy *policy;
+	uint64_t refs; /* answers using it, plus one while it is the server's */
+};
+struct px_policy_ref *px_policy_hold(struct px_server *s);
+void px_policy_release(struct px_policy_ref *ref);
 
 struct px_server {
 	struct event_base *base;
 	struct px_options opts;
-	struct gd_policy *policy;
+	struct px_policy_ref *policy;
 	struct px_target *target;
 	struct px_http_server *http;
 	uint64_t active_streams;

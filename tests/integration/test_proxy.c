@@ -1075,6 +1075,58 @@ static void test_https_upstream(void **state)
 	hs_stop(upid, 5000);
 }
 
+/* SIGHUP re-reads the config file: new guard settings for new answers. */
+static void test_sighup_reload(void **state)
+{
+	(void)state;
+	char yaml[400], log[400], upstream[64];
+	snprintf(yaml, sizeof(yaml), "%s/reload.yaml", T.dir);
+	snprintf(log, sizeof(log), "%s/reload.log", T.dir);
+	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%d", T.up_port);
+	FILE *f = fopen(yaml, "w");
+	fprintf(f, "guards:\n  repeat:\n    enabled: false\n  simhash:\n    enabled: false\n");
+	fclose(f);
+	char *argv[] = {LW_BINARY_DIR "/loopwarden", "--config", yaml, "--listen", "127.0.0.1:0",
+	                "--upstream", upstream, NULL};
+	pid_t pid = hs_spawn(argv, log);
+	long port = hs_wait_number(log, "listening on http://127.0.0.1:", WAIT_MS);
+	assert_true(port > 0);
+	control("scenario=px-loop-words");
+	char *req = with_stream(up_server_request(T.local, "px-loop-words"), true);
+	struct hs_resp r;
+	/* text watchdogs off: the flood goes through to the upstream's own end */
+	assert_int_equal(hs_http((int)port, "POST", "/v1/chat/completions", req, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_null(strstr(r.body, "\"loopwarden\""));
+	size_t n, n_chunks;
+	up_server_chunks(T.local, "px-loop-words", &n_chunks);
+	char **d = hs_sse_data(r.body, &n, NULL);
+	assert_int_equal(n, n_chunks + 1);
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
+	/* turn them back on and reload */
+	f = fopen(yaml, "w");
+	fprintf(f, "guards:\n  repeat:\n    enabled: true\n");
+	fclose(f);
+	kill(pid, SIGHUP);
+	assert_true(hs_wait_number(log, "SIGHUP: guard settings reloaded", WAIT_MS) >= 0);
+	assert_int_equal(hs_http((int)port, "POST", "/v1/chat/completions", req, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"loopwarden\":{\"guard\":\"repeat\""));
+	hs_resp_free(&r);
+	/* a config that does not load keeps the running settings */
+	f = fopen(yaml, "w");
+	fprintf(f, "guards:\n  repeat:\n    min_repeats: lots\n");
+	fclose(f);
+	kill(pid, SIGHUP);
+	assert_true(hs_wait_number(log, "SIGHUP: settings not reloaded", WAIT_MS) >= 0);
+	assert_int_equal(hs_http((int)port, "POST", "/v1/chat/completions", req, NULL, WAIT_MS, &r), 0);
+	assert_non_null(strstr(r.body, "\"loopwarden\":{\"guard\":\"repeat\""));
+	hs_resp_free(&r);
+	free(req);
+	assert_int_equal(hs_stop(pid, 5000), 0);
+}
+
 /* SIGTERM while an answer streams: the client still gets a proper end. */
 static void test_shutdown_mid_stream(void **state)
 {
@@ -1214,6 +1266,7 @@ int main(void)
 		cmocka_unit_test(test_refused_and_cli),
 		cmocka_unit_test(test_config_file),
 		cmocka_unit_test(test_shutdown_mid_stream),
+		cmocka_unit_test(test_sighup_reload),
 		cmocka_unit_test(test_https_upstream),
 		cmocka_unit_test(test_corpus),
 	};
