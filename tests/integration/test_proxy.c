@@ -777,6 +777,92 @@ static void test_slow_client(void **state)
 	control("mode=replay");
 }
 
+/* Sends <raw> on a new connection, reads until the peer closes (bounded). */
+static char *raw_exchange(const char *raw, size_t len, size_t *got_len)
+{
+	int fd = hs_connect(T.lw_port);
+	assert_true(fd >= 0);
+	assert_int_equal(send(fd, raw, len, MSG_NOSIGNAL), (ssize_t)len);
+	size_t cap = 65536, got = 0;
+	char *buf = malloc(cap);
+	for (;;) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, WAIT_MS) != 1)
+			break;
+		if (got + 1 >= cap)
+			break;
+		ssize_t k = recv(fd, buf + got, cap - 1 - got, 0);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+	}
+	close(fd);
+	buf[got] = '\0';
+	*got_len = got;
+	return buf;
+}
+
+static size_t count(const char *s, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+/* The HTTP layer: keep-alive, pipelining, HTTP/1.0, Expect: 100-continue,
+ * malformed and oversized heads. */
+static void test_http_edges(void **state)
+{
+	(void)state;
+	size_t n;
+	/* two pipelined requests on one keep-alive connection, the second closes it */
+	const char *two = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+	                  "GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	char *out = raw_exchange(two, strlen(two), &n);
+	assert_int_equal(count(out, "HTTP/1.1 200 OK"), 2);
+	assert_non_null(strstr(out, "\"reachable\":true"));
+	assert_non_null(strstr(out, "\"scripted\""));
+	free(out);
+	/* HTTP/1.0 without keep-alive: one answer, then close */
+	const char *h10 = "GET /health HTTP/1.0\r\n\r\n";
+	out = raw_exchange(h10, strlen(h10), &n);
+	assert_int_equal(count(out, "HTTP/1.1 200 OK"), 1);
+	assert_non_null(strstr(out, "Connection: close"));
+	free(out);
+	/* Expect: 100-continue gets its interim answer */
+	const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+	char req[512];
+	int rl = snprintf(req, sizeof(req),
+	                  "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+	                  "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
+	control("scenario=px-healthy-text");
+	out = raw_exchange(req, (size_t)rl, &n);
+	assert_true(strncmp(out, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK", 40) == 0);
+	free(out);
+	/* malformed request line, unsupported version, chunked request body */
+	const char *bad[] = {"NONSENSE\r\n\r\n", "GET / HTTP/2.0\r\n\r\n",
+	                     "POST /v1/chat/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"};
+	const char *status[] = {"HTTP/1.1 400", "HTTP/1.1 400", "HTTP/1.1 411"};
+	for (int i = 0; i < 3; i++) {
+		out = raw_exchange(bad[i], strlen(bad[i]), &n);
+		if (strncmp(out, status[i], strlen(status[i])) != 0)
+			fail_msg("'%s' answered '%.40s', expected %s", bad[i], out, status[i]);
+		assert_non_null(strstr(out, "\"error\""));
+		free(out);
+	}
+	/* a head larger than proxy.max_header_bytes (32 KiB) */
+	size_t big = 40 * 1024;
+	char *head = malloc(big + 64);
+	int hl = snprintf(head, 64, "GET /health HTTP/1.1\r\nX-Big: ");
+	memset(head + hl, 'a', big);
+	memcpy(head + hl + big, "\r\n\r\n", 5);
+	out = raw_exchange(head, (size_t)hl + big + 4, &n);
+	assert_true(strncmp(out, "HTTP/1.1 431", 12) == 0);
+	free(out);
+	free(head);
+}
+
 /* 100 streams at once, all complete and correct. */
 static void test_concurrent_streams(void **state)
 {
@@ -1258,6 +1344,7 @@ int main(void)
 		cmocka_unit_test(test_upstream_status),
 		cmocka_unit_test(test_nonstream_failures),
 		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_http_edges),
 		cmocka_unit_test(test_client_disconnect),
 		cmocka_unit_test(test_concurrent_streams),
 		cmocka_unit_test(test_slow_client),
