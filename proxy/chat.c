@@ -335,6 +335,9 @@ static void check_backpressure(struct px_chat *ch)
 	if (px_http_conn_pending(ch->conn) > ch->s->opts.client_highwater_bytes) {
 		ch->paused = true;
 		px_upstream_pause(ch->up, true);
+		/* The silence that follows is ours, not the upstream's: the stall
+		 * watchdog sleeps until the client has drained. */
+		event_del(ch->wd_timer);
 	}
 }
 
@@ -653,6 +656,8 @@ static void client_drained(struct px_http_conn *c, void *arg)
 	struct px_chat *ch = arg;
 	if (ch->paused && ch->up) {
 		ch->paused = false;
+		gd_pipeline_touch(ch->pipe, now_ms());
+		arm_watchdog(ch);
 		px_upstream_pause(ch->up, false);
 		/* Resuming may deliver buffered events and end the answer. */
 		if (ch->state == CH_DONE)

@@ -34,8 +34,10 @@
 static struct {
 	char dir[256];
 	char up_log[300], lw_log[300], rec_dir[300];
-	pid_t up_pid, lw_pid;
-	int up_port, lw_port;
+	pid_t up_pid, lw_pid, stall_pid;
+	int up_port, lw_port, stall_port;
+	int chat_port; /* where chat() sends; 0 = the main instance */
+	char stall_log[300];
 	struct event_base *base;
 	struct up_server *local; /* the same scenarios, loaded here to compare bytes */
 	bool corpus;
@@ -75,15 +77,25 @@ static int start_all(void **state)
 	char upstream[64];
 	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%d", T.up_port);
 	char *lw_argv[] = {LW_BINARY_DIR "/loopwarden", "--listen", "127.0.0.1:0", "--upstream", upstream,
-	                   "--set", "watchdog.first_token_timeout_ms=1500",
-	                   "--set", "watchdog.idle_timeout_ms=700",
-	                   "--set", "proxy.keepalive_ms=150",
+	                   "--set", "watchdog.first_token_timeout_ms=30000",
+	                   "--set", "watchdog.idle_timeout_ms=15000",
 	                   "--set", "proxy.max_body_bytes=1048576",
 	                   "--set", "guards.budget.max_output_bytes=0",
 	                   "--record", T.rec_dir, NULL};
 	T.lw_pid = hs_spawn(lw_argv, T.lw_log);
 	T.lw_port = (int)hs_wait_number(T.lw_log, "listening on http://127.0.0.1:", WAIT_MS);
 	if (T.lw_port <= 0)
+		return -1;
+	/* A second instance with short watchdogs for the stall tests (the main
+	 * one has generous ones, so a loaded machine never fakes a stall). */
+	snprintf(T.stall_log, sizeof(T.stall_log), "%s/stall.log", T.dir);
+	char *st_argv[] = {LW_BINARY_DIR "/loopwarden", "--listen", "127.0.0.1:0", "--upstream", upstream,
+	                   "--set", "watchdog.first_token_timeout_ms=1500",
+	                   "--set", "watchdog.idle_timeout_ms=700",
+	                   "--set", "proxy.keepalive_ms=150", NULL};
+	T.stall_pid = hs_spawn(st_argv, T.stall_log);
+	T.stall_port = (int)hs_wait_number(T.stall_log, "listening on http://127.0.0.1:", WAIT_MS);
+	if (T.stall_port <= 0)
 		return -1;
 	T.base = event_base_new();
 	char err[256];
@@ -100,7 +112,12 @@ static int stop_all(void **state)
 {
 	(void)state;
 	int lw = hs_stop(T.lw_pid, 5000);
+	int st = hs_stop(T.stall_pid, 5000);
 	int up = hs_stop(T.up_pid, 5000);
+	if (st != 0) {
+		fprintf(stderr, "the stall instance exited with %d on SIGTERM; log in %s\n", st, T.stall_log);
+		return -1;
+	}
 	up_server_free(T.local);
 	event_base_free(T.base);
 	if (lw != 0) {
@@ -109,8 +126,8 @@ static int stop_all(void **state)
 	}
 	(void)up;
 	/* A sanitizer report in a child's log is a failure even if it went on. */
-	const char *logs[] = {T.lw_log, T.up_log};
-	for (int i = 0; i < 2; i++) {
+	const char *logs[] = {T.lw_log, T.up_log, T.stall_log};
+	for (int i = 0; i < 3; i++) {
 		char *text = hs_read_file(logs[i], NULL);
 		if (text && (strstr(text, "AddressSanitizer") || strstr(text, "runtime error:") ||
 		             strstr(text, "LeakSanitizer"))) {
@@ -208,7 +225,7 @@ static char *with_stream(const char *req, bool stream)
 
 static void chat(const char *body, struct hs_resp *r)
 {
-	assert_int_equal(hs_http(T.lw_port, "POST", "/v1/chat/completions", body,
+	assert_int_equal(hs_http(T.chat_port ? T.chat_port : T.lw_port, "POST", "/v1/chat/completions", body,
 	                         "Authorization: Bearer sk-test\r\n", WAIT_MS, r), 0);
 }
 
@@ -366,7 +383,7 @@ static void assert_calls_complete(const char *name, char **d, size_t n)
 static void check_loop_stream(const char *name, long by_chunk)
 {
 	char q[256];
-	snprintf(q, sizeof(q), "scenario=%s&delay_ms=2", name);
+	snprintf(q, sizeof(q), "scenario=%s&delay_ms=1", name);
 	control(q);
 	char *req = with_stream(up_server_request(T.local, name), true);
 	struct hs_resp r;
@@ -481,6 +498,7 @@ static void test_loop_nonstream(void **state)
 static void test_stall_first_token(void **state)
 {
 	(void)state;
+	T.chat_port = T.stall_port;
 	control("scenario=px-healthy-text&mode=stall&after=0");
 	struct hs_resp r;
 	chat("{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
@@ -516,11 +534,13 @@ static void test_stall_first_token(void **state)
 	assert_true(comments >= 1);
 	hs_sse_free(d, n);
 	hs_resp_free(&r);
+	T.chat_port = 0;
 }
 
 static void test_stall_idle(void **state)
 {
 	(void)state;
+	T.chat_port = T.stall_port;
 	control("scenario=px-healthy-text&mode=stall&after=5");
 	struct hs_resp r;
 	chat("{\"model\":\"x\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
@@ -539,6 +559,7 @@ static void test_stall_idle(void **state)
 	upstream_record(0, &hung_up, &written, &total);
 	assert_true(hung_up);
 	assert_int_equal(written, 5);
+	T.chat_port = 0;
 }
 
 /* After the stream started, a failure is an error event and a proper end. */
@@ -604,7 +625,9 @@ static void test_nonstream_failures(void **state)
 	const char *body = "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
 	struct hs_resp r;
 	control("scenario=px-healthy-text&mode=stall&after=0");
+	T.chat_port = T.stall_port;
 	chat(body, &r);
+	T.chat_port = 0;
 	assert_int_equal(r.status, 200);
 	yajl_val v = yajl_tree_parse(r.body, NULL, 0);
 	assert_non_null(v);
@@ -968,7 +991,7 @@ static void test_auth_models_health_metrics(void **state)
 	assert_int_equal(hs_http(T.lw_port, "GET", "/metrics", NULL, NULL, WAIT_MS, &r), 0);
 	assert_int_equal(r.status, 200);
 	assert_non_null(strstr(r.body, "loopwarden_requests_total "));
-	assert_non_null(strstr(r.body, "loopwarden_trips_total{guard=\"stall\"}"));
+	assert_non_null(strstr(r.body, "loopwarden_trips_total{guard=\"repeat\"}"));
 	assert_non_null(strstr(r.body, "loopwarden_upstream_errors_total{kind=\"reset\"}"));
 	assert_non_null(strstr(r.body, "loopwarden_active_streams 0"));
 	assert_non_null(strstr(r.body, "loopwarden_time_to_first_token_seconds_bucket"));
