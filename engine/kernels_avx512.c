@@ -529,6 +529,155 @@ static void gemm_q4_k_packed(size_t n, const void *wp, int rows, int g0, int g1,
 	}
 }
 
+
+/* Packed Q6_K: per group of 16 rows and per 256-weight super-block, for
+ * each 32-weight block m (0..7): 4 nibble vectors in the Q4_0 packed order
+ * (low nibble: weights 4c..4c+3, high nibble: 16+4c..16+4c+3) and 2 vectors
+ * of high bits (H0: bits 2c..2c+1 of byte r*4+k are the high bits of weight
+ * 4c+k, H1 the same for weight 16+4c+k): 384 bytes; then 16 int8 scales per
+ * row, 16-weight group major (256 bytes); then 16 fp16 d: 3360 bytes,
+ * exactly the file size. Values are 0..63; the -32 comes off with bsums. */
+#define PK_Q6K_BLK 3360
+
+static size_t pack_size_q6_k(int rows, size_t n)
+{
+	return (size_t)((rows + 15) / 16) * (n / ENG_QKK) * PK_Q6K_BLK;
+}
+
+static void pack_q6_k(const void *src, int rows, size_t n, void *dst)
+{
+	const struct eng_blk_q6_k *s = src;
+	size_t nb = n / ENG_QKK;
+	uint8_t *d = dst;
+	for (int g = 0; g < (rows + 15) / 16; g++)
+		for (size_t b = 0; b < nb; b++, d += PK_Q6K_BLK) {
+			memset(d, 0, PK_Q6K_BLK);
+			int8_t *sc = (int8_t *)(d + 3072);
+			uint16_t *dd = (uint16_t *)(d + 3328);
+			for (int r = 0; r < 16; r++) {
+				int row = g * 16 + r;
+				const struct eng_blk_q6_k *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
+				uint8_t L[ENG_QKK];
+				memset(L, 32, sizeof(L));
+				dd[r] = blk ? blk->d : 0;
+				if (blk) {
+					const uint8_t *ql = blk->ql, *qh = blk->qh;
+					for (int h = 0; h < 2; h++, ql += 64, qh += 32)
+						for (int l = 0; l < 32; l++) {
+							int base = h * 128;
+							L[base + l] = (uint8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4));
+							L[base + l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+							L[base + l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+							L[base + l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
+						}
+				}
+				for (int gi = 0; gi < 16; gi++)
+					sc[gi * 16 + r] = blk ? blk->scales[gi] : 0;
+				for (int m = 0; m < 8; m++) {
+					uint8_t *bm = d + m * 384;
+					for (int c = 0; c < 4; c++)
+						for (int k = 0; k < 4; k++) {
+							uint8_t a = L[32 * m + 4 * c + k], bb = L[32 * m + 16 + 4 * c + k];
+							bm[c * 64 + r * 4 + k] = (uint8_t)((a & 0xF) | ((bb & 0xF) << 4));
+							bm[256 + r * 4 + k] |= (uint8_t)((a >> 4) << (2 * c));
+							bm[320 + r * 4 + k] |= (uint8_t)((bb >> 4) << (2 * c));
+						}
+				}
+			}
+		}
+}
+
+/* ((h >> 2c) & 3) << 4, per byte, with 16-bit shifts (stray bits masked) */
+static inline __m512i hi2(__m512i h, int c)
+{
+	const __m512i m = _mm512_set1_epi8(0x30);
+	switch (c) {
+	case 0: return _mm512_and_si512(_mm512_slli_epi16(h, 4), m);
+	case 1: return _mm512_and_si512(_mm512_slli_epi16(h, 2), m);
+	case 2: return _mm512_and_si512(h, m);
+	default: return _mm512_and_si512(_mm512_srli_epi16(h, 2), m);
+	}
+}
+
+static inline __attribute__((always_inline)) void
+tile_q6k(const uint8_t *wg, size_t nb, const struct eng_act_q8k *x, int T, float *y, size_t ldy,
+	 int valid)
+{
+	__m512 acc[4];
+	const __m512i m4 = _mm512_set1_epi8(0xF);
+	_Pragma("GCC unroll 4")
+	for (int t = 0; t < T; t++)
+		acc[t] = _mm512_setzero_ps();
+	for (size_t b = 0; b < nb; b++) {
+		const uint8_t *blk = wg + b * PK_Q6K_BLK;
+		__m512i ai[4];
+		_Pragma("GCC unroll 4")
+		for (int t = 0; t < T; t++)
+			ai[t] = _mm512_setzero_si512();
+		for (int m = 0; m < 8; m++) {
+			const uint8_t *bm = blk + m * 384;
+			__m512i h0 = _mm512_loadu_si512(bm + 256), h1 = _mm512_loadu_si512(bm + 320);
+			__m512i pa[4], pb[4];
+			_Pragma("GCC unroll 4")
+			for (int t = 0; t < T; t++) {
+				pa[t] = _mm512_setzero_si512();
+				pb[t] = _mm512_setzero_si512();
+			}
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < 4; c++) {
+				__m512i v = _mm512_loadu_si512(bm + 64 * c);
+				__m512i va = _mm512_or_si512(_mm512_and_si512(v, m4), hi2(h0, c));
+				__m512i vb = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4),
+							     hi2(h1, c));
+				_Pragma("GCC unroll 4")
+				for (int t = 0; t < T; t++) {
+					const int8_t *q = x[(size_t)t * nb + b].qs + 32 * m;
+					pa[t] = _mm512_dpbusd_epi32(pa[t], va, bcast4(q + 4 * c));
+					pb[t] = _mm512_dpbusd_epi32(pb[t], vb, bcast4(q + 16 + 4 * c));
+				}
+			}
+			__m512i s0 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 3072 + 32 * m)));
+			__m512i s1 = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 3072 + 32 * m + 16)));
+			_Pragma("GCC unroll 4")
+			for (int t = 0; t < T; t++) {
+				const struct eng_act_q8k *xb = &x[(size_t)t * nb + b];
+				__m512i a = _mm512_sub_epi32(pa[t], _mm512_set1_epi32(32 * xb->bsums[2 * m]));
+				__m512i c2 = _mm512_sub_epi32(pb[t], _mm512_set1_epi32(32 * xb->bsums[2 * m + 1]));
+				ai[t] = _mm512_add_epi32(ai[t], _mm512_add_epi32(_mm512_mullo_epi32(a, s0),
+										 _mm512_mullo_epi32(c2, s1)));
+			}
+		}
+		__m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 3328)));
+		_Pragma("GCC unroll 4")
+		for (int t = 0; t < T; t++)
+			acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(ai[t]), dv),
+						 _mm512_set1_ps(x[(size_t)t * nb + b].d), acc[t]);
+	}
+	for (int t = 0; t < T; t++)
+		store16(y + (size_t)t * ldy, acc[t], valid);
+}
+
+static void gemm_q6_k_packed(size_t n, const void *wp, int rows, int g0, int g1,
+			     const void *xa, int nt, float *y, size_t ldy)
+{
+	size_t nb = n / ENG_QKK;
+	for (int g = g0; g < g1; g++) {
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q6K_BLK;
+		int valid = rows - g * 16;
+		for (int t0 = 0; t0 < nt; t0 += 4) {
+			int T = nt - t0 < 4 ? nt - t0 : 4;
+			const struct eng_act_q8k *xt = (const struct eng_act_q8k *)xa + (size_t)t0 * nb;
+			float *yt = y + (size_t)t0 * ldy + (size_t)g * 16;
+			switch (T) {
+			case 4: tile_q6k(wg, nb, xt, 4, yt, ldy, valid); break;
+			case 3: tile_q6k(wg, nb, xt, 3, yt, ldy, valid); break;
+			case 2: tile_q6k(wg, nb, xt, 2, yt, ldy, valid); break;
+			default: tile_q6k(wg, nb, xt, 1, yt, ldy, valid); break;
+			}
+		}
+	}
+}
+
 static void quant_q8(const float *x, void *y, size_t n)
 {
 	struct eng_act_q8 *b = y;
@@ -762,10 +911,11 @@ const struct eng_kernels eng_kernels_avx512_tab = {
 	},
 	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16},
 	.pack_size = {[ENG_QT_Q8_0] = pack_size_q8_0, [ENG_QT_Q4_0] = pack_size_q4_0,
-		      [ENG_QT_Q4_K] = pack_size_q4_k},
-	.pack = {[ENG_QT_Q8_0] = pack_q8_0, [ENG_QT_Q4_0] = pack_q4_0, [ENG_QT_Q4_K] = pack_q4_k},
+		      [ENG_QT_Q4_K] = pack_size_q4_k, [ENG_QT_Q6_K] = pack_size_q6_k},
+	.pack = {[ENG_QT_Q8_0] = pack_q8_0, [ENG_QT_Q4_0] = pack_q4_0, [ENG_QT_Q4_K] = pack_q4_k,
+		 [ENG_QT_Q6_K] = pack_q6_k},
 	.gemm_packed = {[ENG_QT_Q8_0] = gemm_q8_0_packed, [ENG_QT_Q4_0] = gemm_q4_0_packed,
-			[ENG_QT_Q4_K] = gemm_q4_k_packed},
+			[ENG_QT_Q4_K] = gemm_q4_k_packed, [ENG_QT_Q6_K] = gemm_q6_k_packed},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,
