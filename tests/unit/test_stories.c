@@ -14,6 +14,10 @@
 #include <cmocka.h>
 #include <yajl/yajl_tree.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "engine/generate.h"
 #include "engine/load.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -242,12 +246,72 @@ static void test_stories_text_round_trip(void **state)
 	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
 }
 
+/* Runs `loopwarden generate <args>` in-process with stdout and stderr sent
+ * to files; returns the exit status, the output in <out>. */
+static int run_generate(char **argv, int argc, char *out, size_t cap)
+{
+	char path[] = "/tmp/lw_test_generate_XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	fflush(stdout);
+	fflush(stderr);
+	int so = dup(1), se = dup(2);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	int rc = eng_generate_main(argc, argv);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(so, 1);
+	dup2(se, 2);
+	close(so);
+	close(se);
+	ssize_t n = pread(fd, out, cap - 1, 0);
+	out[n > 0 ? n : 0] = 0;
+	close(fd);
+	unlink(path);
+	return rc;
+}
+
+static void test_generate_command(void **state)
+{
+	(void)state;
+	static char out[1 << 16];
+	char *ok[] = {"generate", "-m", MODEL, "-p", cases[0].prompt_text, "-n", "64", "--temp", "0",
+		      "--ids", "--bench", "-t", "2", "--load", "read"};
+	assert_int_equal(run_generate(ok, 15, out, sizeof(out)), 0);
+	char want[2048] = "gen ids:";
+	for (int i = 0; i < cases[0].n_gen && cases[0].margin[i] >= 0.01; i++)
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), " %d", cases[0].gen[i]);
+	if (!strstr(out, want))
+		fail_msg("output lacks '%s':\n%s", want, out);
+	assert_non_null(strstr(out, "prompt ids: 1 403 407 261 378\n"));
+	assert_non_null(strstr(out, cases[0].prompt_text));
+	assert_non_null(strstr(out, "bench: prompt 5 tokens"));
+	assert_non_null(strstr(out, "tok/s"));
+
+	char *missing[] = {"generate", "-m", "/nonexistent/model.gguf", "-p", "hi"};
+	assert_int_equal(run_generate(missing, 5, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "/nonexistent/model.gguf"));
+	char *notgguf[] = {"generate", "-m", LW_SOURCE_DIR "/CMakeLists.txt", "-p", "hi"};
+	assert_int_equal(run_generate(notgguf, 5, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "CMakeLists.txt"));
+	char *badopt[] = {"generate", "-m", MODEL, "-p", "hi", "--temp", "warm"};
+	assert_int_equal(run_generate(badopt, 7, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "--temp"));
+	char *noprompt[] = {"generate", "-m", MODEL};
+	assert_int_equal(run_generate(noprompt, 3, out, sizeof(out)), 2);
+	char *toolong[] = {"generate", "-m", MODEL, "-p", "hi", "-n", "100", "--ctx", "50"};
+	assert_int_equal(run_generate(toolong, 9, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "context"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stories_greedy_matches_llama_cpp),
 		cmocka_unit_test(test_stories_bad_token_and_context),
 		cmocka_unit_test(test_stories_text_round_trip),
+		cmocka_unit_test(test_generate_command),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
