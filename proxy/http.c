@@ -179,7 +179,7 @@ void px_http_reply(struct px_http_conn *c, int status, const char *content_type,
 void px_http_stream_start(struct px_http_conn *c, int status, const char *content_type)
 {
 	const char *framing = (c->close_after || !c->req.keep_alive)
-	                          ? "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nConnection: close\r\n"
+	                          ? "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n"
 	                          : "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
 	write_head(c, status, content_type, framing, NULL);
 	c->chunked_reply = true;
