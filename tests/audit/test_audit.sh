@@ -73,6 +73,11 @@ check print-config 0 'max_run: 7' -- "$AUDIT" --set guards.name_run.max_run=7 --
 check print-config-roundtrip 0 '' -- bash -c \
 	"'$AUDIT' --config '$TMP/p1.yaml' --print-config | cmp - '$TMP/p1.yaml'"
 check example-config 0 'guards:' -- "$AUDIT" --config "$DATA/../../config/loopwarden.example.yaml" --print-config
+# ...and states exactly the defaults (a default changed without the example
+# file would make a copied example config change behaviour).
+"$AUDIT" --print-config > "$TMP/defaults.yaml"
+check example-config-is-defaults 0 '' -- bash -c \
+	"'$AUDIT' --config '$DATA/../../config/loopwarden.example.yaml' --print-config | diff '$TMP/defaults.yaml' -"
 
 # The whole corpus meets its expectations.
 check corpus 0 'expectations: 0 mismatches' -- "$AUDIT" --expect --quiet "$DATA"
