@@ -4,6 +4,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 static inline float hsum(__m256 v)
@@ -298,6 +299,202 @@ static void axpy(size_t n, float a, const float *x, float *y)
 		y[i] += a * x[i];
 }
 
+/* Lane masks for the last <r> (1..8) floats of a row: mask_tab + 8 - r. */
+static const int32_t mask_tab[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+static inline __m256i tail_mask(int r)
+{
+	return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - (r > 8 ? 8 : r)));
+}
+
+static inline float hmax(__m256 v)
+{
+	__m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+	m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+	m = _mm_max_ss(m, _mm_movehdup_ps(m));
+	return _mm_cvtss_f32(m);
+}
+
+/* e^x for x <= 0 (softmax arguments): range reduction to 2^n * e^r,
+ * |r| <= ln2/2, degree-6 polynomial, 2^n built in the exponent field
+ * (n >= -126 after the clamp); relative error ~2e-7. */
+static inline __m256 exp256(__m256 x)
+{
+	x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+	__m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+				   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	__m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+	__m256 p = _mm256_set1_ps(1.0f / 720);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+	__m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+	return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* sc[0..n) = e^(sc - max) in place (lanes past <n> of the last vector
+ * become 0); returns 1 / their sum. sc has room for n rounded up to 8. */
+static float softmax_row(float *sc, int n, int lim)
+{
+	__m256 vmax = _mm256_set1_ps(-INFINITY);
+	int j = 0;
+	for (; j + 8 <= lim; j += 8)
+		vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(sc + j));
+	float mx = hmax(vmax);
+	for (; j < lim; j++)
+		mx = sc[j] > mx ? sc[j] : mx;
+	__m256 vsum = _mm256_setzero_ps(), m = _mm256_set1_ps(mx);
+	for (j = 0; j < n; j += 8) {
+		__m256 k = _mm256_castsi256_ps(tail_mask(lim - j > 0 ? lim - j : 0));
+		__m256 e = _mm256_and_ps(k, exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + j), m)));
+		vsum = _mm256_add_ps(vsum, e);
+		_mm256_storeu_ps(sc + j, e);
+	}
+	return 1.0f / hsum(vsum);
+}
+
+/* Scores of one query over positions [0, n): 32 at a time with four
+ * independent FMA chains over the dims, then 8 at a time (masked tail).
+ * Writes sc[0 .. n rounded up to 8). */
+static void scores1(const float *q, const float *kt, size_t kt_ld, int n, int hd, float scale,
+		    float *sc)
+{
+	const __m256 vs = _mm256_set1_ps(scale);
+	int j = 0;
+	for (; j + 32 <= n; j += 32) {
+		__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+		for (int d = 0; d < hd; d++) {
+			const float *kr = kt + (size_t)d * kt_ld + j;
+			__m256 qd = _mm256_set1_ps(q[d]);
+			s0 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kr), s0);
+			s1 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kr + 8), s1);
+			s2 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kr + 16), s2);
+			s3 = _mm256_fmadd_ps(qd, _mm256_loadu_ps(kr + 24), s3);
+		}
+		_mm256_storeu_ps(sc + j, _mm256_mul_ps(s0, vs));
+		_mm256_storeu_ps(sc + j + 8, _mm256_mul_ps(s1, vs));
+		_mm256_storeu_ps(sc + j + 16, _mm256_mul_ps(s2, vs));
+		_mm256_storeu_ps(sc + j + 24, _mm256_mul_ps(s3, vs));
+	}
+	for (; j < n; j += 8) {
+		__m256i k = tail_mask(n - j);
+		__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+		int d = 0;
+		for (; d + 2 <= hd; d += 2) {
+			s0 = _mm256_fmadd_ps(_mm256_set1_ps(q[d]),
+					     _mm256_maskload_ps(kt + (size_t)d * kt_ld + j, k), s0);
+			s1 = _mm256_fmadd_ps(_mm256_set1_ps(q[d + 1]),
+					     _mm256_maskload_ps(kt + (size_t)(d + 1) * kt_ld + j, k), s1);
+		}
+		if (d < hd)
+			s0 = _mm256_fmadd_ps(_mm256_set1_ps(q[d]),
+					     _mm256_maskload_ps(kt + (size_t)d * kt_ld + j, k), s0);
+		_mm256_storeu_ps(sc + j, _mm256_mul_ps(_mm256_add_ps(s0, s1), vs));
+	}
+}
+
+static void attn(const float *q, const float *kt, size_t kt_ld, const float *v, size_t v_ld,
+		 int n_pos, int hd, float scale, float *sc, float *out)
+{
+	scores1(q, kt, kt_ld, n_pos, hd, scale, sc);
+	float inv = softmax_row(sc, n_pos, n_pos);
+	/* 32 dims per pass, two positions per step: eight accumulators */
+	for (int d0 = 0; d0 < hd; d0 += 32) {
+		__m256i km[4];
+		__m256 o[4], o2[4];
+		for (int c = 0; c < 4; c++) {
+			int left = hd - d0 - 8 * c;
+			km[c] = tail_mask(left > 0 ? left : 0);
+			o[c] = o2[c] = _mm256_setzero_ps();
+		}
+		int j = 0;
+		for (; j + 2 <= n_pos; j += 2) {
+			__m256 pj = _mm256_set1_ps(sc[j]), pk = _mm256_set1_ps(sc[j + 1]);
+			const float *vr = v + (size_t)j * v_ld + d0, *vr2 = vr + v_ld;
+			for (int c = 0; c < 4; c++) {
+				o[c] = _mm256_fmadd_ps(pj, _mm256_maskload_ps(vr + 8 * c, km[c]), o[c]);
+				o2[c] = _mm256_fmadd_ps(pk, _mm256_maskload_ps(vr2 + 8 * c, km[c]), o2[c]);
+			}
+		}
+		if (j < n_pos) {
+			__m256 pj = _mm256_set1_ps(sc[j]);
+			const float *vr = v + (size_t)j * v_ld + d0;
+			for (int c = 0; c < 4; c++)
+				o[c] = _mm256_fmadd_ps(pj, _mm256_maskload_ps(vr + 8 * c, km[c]), o[c]);
+		}
+		for (int c = 0; c < 4; c++)
+			_mm256_maskstore_ps(out + d0 + 8 * c, km[c],
+					    _mm256_mul_ps(_mm256_add_ps(o[c], o2[c]), _mm256_set1_ps(inv)));
+	}
+}
+
+/* Up to 4 queries of one head: every K vector and V row loaded once for all
+ * of them. Positions past a query's own n_pos get probability 0. */
+static void attn_multi(int nq, const float *const *q, const int *n_pos, const float *kt,
+		       size_t kt_ld, const float *v, size_t v_ld, int hd, float scale,
+		       float *sc, size_t sc_ld, float *const *out)
+{
+	if (nq < 2) {
+		for (int i = 0; i < nq; i++)
+			attn(q[i], kt, kt_ld, v, v_ld, n_pos[i], hd, scale, sc + (size_t)i * sc_ld, out[i]);
+		return;
+	}
+	const float *qq[4];
+	float *oo[4];
+	int np[4];
+	for (int i = 0; i < 4; i++) {
+		int k = i < nq ? i : nq - 1; /* pad with copies of the last query */
+		qq[i] = q[k];
+		oo[i] = out[k];
+		np[i] = n_pos[k];
+	}
+	int N = np[3]; /* the longest */
+	const __m256 vs = _mm256_set1_ps(scale);
+	for (int j = 0; j < N; j += 8) {
+		__m256i k = tail_mask(N - j);
+		__m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+		for (int d = 0; d < hd; d++) {
+			__m256 kv = _mm256_maskload_ps(kt + (size_t)d * kt_ld + j, k);
+			s0 = _mm256_fmadd_ps(_mm256_set1_ps(qq[0][d]), kv, s0);
+			s1 = _mm256_fmadd_ps(_mm256_set1_ps(qq[1][d]), kv, s1);
+			s2 = _mm256_fmadd_ps(_mm256_set1_ps(qq[2][d]), kv, s2);
+			s3 = _mm256_fmadd_ps(_mm256_set1_ps(qq[3][d]), kv, s3);
+		}
+		_mm256_storeu_ps(sc + j, _mm256_mul_ps(s0, vs));
+		_mm256_storeu_ps(sc + sc_ld + j, _mm256_mul_ps(s1, vs));
+		_mm256_storeu_ps(sc + 2 * sc_ld + j, _mm256_mul_ps(s2, vs));
+		_mm256_storeu_ps(sc + 3 * sc_ld + j, _mm256_mul_ps(s3, vs));
+	}
+	float inv[4];
+	for (int i = 0; i < 4; i++)
+		inv[i] = softmax_row(sc + (size_t)i * sc_ld, N, np[i]);
+	/* 16 dims per pass: 4 queries x 2 vectors of accumulators */
+	for (int d0 = 0; d0 < hd; d0 += 16) {
+		__m256i k0 = tail_mask(hd - d0), k1 = tail_mask(hd - d0 - 8 > 0 ? hd - d0 - 8 : 0);
+		__m256 o[4][2];
+		for (int i = 0; i < 4; i++)
+			o[i][0] = o[i][1] = _mm256_setzero_ps();
+		for (int j = 0; j < N; j++) {
+			const float *vr = v + (size_t)j * v_ld + d0;
+			__m256 v0 = _mm256_maskload_ps(vr, k0), v1 = _mm256_maskload_ps(vr + 8, k1);
+			for (int i = 0; i < 4; i++) {
+				__m256 p = _mm256_set1_ps(sc[(size_t)i * sc_ld + j]);
+				o[i][0] = _mm256_fmadd_ps(p, v0, o[i][0]);
+				o[i][1] = _mm256_fmadd_ps(p, v1, o[i][1]);
+			}
+		}
+		for (int i = 3; i >= 0; i--) { /* padded copies write the same values */
+			__m256 s = _mm256_set1_ps(inv[i]);
+			_mm256_maskstore_ps(oo[i] + d0, k0, _mm256_mul_ps(o[i][0], s));
+			_mm256_maskstore_ps(oo[i] + d0 + 8, k1, _mm256_mul_ps(o[i][1], s));
+		}
+	}
+}
+
 const struct eng_kernels eng_kernels_avx2_tab = {
 	.name = "avx2",
 	.dot = {
@@ -315,6 +512,8 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 	},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
+	.attn = attn,
+	.attn_multi = attn_multi,
 };
 
 #else
