@@ -35,20 +35,30 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Distinct tokens in the window (numbers not counted), or 0 when one token
+ * fills more than a quarter of it: the window's SimHash is then decided by
+ * that token's shingles (a dump of `ffff` or `0000` words, and whatever
+ * text follows it, would look like the dump). */
 static uint32_t distinct_tokens(const struct gd_simhash *s)
 {
 	uint64_t tmp[GD_SIMHASH_MAX_WINDOW];
-	uint32_t w = s->cfg->window, n = 1;
+	uint32_t w = s->cfg->window, n = 1, same = 1, most = 1;
+	bool digits = false;
 
 	memcpy(tmp, s->sh_tok, sizeof(tmp[0]) * w);
 	qsort(tmp, w, sizeof(tmp[0]), cmp_u64);
-	for (uint32_t i = 1; i < w; i++)
+	for (uint32_t i = 1; i < w; i++) {
+		same = tmp[i] == tmp[i - 1] ? same + 1 : 1;
+		if (same > most)
+			most = same;
 		n += tmp[i] != tmp[i - 1];
+	}
+	if (4 * most > w)
+		return 0;
 	/* Numbers all count as one token: they are not diversity. */
 	for (uint32_t i = 0; i < w; i++)
-		if (tmp[i] == DIGITS_TOKEN)
-			return n - 1;
-	return n;
+		digits |= tmp[i] == DIGITS_TOKEN;
+	return digits ? n - 1 : n;
 }
 
 static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,

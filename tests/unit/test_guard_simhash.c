@@ -119,6 +119,41 @@ static void test_switch_and_json_array_pass(void **state)
 	free(s);
 }
 
+/* A dump of one repeated word (xxd of erased flash) followed by varied
+ * text: the windows that straddle the two are mostly `ffff` shingles, so
+ * their SimHash matches the dump's. A window where one token fills more than
+ * a quarter is never a hit (this answer tripped before that rule). */
+static void test_dump_then_text_passes(void **state)
+{
+	(void)state;
+	char *s = NULL, guard[32];
+	size_t len = 0;
+
+	tg_appendf(&s, &len, "Yes, the page is erased:\n\n```\n");
+	for (int i = 0; i < 8; i++)
+		tg_appendf(&s, &len, "%08x: ffff ffff ffff ffff ffff ffff ffff ffff  ................\n",
+		           0x40 + 16 * i);
+	tg_appendf(&s, &len, "```\n\nAnd the start position:\n\n```\n  a b c d e f g h\n"
+	           "8 r n b q k b n r\n7 p p p p p p p p\n6 . . . . . . . .\n5 . . . . . . . .\n"
+	           "4 . . . . . . . .\n3 . . . . . . . .\n2 P P P P P P P P\n1 R N B Q K B N R\n```\n");
+	assert_int_equal(feed(s, 3, guard), 0);
+	free(s);
+
+	/* The same rule leaves a near-repeat loop of varied words alone. */
+	s = NULL;
+	len = 0;
+	tg_appendf(&s, &len, "```\n");
+	for (int i = 0; i < 8; i++)
+		tg_appendf(&s, &len, "%08x: ffff ffff ffff ffff ffff ffff ffff ffff\n", 16 * i);
+	tg_appendf(&s, &len, "```\n");
+	for (int i = 1; i <= 30; i++)
+		tg_appendf(&s, &len, "Attempt %d: I will change the import to app.lib.parser and run "
+		           "it again, which should resolve the missing module error.\n", i);
+	assert_true(feed(s, 3, guard) > 0);
+	assert_string_equal(guard, "simhash");
+	free(s);
+}
+
 static void test_fingerprint_distance(void **state)
 {
 	(void)state;
@@ -160,6 +195,7 @@ int main(void)
 		cmocka_unit_test(test_attempt_n_trips),
 		cmocka_unit_test(test_prose_and_lists_pass),
 		cmocka_unit_test(test_switch_and_json_array_pass),
+		cmocka_unit_test(test_dump_then_text_passes),
 		cmocka_unit_test(test_fingerprint_distance),
 		cmocka_unit_test(test_window_config_respected),
 	};
