@@ -92,6 +92,8 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->repeat.max_period = 4096;
 	cfg->repeat.min_repeats = 3;
 	cfg->repeat.min_span = 256;
+	cfg->repeat.min_blank_lines = 16;
+	cfg->repeat.min_word_repeats = 8;
 
 	cfg->simhash.enabled = true;
 	cfg->simhash.shingle = 3;
@@ -144,6 +146,8 @@ static const struct key keys[] = {
 	{ "guards.repeat.max_period", K_U32, F(repeat.max_period), 1, GD_REPEAT_WINDOW_MAX },
 	{ "guards.repeat.min_repeats", K_U32, F(repeat.min_repeats), 2, 100000 },
 	{ "guards.repeat.min_span", K_U32, F(repeat.min_span), 8, GD_REPEAT_WINDOW_MAX },
+	{ "guards.repeat.min_blank_lines", K_U32, F(repeat.min_blank_lines), 0, GD_REPEAT_WINDOW_MAX },
+	{ "guards.repeat.min_word_repeats", K_U32, F(repeat.min_word_repeats), 0, 100000 },
 	{ "guards.simhash.enabled", K_BOOL, F(simhash.enabled), 0, 1 },
 	{ "guards.simhash.shingle", K_U32, F(simhash.shingle), 1, GD_SIMHASH_MAX_SHINGLE },
 	{ "guards.simhash.window", K_U32, F(simhash.window), 4, GD_SIMHASH_MAX_WINDOW },

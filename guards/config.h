@@ -54,6 +54,9 @@ struct gd_repeat_config {
 	uint32_t max_period;   /* longest period searched, bytes */
 	uint32_t min_repeats;  /* repeats needed for short periods */
 	uint32_t min_span;     /* characters (UTF-8 code points) the repeated tail must cover */
+	/* Class rules, each trips short of min_span (0 = off): */
+	uint32_t min_blank_lines;  /* a unit of whitespace holding a line break: this many line breaks */
+	uint32_t min_word_repeats; /* a unit of plain words ("the ", "very very "): this many repeats */
 };
 
 struct gd_simhash_config {

@@ -35,21 +35,126 @@ void gd_repeat_reset(struct gd_repeat *r)
 	memset(r->table, 0, sizeof(r->table));
 }
 
-/* A lower bound of need_span that costs nothing: a unit has at most one
- * character per byte. */
-static uint64_t need_lower(const struct gd_repeat_config *cfg, uint32_t p)
+/* The shortest tail a class rule can trip on: min_blank_lines line breaks
+ * take at least as many bytes, min_word_repeats units are that many periods. */
+static uint64_t class_lower(const struct gd_repeat_config *cfg, uint32_t p)
+{
+	uint64_t low = cfg->min_span;
+
+	if (cfg->min_blank_lines && cfg->min_blank_lines < low)
+		low = cfg->min_blank_lines;
+	if (cfg->min_word_repeats && (uint64_t)cfg->min_word_repeats * p < low)
+		low = (uint64_t)cfg->min_word_repeats * p;
+	return low;
+}
+
+/* What a tail needs without the class rules, in bytes at most. */
+static uint64_t need_default(const struct gd_repeat_config *cfg, uint32_t p)
 {
 	uint64_t a = (uint64_t)cfg->min_repeats * p;
 	return a > cfg->min_span ? a : cfg->min_span;
 }
 
-/* Bytes a period-<p> tail ending at byte <n> must cover: min_repeats units
- * and min_span characters (counted at the unit's bytes per character). O(p):
- * computed only once a candidate reaches need_lower. */
+/* A lower bound of need_span that costs nothing: a unit has at most one
+ * character per byte, and a class rule never asks for less than this. */
+static uint64_t need_lower(const struct gd_repeat_config *cfg, uint32_t p)
+{
+	uint64_t a = (uint64_t)cfg->min_repeats * p;
+	uint64_t b = class_lower(cfg, p);
+	return a > b ? a : b;
+}
+
+/* Byte <i> of the period-<p> unit ending at byte <n>, read cyclically (the
+ * tail is periodic, so any rotation of the unit is the same unit). */
+static unsigned char unit_at(const struct gd_repeat *r, uint32_t p, uint64_t n, uint64_t i)
+{
+	return r->ring[(n + 1 - p + i % p) & r->mask];
+}
+
+/* Line breaks in the unit when it is blank: whitespace only (raw, or the
+ * JSON escapes \n \r \t of a call's arguments), at least one line break.
+ * 0 when it is not. */
+static uint32_t blank_breaks(const struct gd_repeat *r, uint32_t p, uint64_t n)
+{
+	uint32_t breaks = 0;
+
+	for (uint64_t i = 0; i < p; i++) {
+		unsigned char c = unit_at(r, p, n, i);
+		unsigned char prev = unit_at(r, p, n, i + p - 1);
+		unsigned char next = unit_at(r, p, n, i + 1);
+
+		if (c == '\n') {
+			breaks++;
+		} else if (c == ' ' || c == '\t' || c == '\r') {
+			continue;
+		} else if (c == '\\') {
+			if (p < 2 || (next != 'n' && next != 'r' && next != 't'))
+				return 0;
+		} else if (c == 'n' || c == 'r' || c == 't') {
+			if (p < 2 || prev != '\\')
+				return 0;
+			breaks += c == 'n';
+		} else {
+			return 0;
+		}
+	}
+	return breaks;
+}
+
+static bool is_letter(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+/* True when the unit is plain words: ASCII letters, spaces, commas and
+ * apostrophes, at least one space, and a word of 3+ letters that is not a
+ * hex number (so "ff ff ", "ffff ", "p p " and "la la " are not words). */
+static bool plain_words(const struct gd_repeat *r, uint32_t p, uint64_t n)
+{
+	bool space = false, word = false;
+	uint32_t run = 0;
+	bool nonhex = false;
+
+	for (uint64_t i = 0; i < p; i++) {
+		unsigned char c = unit_at(r, p, n, i);
+
+		if (c == ' ')
+			space = true;
+		else if (!is_letter(c) && c != ',' && c != '\'')
+			return false;
+	}
+	if (!space)
+		return false;
+	/* Letter runs, read cyclically from just after a space so that a
+	 * rotation never splits a word. */
+	uint64_t start = 0;
+	while (unit_at(r, p, n, start) != ' ')
+		start++;
+	for (uint64_t i = start + 1; i <= start + p && !word; i++) {
+		unsigned char c = unit_at(r, p, n, i);
+
+		if (is_letter(c)) {
+			run++;
+			nonhex |= !((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+			word = run >= 3 && nonhex;
+		} else {
+			run = 0;
+			nonhex = false;
+		}
+	}
+	return word;
+}
+
+/* Bytes a period-<p> tail ending at byte <n> must cover: min_repeats units,
+ * and min_span characters (counted at the unit's bytes per character) unless
+ * a class rule asks for less: min_blank_lines line breaks for a blank unit,
+ * min_word_repeats units for plain words. O(p): computed only once a
+ * candidate reaches need_lower. */
 static uint64_t need_span(const struct gd_repeat *r, uint32_t p, uint64_t n)
 {
 	const struct gd_repeat_config *cfg = r->cfg;
 	uint64_t chars = 0, a, b;
+	uint32_t breaks;
 
 	for (uint32_t i = 0; i < p; i++)
 		chars += (r->ring[(n - i) & r->mask] & 0xc0) != 0x80;
@@ -57,6 +162,14 @@ static uint64_t need_span(const struct gd_repeat *r, uint32_t p, uint64_t n)
 		chars = 1;
 	a = (uint64_t)cfg->min_repeats * p;
 	b = ((uint64_t)cfg->min_span * p + chars - 1) / chars;
+	if (cfg->min_blank_lines && (breaks = blank_breaks(r, p, n)) != 0) {
+		uint64_t blank = (cfg->min_blank_lines + breaks - 1) / breaks * (uint64_t)p;
+		if (blank < b)
+			b = blank;
+	}
+	if (cfg->min_word_repeats && (uint64_t)cfg->min_word_repeats * p < b &&
+	    plain_words(r, p, n))
+		b = (uint64_t)cfg->min_word_repeats * p;
 	return a > b ? a : b;
 }
 
@@ -74,8 +187,8 @@ static void add_candidate(struct gd_repeat *r, uint32_t p, uint64_t n)
 	if (limit > (uint64_t)r->mask - p)
 		limit = (uint64_t)r->mask - p;
 	need = need_lower(r->cfg, p);
-	if (limit > need)
-		limit = need;
+	if (limit > need_default(r->cfg, p))
+		limit = need_default(r->cfg, p);
 	while (run < limit && r->ring[(n - run) & r->mask] == r->ring[(n - run - p) & r->mask])
 		run++;
 	if (r->n_cand < GD_REPEAT_CANDIDATES) {

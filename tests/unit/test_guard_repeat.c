@@ -251,6 +251,148 @@ static void test_long_period(void **state)
 	free(s);
 }
 
+/* Runs <s> through the exact watchdog alone (SimHash off) in <chunk>-byte
+ * events as <type>; returns the bytes fed when it tripped, 0 for a pass. */
+static size_t exact_trip_at(enum gd_event_type type, const char *s, size_t chunk)
+{
+	struct gd_policy *exact = tg_policy((const char *const[]){ "guards.simhash.enabled=false", NULL });
+	struct gd_pipeline *p = gd_pipeline_new(exact, NULL);
+	size_t n = tg_text_chunks(p, type, s, chunk);
+	const struct gd_trip *t = gd_pipeline_trip(p);
+	size_t at = t ? n * chunk : 0;
+	if (t)
+		assert_string_equal(t->guard, "repeat");
+	gd_pipeline_free(p);
+	gd_policy_free(exact);
+	return at;
+}
+
+/* <prefix> then <unit> <times> times then <suffix>, in a fresh string. */
+static char *repeated(const char *prefix, const char *unit, int times, const char *suffix)
+{
+	char *s = NULL;
+	size_t len = 0;
+	tg_appendf(&s, &len, "%s", prefix);
+	for (int i = 0; i < times; i++)
+		tg_appendf(&s, &len, "%s", unit);
+	tg_appendf(&s, &len, "%s", suffix);
+	return s;
+}
+
+static void test_blank_lines(void **state)
+{
+	(void)state;
+	char *s;
+
+	/* 16 line breaks in a row trip (guards.repeat.min_blank_lines), at the
+	 * 16th; 15 (14 blank lines: space left on a worksheet) pass. */
+	s = repeated("Question 1: what does fork() return?", "\n", 16, "Question 2: and exec()?\n");
+	size_t at = exact_trip_at(GD_EV_TEXT, s, 1);
+	assert_int_equal(at, strlen("Question 1: what does fork() return?") + 16);
+	free(s);
+	s = repeated("Question 1: what does fork() return?", "\n", 15, "Question 2: and exec()?\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 1), 0);
+	expect_pass("15 line breaks", s, 2);
+	free(s);
+
+	/* Blank lines holding indentation or CRLF count their line breaks. */
+	s = repeated("x = 1\n", "    \r\n", 16, "y = 2\n");
+	assert_true(exact_trip_at(GD_EV_TEXT, s, 3) > 0);
+	free(s);
+	s = repeated("x = 1\n", "    \r\n", 15, "y = 2\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 3), 0);
+	free(s);
+
+	/* Inside a call's arguments a line break is the JSON escape \n. */
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	s = repeated("{\"path\":\"notes.md\",\"content\":\"# Notes", "\\n", 40, "end\"}");
+	assert_int_equal(tg_call(p, 0, "call_1", "write_file", s, 4), GD_TRIP);
+	assert_int_equal(gd_pipeline_trip(p)->stream, GD_STREAM_TOOL_ARGS);
+	gd_pipeline_free(p);
+	free(s);
+	p = gd_pipeline_new(pol, NULL);
+	s = repeated("{\"path\":\"notes.md\",\"content\":\"# Notes", "\\n", 15, "end\"}");
+	assert_int_equal(tg_call(p, 0, "call_1", "write_file", s, 4), GD_PASS);
+	gd_pipeline_free(p);
+	free(s);
+	/* An escaped backslash before n is not a line break: a C string of
+	 * "\\n" escapes written into a file keeps the span rule. */
+	p = gd_pipeline_new(pol, NULL);
+	s = repeated("{\"path\":\"t.c\",\"content\":\"puts(\\\"", "\\\\n", 40, "\\\");\"}");
+	assert_int_equal(tg_call(p, 0, "call_1", "write_file", s, 4), GD_PASS);
+	gd_pipeline_free(p);
+	free(s);
+
+	/* Runs of spaces (alignment, ASCII art) hold no line break: the span
+	 * rule applies (200 spaces pass). */
+	s = repeated("name", " ", 200, "value\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 4), 0);
+	free(s);
+
+	/* 0 turns the rule off: the span rule alone (256) applies. */
+	struct gd_policy *off = tg_policy((const char *const[]){ "guards.simhash.enabled=false",
+		"guards.repeat.min_blank_lines=0", NULL });
+	s = repeated("Done.", "\n", 200, "");
+	p = gd_pipeline_new(off, NULL);
+	tg_text_chunks(p, GD_EV_TEXT, s, 2);
+	assert_null(gd_pipeline_trip(p));
+	gd_pipeline_free(p);
+	gd_policy_free(off);
+	free(s);
+}
+
+static void test_word_units(void **state)
+{
+	(void)state;
+	char *s;
+	struct gd_pipeline *p;
+
+	/* A word repeated 8 times back-to-back trips at the 8th copy
+	 * (guards.repeat.min_word_repeats), cut after the first copy. */
+	s = repeated("It waits and then calls", " the", 40, "");
+	p = gd_pipeline_new(pol, NULL);
+	size_t n = tg_text_chunks(p, GD_EV_TEXT, s, 4);
+	const struct gd_trip *t = gd_pipeline_trip(p);
+	assert_non_null(t);
+	assert_string_equal(t->guard, "repeat");
+	assert_int_equal(n, 6 + 8); /* "It waits and then calls" is 23 bytes: 6 events */
+	assert_int_equal(t->cut, strlen("It waits and then calls") + 4);
+	gd_pipeline_free(p);
+	free(s);
+	/* A phrase with commas, 8 times. */
+	s = repeated("Wait, ", "no, not that, ", 8, "");
+	assert_true(exact_trip_at(GD_EV_REASONING, s, 3) > 0);
+	free(s);
+
+	/* Look-alikes: 7 copies (a word-count test's input) pass. */
+	s = repeated("assert count_words(\"the", " the", 6, "\") == 7\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 3), 0);
+	expect_pass("a word 7 times", s, 3);
+	free(s);
+	s = repeated("Wait, ", "no, not that, ", 7, "the other one.");
+	assert_int_equal(exact_trip_at(GD_EV_REASONING, s, 3), 0);
+	free(s);
+	/* Not plain words, so the span rule applies: a hex dump of erased
+	 * flash, one-letter pieces of a chess board, two-letter refrains. */
+	s = repeated("00000040: ", "ffff ", 8, " ................\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 3), 0);
+	free(s);
+	s = repeated("0040: ", "ff ", 16, " |................|\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 3), 0);
+	free(s);
+	s = repeated("7 ", "p ", 8, "7\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 1), 0);
+	free(s);
+	s = repeated("", "na ", 16, "Batman!\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 2), 0);
+	expect_pass("na na na ... Batman", s, 2);
+	free(s);
+	/* With digits or markup a unit is not plain words either. */
+	s = repeated("| a |", " --- |", 20, "\n");
+	assert_int_equal(exact_trip_at(GD_EV_TEXT, s, 3), 0);
+	free(s);
+}
+
 static void test_module_direct(void **state)
 {
 	(void)state;
@@ -293,6 +435,8 @@ int main(void)
 		cmocka_unit_test(test_function_30x_in_write_args),
 		cmocka_unit_test(test_tables_boxes_code_pass),
 		cmocka_unit_test(test_long_period),
+		cmocka_unit_test(test_blank_lines),
+		cmocka_unit_test(test_word_units),
 		cmocka_unit_test(test_module_direct),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1216,6 +1216,72 @@ def h_ollama_reasoning_then_call(num):
             "A thinking model's `reasoning` field followed by a tool call.", conv, s)
 
 
+# ---------------------------------- look-alikes of the class rules ----
+
+@scenario
+def h_worksheet(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Make a printable worksheet on processes with room to write the answers.")
+    s = Stream("llama", rng)
+    qs = ["What does fork() return in the parent, and what in the child?",
+          "Why does a shell call fork() before exec() instead of exec() alone?",
+          "What happens to a child process whose parent never calls wait()?",
+          "Name two things a child inherits from its parent, and one it does not."]
+    s.text("# Worksheet: processes\n\nName: ______________________  Date: __________\n\n")
+    for i, q in enumerate(qs):
+        s.text("**%d.** %s\n" % (i + 1, q))
+        # 14 blank lines of writing space: 15 line breaks in a row, one
+        # under guards.repeat.min_blank_lines.
+        for _ in range(7):
+            s._chunk({"content": "\n\n"})
+    s.text("*Hand in by Friday.*\n")
+    s.finish()
+    healthy(num, "worksheet-blank-lines", "a worksheet with 14 blank lines after each question",
+            "Printable writing space: 15 line breaks in a row, four times (the blank-line rule "
+            "trips at 16).", conv, s)
+
+
+@scenario
+def h_word_count_tests(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Write tests for count_words() and most_common_word().")
+    code = ("from app.text import count_words, most_common_word\n\n\n"
+            "def test_counts_repeated_words():\n"
+            "    assert count_words(\"the the the the the the the\") == 7\n\n\n"
+            "def test_most_common():\n"
+            "    assert most_common_word(\"very very very very very very very good\") == \"very\"\n\n\n"
+            "def test_short_syllables():\n"
+            "    lyric = \"na na na na na na na na na na na na na na na na Batman\"\n"
+            "    assert count_words(lyric) == 17\n"
+            "    assert most_common_word(\"ho ho ho ho ho ho ho ho ho ho merry\") == \"ho\"\n\n\n"
+            "def test_commas_and_apostrophes():\n"
+            "    assert count_words(\"no, no, no, no, no, no, no, don't\") == 8\n")
+    s = Stream("llama", rng)
+    s.text("Here are the tests.")
+    s.call("write_file", {"path": "tests/test_text.py", "content": code}, per=3)
+    s.finish()
+    healthy(num, "word-count-tests", "test inputs repeating a word 7 times, syllables 16 times",
+            "A word repeated 7 times back-to-back (the plain-words rule trips at 8), and two-letter "
+            "syllables (na, ho, no) that the rule leaves to the span rule.", conv, s)
+
+
+@scenario
+def h_hexdump_board(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file"], "Is the flash page at 0x40 erased? Also show the start position.")
+    dump = "".join("%08x: %s  ................\n" % (0x40 + 16 * i, " ".join(["ffff"] * 8)) for i in range(8))
+    conv.turn("", [("bash", {"command": "xxd -s 0x40 -l 128 flash.bin"}, dump)])
+    board = ("  a b c d e f g h\n8 r n b q k b n r\n7 p p p p p p p p\n6 . . . . . . . .\n"
+             "5 . . . . . . . .\n4 . . . . . . . .\n3 . . . . . . . .\n2 P P P P P P P P\n1 R N B Q K B N R\n")
+    s = Stream("vllm", rng)
+    s.text("Yes, the page is erased: every byte reads `0xff`.\n\n```\n" + dump + "```\n\n"
+           "And the start position:\n\n```\n" + board + "```\n", per=2)
+    s.finish()
+    healthy(num, "hexdump-and-board", "an xxd dump of erased flash and a chess board",
+            "Runs of `ffff ` (8 per line) and `p p p p`: short words, but hex and single "
+            "letters, so the plain-words rule leaves them to the span rule.", conv, s)
+
+
 def main():
     for f in os.listdir(OUT):
         if re.match(r"^\d{3}-.*\.json$", f):
