@@ -41,6 +41,14 @@ static const char *const default_transient[] = {
 	"\\bnot (?:yet )?ready\\b",
 };
 
+/* Input actions (computer use, browsers, mobile): the same key press,
+ * scroll or click twice in one answer is two actions, not a loop. */
+static const char *const default_repeatable[] = {
+	"computer", "browser", "press", "key", "keys", "keyboard", "hotkey", "type",
+	"click", "tap", "swipe", "scroll", "mouse", "drag", "wait", "sleep", "back",
+	"forward",
+};
+
 static const char *const default_mutating[] = {
 	"edit", "multiedit", "write", "patch", "apply", "create", "delete", "remove",
 	"move", "rename", "copy", "rm", "mv", "cp", "mkdir", "touch", "run", "exec",
@@ -57,6 +65,7 @@ static const char *const default_mutating[] = {
 _Static_assert(N_ELEMS(default_permanent) <= GD_MAX_PATTERNS, "too many default patterns");
 _Static_assert(N_ELEMS(default_transient) <= GD_MAX_PATTERNS, "too many default patterns");
 _Static_assert(N_ELEMS(default_mutating) <= GD_MUTATING_MAX, "too many default words");
+_Static_assert(N_ELEMS(default_repeatable) <= GD_REPEATABLE_MAX, "too many default words");
 
 void gd_config_defaults(struct gd_config *cfg)
 {
@@ -67,9 +76,13 @@ void gd_config_defaults(struct gd_config *cfg)
 
 	cfg->dedup.enabled = true;
 	cfg->dedup.max_repeats = 2;
-	cfg->dedup.max_repeats_mutating = 3;
+	cfg->dedup.max_repeats_mutating = 2;
+	cfg->dedup.max_repeats_repeatable = 3;
 	cfg->dedup.max_cycle = 4;
 	cfg->dedup.cycle_repeats = 2;
+	for (size_t i = 0; i < N_ELEMS(default_repeatable); i++)
+		snprintf(cfg->dedup.repeatable[cfg->dedup.n_repeatable++],
+		         GD_WORD_MAX, "%s", default_repeatable[i]);
 
 	cfg->cross_turn.enabled = true;
 	cfg->cross_turn.max_rounds = 4;
@@ -114,7 +127,7 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->limits.max_args_bytes = 32u << 10;
 }
 
-enum key_type { K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING };
+enum key_type { K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING, K_REPEATABLE };
 
 struct key {
 	const char *name;
@@ -131,8 +144,10 @@ static const struct key keys[] = {
 	{ "guards.dedup.enabled", K_BOOL, F(dedup.enabled), 0, 1 },
 	{ "guards.dedup.max_repeats", K_U32, F(dedup.max_repeats), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_repeats_mutating", K_U32, F(dedup.max_repeats_mutating), 2, GD_CALL_WINDOW },
+	{ "guards.dedup.max_repeats_repeatable", K_U32, F(dedup.max_repeats_repeatable), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_cycle", K_U32, F(dedup.max_cycle), 1, GD_MAX_CYCLE },
 	{ "guards.dedup.cycle_repeats", K_U32, F(dedup.cycle_repeats), 2, 64 },
+	{ "guards.dedup.repeatable", K_REPEATABLE, 0, 0, 0 },
 	{ "guards.cross_turn.enabled", K_BOOL, F(cross_turn.enabled), 0, 1 },
 	{ "guards.cross_turn.max_rounds", K_U32, F(cross_turn.max_rounds), 2, 1000 },
 	{ "guards.cross_turn.lookback", K_U32, F(cross_turn.lookback), 1, 100000 },
@@ -279,6 +294,9 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		case K_MUTATING:
 			return list_set(&cfg->cross_turn.mutating[0][0], &cfg->cross_turn.n_mutating,
 			                GD_MUTATING_MAX, GD_WORD_MAX, key, value, err, errlen);
+		case K_REPEATABLE:
+			return list_set(&cfg->dedup.repeatable[0][0], &cfg->dedup.n_repeatable,
+			                GD_REPEATABLE_MAX, GD_WORD_MAX, key, value, err, errlen);
 		}
 	}
 	snprintf(err, errlen, "%s: unknown key", key);
@@ -326,6 +344,10 @@ void gd_config_each(const struct gd_config *cfg,
 			break;
 		case K_MUTATING:
 			each_list(k->name, &cfg->cross_turn.mutating[0][0], cfg->cross_turn.n_mutating,
+			          GD_WORD_MAX, fn, ctx);
+			break;
+		case K_REPEATABLE:
+			each_list(k->name, &cfg->dedup.repeatable[0][0], cfg->dedup.n_repeatable,
 			          GD_WORD_MAX, fn, ctx);
 			break;
 		}

@@ -21,9 +21,15 @@ struct gd_name_run_config {
 struct gd_dedup_config {
 	bool enabled;
 	uint32_t max_repeats; /* trips when the same canonical call is made this many times */
-	uint32_t max_repeats_mutating; /* the same for a call with a mutating name (scroll, key press…) */
+	uint32_t max_repeats_mutating; /* the same for a call with a mutating name (bash, edit…) */
+	uint32_t max_repeats_repeatable; /* the same for a repeatable action (key press, scroll…) */
 	uint32_t max_cycle;   /* longest call cycle (A,B,A,B…) detected */
 	uint32_t cycle_repeats; /* a cycle repeated this many times trips */
+	/* A call whose name holds one of these words (matched like
+	 * cross_turn.mutating) is an input action that may be meant twice in one
+	 * answer (press Down twice): max_repeats_repeatable applies to it. */
+	uint32_t n_repeatable;
+	char repeatable[GD_REPEATABLE_MAX][GD_WORD_MAX];
 };
 
 struct gd_cross_turn_config {
@@ -33,8 +39,8 @@ struct gd_cross_turn_config {
 	/* A call whose name holds one of these words (split at _ - . / : and
 	 * lower-to-upper case changes, compared caselessly; words of 5+ bytes
 	 * also inside a name) may change the world: it resets the cross-turn and
-	 * failure counts of every other call, and may repeat once more in one
-	 * answer (guards.dedup.max_repeats_mutating). */
+	 * failure counts of every other call (and within one answer
+	 * guards.dedup.max_repeats_mutating applies to it). */
 	uint32_t n_mutating;
 	char mutating[GD_MUTATING_MAX][GD_WORD_MAX];
 };

@@ -1,46 +1,14 @@
 #include "guards/cross_turn.h"
 
-#include <ctype.h>
 #include <inttypes.h>
-#include <string.h>
-#include <strings.h>
 
 #include "guards/history_int.h"
 #include "guards/util.h"
 
-static bool word_in(const struct gd_cross_turn_config *cfg, const char *w, size_t n)
-{
-	for (uint32_t i = 0; i < cfg->n_mutating; i++)
-		if (strlen(cfg->mutating[i]) == n && strncasecmp(cfg->mutating[i], w, n) == 0)
-			return true;
-	return false;
-}
-
 bool gd_cross_turn_is_mutating(const struct gd_cross_turn_config *cfg,
                                const char *name, size_t len)
 {
-	size_t start = 0;
-
-	for (uint32_t i = 0; i < cfg->n_mutating; i++) {
-		size_t wl = strlen(cfg->mutating[i]);
-		if (wl < 5 || wl > len)
-			continue;
-		for (size_t j = 0; j + wl <= len; j++)
-			if (strncasecmp(name + j, cfg->mutating[i], wl) == 0)
-				return true;
-	}
-	for (size_t i = 0; i <= len; i++) {
-		bool split = i == len || strchr("_-./: ", name[i]) != NULL;
-		bool camel = i > 0 && i < len && islower((unsigned char)name[i - 1]) &&
-		             isupper((unsigned char)name[i]);
-
-		if (split || camel) {
-			if (i > start && word_in(cfg, name + start, i - start))
-				return true;
-			start = split ? i + 1 : i;
-		}
-	}
-	return false;
+	return gd_name_has_word(&cfg->mutating[0][0], cfg->n_mutating, name, len);
 }
 
 uint32_t gd_cross_turn_rounds(const struct gd_cross_turn_config *cfg,

@@ -16,11 +16,18 @@ static uint64_t back(const struct gd_dedup *s, uint64_t i)
 	return s->seq[(s->n - 1 - i) % GD_CALL_WINDOW];
 }
 
+uint32_t gd_dedup_limit(const struct gd_dedup_config *cfg, const char *name, size_t len,
+                        bool mutating)
+{
+	if (gd_name_has_word(&cfg->repeatable[0][0], cfg->n_repeatable, name, len))
+		return cfg->max_repeats_repeatable;
+	return mutating ? cfg->max_repeats_mutating : cfg->max_repeats;
+}
+
 enum gd_verdict gd_dedup_check(struct gd_dedup *s, const struct gd_dedup_config *cfg,
-                               uint64_t hash, bool mutating, const char *name,
+                               uint64_t hash, uint32_t limit, const char *name,
                                struct gd_trip *trip)
 {
-	uint32_t limit = mutating ? cfg->max_repeats_mutating : cfg->max_repeats;
 	uint64_t kept = s->n < GD_CALL_WINDOW ? s->n : GD_CALL_WINDOW;
 	uint32_t same = 1;
 

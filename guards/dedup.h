@@ -1,6 +1,6 @@
 /* Within-answer dedup: the same call (name + canonical arguments) made
- * guards.dedup.max_repeats times in one answer trips (max_repeats_mutating
- * for a call with a mutating name: pressing a key twice can be meant), and so does the tail of
+ * guards.dedup.max_repeats times in one answer trips (max_repeats_repeatable
+ * for an input action: pressing a key twice can be meant), and so does the tail of
  * the answer's call sequence repeating a cycle of 2..max_cycle distinct calls
  * (A,B,A,B…) cycle_repeats times. Remembers the last GD_CALL_WINDOW calls. */
 #ifndef LW_GUARDS_DEDUP_H
@@ -19,9 +19,16 @@ struct gd_dedup {
 };
 
 void gd_dedup_init(struct gd_dedup *s);
-/* Adds the call <hash> named <name> (<mutating>: its name is) and checks. */
+/* Adds the call <hash> named <name> and checks; <limit> is the number of
+ * identical calls that trips (gd_dedup_limit). */
 enum gd_verdict gd_dedup_check(struct gd_dedup *s, const struct gd_dedup_config *cfg,
-                               uint64_t hash, bool mutating, const char *name,
+                               uint64_t hash, uint32_t limit, const char *name,
                                struct gd_trip *trip);
+
+/* Identical calls of tool <name, len> that trip: max_repeats_repeatable for
+ * a repeatable action, max_repeats_mutating for another <mutating> name,
+ * else max_repeats. */
+uint32_t gd_dedup_limit(const struct gd_dedup_config *cfg, const char *name, size_t len,
+                        bool mutating);
 
 #endif

@@ -25,5 +25,6 @@
 #define GD_FAILURE_SCAN 4096      /* bytes of a tool result matched against failure patterns */
 #define GD_MUTATING_MAX 128       /* words in guards.cross_turn.mutating */
 #define GD_WORD_MAX 32            /* bytes of one such word */
+#define GD_REPEATABLE_MAX 64      /* words in guards.dedup.repeatable */
 
 #endif

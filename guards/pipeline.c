@@ -261,7 +261,9 @@ static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
 	if (gd_budget_call(&p->budget, &cfg->budget, &p->trip) == GD_TRIP ||
 	    gd_name_run_check(&p->name_run, &cfg->name_run, c->name_hash, name, before,
 	                      &p->trip) == GD_TRIP ||
-	    gd_dedup_check(&p->dedup, &cfg->dedup, hash, mutating, name, &p->trip) == GD_TRIP ||
+	    gd_dedup_check(&p->dedup, &cfg->dedup, hash,
+	                   gd_dedup_limit(&cfg->dedup, c->name, c->name_len, mutating), name,
+	                   &p->trip) == GD_TRIP ||
 	    gd_cross_turn_check(&cfg->cross_turn, p->hist, hash, p->answer_mutated, name,
 	                        before, &p->trip) == GD_TRIP ||
 	    gd_failure_check(p->policy, p->hist, hash, p->answer_mutated, name,

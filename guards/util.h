@@ -3,6 +3,7 @@
 #ifndef LW_GUARDS_UTIL_H
 #define LW_GUARDS_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,11 @@ static inline uint32_t gd_popcount64(uint64_t x)
 	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
 	return (uint32_t)((x * 0x0101010101010101ULL) >> 56);
 }
+
+/* True when tool name <name, len> holds one of the <n> words of <words>
+ * (each GD_WORD_MAX bytes): split at _ - . / : space and lower-to-upper case
+ * changes, compared caselessly; words of 5+ bytes also match inside a name. */
+bool gd_name_has_word(const char *words, uint32_t n, const char *name, size_t len);
 
 /* Fills <trip> (guard name, printf-style detail, stream and cut). */
 void gd_trip_set(struct gd_trip *trip, const char *guard, enum gd_stream stream,

@@ -78,14 +78,45 @@ static void test_dedup_same_call(void **state)
 	assert_string_equal(gd_pipeline_trip(p)->guard, "dedup");
 	gd_pipeline_free(p);
 
-	/* A mutating call may come twice (two key presses), not three times. */
+	/* A mutating call too: all calls of one answer are written before any
+	 * result is seen, so a second identical `bash` (or edit) is redundant. */
 	p = gd_pipeline_new(pol, NULL);
 	const char *n3[] = { "bash", "bash", "bash" };
 	const char *a3[] = { "{\"command\":\"npm test\"}", "{\"command\":\"npm test\"}",
 	                     "{\"command\":\"npm test\"}" };
-	assert_int_equal(calls(p, 3, n3, a3), 3);
+	assert_int_equal(calls(p, 3, n3, a3), 2);
 	assert_string_equal(gd_pipeline_trip(p)->guard, "dedup");
 	gd_pipeline_free(p);
+	p = gd_pipeline_new(pol, NULL);
+	const char *ne[] = { "edit", "edit" };
+	const char *ae[] = { "{\"path\":\"a.c\",\"old\":\"x\",\"new\":\"y\"}",
+	                     "{\"path\":\"a.c\",\"old\":\"x\",\"new\":\"y\"}" };
+	assert_int_equal(calls(p, 2, ne, ae), 2);
+	gd_pipeline_free(p);
+	/* Look-alike: input actions (guards.dedup.repeatable) may come twice —
+	 * press Down twice to move two rows — not three times. */
+	static const char *const keyers[] = { "computer", "browser_press_key", "press_key",
+		"scroll_down", "mobile_swipe", "left_click", "sendKeys", "wait" };
+	for (size_t k = 0; k < sizeof(keyers) / sizeof(keyers[0]); k++) {
+		const char *nk[] = { keyers[k], keyers[k], keyers[k] };
+		const char *ak[] = { "{\"action\":\"key\",\"text\":\"Down\"}",
+		                     "{\"action\":\"key\",\"text\":\"Down\"}",
+		                     "{\"action\":\"key\",\"text\":\"Down\"}" };
+		p = gd_pipeline_new(pol, NULL);
+		assert_int_equal(calls(p, 2, nk, ak), 0);
+		gd_pipeline_free(p);
+		p = gd_pipeline_new(pol, NULL);
+		if (calls(p, 3, nk, ak) != 3)
+			fail_msg("%s: the third identical call should trip", keyers[k]);
+		gd_pipeline_free(p);
+	}
+	/* The old behaviour for every mutating call is one key away. */
+	struct gd_policy *three = tg_policy((const char *const[]){
+		"guards.dedup.max_repeats_mutating=3", NULL });
+	p = gd_pipeline_new(three, NULL);
+	assert_int_equal(calls(p, 3, n3, a3), 3);
+	gd_pipeline_free(p);
+	gd_policy_free(three);
 
 	/* Look-alike: the same file read at increasing offsets. */
 	p = gd_pipeline_new(pol, NULL);
@@ -99,14 +130,14 @@ static void test_dedup_same_call(void **state)
 static void test_dedup_cycles(void **state)
 {
 	(void)state;
-	/* Cycles of 2, 3 and 4 mutating calls (exempt from the plain count
+	/* Cycles of 2, 3 and 4 repeatable calls (exempt from the plain count
 	 * until the third copy) trip at the end of the second round. */
 	for (int c = 2; c <= 4; c++) {
 		struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
 		const char *names[12], *args[12];
 		char buf[12][64];
 		for (int i = 0; i < 12; i++) {
-			names[i] = "run";
+			names[i] = "press_key";
 			snprintf(buf[i], sizeof(buf[i]), "{\"step\":\"s%d\"}", i % c);
 			args[i] = buf[i];
 		}
@@ -120,7 +151,7 @@ static void test_dedup_cycles(void **state)
 	const char *names[15], *args[15];
 	char buf[15][64];
 	for (int i = 0; i < 15; i++) {
-		names[i] = "run";
+		names[i] = "press_key";
 		snprintf(buf[i], sizeof(buf[i]), "{\"step\":\"s%d\"}", i % 5);
 		args[i] = buf[i];
 	}

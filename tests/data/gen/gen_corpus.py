@@ -30,6 +30,8 @@ TOOLS = {
     "list_dir": ("List a directory", {"path": "string"}),
     "web_fetch": ("Fetch a URL and return it as markdown", {"url": "string"}),
     "glob": ("Find files by glob pattern", {"pattern": "string"}),
+    "computer": ("Use a mouse and keyboard to interact with the screen, and take screenshots",
+                 {"action": "string", "text": "string", "coordinate": "array"}),
 }
 
 SYSTEM = ("You are a coding agent working in the user's repository. Use the tools to read, "
@@ -1280,6 +1282,25 @@ def h_hexdump_board(num):
     healthy(num, "hexdump-and-board", "an xxd dump of erased flash and a chess board",
             "Runs of `ffff ` (8 per line) and `p p p p`: short words, but hex and single "
             "letters, so the plain-words rule leaves them to the span rule.", conv, s)
+
+
+@scenario
+def h_key_presses(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["computer", "bash"], "In the settings list, open the third entry below Display.",
+                stream_usage=True)
+    conv.turn("", [("computer", {"action": "screenshot"}, "[screenshot: Settings, 'Display' highlighted]")])
+    s = Stream("vllm", rng, usage=True)
+    s.text("Display is highlighted; the target is two rows down.")
+    s.call("computer", {"action": "key", "text": "Down"}, per=2)
+    s.call("computer", {"action": "key", "text": "Down"}, per=2)
+    s.call("computer", {"action": "key", "text": "Return"}, per=2)
+    s.call("computer", {"action": "screenshot"}, per=2)
+    s.finish()
+    healthy(num, "computer-use-key-presses", "computer use: the same key press twice in one answer",
+            "Pressing Down twice is two moves, not a loop: `computer` is a repeatable input action "
+            "(guards.dedup.repeatable, 3 identical calls trip), unlike a second identical `bash`.",
+            conv, s)
 
 
 def main():
