@@ -32,11 +32,15 @@ static const char *const default_transient[] = {
 	"\\bE(?:CONNREFUSED|CONNRESET|TIMEDOUT|AGAIN|HOSTUNREACH|NETUNREACH)\\b",
 	"\\btimed? ?out\\b",
 	"\\btimeout\\b",
-	"\\b(?:429|502|503|504)\\b",
+	/* A status code only next to a word that makes it one: "line 503",
+	 * "src/main.c:429" and "logs/503.log" are not transient. */
+	"\\b(?:HTTP(?:/[0-9.]+)?|status(?: code)?|error|code)\\W{0,3}(?:429|502|503|504)\\b",
+	"\\bbad gateway\\b",
+	"\\bgateway time-?out\\b",
 	"temporar(?:il)?y (?:unavailable|failure|error)",
 	"service unavailable",
 	"\\btry again\\b",
-	"rate.?limit",
+	"\\brate[ _-]?limit", /* not "separate limits", "accurate limit" */
 	"too many requests",
 	"\\bnot (?:yet )?ready\\b",
 };

@@ -2,6 +2,8 @@
  * keys, clear errors), gd_config_each round trip, gd_policy_new validation. */
 #include "test_guard_util.h"
 
+#include "guards/failure.h"
+
 struct seen {
 	int n;
 	char keys[256][64];
@@ -153,6 +155,42 @@ static void test_policy_validation(void **state)
 	assert_null(gd_policy_new(&c, err, sizeof(err)));
 }
 
+/* The default failure patterns: transient messages win over permanent ones,
+ * but a status-code number or "rate limit" inside a path, a line number or
+ * another word does not make a permanent failure transient. */
+static void test_default_failure_patterns(void **state)
+{
+	(void)state;
+	struct gd_policy *p = tg_policy(NULL);
+	static const char *const transient[] = {
+		"HTTP/1.1 503 Service Unavailable",
+		"Error: Request failed with status code 429",
+		"{\"error\":{\"status\":503,\"message\":\"model not found in cache\"}}",
+		"upstream returned HTTP 502",
+		"502 Bad Gateway: page not found upstream",
+		"504 Gateway Time-out",
+		"openai.RateLimitError: Rate limit reached for requests",
+		"error: rate-limited, retry in 20s (repository not found in cache)",
+		"x-ratelimit-remaining: 0",
+		"curl: (7) Failed to connect to localhost port 3000: Connection refused",
+		"error: request timed out",
+	};
+	static const char *const permanent[] = {
+		"Error: ENOENT: no such file or directory, open 'logs/503.log'",
+		"src/parser.c:429: error: 'sizet' undeclared; no such file or directory: parser.h",
+		"fatal: path 'docs/api/v504/index.md' does not exist in 'HEAD'",
+		"Error: the separate limits file config/limits.yaml was not found",
+		"cat: /srv/data/502: No such file or directory",
+	};
+	for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+		if (gd_failure_classify(p, transient[i], strlen(transient[i])) != GD_RESULT_TRANSIENT)
+			fail_msg("should be transient: %s", transient[i]);
+	for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
+		if (gd_failure_classify(p, permanent[i], strlen(permanent[i])) != GD_RESULT_PERMANENT)
+			fail_msg("should be permanent: %s", permanent[i]);
+	gd_policy_free(p);
+}
+
 static void test_thresholds_take_effect(void **state)
 {
 	(void)state;
@@ -174,6 +212,7 @@ int main(void)
 		cmocka_unit_test(test_set_values_and_errors),
 		cmocka_unit_test(test_list_keys),
 		cmocka_unit_test(test_policy_validation),
+		cmocka_unit_test(test_default_failure_patterns),
 		cmocka_unit_test(test_thresholds_take_effect),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
