@@ -93,7 +93,7 @@ void eng_matmul_rows(const struct eng_kernels *k, enum eng_qtype t,
 			y[r] = dot(n, wc + (size_t)r * rb, xc);
 		return;
 	}
-	if (k->gemm[t] && eng_qtype_act(t) == ENG_ACT_F32) {
+	if (k->gemm[t]) {
 		k->gemm[t](n, w, rb, r0, r1, xa, nt, y, ldy);
 		return;
 	}

@@ -30,11 +30,12 @@ typedef void (*eng_gemm_packed_fn)(size_t n, const void *wp, int rows, int g0, i
 				   const void *x, int nt, float *y, size_t ldy);
 /* Writes <n> floats of <x> as activations of one format into <y>. */
 typedef void (*eng_quant_fn)(const float *x, void *y, size_t n);
-/* Float-activation matmul for several tokens (prefill) with register tiles:
- * rows [<r0>, <r1>) of <w> (rows <rb> bytes apart) times <nt> float rows of
- * <x> (<n> apart) into y[t*ldy + r]. */
+/* Matmul for several tokens (prefill) in the file layout, with register
+ * tiles: rows [<r0>, <r1>) of <w> (rows <rb> bytes apart) times <nt>
+ * activation rows at <x> in eng_qtype_act(type) format (eng_act_row_bytes
+ * apart) into y[t*ldy + r]. */
 typedef void (*eng_gemm_fn)(size_t n, const void *w, size_t rb, int r0, int r1,
-			    const float *x, int nt, float *y, size_t ldy);
+			    const void *x, int nt, float *y, size_t ldy);
 
 struct eng_kernels {
 	const char *name;
@@ -44,7 +45,7 @@ struct eng_kernels {
 	eng_pack_fn pack[ENG_QT_COUNT];
 	eng_gemm_packed_fn gemm_packed[ENG_QT_COUNT];
 	eng_quant_fn quant[ENG_ACT_COUNT]; /* indexed by enum eng_act */
-	eng_gemm_fn gemm[ENG_QT_COUNT];    /* F32/F16/BF16; NULL: dot per pair */
+	eng_gemm_fn gemm[ENG_QT_COUNT];    /* per weight type; NULL: dot per pair */
 	/* y[i] = sum_j x[j] * w[j] over <n>: float vectors (attention). */
 	float (*dot_f32)(size_t n, const float *x, const float *w);
 	/* y[i] += a * x[i] */

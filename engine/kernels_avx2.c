@@ -141,6 +141,132 @@ static float dot_q4_0(size_t n, const void *w, const void *x)
 	return hsum(s0) - corr;
 }
 
+/* ---- quantized prefill: RM rows x RN tokens register tiles ---------------
+ * Every weight block is loaded once per RN tokens and every activation block
+ * once per RM rows; the file layout is used as is (nothing repacked). */
+
+static inline __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* y[j*ldy + i] = W_i . x_j for RM rows of Q8_0 weights at <w> (<rb> apart)
+ * and RN Q8 activation rows at <x> (<xb> apart), <nb> blocks each. Signed
+ * x signed goes through |x| and w * sign(x) (vpmaddubsw wants one unsigned
+ * side; |x| <= 127 keeps its pair sums below saturation). */
+static inline __attribute__((always_inline)) void
+tile_q8_0(int RM, int RN, size_t nb, const char *w, size_t rb, const char *x, size_t xb,
+	  float *y, size_t ldy)
+{
+	__m256 acc[4][4];
+	const __m256i ones = _mm256_set1_epi16(1);
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < RM; i++)
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			acc[i][j] = _mm256_setzero_ps();
+	for (size_t b = 0; b < nb; b++) {
+		const struct eng_act_q8 *xa[4];
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			xa[j] = (const struct eng_act_q8 *)(x + (size_t)j * xb) + b;
+		_Pragma("GCC unroll 4")
+		for (int i = 0; i < RM; i++) {
+			const struct eng_blk_q8_0 *wb = (const struct eng_blk_q8_0 *)(w + (size_t)i * rb) + b;
+			__m256i wq = ld256(wb->qs), aw = _mm256_abs_epi8(wq);
+			__m256 dw = _mm256_set1_ps(_cvtsh_ss(wb->d));
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < RN; j++) {
+				__m256i s = _mm256_sign_epi8(ld256(xa[j]->qs), wq);
+				__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, s), ones);
+				acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&xa[j]->d)),
+							    _mm256_cvtepi32_ps(p), acc[i][j]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < RM; i++)
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			y[(size_t)j * ldy + i] = hsum(acc[i][j]);
+}
+
+/* The same for Q4_0: unsigned nibbles x signed activations directly, the
+ * -8 offset removed with the activation block sum (8 * s in lane 0). */
+static inline __attribute__((always_inline)) void
+tile_q4_0(int RM, int RN, size_t nb, const char *w, size_t rb, const char *x, size_t xb,
+	  float *y, size_t ldy)
+{
+	__m256 acc[4][4];
+	const __m256i ones = _mm256_set1_epi16(1);
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < RM; i++)
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			acc[i][j] = _mm256_setzero_ps();
+	for (size_t b = 0; b < nb; b++) {
+		const struct eng_act_q8 *xa[4];
+		__m256i off[4];
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++) {
+			xa[j] = (const struct eng_act_q8 *)(x + (size_t)j * xb) + b;
+			off[j] = _mm256_setr_epi32(8 * xa[j]->s, 0, 0, 0, 0, 0, 0, 0);
+		}
+		_Pragma("GCC unroll 4")
+		for (int i = 0; i < RM; i++) {
+			const struct eng_blk_q4_0 *wb = (const struct eng_blk_q4_0 *)(w + (size_t)i * rb) + b;
+			__m256i q = nibbles(wb->qs);
+			float dw = _cvtsh_ss(wb->d);
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < RN; j++) {
+				__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, ld256(xa[j]->qs)), ones);
+				acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xa[j]->d),
+							    _mm256_cvtepi32_ps(_mm256_sub_epi32(p, off[j])),
+							    acc[i][j]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < RM; i++)
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			y[(size_t)j * ldy + i] = hsum(acc[i][j]);
+}
+
+/* One row block [<r>, <re>) against the RN tokens at <xt>: RM rows at a
+ * time, then single rows. */
+#define ROWS_Q(TILE, RM, RN) \
+	do { \
+		int r_ = r; \
+		for (; r_ + (RM) <= re; r_ += (RM)) \
+			TILE(RM, RN, nb, wc + (size_t)r_ * rb, rb, xt, xb, yt + r_, ldy); \
+		for (; r_ < re; r_++) \
+			TILE(1, RN, nb, wc + (size_t)r_ * rb, rb, xt, xb, yt + r_, ldy); \
+	} while (0)
+
+/* Rows in blocks of 16 (their weights stay in L1 while every token passes),
+ * tokens RN (<= 4) at a time, rows RM at a time; partial tiles at the edges. */
+#define GEMM_Q(NAME, TILE, RM, RN, BLK, ACT) \
+static void NAME(size_t n, const void *w, size_t rb, int r0, int r1, const void *x, int nt, \
+		 float *y, size_t ldy) \
+{ \
+	const char *wc = w, *xc = x; \
+	size_t nb = n / (BLK), xb = eng_act_row_bytes(ACT, n); \
+	for (int r = r0; r < r1; r += 16) { \
+		int re = r + 16 < r1 ? r + 16 : r1; \
+		for (int t0 = 0; t0 < nt; t0 += RN) { \
+			const char *xt = xc + (size_t)t0 * xb; \
+			float *yt = y + (size_t)t0 * ldy; \
+			switch (nt - t0 >= (RN) ? (RN) : nt - t0) { \
+			case 1: ROWS_Q(TILE, RM, 1); break; \
+			case 2: ROWS_Q(TILE, RM, 2); break; \
+			case 3: ROWS_Q(TILE, RM, 3); break; \
+			default: ROWS_Q(TILE, RM, 4); break; \
+			} \
+		} \
+	} \
+}
+
+GEMM_Q(gemm_q8_0, tile_q8_0, 2, 4, ENG_QK, ENG_ACT_Q8)
+GEMM_Q(gemm_q4_0, tile_q4_0, 2, 4, ENG_QK, ENG_ACT_Q8)
+
 /* 32 floats → int8 with scale amax/127, rounding to nearest even. */
 static inline float q8_block(const float *x, int8_t *qs, int *sum)
 {
@@ -510,6 +636,7 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 		[ENG_ACT_Q8] = quant_q8,
 		[ENG_ACT_Q8K] = quant_q8k,
 	},
+	.gemm = {[ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,

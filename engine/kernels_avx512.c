@@ -82,10 +82,11 @@ static inline __m512 ldw_f16(const void *p, size_t i)
 static inline __m512 ldw_bf16(const void *p, size_t i) { return bf16x16((const uint16_t *)p + i); }
 
 #define GEMM_F(NAME, LDW, DOT) \
-static void NAME(size_t n, const void *w, size_t rb, int r0, int r1, const float *x, int nt, \
+static void NAME(size_t n, const void *w, size_t rb, int r0, int r1, const void *xp, int nt, \
 		 float *y, size_t ldy) \
 { \
 	const char *wc = w; \
+	const float *x = xp; \
 	for (int rb0 = r0; rb0 < r1; rb0 += 16) { \
 		int re = rb0 + 16 < r1 ? rb0 + 16 : r1; \
 		for (int t0 = 0; t0 < nt; t0 += 4) { \

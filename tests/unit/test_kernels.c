@@ -231,7 +231,9 @@ static void test_matmul_rows_matches_dots(void **state)
 {
 	(void)state;
 	const size_t n = 512;
-	const int rows = 37, nt = 5;
+	const int rows = 37;
+	/* 4, 5, 7 tokens: every partial token tile of the 3-token AVX2 tiles */
+	for (int nt = 4; nt <= 7; nt += 1 + (nt == 5))
 	for (int v = 0; v < ENG_KERNELS_COUNT; v++) {
 		const struct eng_kernels *k = eng_kernels_variant((enum eng_kernel_id)v);
 		if (!k)
@@ -241,7 +243,7 @@ static void test_matmul_rows_matches_dots(void **state)
 			enum eng_act a = eng_qtype_act(t);
 			size_t rb = eng_qtype_row_bytes(t, n), xb = eng_act_row_bytes(a, n);
 			char *w = malloc(rb * rows), *xa = malloc(xb * nt);
-			float row[512], y[5 * 40], ymv[40];
+			float row[512], y[7 * 40], ymv[40];
 			for (int r = 0; r < rows; r++) {
 				for (size_t i = 0; i < n; i++)
 					row[i] = frand();
