@@ -238,7 +238,7 @@ static int run_file(const char *path, long mutations)
 static void run_generated_gguf(long mutations)
 {
 	static const char *const tokens[] = {"<unk>", "<s>", "</s>", "<0x41>", "\xe2\x96\x81", "a", "b",
-					     "ab", "\xe2\x96\x81" "a", "<|end|>"};
+					     "ab", ("\xe2\x96\x81" "a"), "<|end|>"};
 	static const float scores[] = {0, 0, 0, 0, -1, -2, -3, -1.5f, -0.5f, 0};
 	static const int32_t types[] = {2, 3, 3, 6, 1, 1, 1, 1, 1, 4};
 	struct eng_gguf_writer *w = eng_gguf_writer_new(3, 0);

@@ -825,7 +825,7 @@ static void test_eog_texts(void **state)
 	/* Chat-turn ends are EOG and become CONTROL (not rendered, not split
 	 * without parse_special) even when the vocabulary typed them NORMAL. */
 	const char *v1[] = {"<unk>", "<s>", "</s>", "<|im_end|>", "<|eot_id|>", "<|channel|>", "x",
-			    "\xe2\x96\x81" "x", "<|fim_pad|>"};
+			    ("\xe2\x96\x81" "x"), "<|fim_pad|>"};
 	struct eng_tok *tok = spm_vocab(v1, 9);
 	assert_true(eng_tok_is_eog(tok, 2)); /* eos default 2 */
 	assert_true(eng_tok_is_eog(tok, 3));
