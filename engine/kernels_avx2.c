@@ -85,6 +85,71 @@ static float dot_bf16(size_t n, const void *w, const void *x)
 	return s;
 }
 
+/* ---- float-activation prefill: RM rows x RN tokens register tiles --------
+ * 12 accumulators + RM weight vectors fit the 16 registers; the activations
+ * are FMA memory operands. F32 uses 4 x 3; F16/BF16 3 x 4, one conversion
+ * per weight vector serving 4 tokens. */
+static inline __m256 ldw_f32(const void *p, size_t i) { return _mm256_loadu_ps((const float *)p + i); }
+static inline __m256 ldw_f16(const void *p, size_t i)
+{
+	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)p + i)));
+}
+static inline __m256 ldw_bf16(const void *p, size_t i) { return bf16x8((const uint16_t *)p + i); }
+
+#define GEMM_F(NAME, LDW, DOT, RM, RN) \
+static void NAME(size_t n, const void *w, size_t rb, int r0, int r1, const void *xp, int nt, \
+		 float *y, size_t ldy) \
+{ \
+	const char *wc = w; \
+	const float *x = xp; \
+	for (int rs = r0; rs < r1; rs += 16) { \
+		int re = rs + 16 < r1 ? rs + 16 : r1; \
+		for (int t0 = 0; t0 < nt; t0 += RN) { \
+			int r = rs; \
+			if (t0 + RN <= nt && n % 8 == 0) { \
+				for (; r + RM <= re; r += RM) { \
+					__m256 a[RM][RN]; \
+					const void *wr[RM]; \
+					const float *xr[RN]; \
+					_Pragma("GCC unroll 8") \
+					for (int i = 0; i < RM; i++) { \
+						wr[i] = wc + (size_t)(r + i) * rb; \
+						_Pragma("GCC unroll 8") \
+						for (int j = 0; j < RN; j++) \
+							a[i][j] = _mm256_setzero_ps(); \
+					} \
+					_Pragma("GCC unroll 8") \
+					for (int j = 0; j < RN; j++) \
+						xr[j] = x + (size_t)(t0 + j) * n; \
+					for (size_t k = 0; k < n; k += 8) { \
+						__m256 wv[RM]; \
+						_Pragma("GCC unroll 8") \
+						for (int i = 0; i < RM; i++) \
+							wv[i] = LDW(wr[i], k); \
+						_Pragma("GCC unroll 8") \
+						for (int j = 0; j < RN; j++) { \
+							_Pragma("GCC unroll 8") \
+							for (int i = 0; i < RM; i++) \
+								a[i][j] = _mm256_fmadd_ps(wv[i], _mm256_loadu_ps(xr[j] + k), a[i][j]); \
+						} \
+					} \
+					for (int i = 0; i < RM; i++) \
+						for (int j = 0; j < RN; j++) \
+							y[(size_t)(t0 + j) * ldy + r + i] = hsum(a[i][j]); \
+				} \
+			} \
+			int te = t0 + RN < nt ? t0 + RN : nt; \
+			for (; r < re; r++) \
+				for (int t = t0; t < te; t++) \
+					y[(size_t)t * ldy + r] = DOT(n, wc + (size_t)r * rb, x + (size_t)t * n); \
+		} \
+	} \
+}
+
+GEMM_F(gemm_f32, ldw_f32, dot_f32w, 4, 3)
+GEMM_F(gemm_f16, ldw_f16, dot_f16, 3, 4)
+GEMM_F(gemm_bf16, ldw_bf16, dot_bf16, 3, 4)
+
 /* Signed int8 x int8 over 32 lanes, as 8 int32 partial sums. */
 static inline __m256i mul_i8(__m256i w, __m256i x)
 {
@@ -636,7 +701,8 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 		[ENG_ACT_Q8] = quant_q8,
 		[ENG_ACT_Q8K] = quant_q8k,
 	},
-	.gemm = {[ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0},
+	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16,
+		 [ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,
