@@ -295,6 +295,148 @@ tile_q4_0(int RM, int RN, size_t nb, const char *w, size_t rb, const char *x, si
 			y[(size_t)j * ldy + i] = hsum(acc[i][j]);
 }
 
+/* Q4_K: per 32-weight chunk the nibbles times the activations
+ * (vpmaddubsw) times the sub-block scale (vpmaddwd, no separate pair sum);
+ * the mins are removed per super-block with the activations' 16-value
+ * sums, one vpmaddwd against the mins each duplicated for two sums. */
+static inline __attribute__((always_inline)) void
+tile_q4_k(int RM, int RN, size_t nb, const char *w, size_t rb, const char *x, size_t xb,
+	  float *y, size_t ldy)
+{
+	__m256 acc[4][4];
+	const __m256i m4 = _mm256_set1_epi8(0xF);
+	const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < RM; i++)
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			acc[i][j] = _mm256_setzero_ps();
+	for (size_t b = 0; b < nb; b++) {
+		const struct eng_act_q8k *xa[4];
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			xa[j] = (const struct eng_act_q8k *)(x + (size_t)j * xb) + b;
+		_Pragma("GCC unroll 4")
+		for (int i = 0; i < RM; i++) {
+			const struct eng_blk_q4_k *wb = (const struct eng_blk_q4_k *)(w + (size_t)i * rb) + b;
+			uint32_t u[4];
+			memcpy(u, wb->scales, 12);
+			u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+			uint32_t aux = u[1] & 0x3f3f3f3f;
+			u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+			u[2] = aux;
+			u[0] &= 0x3f3f3f3f;
+			const uint8_t *sc = (const uint8_t *)u;
+			__m256i mins = _mm256_cvtepu8_epi16(
+				_mm_shuffle_epi8(_mm_loadl_epi64((const __m128i *)(sc + 8)), dup));
+			__m256i sumi[4];
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < RN; j++)
+				sumi[j] = _mm256_setzero_si256();
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < 4; c++) {
+				__m256i q = ld256(wb->qs + 32 * c);
+				__m256i lo = _mm256_and_si256(q, m4);
+				__m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+				__m256i slo = _mm256_set1_epi16(sc[2 * c]), shi = _mm256_set1_epi16(sc[2 * c + 1]);
+				_Pragma("GCC unroll 4")
+				for (int j = 0; j < RN; j++) {
+					__m256i p0 = _mm256_madd_epi16(
+						_mm256_maddubs_epi16(lo, ld256(xa[j]->qs + 64 * c)), slo);
+					__m256i p1 = _mm256_madd_epi16(
+						_mm256_maddubs_epi16(hi, ld256(xa[j]->qs + 64 * c + 32)), shi);
+					sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p0, p1));
+				}
+			}
+			float d = _cvtsh_ss(wb->d), dmin = _cvtsh_ss(wb->dmin);
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < RN; j++) {
+				__m256i sm = _mm256_madd_epi16(ld256(xa[j]->bsums), mins);
+				acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xa[j]->d),
+							    _mm256_cvtepi32_ps(sumi[j]), acc[i][j]);
+				acc[i][j] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * xa[j]->d),
+							     _mm256_cvtepi32_ps(sm), acc[i][j]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < RM; i++)
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			y[(size_t)j * ldy + i] = hsum(acc[i][j]);
+}
+
+/* Q6_K: the 6-bit values (0..63) times the activations times the 16-value
+ * scales; the -32 offset is removed per super-block as 32 * the scales
+ * against the activations' 16-value sums. */
+static inline __attribute__((always_inline)) void
+tile_q6_k(int RM, int RN, size_t nb, const char *w, size_t rb, const char *x, size_t xb,
+	  float *y, size_t ldy)
+{
+	__m256 acc[4][4];
+	const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < RM; i++)
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			acc[i][j] = _mm256_setzero_ps();
+	for (size_t b = 0; b < nb; b++) {
+		const struct eng_act_q8k *xa[4];
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			xa[j] = (const struct eng_act_q8k *)(x + (size_t)j * xb) + b;
+		_Pragma("GCC unroll 4")
+		for (int i = 0; i < RM; i++) {
+			const struct eng_blk_q6_k *wb = (const struct eng_blk_q6_k *)(w + (size_t)i * rb) + b;
+			__m256i sumi[4];
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < RN; j++)
+				sumi[j] = _mm256_setzero_si256();
+			_Pragma("GCC unroll 2")
+			for (int h = 0; h < 2; h++) {
+				const uint8_t *ql = wb->ql + 64 * h, *qh = wb->qh + 32 * h;
+				const int8_t *sc = wb->scales + 8 * h;
+				__m256i l1 = ld256(ql), l2 = ld256(ql + 32), hb = ld256(qh);
+				__m256i q[4], s16[4];
+				q[0] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+						       _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+				q[1] = _mm256_or_si256(_mm256_and_si256(l2, m4),
+						       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+				q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+						       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+				q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l2, 4), m4),
+						       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+				_Pragma("GCC unroll 4")
+				for (int c = 0; c < 4; c++)
+					s16[c] = _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]),
+								  _mm_set1_epi16(sc[2 * c]));
+				_Pragma("GCC unroll 4")
+				for (int j = 0; j < RN; j++) {
+					const int8_t *yq = xa[j]->qs + 128 * h;
+					_Pragma("GCC unroll 4")
+					for (int c = 0; c < 4; c++)
+						sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(
+							_mm256_maddubs_epi16(q[c], ld256(yq + 32 * c)), s16[c]));
+				}
+			}
+			__m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)wb->scales));
+			float d = _cvtsh_ss(wb->d);
+			_Pragma("GCC unroll 4")
+			for (int j = 0; j < RN; j++) {
+				__m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(ld256(xa[j]->bsums), sc16), 5);
+				acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(d * xa[j]->d),
+							    _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[j], corr)),
+							    acc[i][j]);
+			}
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int i = 0; i < RM; i++)
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			y[(size_t)j * ldy + i] = hsum(acc[i][j]);
+}
+
 /* One row block [<r>, <re>) against the RN tokens at <xt>: RM rows at a
  * time, then single rows. */
 #define ROWS_Q(TILE, RM, RN) \
@@ -331,6 +473,8 @@ static void NAME(size_t n, const void *w, size_t rb, int r0, int r1, const void 
 
 GEMM_Q(gemm_q8_0, tile_q8_0, 2, 4, ENG_QK, ENG_ACT_Q8)
 GEMM_Q(gemm_q4_0, tile_q4_0, 2, 4, ENG_QK, ENG_ACT_Q8)
+GEMM_Q(gemm_q4_k, tile_q4_k, 2, 4, ENG_QKK, ENG_ACT_Q8K)
+GEMM_Q(gemm_q6_k, tile_q6_k, 1, 4, ENG_QKK, ENG_ACT_Q8K)
 
 /* 32 floats → int8 with scale amax/127, rounding to nearest even. */
 static inline float q8_block(const float *x, int8_t *qs, int *sum)
@@ -702,7 +846,8 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 		[ENG_ACT_Q8K] = quant_q8k,
 	},
 	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16,
-		 [ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0},
+		 [ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0, [ENG_QT_Q4_K] = gemm_q4_k,
+		 [ENG_QT_Q6_K] = gemm_q6_k},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,
