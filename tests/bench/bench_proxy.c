@@ -5,7 +5,9 @@
  *            the client reading the end of that event (one stream at a
  *            time, 2 ms between chunks so every chunk travels alone);
  *   throughput: streams/s with C concurrent clients, chunks back to back.
- * Prints machine-readable lines; never a pass/fail. */
+ * The targets take turns (a stream each for latency, a share of the streams
+ * each per round for throughput), so that all of them meet the same load on
+ * a shared machine. Prints machine-readable lines; never a pass/fail. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -27,6 +29,7 @@
 
 #define MAX_CHUNKS 256
 #define MAX_REQS 4096
+#define N_TARGETS 4 /* direct, loopwarden, nginx, the --compare binary */
 
 static _Atomic uint64_t write_ns[MAX_REQS][MAX_CHUNKS];
 
@@ -121,35 +124,51 @@ struct lat_result {
 	size_t samples;
 };
 
-static struct lat_result latency(int up_port, int port, int requests, size_t n_chunks)
+/* Samples of one target. */
+struct lat_acc {
+	uint64_t *all;
+	size_t n;
+};
+
+static struct lat_result lat_summary(struct lat_acc *a)
 {
-	control(up_port, "scenario=px-healthy-text&delay_ms=2");
-	memset(write_ns, 0, sizeof(write_ns));
-	uint64_t *all = malloc(sizeof(uint64_t) * (size_t)requests * MAX_CHUNKS);
-	size_t n = 0;
-	uint64_t lat[MAX_CHUNKS];
-	for (int r = 0; r < requests; r++) {
-		size_t ev = one_stream(port, (size_t)r, lat, MAX_CHUNKS);
-		/* the last event is [DONE], which has no write stamp */
-		for (size_t i = 0; i < ev && i < n_chunks; i++)
-			if (lat[i])
-				all[n++] = lat[i];
+	qsort(a->all, a->n, sizeof(uint64_t), cmp_u64);
+	struct lat_result res = {0, 0, 0, a->n};
+	if (a->n) {
+		res.median_us = (double)a->all[a->n / 2] / 1000.0;
+		res.p90_us = (double)a->all[(a->n * 90) / 100] / 1000.0;
+		res.p99_us = (double)a->all[(a->n * 99) / 100] / 1000.0;
 	}
-	qsort(all, n, sizeof(uint64_t), cmp_u64);
-	struct lat_result res = {0, 0, 0, n};
-	if (n) {
-		res.median_us = (double)all[n / 2] / 1000.0;
-		res.p90_us = (double)all[(n * 90) / 100] / 1000.0;
-		res.p99_us = (double)all[(n * 99) / 100] / 1000.0;
-	}
-	free(all);
 	return res;
 }
 
-/* <total> streams over <conc> concurrent connections; returns streams/s. */
-static double throughput(int up_port, int port, int total, int conc, size_t n_chunks, int *bad)
+/* <requests> rounds; each round runs one stream through every target in
+ * <ports> (those > 0), in an order that rotates with the round, so that
+ * every target meets the same machine load (the machine may be shared). */
+static void latency(int up_port, const int *ports, int n_targets, int requests, size_t n_chunks,
+                    struct lat_acc *acc)
 {
-	control(up_port, "scenario=px-healthy-tools&delay_ms=0");
+	control(up_port, "scenario=px-healthy-text&delay_ms=2");
+	memset(write_ns, 0, sizeof(write_ns));
+	size_t index = 0; /* the upstream numbers requests from 0 after a control call */
+	uint64_t lat[MAX_CHUNKS];
+	for (int r = 0; r < requests; r++) {
+		for (int k = 0; k < n_targets; k++) {
+			int t = (r + k) % n_targets;
+			if (ports[t] <= 0 || index >= MAX_REQS)
+				continue;
+			size_t ev = one_stream(ports[t], index++, lat, MAX_CHUNKS);
+			/* the last event is [DONE], which has no write stamp */
+			for (size_t i = 0; i < ev && i < n_chunks; i++)
+				if (lat[i])
+					acc[t].all[acc[t].n++] = lat[i];
+		}
+	}
+}
+
+/* <total> streams over <conc> concurrent connections; returns seconds. */
+static double throughput(int port, int total, int conc, size_t n_chunks, int *bad)
+{
 	size_t len;
 	char *req = hs_request_text("POST", "/v1/chat/completions", REQ, NULL, &len);
 	int *fds = calloc((size_t)conc, sizeof(int));
@@ -157,7 +176,6 @@ static double throughput(int up_port, int port, int total, int conc, size_t n_ch
 	int *nl = calloc((size_t)conc, sizeof(int));
 	struct pollfd *p = calloc((size_t)conc, sizeof(struct pollfd));
 	int started = 0, done = 0;
-	*bad = 0;
 	uint64_t t0 = now_ns();
 	for (int i = 0; i < conc; i++)
 		fds[i] = -1;
@@ -212,7 +230,7 @@ static double throughput(int up_port, int port, int total, int conc, size_t n_ch
 	free(events);
 	free(nl);
 	free(p);
-	return total / secs;
+	return secs;
 }
 
 static int start_nginx(const char *dir, int up_port, pid_t *pid)
@@ -261,10 +279,24 @@ static int start_nginx(const char *dir, int up_port, pid_t *pid)
 	return -1;
 }
 
+static int start_loopwarden(const char *bin, const char *dir, const char *logname,
+                            const char *upstream, pid_t *pid)
+{
+	char log[300];
+	snprintf(log, sizeof(log), "%s/%s", dir, logname);
+	char *argv[] = {(char *)bin, "--listen", "127.0.0.1:0", "--upstream", (char *)upstream,
+	                "--quiet", NULL};
+	*pid = hs_spawn(argv, log);
+	int port = (int)hs_wait_number(log, "listening on http://127.0.0.1:", 10000);
+	if (port <= 0)
+		fprintf(stderr, "bench: %s did not start (%s)\n", bin, log);
+	return port;
+}
+
 int main(int argc, char **argv)
 {
-	int streams = 2000, conc = 32, lat_requests = 40;
-	const char *lw = LW_BINARY_DIR "/loopwarden";
+	int streams = 2000, conc = 32, lat_requests = 40, rounds = 4;
+	const char *lw = LW_BINARY_DIR "/loopwarden", *lw_b = NULL;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--streams") == 0)
 			streams = atoi(argv[i + 1]);
@@ -272,11 +304,17 @@ int main(int argc, char **argv)
 			conc = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--latency-requests") == 0)
 			lat_requests = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--rounds") == 0)
+			rounds = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--loopwarden") == 0)
 			lw = argv[i + 1];
+		else if (strcmp(argv[i], "--compare") == 0)
+			lw_b = argv[i + 1]; /* a second loopwarden binary, measured alongside */
 	}
-	if (lat_requests > MAX_REQS)
-		lat_requests = MAX_REQS;
+	if (lat_requests > MAX_REQS / N_TARGETS)
+		lat_requests = MAX_REQS / N_TARGETS;
+	if (rounds < 1)
+		rounds = 1;
 	signal(SIGPIPE, SIG_IGN);
 	evthread_use_pthreads();
 	char dir[] = "/tmp/lw-bench-XXXXXX";
@@ -297,45 +335,72 @@ int main(int argc, char **argv)
 	pthread_t th;
 	pthread_create(&th, NULL, loop_thread, base);
 
-	char upstream[64], lw_log[300];
+	char upstream[64];
 	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%d", up_port);
-	snprintf(lw_log, sizeof(lw_log), "%s/loopwarden.log", dir);
-	char *lw_argv[] = {(char *)lw, "--listen", "127.0.0.1:0", "--upstream", upstream, "--quiet", NULL};
-	pid_t lw_pid = hs_spawn(lw_argv, lw_log);
-	int lw_port = (int)hs_wait_number(lw_log, "listening on http://127.0.0.1:", 10000);
-	if (lw_port <= 0) {
-		fprintf(stderr, "bench: loopwarden did not start (%s)\n", lw_log);
+	pid_t lw_pid = -1, lwb_pid = -1;
+	int lw_port = start_loopwarden(lw, dir, "loopwarden.log", upstream, &lw_pid);
+	if (lw_port <= 0)
 		return 1;
-	}
+	int lwb_port = -1;
+	if (lw_b && (lwb_port = start_loopwarden(lw_b, dir, "loopwarden-b.log", upstream, &lwb_pid)) <= 0)
+		return 1;
 	pid_t ng_pid = -1;
 	int ng_port = start_nginx(dir, up_port, &ng_pid);
 
 	printf("# bench_proxy: %d latency streams x %zu chunks (2 ms apart); %d streams x %zu chunks, "
-	       "%d concurrent, back to back\n", lat_requests, text_chunks, streams, tool_chunks, conc);
-	struct { const char *name; int port; } targets[3] = {
-		{"direct", up_port}, {"loopwarden", lw_port}, {"nginx", ng_port}};
-	struct lat_result lat[3] = {{0}};
-	double tput[3] = {0};
-	for (int t = 0; t < 3; t++) {
-		if (targets[t].port <= 0) {
-			printf("%s: not available (nginx not installed or did not start)\n", targets[t].name);
+	       "%d concurrent, back to back; targets interleaved (latency per stream, streams/s in %d "
+	       "rounds)\n", lat_requests, text_chunks, streams, tool_chunks, conc, rounds);
+	const char *names[N_TARGETS] = {"direct", "loopwarden", "nginx", "compare"};
+	int ports[N_TARGETS] = {up_port, lw_port, ng_port, lwb_port};
+	struct lat_acc acc[N_TARGETS];
+	for (int t = 0; t < N_TARGETS; t++) {
+		acc[t].all = malloc(sizeof(uint64_t) * (size_t)lat_requests * MAX_CHUNKS);
+		acc[t].n = 0;
+	}
+	latency(up_port, ports, N_TARGETS, lat_requests, text_chunks, acc);
+	/* Streams/s: <rounds> rounds, each running a share of the streams
+	 * through every target in a rotating order; a target's figure is its
+	 * streams over its summed time. */
+	control(up_port, "scenario=px-healthy-tools&delay_ms=0");
+	double secs[N_TARGETS] = {0};
+	int done[N_TARGETS] = {0}, bad[N_TARGETS] = {0};
+	for (int r = 0; r < rounds; r++) {
+		int share = streams / rounds + (r < streams % rounds);
+		for (int k = 0; k < N_TARGETS; k++) {
+			int t = (r + k) % N_TARGETS;
+			if (ports[t] <= 0 || share == 0)
+				continue;
+			int b = 0;
+			secs[t] += throughput(ports[t], share, conc, tool_chunks, &b);
+			done[t] += share;
+			bad[t] += b;
+		}
+	}
+	struct lat_result lat[N_TARGETS] = {{0}};
+	double tput[N_TARGETS] = {0};
+	for (int t = 0; t < N_TARGETS; t++) {
+		if (ports[t] <= 0) {
+			if (t == 2)
+				printf("nginx: not available (not installed or did not start)\n");
+			free(acc[t].all);
 			continue;
 		}
-		lat[t] = latency(up_port, targets[t].port, lat_requests, text_chunks);
-		int bad;
-		tput[t] = throughput(up_port, targets[t].port, streams, conc, tool_chunks, &bad);
+		lat[t] = lat_summary(&acc[t]);
+		tput[t] = secs[t] > 0 ? done[t] / secs[t] : 0;
 		printf("%-10s latency_us median=%.1f p90=%.1f p99=%.1f samples=%zu  streams_per_s=%.0f bad=%d\n",
-		       targets[t].name, lat[t].median_us, lat[t].p90_us, lat[t].p99_us, lat[t].samples,
-		       tput[t], bad);
+		       names[t], lat[t].median_us, lat[t].p90_us, lat[t].p99_us, lat[t].samples,
+		       tput[t], bad[t]);
+		free(acc[t].all);
 	}
-	printf("loopwarden added_latency_us_median=%.1f added_latency_us_p99=%.1f "
-	       "throughput_ratio_vs_direct=%.3f\n",
-	       lat[1].median_us - lat[0].median_us, lat[1].p99_us - lat[0].p99_us, tput[1] / tput[0]);
-	if (ng_port > 0)
-		printf("nginx      added_latency_us_median=%.1f added_latency_us_p99=%.1f "
-		       "throughput_ratio_vs_direct=%.3f\n",
-		       lat[2].median_us - lat[0].median_us, lat[2].p99_us - lat[0].p99_us, tput[2] / tput[0]);
+	for (int t = 1; t < N_TARGETS; t++)
+		if (ports[t] > 0)
+			printf("%-10s added_latency_us_median=%.1f added_latency_us_p99=%.1f "
+			       "throughput_ratio_vs_direct=%.3f\n",
+			       names[t], lat[t].median_us - lat[0].median_us, lat[t].p99_us - lat[0].p99_us,
+			       tput[t] / tput[0]);
 	hs_stop(lw_pid, 5000);
+	if (lwb_pid > 0)
+		hs_stop(lwb_pid, 5000);
 	if (ng_pid > 0)
 		hs_stop(ng_pid, 5000);
 	event_base_loopbreak(base);
