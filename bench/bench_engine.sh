@@ -5,7 +5,7 @@
 # llama-bench the same GGUFs run through llama.cpp too and the ratio is
 # printed (llama.cpp is never built or fetched by this script).
 #
-#   bench/bench_engine.sh                 # F32 F16 Q8_0 Q4_0 at 1 and 2 threads
+#   bench/bench_engine.sh                 # F32 F16 Q8_0 Q4_0 Q4_K Q6_K at 1 and 2 threads
 #   TYPES="Q8_0" THREADS="2" bench/bench_engine.sh
 #   LLAMA_BENCH=/tmp/llama.cpp/build/bin/llama-bench bench/bench_engine.sh
 #
@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 MODELS=${MODELS:-/tmp/lw-bench-models}
-TYPES=${TYPES:-"F32 F16 Q8_0 Q4_0"}
+TYPES=${TYPES:-"F32 F16 Q8_0 Q4_0 Q4_K Q6_K"}
 THREADS=${THREADS:-"1 2"}
 PP=${PP:-512}
 TG=${TG:-128}
@@ -65,19 +65,28 @@ for type in $TYPES; do
 		pp=$(best "${pps[@]}") tg=$(best "${tgs[@]}")
 		lpp=- ltg=- rpp=- rtg=-
 		if [ -n "${LLAMA_BENCH:-}" ]; then
-			csv=$("$LLAMA_BENCH" -m "$model" -p "$PP" -n "$TG" -t "$th" -r "$REPS" -o csv 2>/dev/null || true)
+			# REPS separate one-repetition runs, best kept, as for ours
+			# (llama-bench -r N only reports the mean)
+			csv=$(for _ in $(seq "$REPS"); do
+				"$LLAMA_BENCH" -m "$model" -p "$PP" -n "$TG" -t "$th" -r 1 -o csv 2>/dev/null || true
+			done)
 			read -r lpp ltg < <(python3 -c '
 import csv, io, sys
-pp = tg = "nan"
-for row in csv.DictReader(io.StringIO(sys.stdin.read())):
-    if row.get("n_prompt") not in (None, "0") and row.get("n_gen") == "0": pp = row["avg_ts"]
-    if row.get("n_gen") not in (None, "0") and row.get("n_prompt") == "0": tg = row["avg_ts"]
-print("%.1f %.1f" % (float(pp), float(tg)))' <<<"$csv")
+pp = tg = float("nan")
+lines = [l for l in sys.stdin.read().splitlines() if l.strip()]
+hdr = next((l for l in lines if l.startswith("build_commit")), None)
+rows = csv.DictReader(io.StringIO("\n".join([hdr] + [l for l in lines if l != hdr]))) if hdr else []
+for row in rows:
+    ts = float(row["avg_ts"])
+    if row.get("n_prompt") not in (None, "0") and row.get("n_gen") == "0": pp = ts if pp != pp else max(pp, ts)
+    if row.get("n_gen") not in (None, "0") and row.get("n_prompt") == "0": tg = ts if tg != tg else max(tg, ts)
+print("%.1f %.1f" % (pp, tg))' <<<"$csv")
 			rpp=$(python3 -c "print('%.2f' % ($pp/$lpp))" 2>/dev/null || echo -)
 			rtg=$(python3 -c "print('%.2f' % ($tg/$ltg))" 2>/dev/null || echo -)
 		fi
 		printf "%-5s %2s %10s %10s %10s %10s %8s %8s %9s\n" "$type" "$th" "$pp" "$tg" "$lpp" "$ltg" "$rpp" "$rtg" "$((rss / 1024))/$size_mib"
 	done
 done
-echo "(tokens/s, best of $REPS; pp = $PP-token prompt, tg = $TG tokens from an empty context;"
+echo "(tokens/s, best of $REPS; pp = prompt of $PP tokens (loopwarden: $((PP / 9 * 9)), whole 9-token"
+echo " sentences; llama-bench: $PP random tokens), tg = $TG tokens from an empty context;"
 echo " rss_mib = peak RSS / file size, MiB, mmap load)"
