@@ -350,11 +350,7 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 	ch->n_events++;
 	if (ev->done) {
 		/* The answer is complete: what is still held goes out. */
-		if (evbuffer_get_length(ch->held)) {
-			flush_out(ch);
-			if (ch->conn)
-				px_http_stream_write_buf(ch->conn, ch->held);
-		}
+		evbuffer_add_buffer(ch->out, ch->held);
 		record_end(ch, NULL, NULL);
 		end_stream(ch);
 		return 1;
@@ -410,15 +406,12 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 		}
 		px_emit_frame(ch->held, ev->data, ev->len);
 	} else {
-		if (evbuffer_get_length(ch->held) && ch->conn)
-			px_http_stream_write_buf(ch->conn, ch->held);
+		/* Released calls, then this chunk; up_body writes <out> once
+		 * for all the events of one read. */
+		evbuffer_add_buffer(ch->out, ch->held);
 		px_emit_frame(ch->out, ev->data, ev->len);
-		flush_out(ch);
 		px_metrics_inc(PX_C_CHUNKS_RELAYED, 1);
 	}
-	arm_watchdog(ch);
-	check_backpressure(ch);
-	px_metrics_observe(PX_H_CHUNK_US, (double)(px_now_us() - t0));
 	return 0;
 }
 
@@ -548,12 +541,24 @@ static void up_body(void *arg, const char *data, size_t len)
 		px_record_write(ch->rec, data, len);
 	if (ch->state == CH_STREAM) {
 		char err[256];
+		uint64_t t0 = px_now_us(), n0 = ch->n_events;
 		enum px_sse_status st = px_sse_feed(ch->sse, data, len, on_sse, ch, err, sizeof(err));
 		if (st == PX_SSE_ETOOBIG && ch->state == CH_STREAM) {
 			px_metrics_upstream_error(PX_UPE_PROTOCOL);
 			char msg[400];
 			snprintf(msg, sizeof(msg), "the upstream sent an event larger than proxy.max_event_bytes: %s", err);
 			fail_answer(ch, 502, msg);
+		}
+		uint64_t k = ch->n_events - n0;
+		if (ch->state == CH_STREAM && k > 0) {
+			/* One write for every event this read brought; the
+			 * bookkeeping waits until the bytes are on their way. */
+			flush_out(ch);
+			arm_watchdog(ch);
+			check_backpressure(ch);
+			double us = (double)(px_now_us() - t0) / (double)k;
+			for (uint64_t i = 0; i < k; i++)
+				px_metrics_observe(PX_H_CHUNK_US, us);
 		}
 	} else if (ch->state == CH_COLLECT) {
 		uint64_t cap = ch->up_status == 200 ? ch->s->opts.max_response_bytes : ERROR_BODY_MAX;
@@ -589,9 +594,7 @@ static void up_end(void *arg)
 			px_chunk_info(ch->conv, &info);
 			if (info.finished) {
 				/* Some servers omit [DONE]: the answer did finish. */
-				flush_out(ch);
-				if (evbuffer_get_length(ch->held) && ch->conn)
-					px_http_stream_write_buf(ch->conn, ch->held);
+				evbuffer_add_buffer(ch->out, ch->held);
 				record_end(ch, NULL, NULL);
 				end_stream(ch);
 			} else {

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -176,13 +177,28 @@ void px_http_reply(struct px_http_conn *c, int status, const char *content_type,
 	request_done(c);
 }
 
+static size_t send_now(struct px_http_conn *c, struct iovec *iov, int n);
+
 void px_http_stream_start(struct px_http_conn *c, int status, const char *content_type)
 {
 	const char *framing = (c->close_after || !c->req.keep_alive)
 	                          ? "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n"
 	                          : "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
-	write_head(c, status, content_type, framing, NULL);
 	c->chunked_reply = true;
+	/* Sent at once like the chunks (see send_now), so the first chunk
+	 * need not wait a loop turn behind a queued head. */
+	char head[512];
+	int n = snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\nServer: loopwarden\r\n%s%s%s%s\r\n",
+	                 status, px_http_status_text(status), content_type ? "Content-Type: " : "",
+	                 content_type ? content_type : "", content_type ? "\r\n" : "", framing);
+	if (n < 0 || (size_t)n >= sizeof(head)) {
+		write_head(c, status, content_type, framing, NULL);
+		return;
+	}
+	struct iovec iov = {head, (size_t)n};
+	size_t sent = send_now(c, &iov, 1);
+	if (sent < (size_t)n)
+		evbuffer_add(bufferevent_get_output(c->bev), head + sent, (size_t)n - sent);
 }
 
 /* "<hex len>\r\n" into <line> (24 bytes); returns its length. Per chunk,
@@ -203,16 +219,78 @@ static size_t chunk_line(char *line, size_t len)
 	return n + 2;
 }
 
+/* Sends <iov> (<n> entries) on the client's socket now when nothing is
+ * queued before it, and returns how many bytes the socket took; the caller
+ * queues the rest in the bufferevent. A queued write only arms EV_WRITE and
+ * goes out after the next epoll_wait: one loop turn and two epoll_ctl later
+ * (nginx, too, writes from its read handler). Returns 0 when output is
+ * already queued (order), on EAGAIN (the bufferevent waits for the socket,
+ * and a slow client's backlog builds up there as before) and on an error
+ * (the bufferevent meets it on its own write and closes the connection). */
+static size_t send_now(struct px_http_conn *c, struct iovec *iov, int n)
+{
+	if (c->lingering || evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+		return 0;
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (fd < 0)
+		return 0;
+	struct msghdr msg = {0};
+	msg.msg_iov = iov;
+	msg.msg_iovlen = (size_t)n;
+	ssize_t k;
+	do
+		k = sendmsg(fd, &msg, MSG_NOSIGNAL);
+	while (k < 0 && errno == EINTR);
+	return k > 0 ? (size_t)k : 0;
+}
+
+/* Sends the chunk "<len>\r\n" <data…> "\r\n" whose data is <iov>[1..n-2]
+ * (entries 0 and n-1 are filled here); returns the bytes of data sent, the
+ * caller queues the rest of its data, then *<tail> bytes of the final CRLF.
+ * When the whole chunk went out, *<tail> is 0 and the result is the data's
+ * length. Otherwise the part of the size line that did not go out is queued
+ * here, before the caller's data. */
+static size_t send_chunk(struct px_http_conn *c, struct iovec *iov, int n, size_t data_len,
+                         size_t *tail)
+{
+	char line[24];
+	size_t ll = chunk_line(line, data_len);
+	iov[0].iov_base = line;
+	iov[0].iov_len = ll;
+	iov[n - 1].iov_base = (void *)"\r\n";
+	iov[n - 1].iov_len = 2;
+	size_t sent = send_now(c, iov, n);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	*tail = 2;
+	if (sent < ll) {
+		evbuffer_add(out, line + sent, ll - sent);
+		return 0;
+	}
+	sent -= ll;
+	if (sent <= data_len)
+		return sent;
+	*tail -= sent - data_len;
+	return data_len;
+}
+
 void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len)
 {
 	if (len == 0)
 		return;
+	struct iovec iov[3];
+	iov[1].iov_base = (void *)data;
+	iov[1].iov_len = len;
+	size_t tail;
+	size_t sent = send_chunk(c, iov, 3, len, &tail);
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	char line[24];
-	evbuffer_add(out, line, chunk_line(line, len));
-	evbuffer_add(out, data, len);
-	evbuffer_add(out, "\r\n", 2);
+	if (sent < len)
+		evbuffer_add(out, (const char *)data + sent, len - sent);
+	if (tail)
+		evbuffer_add(out, "\r\n" + (2 - tail), tail);
 }
+
+#define WRITE_IOV 64 /* pieces of one chunk written straight away; more are queued */
+_Static_assert(sizeof(struct evbuffer_iovec) == sizeof(struct iovec), "evbuffer_iovec is an iovec");
 
 void px_http_stream_write_buf(struct px_http_conn *c, struct evbuffer *buf)
 {
@@ -220,15 +298,28 @@ void px_http_stream_write_buf(struct px_http_conn *c, struct evbuffer *buf)
 	if (len == 0)
 		return;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	char line[24];
-	evbuffer_add(out, line, chunk_line(line, len));
+	struct iovec iov[WRITE_IOV + 2];
+	/* <len> whole: the result is the number of pieces needed, even past WRITE_IOV */
+	int nv = evbuffer_peek(buf, (ev_ssize_t)len, NULL, &iov[1], WRITE_IOV);
+	size_t sent = 0, tail = 2;
+	if (nv > 0 && nv <= WRITE_IOV) {
+		sent = send_chunk(c, iov, nv + 2, len, &tail);
+		evbuffer_drain(buf, sent);
+	} else {
+		char line[24];
+		evbuffer_add(out, line, chunk_line(line, len));
+	}
 	evbuffer_add_buffer(out, buf);
-	evbuffer_add(out, "\r\n", 2);
+	if (tail)
+		evbuffer_add(out, "\r\n" + (2 - tail), tail);
 }
 
 void px_http_stream_end(struct px_http_conn *c)
 {
-	evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+	struct iovec iov = {(void *)"0\r\n\r\n", 5};
+	size_t sent = send_now(c, &iov, 1);
+	if (sent < 5)
+		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n" + sent, 5 - sent);
 	request_done(c);
 }
 

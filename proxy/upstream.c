@@ -259,71 +259,113 @@ static bool read_head(struct px_upstream *u, struct evbuffer *in, bool *more)
 	return true;
 }
 
-/* Hands up to <n> bytes of <in> to on_body. Returns false when <u> is gone. */
-static bool deliver(struct px_upstream *u, struct evbuffer *in, size_t n)
+/* Body bytes decoded from what one read brought (chunk framing removed),
+ * handed to on_body at once: a read that carries several events makes one
+ * call, so the caller can answer them with one write. */
+struct batch {
+	size_t len;
+	char data[SCRATCH];
+};
+
+/* Moves up to <n> body bytes of <in> into <b>, as many as fit. */
+static void gather(struct px_upstream *u, struct evbuffer *in, size_t n, struct batch *b)
 {
-	char scratch[SCRATCH];
-	while (n > 0 && !u->paused && u->state == UP_BODY) {
-		size_t k = n < sizeof(scratch) ? n : sizeof(scratch);
-		evbuffer_remove(in, scratch, k);
-		n -= k;
-		if (u->mode != BM_EOF)
-			u->remaining -= k;
-		u->in_cb++;
-		u->cbs.on_body(u->ctx, scratch, k);
-		u->in_cb--;
-		if (u->dead) {
-			free(u);
-			return false;
-		}
+	size_t k = n < sizeof(b->data) - b->len ? n : sizeof(b->data) - b->len;
+	evbuffer_remove(in, b->data + b->len, k);
+	b->len += k;
+	if (u->mode != BM_EOF)
+		u->remaining -= k;
+}
+
+/* Hands what <b> holds to on_body. Returns false when <u> is gone. */
+static bool hand_over(struct px_upstream *u, struct batch *b)
+{
+	size_t n = b->len;
+	b->len = 0;
+	if (n == 0 || u->state != UP_BODY)
+		return true;
+	u->in_cb++;
+	u->cbs.on_body(u->ctx, b->data, n);
+	u->in_cb--;
+	if (u->dead) {
+		free(u);
+		return false;
 	}
 	return true;
 }
 
-static void process(struct px_upstream *u)
+/* A chunk-size or trailer line without a heap copy: its text (NUL-terminated,
+ * CRLF removed) into <line>. Returns 1, 0 when the line is not complete yet,
+ * -1 when it is longer than CHUNK_LINE_MAX. */
+static int chunk_line(struct evbuffer *in, char *line, size_t *len)
 {
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (eol.pos < 0)
+		return evbuffer_get_length(in) > CHUNK_LINE_MAX ? -1 : 0;
+	if ((size_t)eol.pos > CHUNK_LINE_MAX)
+		return -1;
+	evbuffer_remove(in, line, (size_t)eol.pos);
+	line[eol.pos] = '\0';
+	evbuffer_drain(in, eol_len);
+	*len = (size_t)eol.pos;
+	return 1;
+}
+
+/* Parses what has been read. Returns false when <u> is gone (a callback
+ * freed it). */
+static bool process(struct px_upstream *u)
+{
+	struct batch b;
+	b.len = 0;
 	bool more = true;
 	while (u->bev && !u->paused && more) {
+		if (b.len == sizeof(b.data)) {
+			if (!hand_over(u, &b))
+				return false;
+			continue;
+		}
 		struct evbuffer *in = bufferevent_get_input(u->bev);
 		size_t avail = evbuffer_get_length(in);
 		more = false;
 		if (u->state == UP_HEAD) {
 			if (!read_head(u, in, &more))
-				return;
+				return false;
 			continue;
 		}
 		if (u->state != UP_BODY || avail == 0)
-			return;
+			break;
+		const char *bad = NULL;
 		switch (u->mode) {
 		case BM_EOF:
-			if (!deliver(u, in, avail))
-				return;
+			gather(u, in, avail, &b);
+			more = true;
 			break;
-		case BM_LENGTH: {
-			size_t n = avail < u->remaining ? avail : (size_t)u->remaining;
-			if (!deliver(u, in, n))
-				return;
-			if (u->state == UP_BODY && u->remaining == 0) {
-				finish(u);
-				return;
+		case BM_LENGTH:
+			gather(u, in, avail < u->remaining ? avail : (size_t)u->remaining, &b);
+			if (u->remaining == 0) {
+				if (!hand_over(u, &b))
+					return false;
+				return u->state == UP_BODY ? finish(u) : true;
 			}
+			more = true;
 			break;
-		}
 		case BM_CHUNKED:
 			if (u->ch == CH_SIZE || u->ch == CH_TRAILER) {
+				char line[CHUNK_LINE_MAX + 1];
 				size_t ll;
-				char *line = evbuffer_readln(in, &ll, EVBUFFER_EOL_CRLF);
-				if (!line) {
-					if (avail > CHUNK_LINE_MAX)
-						fail(u, PX_UP_PROTOCOL, "chunk size line too long");
-					return;
+				int got = chunk_line(in, line, &ll);
+				if (got < 0) {
+					bad = "chunk size line too long";
+					break;
 				}
+				if (got == 0)
+					break;
 				if (u->ch == CH_TRAILER) {
-					bool empty = ll == 0;
-					free(line);
-					if (empty) {
-						finish(u);
-						return;
+					if (ll == 0) {
+						if (!hand_over(u, &b))
+							return false;
+						return u->state == UP_BODY ? finish(u) : true;
 					}
 					more = true;
 					break;
@@ -331,11 +373,9 @@ static void process(struct px_upstream *u)
 				char *end;
 				errno = 0;
 				unsigned long long n = strtoull(line, &end, 16);
-				bool bad = end == line || errno || (*end && *end != ';' && *end != ' ');
-				free(line);
-				if (bad) {
-					fail(u, PX_UP_PROTOCOL, "bad chunk size");
-					return;
+				if (end == line || errno || (*end && *end != ';' && *end != ' ')) {
+					bad = "bad chunk size";
+					break;
 				}
 				if (n == 0) {
 					u->ch = CH_TRAILER;
@@ -345,34 +385,38 @@ static void process(struct px_upstream *u)
 				}
 				more = true;
 			} else if (u->ch == CH_DATA) {
-				size_t n = avail < u->remaining ? avail : (size_t)u->remaining;
-				if (!deliver(u, in, n))
-					return;
-				if (u->state == UP_BODY && u->remaining == 0) {
+				gather(u, in, avail < u->remaining ? avail : (size_t)u->remaining, &b);
+				if (u->remaining == 0)
 					u->ch = CH_DATA_END;
-					more = true;
-				}
+				more = true;
 			} else { /* CH_DATA_END: the CRLF after a chunk's data */
 				if (avail < 2)
-					return;
+					break;
 				char crlf[2];
 				evbuffer_remove(in, crlf, 2);
 				if (crlf[0] != '\r' || crlf[1] != '\n') {
-					fail(u, PX_UP_PROTOCOL, "missing CRLF after a chunk");
-					return;
+					bad = "missing CRLF after a chunk";
+					break;
 				}
 				u->ch = CH_SIZE;
 				more = true;
 			}
 			break;
 		}
+		if (bad) {
+			/* what came before the error is delivered first */
+			if (!hand_over(u, &b))
+				return false;
+			return u->state == UP_BODY ? fail(u, PX_UP_PROTOCOL, bad) : true;
+		}
 	}
+	return hand_over(u, &b);
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
-	process(arg);
+	(void)process(arg);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -395,8 +439,8 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		snprintf(detail, sizeof(detail), "%s:%u: %s", u->t->url.host, (unsigned)u->t->url.port,
 		         reason ? reason : "TLS error");
 		if (u->state != UP_CONNECTING) {
-			process(u); /* what arrived before the failure comes first */
-			if (u->state == UP_DONE || u->dead)
+			/* what arrived before the failure comes first */
+			if (!process(u) || u->state == UP_DONE)
 				return;
 		}
 		fail(u, PX_UP_TLS, detail);
@@ -410,8 +454,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	/* Data that came with the EOF or error is read first. */
-	process(u);
-	if (u->state == UP_DONE || u->dead)
+	if (!process(u) || u->state == UP_DONE)
 		return;
 	if (what & BEV_EVENT_EOF) {
 		if (u->state == UP_BODY && u->mode == BM_EOF && !u->paused) {
@@ -512,6 +555,6 @@ void px_upstream_pause(struct px_upstream *u, bool paused)
 		bufferevent_disable(u->bev, EV_READ);
 	} else {
 		bufferevent_enable(u->bev, EV_READ);
-		process(u);
+		(void)process(u);
 	}
 }
