@@ -470,23 +470,45 @@ static int cb_string(void *ctx, const unsigned char *s, size_t len)
 	}
 }
 
+/* Runs for every map key of every chunk: a switch on the length, then
+ * fixed-size compares the compiler inlines (no strlen, no memcmp call). */
 static enum key key_of(const unsigned char *s, size_t len)
 {
-	static const struct { const char *name; enum key key; } keys[] = {
-		{ "choices", K_CHOICES }, { "usage", K_USAGE }, { "error", K_ERROR },
-		{ "id", K_ID }, { "model", K_MODEL }, { "index", K_INDEX },
-		{ "delta", K_DELTA }, { "message", K_MESSAGE },
-		{ "finish_reason", K_FINISH }, { "content", K_CONTENT },
-		{ "reasoning_content", K_REASONING_CONTENT }, { "reasoning", K_REASONING },
-		{ "tool_calls", K_TOOL_CALLS }, { "function", K_FUNCTION },
-		{ "name", K_NAME }, { "arguments", K_ARGUMENTS },
-		{ "prompt_tokens", K_PROMPT_TOKENS },
-		{ "completion_tokens", K_COMPLETION_TOKENS },
-		{ "object", K_OBJECT },
-	};
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strlen(keys[i].name) == len && memcmp(keys[i].name, s, len) == 0)
-			return keys[i].key;
+#define IS(name) (memcmp(s, name, sizeof(name) - 1) == 0)
+	switch (len) {
+	case 2: if (IS("id")) return K_ID; break;
+	case 4: if (IS("name")) return K_NAME; break;
+	case 5:
+		if (IS("index")) return K_INDEX;
+		if (IS("delta")) return K_DELTA;
+		if (IS("model")) return K_MODEL;
+		if (IS("usage")) return K_USAGE;
+		if (IS("error")) return K_ERROR;
+		break;
+	case 6: if (IS("object")) return K_OBJECT; break;
+	case 7:
+		if (IS("content")) return K_CONTENT;
+		if (IS("choices")) return K_CHOICES;
+		if (IS("message")) return K_MESSAGE;
+		break;
+	case 8: if (IS("function")) return K_FUNCTION; break;
+	case 9:
+		if (IS("arguments")) return K_ARGUMENTS;
+		if (IS("reasoning")) return K_REASONING;
+		break;
+	case 10: if (IS("tool_calls")) return K_TOOL_CALLS; break;
+	case 13:
+		if (IS("finish_reason")) return K_FINISH;
+		if (IS("prompt_tokens")) return K_PROMPT_TOKENS;
+		break;
+	case 17:
+		if (IS("reasoning_content")) return K_REASONING_CONTENT;
+		if (IS("completion_tokens")) return K_COMPLETION_TOKENS;
+		break;
+	default:
+		break;
+	}
+#undef IS
 	return K_OTHER;
 }
 
