@@ -1,9 +1,12 @@
 /* The per-answer pipeline: routes events to the watchdogs (content,
  * reasoning and each call's arguments are separate streams), holds tool calls
  * until their arguments are complete JSON, then runs the call guards on the
- * completed call. Everything is allocated in gd_pipeline_new. */
+ * completed call. Everything is allocated in gd_pipeline_new, but the
+ * reasoning watch and the watched calls are cleared only when first used,
+ * so a text-only answer touches a fraction of the pipeline's memory. */
 #include "guards/pipeline.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,11 +62,10 @@ struct gd_pipeline {
 	bool tripped;
 	struct gd_trip trip;
 	struct gd_stats stats;
-	struct watch text, reasoning;
+	struct watch text;
 	uint32_t n_open;
 	uint64_t seq;
 	struct call calls[GD_MAX_OPEN_CALLS];
-	struct heavy heavy[GD_WATCHED_CALLS];
 	char *scratch;
 	size_t scratch_cap;
 	struct gd_name_run name_run;
@@ -71,6 +73,12 @@ struct gd_pipeline {
 	struct gd_budget budget;
 	struct gd_stall stall;
 	bool answer_mutated;
+	bool reasoning_ready;
+	/* Not cleared by gd_pipeline_new (most of the pipeline's size): the
+	 * reasoning watch is cleared at the first reasoning event, a heavy
+	 * slot's watch when open_call takes the slot. */
+	struct watch reasoning;
+	struct heavy heavy[GD_WATCHED_CALLS];
 };
 
 const char *gd_verdict_name(enum gd_verdict v)
@@ -87,6 +95,13 @@ const char *gd_verdict_name(enum gd_verdict v)
 static int watch_init(struct watch *w, const struct gd_config *cfg)
 {
 	gd_simhash_init(&w->sim, &cfg->simhash);
+	return gd_repeat_init(&w->rep, &cfg->repeat);
+}
+
+/* Allocates <w>'s window without clearing the rest: watch_reset before use. */
+static int watch_prepare(struct watch *w, const struct gd_config *cfg)
+{
+	w->sim.cfg = &cfg->simhash;
 	return gd_repeat_init(&w->rep, &cfg->repeat);
 }
 
@@ -115,19 +130,26 @@ struct gd_pipeline *gd_pipeline_new(const struct gd_policy *policy,
 
 	if (!policy)
 		return NULL;
-	p = calloc(1, sizeof(*p));
+	p = malloc(sizeof(*p));
 	if (!p)
 		return NULL;
+	memset(p, 0, offsetof(struct gd_pipeline, reasoning));
+	p->reasoning.rep.ring = NULL;
+	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
+		p->heavy[i].busy = false;
+		p->heavy[i].args = NULL;
+		p->heavy[i].w.rep.ring = NULL;
+	}
 	p->policy = policy;
 	p->cfg = &policy->cfg;
 	p->hist = hist;
 	p->scratch_cap = (size_t)p->cfg->limits.max_args_bytes + 16;
 	p->scratch = malloc(p->scratch_cap);
-	if (!p->scratch || watch_init(&p->text, p->cfg) || watch_init(&p->reasoning, p->cfg))
+	if (!p->scratch || watch_init(&p->text, p->cfg) || watch_prepare(&p->reasoning, p->cfg))
 		goto fail;
 	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
 		p->heavy[i].args = malloc(p->cfg->limits.max_args_bytes);
-		if (!p->heavy[i].args || watch_init(&p->heavy[i].w, p->cfg))
+		if (!p->heavy[i].args || watch_prepare(&p->heavy[i].w, p->cfg))
 			goto fail;
 	}
 	gd_name_run_init(&p->name_run);
@@ -336,6 +358,10 @@ enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *e
 			p->stats.text_bytes += ev->len;
 		else
 			p->stats.reasoning_bytes += ev->len;
+		if (!text && !p->reasoning_ready) {
+			watch_reset(&p->reasoning);
+			p->reasoning_ready = true;
+		}
 		if (gd_budget_bytes(&p->budget, &p->cfg->budget, ev->len, &p->trip) == GD_TRIP ||
 		    watch_feed(p, text ? &p->text : &p->reasoning, ev->data, ev->len,
 		               text ? GD_STREAM_TEXT : GD_STREAM_REASONING) == GD_TRIP)
