@@ -94,6 +94,48 @@ static void log_req(const struct px_chat *ch, const char *fmt, ...)
 	fprintf(stderr, "loopwarden: req %" PRIu64 ": %s\n", ch->id, line);
 }
 
+/* An SSE parser and a chunk converter for a new answer: an idle pair
+ * (reset) when there is one, else new ones. */
+static void parsers_take(struct px_chat *ch)
+{
+	struct px_server *s = ch->s;
+	if (s->n_idle > 0) {
+		s->n_idle--;
+		ch->sse = s->idle_sse[s->n_idle];
+		ch->conv = s->idle_conv[s->n_idle];
+		px_sse_reset(ch->sse);
+		px_chunk_reset(ch->conv);
+		return;
+	}
+	ch->sse = px_sse_new(PX_SSE_MODE_STREAM, (size_t)s->opts.max_event_bytes);
+	ch->conv = px_chunk_new((size_t)s->opts.max_event_bytes);
+}
+
+/* Keeps <ch>'s pair for a later answer, or frees it. */
+static void parsers_give(struct px_chat *ch)
+{
+	struct px_server *s = ch->s;
+	if (ch->sse && ch->conv && s->n_idle < PX_IDLE_PARSERS) {
+		s->idle_sse[s->n_idle] = ch->sse;
+		s->idle_conv[s->n_idle] = ch->conv;
+		s->n_idle++;
+	} else {
+		px_sse_free(ch->sse);
+		px_chunk_free(ch->conv);
+	}
+	ch->sse = NULL;
+	ch->conv = NULL;
+}
+
+void px_chat_free_idle(struct px_server *s)
+{
+	while (s->n_idle > 0) {
+		s->n_idle--;
+		px_sse_free(s->idle_sse[s->n_idle]);
+		px_chunk_free(s->idle_conv[s->n_idle]);
+	}
+}
+
 static void chat_free(struct px_chat *ch)
 {
 	struct px_server *s = ch->s;
@@ -117,8 +159,7 @@ static void chat_free(struct px_chat *ch)
 	gd_pipeline_free(ch->pipe);
 	gd_history_free(ch->hist);
 	px_policy_release(ch->policy);
-	px_sse_free(ch->sse);
-	px_chunk_free(ch->conv);
+	parsers_give(ch);
 	if (ch->held)
 		evbuffer_free(ch->held);
 	if (ch->out)
@@ -168,8 +209,7 @@ static void end_stream(struct px_chat *ch)
 	if (ch->conn) {
 		start_client_stream(ch);
 		px_emit_done(ch->out);
-		flush_out(ch);
-		px_http_stream_end(ch->conn);
+		px_http_stream_finish(ch->conn, ch->out);
 		ch->conn = NULL;
 	}
 	ch->state = CH_DONE;
@@ -712,8 +752,7 @@ static void history_answer(struct px_server *s, struct px_http_conn *c, bool str
 		} else
 			px_emit_notice_stream(b, &aid, text, "stop", trip);
 		px_http_stream_start(c, 200, "text/event-stream");
-		px_http_stream_write_buf(c, b);
-		px_http_stream_end(c);
+		px_http_stream_finish(c, b);
 	} else {
 		px_emit_notice_body(b, &aid, as_trip ? "" : text, as_trip ? "length" : "stop", trip);
 		size_t n = evbuffer_get_length(b);
@@ -811,8 +850,7 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	s->chats = ch;
 	s->active_streams++;
 	ch->pipe = gd_pipeline_new(policy->policy, hist);
-	ch->sse = px_sse_new(PX_SSE_MODE_STREAM, (size_t)s->opts.max_event_bytes);
-	ch->conv = px_chunk_new((size_t)s->opts.max_event_bytes);
+	parsers_take(ch);
 	ch->held = evbuffer_new();
 	ch->out = evbuffer_new();
 	ch->body = evbuffer_new();

@@ -244,24 +244,25 @@ static size_t send_now(struct px_http_conn *c, struct iovec *iov, int n)
 	return k > 0 ? (size_t)k : 0;
 }
 
-/* Sends the chunk "<len>\r\n" <data…> "\r\n" whose data is <iov>[1..n-2]
- * (entries 0 and n-1 are filled here); returns the bytes of data sent, the
- * caller queues the rest of its data, then *<tail> bytes of the final CRLF.
- * When the whole chunk went out, *<tail> is 0 and the result is the data's
- * length. Otherwise the part of the size line that did not go out is queued
- * here, before the caller's data. */
+/* Sends the chunk "<len>\r\n" <data…> <trailer> whose data is
+ * <iov>[1..n-2] (entries 0 and n-1 are filled here; <trailer> is the
+ * chunk's CRLF, and may go on with the last chunk "0\r\n\r\n"). Returns the
+ * bytes of data sent: the caller queues the rest of its data, then the last
+ * *<tail> bytes of <trailer>. When the whole chunk went out, *<tail> is 0
+ * and the result is the data's length. The part of the size line that did
+ * not go out is queued here, before the caller's data. */
 static size_t send_chunk(struct px_http_conn *c, struct iovec *iov, int n, size_t data_len,
-                         size_t *tail)
+                         const char *trailer, size_t tl, size_t *tail)
 {
 	char line[24];
 	size_t ll = chunk_line(line, data_len);
 	iov[0].iov_base = line;
 	iov[0].iov_len = ll;
-	iov[n - 1].iov_base = (void *)"\r\n";
-	iov[n - 1].iov_len = 2;
+	iov[n - 1].iov_base = (void *)trailer;
+	iov[n - 1].iov_len = tl;
 	size_t sent = send_now(c, iov, n);
 	struct evbuffer *out = bufferevent_get_output(c->bev);
-	*tail = 2;
+	*tail = tl;
 	if (sent < ll) {
 		evbuffer_add(out, line + sent, ll - sent);
 		return 0;
@@ -281,7 +282,7 @@ void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len)
 	iov[1].iov_base = (void *)data;
 	iov[1].iov_len = len;
 	size_t tail;
-	size_t sent = send_chunk(c, iov, 3, len, &tail);
+	size_t sent = send_chunk(c, iov, 3, len, "\r\n", 2, &tail);
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	if (sent < len)
 		evbuffer_add(out, (const char *)data + sent, len - sent);
@@ -292,18 +293,17 @@ void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len)
 #define WRITE_IOV 64 /* pieces of one chunk written straight away; more are queued */
 _Static_assert(sizeof(struct evbuffer_iovec) == sizeof(struct iovec), "evbuffer_iovec is an iovec");
 
-void px_http_stream_write_buf(struct px_http_conn *c, struct evbuffer *buf)
+/* All of <buf> as one chunk followed by <trailer> (see send_chunk). */
+static void write_buf(struct px_http_conn *c, struct evbuffer *buf, const char *trailer, size_t tl)
 {
 	size_t len = evbuffer_get_length(buf);
-	if (len == 0)
-		return;
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	struct iovec iov[WRITE_IOV + 2];
 	/* <len> whole: the result is the number of pieces needed, even past WRITE_IOV */
 	int nv = evbuffer_peek(buf, (ev_ssize_t)len, NULL, &iov[1], WRITE_IOV);
-	size_t sent = 0, tail = 2;
+	size_t sent = 0, tail = tl;
 	if (nv > 0 && nv <= WRITE_IOV) {
-		sent = send_chunk(c, iov, nv + 2, len, &tail);
+		sent = send_chunk(c, iov, nv + 2, len, trailer, tl, &tail);
 		evbuffer_drain(buf, sent);
 	} else {
 		char line[24];
@@ -311,7 +311,23 @@ void px_http_stream_write_buf(struct px_http_conn *c, struct evbuffer *buf)
 	}
 	evbuffer_add_buffer(out, buf);
 	if (tail)
-		evbuffer_add(out, "\r\n" + (2 - tail), tail);
+		evbuffer_add(out, trailer + (tl - tail), tail);
+}
+
+void px_http_stream_write_buf(struct px_http_conn *c, struct evbuffer *buf)
+{
+	if (evbuffer_get_length(buf) > 0)
+		write_buf(c, buf, "\r\n", 2);
+}
+
+void px_http_stream_finish(struct px_http_conn *c, struct evbuffer *buf)
+{
+	if (evbuffer_get_length(buf) == 0) {
+		px_http_stream_end(c);
+		return;
+	}
+	write_buf(c, buf, "\r\n0\r\n\r\n", 7);
+	request_done(c);
 }
 
 void px_http_stream_end(struct px_http_conn *c)

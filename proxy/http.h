@@ -61,6 +61,8 @@ void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len);
 /* Moves all of <buf> into one chunk (no copy). */
 void px_http_stream_write_buf(struct px_http_conn *c, struct evbuffer *buf);
 void px_http_stream_end(struct px_http_conn *c);
+/* Moves all of <buf> into a last chunk and ends the response: one write. */
+void px_http_stream_finish(struct px_http_conn *c, struct evbuffer *buf);
 /* Bytes written but not yet taken by the client's socket. */
 size_t px_http_conn_pending(const struct px_http_conn *c);
 

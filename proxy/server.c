@@ -312,6 +312,7 @@ void px_server_free(struct px_server *s)
 		return;
 	px_http_server_stop_accepting(s->http);
 	px_chat_cancel_all(s);
+	px_chat_free_idle(s);
 	while (s->relays)
 		relay_free(s->relays);
 	px_http_server_free(s->http);
