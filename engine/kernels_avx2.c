@@ -841,6 +841,126 @@ static void attn_multi(int nq, const float *const *q, const int *n_pos, const fl
 	}
 }
 
+/* ---- packed Q4_0 ----------------------------------------------------------
+ * The AVX-512 variant's layout (16 rows per group; per 32-weight block four
+ * 64-byte vectors, vector c holding 4 bytes per row whose low nibbles are
+ * weights 4c..4c+3 and high nibbles 16+4c..16+4c+3, then the 16 fp16
+ * scales: 288 bytes, the file's size). Here each 64-byte vector is two
+ * 32-byte halves of 8 rows: one vpmaddubsw with 4 broadcast activation
+ * bytes advances 8 rows, the 8 products of a block add up in int16
+ * (8 x 2 x 15 x 128 < 2^15), and one vpmaddwd leaves one int32 per row —
+ * no horizontal sums. The -8 offset goes with 8 x the activation block sum. */
+#define PK_Q4_BLK 288
+
+static size_t pack_size_q4_0(int rows, size_t n)
+{
+	return (size_t)((rows + 15) / 16) * (n / ENG_QK) * PK_Q4_BLK;
+}
+
+static void pack_q4_0(const void *src, int rows, size_t n, void *dst)
+{
+	const struct eng_blk_q4_0 *s = src;
+	size_t nb = n / ENG_QK;
+	uint8_t *d = dst;
+	for (int g = 0; g < (rows + 15) / 16; g++)
+		for (size_t b = 0; b < nb; b++, d += PK_Q4_BLK) {
+			uint16_t sc[16];
+			for (int r = 0; r < 16; r++) {
+				int row = g * 16 + r;
+				const struct eng_blk_q4_0 *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
+				sc[r] = blk ? blk->d : 0;
+				for (int c = 0; c < 4; c++)
+					for (int j = 0; j < 4; j++)
+						d[c * 64 + r * 4 + j] = blk ? blk->qs[4 * c + j] : 0x88;
+			}
+			memcpy(d + 256, sc, sizeof(sc));
+		}
+}
+
+static inline __m256i bcast4_256(const int8_t *p)
+{
+	int32_t v;
+	memcpy(&v, p, 4);
+	return _mm256_set1_epi32(v);
+}
+
+/* One group of 16 rows at <wg> against RN tokens: y[j*ldy + r] for the
+ * first <valid> rows. */
+static inline __attribute__((always_inline)) void
+tile_q4_0_packed(int RN, size_t nb, const uint8_t *wg, const char *x, size_t xb, float *y,
+		 size_t ldy, int valid)
+{
+	const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
+	__m256 acc[2][2];
+	_Pragma("GCC unroll 2")
+	for (int j = 0; j < RN; j++)
+		acc[0][j] = acc[1][j] = _mm256_setzero_ps();
+	for (size_t b = 0; b < nb; b++, wg += PK_Q4_BLK) {
+		const struct eng_act_q8 *xa[2];
+		__m256i s0[2], s1[2];
+		_Pragma("GCC unroll 2")
+		for (int j = 0; j < RN; j++) {
+			xa[j] = (const struct eng_act_q8 *)(x + (size_t)j * xb) + b;
+			s0[j] = s1[j] = _mm256_setzero_si256();
+		}
+		_Pragma("GCC unroll 4")
+		for (int c = 0; c < 4; c++) {
+			__m256i v0 = ld256(wg + 64 * c), v1 = ld256(wg + 64 * c + 32);
+			__m256i lo0 = _mm256_and_si256(v0, m4), hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);
+			__m256i lo1 = _mm256_and_si256(v1, m4), hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
+			_Pragma("GCC unroll 2")
+			for (int j = 0; j < RN; j++) {
+				__m256i xl = bcast4_256(xa[j]->qs + 4 * c), xh = bcast4_256(xa[j]->qs + 16 + 4 * c);
+				s0[j] = _mm256_add_epi16(s0[j], _mm256_add_epi16(_mm256_maddubs_epi16(lo0, xl),
+										_mm256_maddubs_epi16(hi0, xh)));
+				s1[j] = _mm256_add_epi16(s1[j], _mm256_add_epi16(_mm256_maddubs_epi16(lo1, xl),
+										_mm256_maddubs_epi16(hi1, xh)));
+			}
+		}
+		__m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wg + 256)));
+		__m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wg + 272)));
+		_Pragma("GCC unroll 2")
+		for (int j = 0; j < RN; j++) {
+			__m256i off = _mm256_set1_epi32(8 * xa[j]->s);
+			__m256 dx = _mm256_broadcast_ss(&xa[j]->d);
+			__m256i p0 = _mm256_sub_epi32(_mm256_madd_epi16(s0[j], ones), off);
+			__m256i p1 = _mm256_sub_epi32(_mm256_madd_epi16(s1[j], ones), off);
+			acc[0][j] = _mm256_fmadd_ps(_mm256_mul_ps(d0, dx), _mm256_cvtepi32_ps(p0), acc[0][j]);
+			acc[1][j] = _mm256_fmadd_ps(_mm256_mul_ps(d1, dx), _mm256_cvtepi32_ps(p1), acc[1][j]);
+		}
+	}
+	_Pragma("GCC unroll 2")
+	for (int j = 0; j < RN; j++) {
+		float *yj = y + (size_t)j * ldy;
+		if (valid >= 16) {
+			_mm256_storeu_ps(yj, acc[0][j]);
+			_mm256_storeu_ps(yj + 8, acc[1][j]);
+		} else {
+			_mm256_maskstore_ps(yj, tail_mask(valid), acc[0][j]);
+			if (valid > 8)
+				_mm256_maskstore_ps(yj + 8, tail_mask(valid - 8), acc[1][j]);
+		}
+	}
+}
+
+static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
+			     const void *x, int nt, float *y, size_t ldy)
+{
+	size_t nb = n / ENG_QK, xb = eng_act_row_bytes(ENG_ACT_Q8, n);
+	const uint8_t *w = wp;
+	for (int g = g0; g < g1; g++) {
+		const uint8_t *wg = w + (size_t)g * nb * PK_Q4_BLK;
+		int valid = rows - g * 16;
+		int t = 0;
+		for (; t + 2 <= nt; t += 2)
+			tile_q4_0_packed(2, nb, wg, (const char *)x + (size_t)t * xb, xb,
+					 y + (size_t)t * ldy + g * 16, ldy, valid);
+		if (t < nt)
+			tile_q4_0_packed(1, nb, wg, (const char *)x + (size_t)t * xb, xb,
+					 y + (size_t)t * ldy + g * 16, ldy, valid);
+	}
+}
+
 const struct eng_kernels eng_kernels_avx2_tab = {
 	.name = "avx2",
 	.dot = {
@@ -859,6 +979,9 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16,
 		 [ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0, [ENG_QT_Q4_K] = gemm_q4_k,
 		 [ENG_QT_Q6_K] = gemm_q6_k},
+	.pack_size = {[ENG_QT_Q4_0] = pack_size_q4_0},
+	.pack = {[ENG_QT_Q4_0] = pack_q4_0},
+	.gemm_packed = {[ENG_QT_Q4_0] = gemm_q4_0_packed},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,
