@@ -525,6 +525,7 @@ struct mm_job {
 	struct eng_model *m;
 	struct mm_part p[3];
 	int np, nt, total;
+	int chunk;         /* groups per chunk */
 	const void *xa;
 };
 
@@ -533,12 +534,25 @@ static int n_groups(const struct wmat *w)
 	return (w->rows + ENG_PACK_ROWS - 1) / ENG_PACK_ROWS;
 }
 
-/* Work is split in groups of 16 rows (the packed layout's unit). */
-static void mm_task(void *ctx, int ith, int nth)
+/* Multiply-adds below which a matmul, and flops below which an attention
+ * step or an activation quantization, run on the calling thread alone: a
+ * hand-off to a spinning worker costs about a microsecond, to a sleeping
+ * one tens, and on a loaded machine a whole scheduler slice (stories260K's
+ * largest matmul is 32K multiply-adds, the 124M model's smallest 590K). */
+#define PAR_MIN_WORK (1L << 16)
+/* Chunks per thread a split aims at: enough that a descheduled thread's
+ * share is taken over by the others, few enough that claims stay cheap. */
+#define CHUNKS_PER_THREAD 8
+
+/* Chunk <c>: groups of 16 rows (the packed layout's unit) [c*chunk,
+ * (c+1)*chunk) counted across the parts. */
+static void mm_task(void *ctx, int c, int ith)
 {
 	struct mm_job *j = ctx;
-	int lo, hi, base = 0;
-	eng_pool_split(j->total, 1, ith, nth, &lo, &hi);
+	int lo = c * j->chunk, hi = lo + j->chunk, base = 0;
+	(void)ith;
+	if (hi > j->total)
+		hi = j->total;
 	for (int i = 0; i < j->np; i++) {
 		const struct wmat *w = j->p[i].w;
 		int ng = n_groups(w);
@@ -568,13 +582,12 @@ struct quant_job {
 	int n, nt;
 };
 
-static void quant_task(void *ctx, int ith, int nth)
+/* Chunk <t>: activation row t. */
+static void quant_task(void *ctx, int t, int ith)
 {
 	struct quant_job *q = ctx;
-	int lo, hi;
-	eng_pool_split(q->nt, 1, ith, nth, &lo, &hi);
-	for (int t = lo; t < hi; t++)
-		q->fn(q->x + (size_t)t * q->ldx, q->xa + (size_t)t * q->row_bytes, (size_t)q->n);
+	(void)ith;
+	q->fn(q->x + (size_t)t * q->ldx, q->xa + (size_t)t * q->row_bytes, (size_t)q->n);
 }
 
 /* y_i = W_i x for the parts (all with <x>'s width as columns). Parts are
@@ -583,17 +596,20 @@ static void matmul(struct eng_model *m, struct mm_part *parts, int np,
 		   const float *x, size_t ldx, int nt)
 {
 	int done[3] = {0};
+	int nth = eng_pool_size(m->pool);
 	for (int i = 0; i < np; i++) {
 		if (done[i])
 			continue;
 		enum eng_act a = eng_qtype_act(parts[i].w->type);
 		struct mm_job j = {.m = m, .nt = nt};
+		long rows = 0;
 		for (int k = i; k < np; k++) {
 			if (done[k] || eng_qtype_act(parts[k].w->type) != a)
 				continue;
 			done[k] = 1;
 			j.p[j.np++] = parts[k];
 			j.total += n_groups(parts[k].w);
+			rows += parts[k].w->rows;
 		}
 		int n = parts[i].w->cols;
 		struct quant_job q = {
@@ -603,13 +619,15 @@ static void matmul(struct eng_model *m, struct mm_part *parts, int np,
 		if (a == ENG_ACT_F32 && ldx == (size_t)n) {
 			j.xa = x; /* already in the right form */
 		} else {
-			if (nt > 1)
-				eng_pool_run(m->pool, quant_task, &q);
-			else
-				quant_task(&q, 0, 1);
+			eng_pool_run(m->pool, quant_task, &q, nt, (long)nt * n >= PAR_MIN_WORK);
 			j.xa = m->xa;
 		}
-		eng_pool_run(m->pool, mm_task, &j);
+		long work = rows * n * nt;
+		int par = work >= PAR_MIN_WORK;
+		j.chunk = par ? j.total / (nth * CHUNKS_PER_THREAD) : j.total;
+		if (j.chunk < 1)
+			j.chunk = 1;
+		eng_pool_run(m->pool, mm_task, &j, (j.total + j.chunk - 1) / j.chunk, par);
 	}
 }
 
@@ -664,7 +682,9 @@ struct attn_job {
 	int layer, pos, nt;
 };
 
-static void attn_task(void *ctx, int ith, int nth)
+/* Chunk <w>: (tile of up to ENG_ATTN_MAX_Q tokens, head) w; claimed in
+ * order, so with a causal mask the costlier late tiles are spread too. */
+static void attn_task(void *ctx, int w, int ith)
 {
 	struct attn_job *a = ctx;
 	struct eng_model *m = a->m;
@@ -675,25 +695,19 @@ static void attn_task(void *ctx, int ith, int nth)
 	float *sc = m->scores + (size_t)ith * ENG_ATTN_MAX_Q * sc_ld;
 	float scale = 1.0f / sqrtf((float)hd);
 	size_t lofs = (size_t)a->layer * m->n_ctx * kvd;
-	/* work items: (tile of up to ENG_ATTN_MAX_Q tokens, head), dealt round
-	 * robin — with a causal mask later tokens cost more, so contiguous
-	 * ranges would leave the first threads idle */
-	int tiles = (a->nt + ENG_ATTN_MAX_Q - 1) / ENG_ATTN_MAX_Q;
-	for (int w = ith; w < tiles * nh; w += nth) {
-		int t0 = (w / nh) * ENG_ATTN_MAX_Q, h = w % nh, kh = h / grp;
-		int nq = a->nt - t0 < ENG_ATTN_MAX_Q ? a->nt - t0 : ENG_ATTN_MAX_Q;
-		const float *qs[ENG_ATTN_MAX_Q];
-		float *outs[ENG_ATTN_MAX_Q];
-		int np[ENG_ATTN_MAX_Q];
-		for (int i = 0; i < nq; i++) {
-			qs[i] = m->q + (size_t)(t0 + i) * qd + (size_t)h * hd;
-			outs[i] = m->att + (size_t)(t0 + i) * qd + (size_t)h * hd;
-			np[i] = a->pos + t0 + i + 1;
-		}
-		m->k->attn_multi(nq, qs, np, m->kc + lofs + (size_t)kh * hd * m->n_ctx,
-				 (size_t)m->n_ctx, m->vc + lofs + (size_t)kh * hd, (size_t)kvd,
-				 hd, scale, sc, sc_ld, outs);
+	int t0 = (w / nh) * ENG_ATTN_MAX_Q, h = w % nh, kh = h / grp;
+	int nq = a->nt - t0 < ENG_ATTN_MAX_Q ? a->nt - t0 : ENG_ATTN_MAX_Q;
+	const float *qs[ENG_ATTN_MAX_Q];
+	float *outs[ENG_ATTN_MAX_Q];
+	int np[ENG_ATTN_MAX_Q];
+	for (int i = 0; i < nq; i++) {
+		qs[i] = m->q + (size_t)(t0 + i) * qd + (size_t)h * hd;
+		outs[i] = m->att + (size_t)(t0 + i) * qd + (size_t)h * hd;
+		np[i] = a->pos + t0 + i + 1;
 	}
+	m->k->attn_multi(nq, qs, np, m->kc + lofs + (size_t)kh * hd * m->n_ctx,
+			 (size_t)m->n_ctx, m->vc + lofs + (size_t)kh * hd, (size_t)kvd,
+			 hd, scale, sc, sc_ld, outs);
 }
 
 static void forward_chunk(struct eng_model *m, const int32_t *tok, int nt, int pos)
@@ -743,7 +757,9 @@ static void forward_chunk(struct eng_model *m, const int32_t *tok, int nt, int p
 			memcpy(m->vc + lofs + (size_t)(pos + t) * kvd, v, (size_t)kvd * sizeof(float));
 		}
 		struct attn_job aj = {.m = m, .layer = li, .pos = pos, .nt = nt};
-		eng_pool_run(m->pool, attn_task, &aj);
+		int tiles = (nt + ENG_ATTN_MAX_Q - 1) / ENG_ATTN_MAX_Q;
+		long aw = 4L * nt * (pos + (nt + 1) / 2) * qd; /* QK^T and PV */
+		eng_pool_run(m->pool, attn_task, &aj, tiles * hp->n_head, aw >= PAR_MIN_WORK);
 		struct mm_part o = {&l->wo, m->tmp};
 		matmul(m, &o, 1, m->att, (size_t)qd, nt);
 		for (size_t i = 0; i < (size_t)nt * E; i++)

@@ -1,20 +1,34 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "engine/threadpool.h"
 
-/* Iterations a worker polls for new work before it sleeps on the condvar. */
+/* Iterations a worker polls for new work before it sleeps on the condvar,
+ * and the caller polls for running chunks before it yields its core. */
 #define SPIN_ITERS 20000
+#define WAIT_SPINS 2000
+
+/* The run ticket packs the run's generation (high 32 bits) with the next
+ * unclaimed chunk (low 32): a claim is one compare-and-swap that fails once
+ * the caller has moved on to another run, so a late worker can never run a
+ * chunk of a finished run with that run's (gone) context. */
+#define TICKET(gen, c) (((uint64_t)(gen) << 32) | (uint32_t)(c))
+#define TICKET_GEN(t) ((uint32_t)((t) >> 32))
+#define TICKET_CHUNK(t) ((int)(uint32_t)(t))
 
 struct eng_pool {
 	int n;
 	pthread_t *th;
-	eng_task_fn fn;
-	void *ctx;
-	atomic_uint gen;  /* bumped once per run */
-	atomic_int done;  /* workers finished with the current run */
+	/* the current run's, stored before its ticket; a worker may read them
+	 * while the caller writes the next run's, hence atomic (relaxed) */
+	_Atomic(eng_chunk_fn) fn;
+	_Atomic(void *) ctx;
+	atomic_int n_chunks;
+	_Atomic uint64_t ticket;
+	atomic_int finished;  /* chunks of the current run that have returned */
 	atomic_int sleepers;
 	atomic_int stop;
 	pthread_mutex_t mu;
@@ -34,43 +48,53 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/* Claims and runs chunks of generation <gen> until none is left. <fn>,
+ * <ctx> and <n> were read after the ticket of <gen> was seen, and a claim
+ * only succeeds while that run is unfinished, so they are that run's. */
+static void run_chunks(struct eng_pool *p, uint32_t gen, eng_chunk_fn fn, void *ctx,
+		       int n, int ith)
+{
+	uint64_t t = atomic_load(&p->ticket);
+	for (;;) {
+		if (TICKET_GEN(t) != gen || TICKET_CHUNK(t) >= n)
+			return;
+		if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1))
+			continue; /* t reloaded */
+		fn(ctx, TICKET_CHUNK(t), ith);
+		atomic_fetch_add(&p->finished, 1);
+		t = atomic_load(&p->ticket);
+	}
+}
+
 static void *worker(void *arg)
 {
 	struct worker_arg wa = *(struct worker_arg *)arg;
 	struct eng_pool *p = wa.p;
-	unsigned seen = 0;
+	uint32_t seen = 0;
 	free(arg);
 	for (;;) {
 		int spins = 0;
-		while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop) &&
+		while (TICKET_GEN(atomic_load(&p->ticket)) == seen && !atomic_load(&p->stop) &&
 		       spins < SPIN_ITERS) {
 			cpu_relax();
 			spins++;
 		}
-		if (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) {
+		if (TICKET_GEN(atomic_load(&p->ticket)) == seen && !atomic_load(&p->stop)) {
 			pthread_mutex_lock(&p->mu);
 			atomic_fetch_add(&p->sleepers, 1);
-			while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop))
+			while (TICKET_GEN(atomic_load(&p->ticket)) == seen && !atomic_load(&p->stop))
 				pthread_cond_wait(&p->cv, &p->mu);
 			atomic_fetch_sub(&p->sleepers, 1);
 			pthread_mutex_unlock(&p->mu);
 		}
 		if (atomic_load(&p->stop))
 			break;
-		seen = atomic_load(&p->gen);
-		p->fn(p->ctx, wa.ith, p->n);
-		atomic_fetch_add(&p->done, 1);
+		seen = TICKET_GEN(atomic_load(&p->ticket)); /* acquire: fn, ctx, n_chunks */
+		run_chunks(p, seen, atomic_load_explicit(&p->fn, memory_order_relaxed),
+			   atomic_load_explicit(&p->ctx, memory_order_relaxed),
+			   atomic_load_explicit(&p->n_chunks, memory_order_relaxed), wa.ith);
 	}
 	return NULL;
-}
-
-static void wake_all(struct eng_pool *p)
-{
-	if (atomic_load(&p->sleepers) > 0) {
-		pthread_mutex_lock(&p->mu);
-		pthread_cond_broadcast(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-	}
 }
 
 void eng_pool_free(struct eng_pool *p)
@@ -104,8 +128,11 @@ struct eng_pool *eng_pool_new(int n_threads)
 	if (!p)
 		return NULL;
 	p->n = n_threads;
-	atomic_init(&p->gen, 0);
-	atomic_init(&p->done, 0);
+	atomic_init(&p->fn, NULL);
+	atomic_init(&p->ctx, NULL);
+	atomic_init(&p->n_chunks, 0);
+	atomic_init(&p->ticket, 0);
+	atomic_init(&p->finished, 0);
 	atomic_init(&p->sleepers, 0);
 	atomic_init(&p->stop, 0);
 	if (pthread_mutex_init(&p->mu, NULL) != 0)
@@ -140,37 +167,32 @@ int eng_pool_size(const struct eng_pool *p)
 	return p->n;
 }
 
-void eng_pool_run(struct eng_pool *p, eng_task_fn fn, void *ctx)
+void eng_pool_run(struct eng_pool *p, eng_chunk_fn fn, void *ctx, int n_chunks,
+		  int parallel)
 {
-	if (p->n == 1) {
-		fn(ctx, 0, 1);
+	if (p->n == 1 || n_chunks <= 1 || !parallel) {
+		for (int c = 0; c < n_chunks; c++)
+			fn(ctx, c, 0);
 		return;
 	}
-	p->fn = fn;
-	p->ctx = ctx;
-	atomic_store(&p->done, 0);
-	atomic_fetch_add(&p->gen, 1); /* publishes fn/ctx (seq_cst) */
-	wake_all(p);
-	fn(ctx, 0, p->n);
+	uint32_t gen = TICKET_GEN(atomic_load(&p->ticket)) + 1;
+	atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+	atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+	atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
+	atomic_store(&p->finished, 0);
+	atomic_store(&p->ticket, TICKET(gen, 0)); /* publishes fn/ctx (seq_cst) */
+	if (atomic_load(&p->sleepers) > 0) {
+		pthread_mutex_lock(&p->mu);
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	run_chunks(p, gen, fn, ctx, n_chunks, 0);
+	/* every chunk is claimed: wait only for those still running */
 	int spins = 0;
-	while (atomic_load(&p->done) < p->n - 1) {
-		if (++spins < SPIN_ITERS)
+	while (atomic_load(&p->finished) < n_chunks) {
+		if (++spins < WAIT_SPINS)
 			cpu_relax();
 		else
 			sched_yield();
 	}
-}
-
-void eng_pool_split(int n, int align, int ith, int nth, int *lo, int *hi)
-{
-	if (align < 1)
-		align = 1;
-	int units = (n + align - 1) / align;
-	int per = units / nth, rem = units % nth;
-	int a = ith * per + (ith < rem ? ith : rem);
-	int b = a + per + (ith < rem ? 1 : 0);
-	a *= align;
-	b *= align;
-	*lo = a < n ? a : n;
-	*hi = b < n ? b : n;
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -413,51 +414,44 @@ static void test_env_forces_scalar(void **state)
 }
 
 struct pool_ctx {
-	int hits[64];
-	long sum[64];
+	int n_threads;
+	_Atomic int hits[1000];
+	_Atomic int bad_ith;
 };
 
-static void pool_fn(void *ctx, int ith, int nth)
+static void pool_fn(void *ctx, int chunk, int ith)
 {
 	struct pool_ctx *c = ctx;
-	int lo, hi;
-	eng_pool_split(1000, 4, ith, nth, &lo, &hi);
-	c->hits[ith]++;
-	for (int i = lo; i < hi; i++)
-		c->sum[ith] += i;
+	if (ith < 0 || ith >= c->n_threads)
+		atomic_fetch_add(&c->bad_ith, 1);
+	atomic_fetch_add(&c->hits[chunk], 1);
 }
 
-static void test_threadpool_runs_every_thread(void **state)
+/* Every chunk runs exactly once per run, on a valid thread index, whether
+ * the run is split or kept on the caller, for chunk counts around the
+ * thread count (0 and 1 included). */
+static void test_threadpool_runs_every_chunk(void **state)
 {
 	(void)state;
+	static const int counts[] = {0, 1, 2, 3, 7, 64, 1000};
 	assert_null(eng_pool_new(0));
 	for (int n = 1; n <= 4; n++) {
 		struct eng_pool *p = eng_pool_new(n);
 		assert_non_null(p);
 		assert_int_equal(eng_pool_size(p), n);
-		struct pool_ctx c;
-		memset(&c, 0, sizeof(c));
-		for (int r = 0; r < 200; r++)
-			eng_pool_run(p, pool_fn, &c);
-		long total = 0;
-		for (int i = 0; i < n; i++) {
-			assert_int_equal(c.hits[i], 200);
-			total += c.sum[i];
+		for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+			static struct pool_ctx c;
+			memset(&c, 0, sizeof(c));
+			c.n_threads = n;
+			for (int r = 0; r < 200; r++)
+				eng_pool_run(p, pool_fn, &c, counts[k], r % 3 != 2);
+			for (int i = 0; i < counts[k]; i++)
+				assert_int_equal(atomic_load(&c.hits[i]), 200);
+			assert_int_equal(atomic_load(&c.bad_ith), 0);
 		}
-		assert_int_equal(total, 200L * 999 * 1000 / 2);
 		eng_pool_free(p);
 	}
 	eng_pool_free(NULL);
-	/* splits cover the range exactly, aligned */
-	int prev = 0;
-	for (int i = 0; i < 3; i++) {
-		int lo, hi;
-		eng_pool_split(70, 16, i, 3, &lo, &hi);
-		assert_int_equal(lo, prev);
-		assert_true(lo % 16 == 0 || lo == 70);
-		prev = hi;
-	}
-	assert_int_equal(prev, 70);
 }
 
 int main(void)
@@ -473,7 +467,7 @@ int main(void)
 		cmocka_unit_test(test_packed_gemm_matches_dots),
 		cmocka_unit_test(test_attention_kernels),
 		cmocka_unit_test(test_env_forces_scalar),
-		cmocka_unit_test(test_threadpool_runs_every_thread),
+		cmocka_unit_test(test_threadpool_runs_every_chunk),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
