@@ -669,282 +669,20 @@ static const yajl_callbacks callbacks = {
 	.yajl_end_array = cb_end_array,
 };
 
-/* ---- the fast reader -------------------------------------------------- */
-
-/* A strict JSON reader for the chunks servers send: it calls the yajl
- * callbacks above in the order yajl would, with the same values (strings
- * decoded as yajl decodes them), and returns true only when the whole text
- * was read and every callback agreed. Whatever it is not sure of (invalid
- * or unusual JSON: other whitespace, \u0000, surrogates, nesting past
- * CHUNK_DEPTH_MAX, a callback refusing) makes it return false: the caller
- * then starts over with yajl, which decides and words the error. So it is
- * never more lenient than yajl; it only skips yajl's set-up and its
- * byte-at-a-time lexer on the per-token path. */
-
-static bool is_ws(unsigned char ch)
-{
-	return ch == ' ' || ch == '\n' || ch == '\r' || ch == '\t';
-}
-
-static int hex_val(unsigned char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Reads the string whose opening quote is at *<pp>; on success *<pp> is
- * past the closing quote and <*s, *n> is its text (into the input when it
- * has no escapes, else decoded into the arena, which yajl is not using). */
-static bool fast_string(struct px_chunk *c, const unsigned char **pp, const unsigned char *end,
-                        const unsigned char **s, size_t *n)
-{
-	const unsigned char *p = *pp + 1, *start = p;
-	unsigned char *out = NULL;
-	size_t o = 0;
-
-	for (;;) {
-		if (p == end)
-			return false;
-		unsigned char ch = *p;
-		if (ch == '"')
-			break;
-		if (ch < 0x20)
-			return false;
-		if (ch == '\\') {
-			if (!out) {
-				out = (unsigned char *)c->arena.base;
-				o = (size_t)(p - start);
-				memcpy(out, start, o);
-			}
-			if (end - p < 2)
-				return false;
-			unsigned char e = p[1];
-			const char *simple = NULL;
-			switch (e) {
-			case '"': simple = "\""; break;
-			case '\\': simple = "\\"; break;
-			case '/': simple = "/"; break;
-			case 'b': simple = "\b"; break;
-			case 'f': simple = "\f"; break;
-			case 'n': simple = "\n"; break;
-			case 'r': simple = "\r"; break;
-			case 't': simple = "\t"; break;
-			case 'u': break;
-			default: return false;
-			}
-			if (simple) {
-				out[o++] = (unsigned char)*simple;
-				p += 2;
-				continue;
-			}
-			if (end - p < 6)
-				return false;
-			unsigned cp = 0;
-			for (int k = 2; k < 6; k++) {
-				int v = hex_val(p[k]);
-				if (v < 0)
-					return false;
-				cp = cp << 4 | (unsigned)v;
-			}
-			if (cp == 0 || (cp & 0xF800) == 0xD800)
-				return false; /* NUL and surrogates: yajl's own rules */
-			if (cp < 0x80) {
-				out[o++] = (unsigned char)cp;
-			} else if (cp < 0x800) {
-				out[o++] = (unsigned char)(cp >> 6 | 0xC0);
-				out[o++] = (unsigned char)((cp & 0x3F) | 0x80);
-			} else {
-				out[o++] = (unsigned char)(cp >> 12 | 0xE0);
-				out[o++] = (unsigned char)(((cp >> 6) & 0x3F) | 0x80);
-				out[o++] = (unsigned char)((cp & 0x3F) | 0x80);
-			}
-			p += 6;
-			continue;
-		}
-		size_t k = 1;
-		if (ch >= 0x80) {
-			/* UTF-8 as yajl checks it: a lead byte and its continuations */
-			if ((ch >> 5) == 0x6)
-				k = 2;
-			else if ((ch >> 4) == 0xE)
-				k = 3;
-			else if ((ch >> 3) == 0x1E)
-				k = 4;
-			else
-				return false;
-			if ((size_t)(end - p) < k)
-				return false;
-			for (size_t j = 1; j < k; j++)
-				if ((p[j] >> 6) != 0x2)
-					return false;
-		}
-		if (out)
-			for (size_t j = 0; j < k; j++)
-				out[o++] = p[j];
-		p += k;
-	}
-	if (out) {
-		*s = out;
-		*n = o;
-	} else {
-		*s = start;
-		*n = (size_t)(p - start);
-	}
-	*pp = p + 1;
-	return true;
-}
-
-/* -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? at *<pp>. */
-static bool fast_number(const unsigned char **pp, const unsigned char *end)
-{
-	const unsigned char *p = *pp;
-
-	if (p < end && *p == '-')
-		p++;
-	if (p == end)
-		return false;
-	if (*p == '0') {
-		p++;
-	} else if (*p >= '1' && *p <= '9') {
-		while (p < end && *p >= '0' && *p <= '9')
-			p++;
-	} else {
-		return false;
-	}
-	if (p < end && *p == '.') {
-		p++;
-		if (p == end || *p < '0' || *p > '9')
-			return false;
-		while (p < end && *p >= '0' && *p <= '9')
-			p++;
-	}
-	if (p < end && (*p == 'e' || *p == 'E')) {
-		p++;
-		if (p < end && (*p == '+' || *p == '-'))
-			p++;
-		if (p == end || *p < '0' || *p > '9')
-			return false;
-		while (p < end && *p >= '0' && *p <= '9')
-			p++;
-	}
-	*pp = p;
-	return true;
-}
-
-static bool fast_literal(const unsigned char **pp, const unsigned char *end, const char *word,
-                         size_t n)
-{
-	if ((size_t)(end - *pp) < n || memcmp(*pp, word, n) != 0)
-		return false;
-	*pp += n;
-	return true;
-}
-
-static bool fast_parse(struct px_chunk *c, const char *json, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)json, *end = p + len;
-	const unsigned char *s;
-	size_t n;
-	bool in_map[CHUNK_DEPTH_MAX]; /* per open container: object or array */
-	int depth = 0;
-
-	while (p < end && is_ws(*p))
-		p++;
-	if (p == end || *p != '{')
-		return false;
-value:
-	while (p < end && is_ws(*p))
-		p++;
-	if (p == end)
-		return false;
-	switch (*p) {
-	case '{':
-	case '[': {
-		bool map = *p == '{';
-		if (depth == CHUNK_DEPTH_MAX || !(map ? cb_start_map(c) : cb_start_array(c)))
-			return false;
-		in_map[depth++] = map;
-		p++;
-		while (p < end && is_ws(*p))
-			p++;
-		if (p < end && *p == (map ? '}' : ']')) {
-			p++;
-			depth--;
-			if (!(map ? cb_end_map(c) : cb_end_array(c)))
-				return false;
-			goto after;
-		}
-		if (map)
-			goto key;
-		goto value;
-	}
-	case '"':
-		if (!fast_string(c, &p, end, &s, &n) || !cb_string(c, s, n))
-			return false;
-		goto after;
-	case 't':
-		if (!fast_literal(&p, end, "true", 4) || !cb_boolean(c, 1))
-			return false;
-		goto after;
-	case 'f':
-		if (!fast_literal(&p, end, "false", 5) || !cb_boolean(c, 0))
-			return false;
-		goto after;
-	case 'n':
-		if (!fast_literal(&p, end, "null", 4) || !cb_null(c))
-			return false;
-		goto after;
-	default: {
-		const unsigned char *start = p;
-		if (!fast_number(&p, end) || !cb_number(c, (const char *)start, (size_t)(p - start)))
-			return false;
-		goto after;
-	}
-	}
-key:
-	while (p < end && is_ws(*p))
-		p++;
-	if (p == end || *p != '"' || !fast_string(c, &p, end, &s, &n) || !cb_map_key(c, s, n))
-		return false;
-	while (p < end && is_ws(*p))
-		p++;
-	if (p == end || *p != ':')
-		return false;
-	p++;
-	goto value;
-after:
-	while (p < end && is_ws(*p))
-		p++;
-	if (depth == 0)
-		return p == end && c->pst == PX_CHUNK_OK;
-	if (p == end)
-		return false;
-	if (*p == ',') {
-		p++;
-		if (in_map[depth - 1])
-			goto key;
-		goto value;
-	}
-	if (*p == (in_map[depth - 1] ? '}' : ']')) {
-		bool map = in_map[depth - 1];
-		p++;
-		depth--;
-		if (!(map ? cb_end_map(c) : cb_end_array(c)))
-			return false;
-		goto after;
-	}
-	return false;
-}
-
 /* ---- parsing and emitting -------------------------------------------- */
 
-static void parse_begin(struct px_chunk *c)
+static enum px_chunk_status parse(struct px_chunk *c, const char *json, size_t len,
+                                  char *err, size_t errlen)
 {
+	yajl_alloc_funcs afs = { arena_malloc, arena_realloc, arena_free, &c->arena };
+	yajl_handle h = NULL;
+	yajl_status ys;
+	enum px_chunk_status st = PX_CHUNK_OK;
+
+	if (len > c->cap) {
+		snprintf(err, errlen, "chunk of %zu bytes exceeds the cap of %zu", len, c->cap);
+		return PX_CHUNK_ETOOBIG;
+	}
 	c->arena.used = 0;
 	c->arena.last = 0;
 	c->scratch_used = 0;
@@ -960,26 +698,6 @@ static void parse_begin(struct px_chunk *c)
 	memset(&c->model, 0, sizeof(c->model));
 	c->pst = PX_CHUNK_OK;
 	c->perr[0] = '\0';
-}
-
-static enum px_chunk_status parse(struct px_chunk *c, const char *json, size_t len,
-                                  char *err, size_t errlen)
-{
-	yajl_alloc_funcs afs = { arena_malloc, arena_realloc, arena_free, &c->arena };
-	yajl_handle h = NULL;
-	yajl_status ys;
-	enum px_chunk_status st = PX_CHUNK_OK;
-
-	if (len > c->cap) {
-		snprintf(err, errlen, "chunk of %zu bytes exceeds the cap of %zu", len, c->cap);
-		return PX_CHUNK_ETOOBIG;
-	}
-	uint64_t skipped = c->info.skipped_choices; /* the one answer-level count a callback moves */
-	parse_begin(c);
-	if (fast_parse(c, json, len))
-		goto parsed;
-	c->info.skipped_choices = skipped;
-	parse_begin(c);
 
 	h = yajl_alloc(&callbacks, &afs, c);
 	if (!h)
@@ -1005,7 +723,6 @@ static enum px_chunk_status parse(struct px_chunk *c, const char *json, size_t l
 	yajl_free(h);
 	if (st != PX_CHUNK_OK)
 		return st;
-parsed:
 	if (c->is_error) {
 		snprintf(err, errlen, "upstream error: %s",
 		         c->err_msg.set ? at(c, &c->err_msg) : "(no message)");
