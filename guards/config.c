@@ -30,8 +30,12 @@ static const char *const default_permanent[] = {
 static const char *const default_transient[] = {
 	"connection (?:refused|reset|aborted)",
 	"\\bE(?:CONNREFUSED|CONNRESET|TIMEDOUT|AGAIN|HOSTUNREACH|NETUNREACH)\\b",
-	"\\btimed? ?out\\b",
-	"\\btimeout\\b",
+	"\\btimed ?out\\b", /* "timed out"; "timeout" alone below */
+	/* "timeout" alone is a setting ("timeout: 30" in a file that is read
+	 * again and again), not a failure: only a timeout that happened. */
+	"\\btime-?out(?: ?error| ?exception| exceeded| expired| reached| waiting| while| after| of \\d)",
+	"\\b(?:request|read|write|connect(?:ion)?|socket|operation|network|gateway|upstream|idle|lock) time-?out\\b",
+	"\\bdeadline exceeded\\b",
 	/* A status code only next to a word that makes it one: "line 503",
 	 * "src/main.c:429" and "logs/503.log" are not transient. */
 	"\\b(?:HTTP(?:/[0-9.]+)?|status(?: code)?|error|code)\\W{0,3}(?:429|502|503|504)\\b",

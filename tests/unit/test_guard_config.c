@@ -174,6 +174,10 @@ static void test_default_failure_patterns(void **state)
 		"x-ratelimit-remaining: 0",
 		"curl: (7) Failed to connect to localhost port 3000: Connection refused",
 		"error: request timed out",
+		"Error: Timeout of 2000ms exceeded. For async tests and hooks, ensure \"done()\" is called",
+		"asyncio.exceptions.TimeoutError",
+		"Get \"http://localhost:8080/health\": context deadline exceeded",
+		"psql: error: connection timeout expired; could not find the database",
 	};
 	static const char *const permanent[] = {
 		"Error: ENOENT: no such file or directory, open 'logs/503.log'",
@@ -181,6 +185,8 @@ static void test_default_failure_patterns(void **state)
 		"fatal: path 'docs/api/v504/index.md' does not exist in 'HEAD'",
 		"Error: the separate limits file config/limits.yaml was not found",
 		"cat: /srv/data/502: No such file or directory",
+		"server:\n  timeout: 30\n  retries: 3\nError: config key 'proxy' not found",
+		"usage: fetch [--timeout SECONDS] URL\nfetch: urls.txt: No such file or directory",
 	};
 	for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
 		if (gd_failure_classify(p, transient[i], strlen(transient[i])) != GD_RESULT_TRANSIENT)
