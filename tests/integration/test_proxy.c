@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1190,6 +1192,109 @@ static void test_https_upstream(void **state)
 	hs_stop(upid, 5000);
 }
 
+/* Starts nginx as a TLS terminator (certificate <cert>/<key>) in front of
+ * the scripted upstream, streaming unbuffered. Returns its port, or -1 when
+ * nginx is not installed or did not start. */
+static int start_tls_nginx(const char *cert, const char *key, pid_t *pid)
+{
+	const char *nginx = "/usr/sbin/nginx";
+	char conf[400], log[400];
+	if (access(nginx, X_OK) != 0)
+		return -1;
+	snprintf(conf, sizeof(conf), "%s/nginx-tls.conf", T.dir);
+	snprintf(log, sizeof(log), "%s/nginx-tls.log", T.dir);
+	/* A port for nginx: bind 0, read it, close it, hand it over. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {0};
+	socklen_t sl = sizeof(sa);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	int port = ntohs(sa.sin_port);
+	close(fd);
+	FILE *f = fopen(conf, "w");
+	if (!f)
+		return -1;
+	fprintf(f,
+	        "worker_processes 1;\ndaemon off;\nmaster_process off;\npid %s/nginx-tls.pid;\n"
+	        "error_log %s/nginx-tls-error.log;\nevents { worker_connections 64; }\n"
+	        "http {\n access_log off;\n client_body_temp_path %s/ngx-body;\n proxy_temp_path %s/ngx-proxy;\n"
+	        " fastcgi_temp_path %s/ngx-fcgi;\n uwsgi_temp_path %s/ngx-uwsgi;\n scgi_temp_path %s/ngx-scgi;\n"
+	        " server {\n  listen 127.0.0.1:%d ssl;\n  ssl_certificate %s;\n  ssl_certificate_key %s;\n"
+	        "  location / {\n   proxy_pass http://127.0.0.1:%d;\n   proxy_buffering off;\n"
+	        "   proxy_http_version 1.1;\n  }\n }\n}\n",
+	        T.dir, T.dir, T.dir, T.dir, T.dir, T.dir, T.dir, port, cert, key, T.up_port);
+	fclose(f);
+	char *argv[] = {(char *)nginx, "-p", T.dir, "-c", conf, NULL};
+	*pid = hs_spawn(argv, log);
+	for (int i = 0; i < 250; i++) { /* bounded: 5 s */
+		int c = hs_connect(port);
+		if (c >= 0) {
+			close(c);
+			return port;
+		}
+		usleep(20000);
+	}
+	hs_stop(*pid, 2000);
+	return -1;
+}
+
+/* A streamed answer from an https upstream (nginx terminating TLS in front
+ * of the scripted upstream): a healthy stream arrives chunk for chunk, a
+ * looping one ends with the trip chunk and [DONE]. */
+static void test_https_stream(void **state)
+{
+	(void)state;
+	char cmd[1200], cert[400], key[400], log[400];
+	snprintf(cert, sizeof(cert), "%s/tls-stream-cert.pem", T.dir);
+	snprintf(key, sizeof(key), "%s/tls-stream-key.pem", T.dir);
+	snprintf(cmd, sizeof(cmd),
+	         "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost "
+	         "-addext subjectAltName=IP:127.0.0.1,DNS:localhost >/dev/null 2>&1", key, cert);
+	if (run_status(cmd) != 0)
+		skip(); /* no openssl command-line tool */
+	pid_t npid = 0;
+	int nport = start_tls_nginx(cert, key, &npid);
+	if (nport < 0)
+		skip(); /* no nginx */
+	char upstream[64], ca[480];
+	snprintf(upstream, sizeof(upstream), "https://127.0.0.1:%d", nport);
+	snprintf(ca, sizeof(ca), "proxy.upstream_ca_file=%s", cert);
+	snprintf(log, sizeof(log), "%s/tls-stream.log", T.dir);
+	char *argv[] = {LW_BINARY_DIR "/loopwarden", "--listen", "127.0.0.1:0", "--upstream", upstream,
+	                "--set", ca, NULL};
+	pid_t pid = hs_spawn(argv, log);
+	long port = hs_wait_number(log, "listening on http://127.0.0.1:", WAIT_MS);
+	assert_true(port > 0);
+	T.chat_port = (int)port;
+	check_healthy_stream_ex("px-healthy-tools", "&delay_ms=2");
+	check_healthy_stream("px-healthy-text");
+
+	control("scenario=px-loop-words&delay_ms=2");
+	char *req = with_stream(up_server_request(T.local, "px-loop-words"), true);
+	struct hs_resp r;
+	chat(req, &r);
+	assert_int_equal(r.status, 200);
+	assert_true(r.complete);
+	size_t n;
+	char **d = hs_sse_data(r.body, &n, NULL);
+	assert_true(n >= 2);
+	assert_string_equal(d[n - 1], "[DONE]");
+	char guard[64];
+	assert_trip_chunk(d[n - 2], guard, sizeof(guard));
+	hs_sse_free(d, n);
+	hs_resp_free(&r);
+	free(req);
+	T.chat_port = 0;
+	assert_int_equal(hs_stop(pid, 5000), 0);
+	hs_stop(npid, 5000);
+}
+
 /* SIGHUP re-reads the config file: new guard settings for new answers. */
 static void test_sighup_reload(void **state)
 {
@@ -1384,6 +1489,7 @@ int main(void)
 		cmocka_unit_test(test_shutdown_mid_stream),
 		cmocka_unit_test(test_sighup_reload),
 		cmocka_unit_test(test_https_upstream),
+		cmocka_unit_test(test_https_stream),
 		cmocka_unit_test(test_corpus),
 	};
 	return cmocka_run_group_tests(tests, start_all, stop_all);
