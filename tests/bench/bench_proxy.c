@@ -233,52 +233,6 @@ static double throughput(int port, int total, int conc, size_t n_chunks, int *ba
 	return secs;
 }
 
-static int start_nginx(const char *dir, int up_port, pid_t *pid)
-{
-	const char *nginx = "/usr/sbin/nginx";
-	if (access(nginx, X_OK) != 0)
-		return -1;
-	char conf[512], log[512];
-	snprintf(conf, sizeof(conf), "%s/nginx.conf", dir);
-	snprintf(log, sizeof(log), "%s/nginx.log", dir);
-	/* A port for nginx: bind 0, read it, close it, hand it over. */
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {0};
-	socklen_t sl = sizeof(sa);
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(0x7f000001);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-		return -1;
-	getsockname(fd, (struct sockaddr *)&sa, &sl);
-	int port = ntohs(sa.sin_port);
-	close(fd);
-	FILE *f = fopen(conf, "w");
-	if (!f)
-		return -1;
-	fprintf(f,
-	        "worker_processes 1;\ndaemon off;\nmaster_process off;\npid %s/nginx.pid;\nerror_log %s/error.log;\n"
-	        "events { worker_connections 4096; }\n"
-	        "http {\n access_log off;\n client_body_temp_path %s/body;\n proxy_temp_path %s/proxy;\n"
-	        " fastcgi_temp_path %s/fcgi;\n uwsgi_temp_path %s/uwsgi;\n scgi_temp_path %s/scgi;\n"
-	        " upstream up { server 127.0.0.1:%d; }\n"
-	        " server {\n  listen 127.0.0.1:%d;\n  location / {\n   proxy_pass http://up;\n"
-	        "   proxy_buffering off;\n   proxy_http_version 1.1;\n  }\n }\n}\n",
-	        dir, dir, dir, dir, dir, dir, dir, up_port, port);
-	fclose(f);
-	char *argv[] = {(char *)nginx, "-p", (char *)dir, "-c", conf, NULL};
-	*pid = hs_spawn(argv, log);
-	/* Wait (bounded) until it accepts. */
-	for (int i = 0; i < 200; i++) {
-		int c = hs_connect(port);
-		if (c >= 0) {
-			close(c);
-			return port;
-		}
-		usleep(20000);
-	}
-	return -1;
-}
-
 static int start_loopwarden(const char *bin, const char *dir, const char *logname,
                             const char *upstream, pid_t *pid)
 {
@@ -345,7 +299,7 @@ int main(int argc, char **argv)
 	if (lw_b && (lwb_port = start_loopwarden(lw_b, dir, "loopwarden-b.log", upstream, &lwb_pid)) <= 0)
 		return 1;
 	pid_t ng_pid = -1;
-	int ng_port = start_nginx(dir, up_port, &ng_pid);
+	int ng_port = hs_start_nginx(dir, up_port, NULL, NULL, &ng_pid);
 
 	printf("# bench_proxy: %d latency streams x %zu chunks (2 ms apart); %d streams x %zu chunks, "
 	       "%d concurrent, back to back; targets interleaved (latency per stream, streams/s in %d "

@@ -276,3 +276,62 @@ void hs_sse_free(char **d, size_t n)
 		free(d[i]);
 	free(d);
 }
+
+/* A free loopback port: bind 0, read it, close it (the caller hands it on). */
+static int free_port(void)
+{
+	struct sockaddr_in sa = {0};
+	socklen_t sl = sizeof(sa);
+	int port = -1, fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		return -1;
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(0x7f000001);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+int hs_start_nginx(const char *dir, int up_port, const char *cert, const char *key, pid_t *pid)
+{
+	const char *nginx = "/usr/sbin/nginx";
+	char conf[512], log[512], tls[1200] = "";
+	int port = free_port();
+
+	if (access(nginx, X_OK) != 0 || port < 0)
+		return -1;
+	if (cert && key)
+		snprintf(tls, sizeof(tls), " ssl;\n  ssl_certificate %s;\n  ssl_certificate_key %s", cert, key);
+	snprintf(conf, sizeof(conf), "%s/nginx-%d.conf", dir, port);
+	snprintf(log, sizeof(log), "%s/nginx-%d.log", dir, port);
+	FILE *f = fopen(conf, "w");
+	if (!f)
+		return -1;
+	fprintf(f,
+	        "worker_processes 1;\ndaemon off;\nmaster_process off;\npid %s/nginx-%d.pid;\n"
+	        "error_log %s/nginx-%d-error.log;\nevents { worker_connections 4096; }\n"
+	        "http {\n access_log off;\n client_body_temp_path %s/ngx-body;\n proxy_temp_path %s/ngx-proxy;\n"
+	        " fastcgi_temp_path %s/ngx-fcgi;\n uwsgi_temp_path %s/ngx-uwsgi;\n scgi_temp_path %s/ngx-scgi;\n"
+	        " upstream up { server 127.0.0.1:%d; }\n"
+	        " server {\n  listen 127.0.0.1:%d%s;\n  location / {\n   proxy_pass http://up;\n"
+	        "   proxy_buffering off;\n   proxy_http_version 1.1;\n  }\n }\n}\n",
+	        dir, port, dir, port, dir, dir, dir, dir, dir, up_port, port, tls);
+	fclose(f);
+	char *argv[] = {(char *)nginx, "-p", (char *)dir, "-c", conf, NULL};
+	*pid = hs_spawn(argv, log);
+	if (*pid < 0)
+		return -1;
+	for (int i = 0; i < 250; i++) { /* bounded: 5 s */
+		int fd = hs_connect(port);
+		if (fd >= 0) {
+			close(fd);
+			return port;
+		}
+		usleep(20000);
+	}
+	hs_stop(*pid, 2000);
+	return -1;
+}

@@ -38,6 +38,13 @@ int hs_connect(int port);
 char *hs_request_text(const char *method, const char *path, const char *body,
                       const char *extra_headers, size_t *len);
 
+/* Starts nginx (/usr/sbin/nginx) in <dir> as an unbuffered relay
+ * (proxy_buffering off, HTTP/1.1 upstream) in front of 127.0.0.1:<up_port>,
+ * on a free loopback port; with <cert> and <key> (PEM paths, else NULL) it
+ * listens with TLS. Returns the port once it accepts, or -1 when nginx is not
+ * installed or did not start within 5 s. <*pid> is for hs_stop. */
+int hs_start_nginx(const char *dir, int up_port, const char *cert, const char *key, pid_t *pid);
+
 /* The data fields of an SSE body, in order (comments skipped). <comments>
  * (may be NULL) counts comment lines. Caller frees with hs_sse_free. */
 char **hs_sse_data(const char *body, size_t *n, size_t *comments);

@@ -16,8 +16,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1192,58 +1190,6 @@ static void test_https_upstream(void **state)
 	hs_stop(upid, 5000);
 }
 
-/* Starts nginx as a TLS terminator (certificate <cert>/<key>) in front of
- * the scripted upstream, streaming unbuffered. Returns its port, or -1 when
- * nginx is not installed or did not start. */
-static int start_tls_nginx(const char *cert, const char *key, pid_t *pid)
-{
-	const char *nginx = "/usr/sbin/nginx";
-	char conf[400], log[400];
-	if (access(nginx, X_OK) != 0)
-		return -1;
-	snprintf(conf, sizeof(conf), "%s/nginx-tls.conf", T.dir);
-	snprintf(log, sizeof(log), "%s/nginx-tls.log", T.dir);
-	/* A port for nginx: bind 0, read it, close it, hand it over. */
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {0};
-	socklen_t sl = sizeof(sa);
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(0x7f000001);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	int port = ntohs(sa.sin_port);
-	close(fd);
-	FILE *f = fopen(conf, "w");
-	if (!f)
-		return -1;
-	fprintf(f,
-	        "worker_processes 1;\ndaemon off;\nmaster_process off;\npid %s/nginx-tls.pid;\n"
-	        "error_log %s/nginx-tls-error.log;\nevents { worker_connections 64; }\n"
-	        "http {\n access_log off;\n client_body_temp_path %s/ngx-body;\n proxy_temp_path %s/ngx-proxy;\n"
-	        " fastcgi_temp_path %s/ngx-fcgi;\n uwsgi_temp_path %s/ngx-uwsgi;\n scgi_temp_path %s/ngx-scgi;\n"
-	        " server {\n  listen 127.0.0.1:%d ssl;\n  ssl_certificate %s;\n  ssl_certificate_key %s;\n"
-	        "  location / {\n   proxy_pass http://127.0.0.1:%d;\n   proxy_buffering off;\n"
-	        "   proxy_http_version 1.1;\n  }\n }\n}\n",
-	        T.dir, T.dir, T.dir, T.dir, T.dir, T.dir, T.dir, port, cert, key, T.up_port);
-	fclose(f);
-	char *argv[] = {(char *)nginx, "-p", T.dir, "-c", conf, NULL};
-	*pid = hs_spawn(argv, log);
-	for (int i = 0; i < 250; i++) { /* bounded: 5 s */
-		int c = hs_connect(port);
-		if (c >= 0) {
-			close(c);
-			return port;
-		}
-		usleep(20000);
-	}
-	hs_stop(*pid, 2000);
-	return -1;
-}
-
 /* A streamed answer from an https upstream (nginx terminating TLS in front
  * of the scripted upstream): a healthy stream arrives chunk for chunk, a
  * looping one ends with the trip chunk and [DONE]. */
@@ -1259,7 +1205,7 @@ static void test_https_stream(void **state)
 	if (run_status(cmd) != 0)
 		skip(); /* no openssl command-line tool */
 	pid_t npid = 0;
-	int nport = start_tls_nginx(cert, key, &npid);
+	int nport = hs_start_nginx(T.dir, T.up_port, cert, key, &npid);
 	if (nport < 0)
 		skip(); /* no nginx */
 	char upstream[64], ca[480];
