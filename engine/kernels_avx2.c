@@ -224,12 +224,18 @@ static float dot_q4_0(size_t n, const void *w, const void *x)
 static inline __m256i ld256(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* y[j*ldy + i] = W_i . x_j for RM rows of Q8_0 weights at <w> (<rb> apart)
- * and RN Q8 activation rows at <x> (<xb> apart), <nb> blocks each. Signed
- * x signed goes through |x| and w * sign(x) (vpmaddubsw wants one unsigned
- * side; |x| <= 127 keeps its pair sums below saturation). */
+ * and RN Q8 activation rows at <x> (<xb> apart), <nb> blocks each, with
+ * the rows' scales already as floats in <wd> (block b of row i at
+ * wd[b*16 + i], as gemm_q8_0 lays them out). Signed x signed goes through
+ * |w| and x * sign(w) (vpmaddubsw wants one unsigned side; |w| <= 128 keeps
+ * its pair sums below saturation). Per block the RM x RN scale products
+ * are one 4-wide multiply per token, left on the stack for each pair's FMA
+ * to broadcast: a load, where a multiply per pair would compete with
+ * vpmaddubsw/vpmaddwd for the FP0/FP1 pipes. Products round as dw * dx,
+ * as llama.cpp's do. */
 static inline __attribute__((always_inline)) void
-tile_q8_0(int RM, int RN, size_t nb, const char *w, size_t rb, const char *x, size_t xb,
-	  float *y, size_t ldy)
+tile_q8_0(int RM, int RN, size_t nb, const char *w, size_t rb, const float *wd,
+	  const char *x, size_t xb, float *y, size_t ldy)
 {
 	__m256 acc[4][4];
 	const __m256i ones = _mm256_set1_epi16(1);
@@ -243,16 +249,20 @@ tile_q8_0(int RM, int RN, size_t nb, const char *w, size_t rb, const char *x, si
 		_Pragma("GCC unroll 4")
 		for (int j = 0; j < RN; j++)
 			xa[j] = (const struct eng_act_q8 *)(x + (size_t)j * xb) + b;
+		__m128 dw = _mm_loadu_ps(wd + b * 16);
+		float ds[4][4] __attribute__((aligned(16)));
+		_Pragma("GCC unroll 4")
+		for (int j = 0; j < RN; j++)
+			_mm_store_ps(ds[j], _mm_mul_ps(dw, _mm_broadcast_ss(&xa[j]->d)));
 		_Pragma("GCC unroll 4")
 		for (int i = 0; i < RM; i++) {
 			const struct eng_blk_q8_0 *wb = (const struct eng_blk_q8_0 *)(w + (size_t)i * rb) + b;
 			__m256i wq = ld256(wb->qs), aw = _mm256_abs_epi8(wq);
-			__m256 dw = _mm256_set1_ps(_cvtsh_ss(wb->d));
 			_Pragma("GCC unroll 4")
 			for (int j = 0; j < RN; j++) {
-				__m256i s = _mm256_sign_epi8(ld256(xa[j]->qs), wq);
-				__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, s), ones);
-				acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&xa[j]->d)),
+				__m256i sx = _mm256_sign_epi8(ld256(xa[j]->qs), wq);
+				__m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), ones);
+				acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(&ds[j][i]),
 							    _mm256_cvtepi32_ps(p), acc[i][j]);
 			}
 		}
@@ -482,7 +492,69 @@ static void NAME(size_t n, const void *w, size_t rb, int r0, int r1, const void 
 	} \
 }
 
-GEMM_Q(gemm_q8_0, tile_q8_0, 2, 4, ENG_QK, ENG_ACT_Q8)
+/* Blocks per row up to which gemm_q8_0 keeps a 16-row block's scales as
+ * floats on its stack (16 x 512 floats: 32 KiB, rows of 16K weights);
+ * longer rows are multiplied in column slices of this many blocks. */
+#define Q8_WD_BLOCKS 512
+
+/* Q8_0 prefill: rows in blocks of 16 (their weights stay in L1/L2 while
+ * every token passes) whose scales are converted to floats once, tokens 2
+ * at a time, rows 4 at a time (llamafile's AVX2 shape: 8 accumulators, 4
+ * weight vectors); partial tiles at the edges. */
+static void gemm_q8_0(size_t n, const void *w, size_t rb, int r0, int r1, const void *x,
+		      int nt, float *y, size_t ldy)
+{
+	const char *wc = w, *xc = x;
+	size_t nb_all = n / ENG_QK, xb = eng_act_row_bytes(ENG_ACT_Q8, n);
+	float wd[Q8_WD_BLOCKS * 16 + 4] __attribute__((aligned(32)));
+	float part[8];
+	for (size_t c0 = 0; c0 < nb_all; c0 += Q8_WD_BLOCKS) {
+		size_t nb = nb_all - c0 < Q8_WD_BLOCKS ? nb_all - c0 : Q8_WD_BLOCKS;
+		const char *wcc = wc + c0 * sizeof(struct eng_blk_q8_0);
+		const char *xcc = xc + c0 * sizeof(struct eng_act_q8);
+		for (int r = r0; r < r1; r += 16) {
+			int re = r + 16 < r1 ? r + 16 : r1;
+			for (int i = r; i < re; i++) {
+				const struct eng_blk_q8_0 *wb =
+					(const struct eng_blk_q8_0 *)(wcc + (size_t)i * rb);
+				for (size_t b = 0; b < nb; b++)
+					wd[b * 16 + (size_t)(i - r)] = _cvtsh_ss(wb[b].d);
+			}
+			for (int i = re - r; i < 16; i++) /* lanes a short block reads */
+				for (size_t b = 0; b < nb; b++)
+					wd[b * 16 + (size_t)i] = 0;
+			wd[nb * 16] = wd[nb * 16 + 1] = wd[nb * 16 + 2] = wd[nb * 16 + 3] = 0;
+			for (int t0 = 0; t0 < nt; t0 += 2) {
+				const char *xt = xcc + (size_t)t0 * xb;
+				float *yt = y + (size_t)t0 * ldy;
+				int rn = nt - t0 >= 2 ? 2 : 1;
+				for (int i = r; i < re;) {
+					const char *wi = wcc + (size_t)i * rb;
+					const float *wdi = wd + (i - r);
+					int rm = re - i >= 4 ? 4 : 1;
+					/* the first column slice writes y, later ones add */
+					float *yo = c0 == 0 ? yt + i : part;
+					size_t ldo = c0 == 0 ? ldy : 4;
+					if (rm == 4 && rn == 2)
+						tile_q8_0(4, 2, nb, wi, rb, wdi, xt, xb, yo, ldo);
+					else if (rm == 4)
+						tile_q8_0(4, 1, nb, wi, rb, wdi, xt, xb, yo, ldo);
+					else if (rn == 2)
+						tile_q8_0(1, 2, nb, wi, rb, wdi, xt, xb, yo, ldo);
+					else
+						tile_q8_0(1, 1, nb, wi, rb, wdi, xt, xb, yo, ldo);
+					if (c0 != 0)
+						for (int jj = 0; jj < rn; jj++)
+							for (int ii = 0; ii < rm; ii++)
+								yt[(size_t)jj * ldy + (size_t)(i + ii)] +=
+									part[jj * 4 + ii];
+					i += rm;
+				}
+			}
+		}
+	}
+}
+
 GEMM_Q(gemm_q4_0, tile_q4_0, 2, 4, ENG_QK, ENG_ACT_Q8)
 GEMM_Q(gemm_q4_k, tile_q4_k, 2, 4, ENG_QKK, ENG_ACT_Q8K)
 GEMM_Q(gemm_q6_k, tile_q6_k, 1, 4, ENG_QKK, ENG_ACT_Q8K)

@@ -271,6 +271,47 @@ static void test_matmul_rows_matches_dots(void **state)
 	}
 }
 
+/* Rows longer than the AVX2 Q8_0 prefill keeps scales for at once (512
+ * blocks) are multiplied in column slices whose partial sums add up. */
+static void test_matmul_long_rows(void **state)
+{
+	(void)state;
+	const size_t n = 544 * 32;
+	const int rows = 6, nt = 3;
+	const enum eng_qtype t = ENG_QT_Q8_0;
+	const enum eng_act a = ENG_ACT_Q8;
+	size_t rb = eng_qtype_row_bytes(t, n), xb = eng_act_row_bytes(a, n);
+	char *w = malloc(rb * rows), *xa = malloc(xb * nt);
+	float *row = malloc(n * sizeof(float)), y[3 * 8];
+	assert_non_null(w);
+	assert_non_null(xa);
+	assert_non_null(row);
+	for (int r = 0; r < rows; r++) {
+		for (size_t i = 0; i < n; i++)
+			row[i] = frand();
+		eng_quantize_row(t, row, w + r * rb, n);
+	}
+	for (int v = 0; v < ENG_KERNELS_COUNT; v++) {
+		const struct eng_kernels *k = eng_kernels_variant((enum eng_kernel_id)v);
+		if (!k)
+			continue;
+		for (int tk = 0; tk < nt; tk++) {
+			for (size_t i = 0; i < n; i++)
+				row[i] = frand();
+			k->quant[a](row, xa + tk * xb, n);
+		}
+		eng_matmul_rows(k, t, w, n, 0, rows, xa, nt, y, 8);
+		for (int tk = 0; tk < nt; tk++)
+			for (int r = 0; r < rows; r++) {
+				float want = k->dot[t](n, w + r * rb, xa + tk * xb);
+				assert_true(fabsf(y[tk * 8 + r] - want) <= 1e-4f * (1 + fabsf(want)));
+			}
+	}
+	free(row);
+	free(xa);
+	free(w);
+}
+
 /* Packed (row-interleaved) layouts give the same products as the file
  * layout's dot, for row counts that are not a multiple of 16 and token
  * counts that leave partial tiles. */
@@ -464,6 +505,7 @@ int main(void)
 		cmocka_unit_test(test_every_variant_every_type_dot),
 		cmocka_unit_test(test_float_helpers),
 		cmocka_unit_test(test_matmul_rows_matches_dots),
+		cmocka_unit_test(test_matmul_long_rows),
 		cmocka_unit_test(test_packed_gemm_matches_dots),
 		cmocka_unit_test(test_attention_kernels),
 		cmocka_unit_test(test_env_forces_scalar),
