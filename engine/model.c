@@ -710,27 +710,64 @@ static void attn_task(void *ctx, int w, int ith)
 			 hd, scale, sc, sc_ld, outs);
 }
 
-static void forward_chunk(struct eng_model *m, const int32_t *tok, int nt, int pos)
+/* The per-token steps between the matmuls, run over chunks of tokens. */
+enum tok_step {
+	STEP_ATTN_NORM = 0, /* xb = rmsnorm(x) (attn_norm) */
+	STEP_QKV,           /* biases, q/k norms, RoPE; K and V into the cache */
+	STEP_FFN_NORM,      /* x += tmp; xb = rmsnorm(x) (ffn_norm) */
+	STEP_SWIGLU,        /* hb = silu(hb) * hb2 */
+	STEP_RESIDUAL,      /* x += tmp */
+	STEP_COUNT
+};
+
+struct tok_job {
+	struct eng_model *m;
+	const struct layer *l;
+	enum tok_step step;
+	int li, pos, nt, per; /* <per> tokens a chunk */
+};
+
+static void add_rows(float *x, const float *y, size_t n)
 {
+	for (size_t i = 0; i < n; i++)
+		x[i] += y[i];
+}
+
+/* Chunk <c>: tokens [c*per, (c+1)*per) of step j->step. */
+static void tok_task(void *ctx, int c, int ith)
+{
+	struct tok_job *j = ctx;
+	struct eng_model *m = j->m;
+	const struct layer *l = j->l;
 	const struct eng_hparams *hp = &m->hp;
 	int E = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd;
 	int kvd = hp->n_head_kv * hd, F = hp->n_ff;
-
-	for (int t = 0; t < nt; t++)
-		eng_dequantize_row(m->tok_embd.type,
-				   (const char *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
-				   m->x + (size_t)t * E, (size_t)E);
-	rope_table(m, pos, nt);
-	for (int li = 0; li < hp->n_layer; li++) {
-		const struct layer *l = &m->layers[li];
-		for (int t = 0; t < nt; t++)
-			rmsnorm(m->xb + (size_t)t * E, m->x + (size_t)t * E, l->attn_norm, E, hp->rms_eps);
-		struct mm_part qkv[3] = {{&l->wq, m->q}, {&l->wk, m->kk}, {&l->wv, m->vv}};
-		matmul(m, qkv, 3, m->xb, (size_t)E, nt);
-		size_t lofs = (size_t)li * m->n_ctx * kvd;
-		for (int t = 0; t < nt; t++) {
+	int t0 = c * j->per, t1 = t0 + j->per < j->nt ? t0 + j->per : j->nt;
+	size_t lofs = (size_t)j->li * m->n_ctx * kvd;
+	(void)ith;
+	for (int t = t0; t < t1; t++) {
+		float *x = m->x + (size_t)t * E, *xb = m->xb + (size_t)t * E;
+		switch (j->step) {
+		case STEP_ATTN_NORM:
+			rmsnorm(xb, x, l->attn_norm, E, hp->rms_eps);
+			break;
+		case STEP_FFN_NORM:
+			add_rows(x, m->tmp + (size_t)t * E, (size_t)E);
+			rmsnorm(xb, x, l->ffn_norm, E, hp->rms_eps);
+			break;
+		case STEP_RESIDUAL:
+			add_rows(x, m->tmp + (size_t)t * E, (size_t)E);
+			break;
+		case STEP_SWIGLU: {
+			float *g = m->hb + (size_t)t * F, *u = m->hb2 + (size_t)t * F;
+			for (int i = 0; i < F; i++)
+				g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+			break;
+		}
+		case STEP_QKV: {
 			float *q = m->q + (size_t)t * qd, *k = m->kk + (size_t)t * kvd;
 			float *v = m->vv + (size_t)t * kvd;
+			int p = j->pos + t;
 			if (l->bq) {
 				for (int i = 0; i < qd; i++)
 					q[i] += l->bq[i];
@@ -753,29 +790,61 @@ static void forward_chunk(struct eng_model *m, const int32_t *tok, int nt, int p
 			/* K is kept transposed per head, (kv_head, dim, position), so
 			 * the scores of one query are a sweep over positions */
 			for (int i = 0; i < kvd; i++)
-				m->kc[lofs + (size_t)i * m->n_ctx + (size_t)(pos + t)] = k[i];
-			memcpy(m->vc + lofs + (size_t)(pos + t) * kvd, v, (size_t)kvd * sizeof(float));
+				m->kc[lofs + (size_t)i * m->n_ctx + (size_t)p] = k[i];
+			memcpy(m->vc + lofs + (size_t)p * kvd, v, (size_t)kvd * sizeof(float));
+			break;
 		}
+		default:
+			break;
+		}
+	}
+}
+
+/* Runs <step> over the <nt> tokens, split across threads when there are
+ * enough values; chunks of at least 16 tokens, so threads writing the
+ * transposed K cache rarely share a cache line. */
+static void tok_run(struct eng_model *m, const struct layer *l, int li, int pos, int nt,
+		    enum tok_step step, int width)
+{
+	int nth = eng_pool_size(m->pool);
+	struct tok_job j = {.m = m, .l = l, .step = step, .li = li, .pos = pos, .nt = nt};
+	int par = (long)nt * width >= PAR_MIN_WORK;
+	j.per = par ? nt / (nth * 4) : nt;
+	if (j.per < 16)
+		j.per = 16;
+	eng_pool_run(m->pool, tok_task, &j, (nt + j.per - 1) / j.per, par);
+}
+
+static void forward_chunk(struct eng_model *m, const int32_t *tok, int nt, int pos)
+{
+	const struct eng_hparams *hp = &m->hp;
+	int E = hp->n_embd, hd = hp->head_dim, qd = hp->n_head * hd;
+	int F = hp->n_ff;
+
+	for (int t = 0; t < nt; t++)
+		eng_dequantize_row(m->tok_embd.type,
+				   (const char *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
+				   m->x + (size_t)t * E, (size_t)E);
+	rope_table(m, pos, nt);
+	for (int li = 0; li < hp->n_layer; li++) {
+		const struct layer *l = &m->layers[li];
+		tok_run(m, l, li, pos, nt, STEP_ATTN_NORM, E);
+		struct mm_part qkv[3] = {{&l->wq, m->q}, {&l->wk, m->kk}, {&l->wv, m->vv}};
+		matmul(m, qkv, 3, m->xb, (size_t)E, nt);
+		tok_run(m, l, li, pos, nt, STEP_QKV, qd);
 		struct attn_job aj = {.m = m, .layer = li, .pos = pos, .nt = nt};
 		int tiles = (nt + ENG_ATTN_MAX_Q - 1) / ENG_ATTN_MAX_Q;
 		long aw = 4L * nt * (pos + (nt + 1) / 2) * qd; /* QK^T and PV */
 		eng_pool_run(m->pool, attn_task, &aj, tiles * hp->n_head, aw >= PAR_MIN_WORK);
 		struct mm_part o = {&l->wo, m->tmp};
 		matmul(m, &o, 1, m->att, (size_t)qd, nt);
-		for (size_t i = 0; i < (size_t)nt * E; i++)
-			m->x[i] += m->tmp[i];
-		for (int t = 0; t < nt; t++)
-			rmsnorm(m->xb + (size_t)t * E, m->x + (size_t)t * E, l->ffn_norm, E, hp->rms_eps);
+		tok_run(m, l, li, pos, nt, STEP_FFN_NORM, E);
 		struct mm_part gu[2] = {{&l->gate, m->hb}, {&l->up, m->hb2}};
 		matmul(m, gu, 2, m->xb, (size_t)E, nt);
-		for (size_t i = 0; i < (size_t)nt * F; i++) {
-			float g = m->hb[i];
-			m->hb[i] = g / (1.0f + expf(-g)) * m->hb2[i];
-		}
+		tok_run(m, l, li, pos, nt, STEP_SWIGLU, 8 * F); /* expf: ~8 flops */
 		struct mm_part d = {&l->down, m->tmp};
 		matmul(m, &d, 1, m->hb, (size_t)F, nt);
-		for (size_t i = 0; i < (size_t)nt * E; i++)
-			m->x[i] += m->tmp[i];
+		tok_run(m, l, li, pos, nt, STEP_RESIDUAL, E);
 	}
 }
 
