@@ -682,8 +682,9 @@ struct attn_job {
 	int layer, pos, nt;
 };
 
-/* Chunk <w>: (tile of up to ENG_ATTN_MAX_Q tokens, head) w; claimed in
- * order, so with a causal mask the costlier late tiles are spread too. */
+/* Chunk <w>: (tile of up to ENG_ATTN_MAX_Q tokens, head) w. The pool hands
+ * chunks out last first, so with a causal mask the costliest (latest)
+ * tiles go first and the cheap early ones even out the end. */
 static void attn_task(void *ctx, int w, int ith)
 {
 	struct attn_job *a = ctx;

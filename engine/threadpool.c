@@ -11,13 +11,18 @@
 #define SPIN_ITERS 20000
 #define WAIT_SPINS 2000
 
-/* The run ticket packs the run's generation (high 32 bits) with the next
- * unclaimed chunk (low 32): a claim is one compare-and-swap that fails once
- * the caller has moved on to another run, so a late worker can never run a
- * chunk of a finished run with that run's (gone) context. */
-#define TICKET(gen, c) (((uint64_t)(gen) << 32) | (uint32_t)(c))
+/* The run ticket packs the run's generation (high 32 bits) with the number
+ * of chunks not yet claimed (low 32); a claim is one compare-and-swap that
+ * takes chunk remaining-1 (so chunks go out last first). A claim succeeds
+ * only while the ticket still names that run with chunks left, i.e. while
+ * the run is unfinished and the caller cannot have moved on: a late worker
+ * never runs a chunk with a finished run's (gone) context, nor with the
+ * next run's context against this run's ticket. Counting down keeps the
+ * run's chunk count out of the claim, which a worker could otherwise read
+ * from the next run while the ticket still shows this one. */
+#define TICKET(gen, left) (((uint64_t)(gen) << 32) | (uint32_t)(left))
 #define TICKET_GEN(t) ((uint32_t)((t) >> 32))
-#define TICKET_CHUNK(t) ((int)(uint32_t)(t))
+#define TICKET_LEFT(t) ((int)(uint32_t)(t))
 
 struct eng_pool {
 	int n;
@@ -26,7 +31,6 @@ struct eng_pool {
 	 * while the caller writes the next run's, hence atomic (relaxed) */
 	_Atomic(eng_chunk_fn) fn;
 	_Atomic(void *) ctx;
-	atomic_int n_chunks;
 	_Atomic uint64_t ticket;
 	atomic_int finished;  /* chunks of the current run that have returned */
 	atomic_int sleepers;
@@ -48,19 +52,19 @@ static inline void cpu_relax(void)
 #endif
 }
 
-/* Claims and runs chunks of generation <gen> until none is left. <fn>,
- * <ctx> and <n> were read after the ticket of <gen> was seen, and a claim
- * only succeeds while that run is unfinished, so they are that run's. */
-static void run_chunks(struct eng_pool *p, uint32_t gen, eng_chunk_fn fn, void *ctx,
-		       int n, int ith)
+/* Claims and runs chunks of generation <gen> until none is left. <fn> and
+ * <ctx> were read after the ticket of <gen> was seen; a claim succeeds
+ * only while that run is unfinished, and the caller writes the next run's
+ * only after it finished, so whenever a claim succeeds they are <gen>'s. */
+static void run_chunks(struct eng_pool *p, uint32_t gen, eng_chunk_fn fn, void *ctx, int ith)
 {
 	uint64_t t = atomic_load(&p->ticket);
 	for (;;) {
-		if (TICKET_GEN(t) != gen || TICKET_CHUNK(t) >= n)
+		if (TICKET_GEN(t) != gen || TICKET_LEFT(t) == 0)
 			return;
-		if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1))
+		if (!atomic_compare_exchange_weak(&p->ticket, &t, t - 1))
 			continue; /* t reloaded */
-		fn(ctx, TICKET_CHUNK(t), ith);
+		fn(ctx, TICKET_LEFT(t) - 1, ith);
 		atomic_fetch_add(&p->finished, 1);
 		t = atomic_load(&p->ticket);
 	}
@@ -89,10 +93,9 @@ static void *worker(void *arg)
 		}
 		if (atomic_load(&p->stop))
 			break;
-		seen = TICKET_GEN(atomic_load(&p->ticket)); /* acquire: fn, ctx, n_chunks */
+		seen = TICKET_GEN(atomic_load(&p->ticket)); /* acquire: fn, ctx */
 		run_chunks(p, seen, atomic_load_explicit(&p->fn, memory_order_relaxed),
-			   atomic_load_explicit(&p->ctx, memory_order_relaxed),
-			   atomic_load_explicit(&p->n_chunks, memory_order_relaxed), wa.ith);
+			   atomic_load_explicit(&p->ctx, memory_order_relaxed), wa.ith);
 	}
 	return NULL;
 }
@@ -130,7 +133,6 @@ struct eng_pool *eng_pool_new(int n_threads)
 	p->n = n_threads;
 	atomic_init(&p->fn, NULL);
 	atomic_init(&p->ctx, NULL);
-	atomic_init(&p->n_chunks, 0);
 	atomic_init(&p->ticket, 0);
 	atomic_init(&p->finished, 0);
 	atomic_init(&p->sleepers, 0);
@@ -178,15 +180,14 @@ void eng_pool_run(struct eng_pool *p, eng_chunk_fn fn, void *ctx, int n_chunks,
 	uint32_t gen = TICKET_GEN(atomic_load(&p->ticket)) + 1;
 	atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
 	atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
-	atomic_store_explicit(&p->n_chunks, n_chunks, memory_order_relaxed);
 	atomic_store(&p->finished, 0);
-	atomic_store(&p->ticket, TICKET(gen, 0)); /* publishes fn/ctx (seq_cst) */
+	atomic_store(&p->ticket, TICKET(gen, n_chunks)); /* publishes fn/ctx (seq_cst) */
 	if (atomic_load(&p->sleepers) > 0) {
 		pthread_mutex_lock(&p->mu);
 		pthread_cond_broadcast(&p->cv);
 		pthread_mutex_unlock(&p->mu);
 	}
-	run_chunks(p, gen, fn, ctx, n_chunks, 0);
+	run_chunks(p, gen, fn, ctx, 0);
 	/* every chunk is claimed: wait only for those still running */
 	int spins = 0;
 	while (atomic_load(&p->finished) < n_chunks) {

@@ -470,7 +470,10 @@ static void pool_fn(void *ctx, int chunk, int ith)
 
 /* Every chunk runs exactly once per run, on a valid thread index, whether
  * the run is split or kept on the caller, for chunk counts around the
- * thread count (0 and 1 included). */
+ * thread count (0 and 1 included). Then back-to-back runs whose chunk
+ * counts grow, each with its own context at the same stack address: a
+ * worker that reads the next run's chunk count against the previous run's
+ * ticket would run a chunk twice (a bug the first version had). */
 static void test_threadpool_runs_every_chunk(void **state)
 {
 	(void)state;
@@ -488,6 +491,20 @@ static void test_threadpool_runs_every_chunk(void **state)
 				eng_pool_run(p, pool_fn, &c, counts[k], r % 3 != 2);
 			for (int i = 0; i < counts[k]; i++)
 				assert_int_equal(atomic_load(&c.hits[i]), 200);
+			assert_int_equal(atomic_load(&c.bad_ith), 0);
+		}
+		for (int r = 0; r < 20000; r++) {
+			struct pool_ctx c; /* same slot every iteration */
+			int nc = r % 67;
+			c.n_threads = n;
+			atomic_init(&c.bad_ith, 0);
+			for (int i = 0; i < nc; i++)
+				atomic_init(&c.hits[i], 0);
+			eng_pool_run(p, pool_fn, &c, nc, r % 5 != 4);
+			for (int i = 0; i < nc; i++)
+				if (atomic_load(&c.hits[i]) != 1)
+					fail_msg("run %d: chunk %d of %d ran %d times", r, i, nc,
+						 atomic_load(&c.hits[i]));
 			assert_int_equal(atomic_load(&c.bad_ith), 0);
 		}
 		eng_pool_free(p);
