@@ -287,7 +287,7 @@ void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len)
 	if (sent < len)
 		evbuffer_add(out, (const char *)data + sent, len - sent);
 	if (tail)
-		evbuffer_add(out, "\r\n" + (2 - tail), tail);
+		evbuffer_add(out, &"\r\n"[2 - tail], tail);
 }
 
 #define WRITE_IOV 64 /* pieces of one chunk written straight away; more are queued */
@@ -335,7 +335,7 @@ void px_http_stream_end(struct px_http_conn *c)
 	struct iovec iov = {(void *)"0\r\n\r\n", 5};
 	size_t sent = send_now(c, &iov, 1);
 	if (sent < 5)
-		evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n" + sent, 5 - sent);
+		evbuffer_add(bufferevent_get_output(c->bev), &"0\r\n\r\n"[sent], 5 - sent);
 	request_done(c);
 }
 

@@ -26,13 +26,16 @@ int main(int argc, char **argv)
 	int n_data = 0;
 	const char *scenario = NULL, *port_file = NULL, *cert = NULL, *key = NULL;
 	long port = 0;
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) { /* every option takes a value */
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v) {
 			fprintf(stderr, "lw-upstream: %s needs a value\n", a);
 			return 2;
 		}
-		if (strcmp(a, "--data") == 0 && n_data < 16)
+		if (strcmp(a, "--data") == 0 && n_data == 16) {
+			fprintf(stderr, "lw-upstream: at most 16 --data folders\n");
+			return 2;
+		} else if (strcmp(a, "--data") == 0)
 			data[n_data++] = v;
 		else if (strcmp(a, "--scenario") == 0)
 			scenario = v;
@@ -59,7 +62,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "lw-upstream: unknown argument '%s'\n", a);
 			return 2;
 		}
-		i++;
 	}
 	signal(SIGPIPE, SIG_IGN);
 	struct event_base *base = event_base_new();
