@@ -1033,6 +1033,174 @@ static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
 	}
 }
 
+/* ---- packed Q4_K ----------------------------------------------------------
+ * The AVX-512 variant's layout (16 rows per group; per 256-weight
+ * super-block the 8 sub-blocks' nibbles in the packed Q4_0 order, 4
+ * vectors of 64 bytes each, then the 6-bit scales and the mins unpacked to
+ * bytes, sub-block major with 16 rows each, then 16 fp16 d and 16 fp16
+ * dmin: 2368 bytes against the file's 2304). As for Q4_0 each 64-byte
+ * vector is two 32-byte halves of 8 rows: one vpmaddubsw with 4 broadcast
+ * activation bytes advances 8 rows, a sub-block's 8 products add up in
+ * int16 (8 x 2 x 15 x 128 < 2^15), and one vpmaddwd per sub-block applies
+ * the 8 rows' scales (each row's scale in both halves of its 32-bit lane)
+ * and leaves one int32 per row: no horizontal sums, and the scales cost
+ * one multiply per 8 rows x 32 weights instead of one per row. The mins go
+ * per super-block and token: one vpmaddwd per sub-block of the 8 rows'
+ * mins with the activations' 32-value sum. The AVX-512 pack function is
+ * repeated here, not shared: each variant owns the layout its gemm reads. */
+#define PK_Q4K_BLK 2368
+
+static size_t pack_size_q4_k(int rows, size_t n)
+{
+	return (size_t)((rows + 15) / 16) * (n / ENG_QKK) * PK_Q4K_BLK;
+}
+
+static void pack_q4_k(const void *src, int rows, size_t n, void *dst)
+{
+	const struct eng_blk_q4_k *s = src;
+	size_t nb = n / ENG_QKK;
+	uint8_t *d = dst;
+	for (int g = 0; g < (rows + 15) / 16; g++)
+		for (size_t b = 0; b < nb; b++, d += PK_Q4K_BLK) {
+			uint8_t *sc = d + 2048, *mn = d + 2176;
+			uint16_t dd[16], dm[16];
+			memset(d, 0, PK_Q4K_BLK); /* rows past the matrix: all zero */
+			for (int r = 0; r < 16; r++) {
+				int row = g * 16 + r;
+				dd[r] = dm[r] = 0;
+				if (row >= rows)
+					continue;
+				const struct eng_blk_q4_k *blk = &s[(size_t)row * nb + b];
+				const uint8_t *q = blk->scales;
+				dd[r] = blk->d;
+				dm[r] = blk->dmin;
+				for (int j = 0; j < 8; j++) {
+					if (j < 4) {
+						sc[j * 16 + r] = q[j] & 63;
+						mn[j * 16 + r] = q[j + 4] & 63;
+					} else {
+						sc[j * 16 + r] = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+						mn[j * 16 + r] = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+					}
+					/* sub-block j: nibble (j & 1) of qs[32 * (j / 2) ..] */
+					const uint8_t *v = blk->qs + 32 * (j / 2);
+					int sh = 4 * (j & 1);
+					for (int c = 0; c < 4; c++)
+						for (int k = 0; k < 4; k++)
+							d[(j * 4 + c) * 64 + r * 4 + k] =
+								(uint8_t)(((v[4 * c + k] >> sh) & 0xF) |
+									  (((v[16 + 4 * c + k] >> sh) & 0xF) << 4));
+				}
+			}
+			memcpy(d + 2304, dd, sizeof(dd));
+			memcpy(d + 2336, dm, sizeof(dm));
+		}
+}
+
+/* Half <h> (rows 8h..8h+7) of the 16-row group at <wg> against T (1..4)
+ * tokens at <x> (nb blocks each): y[t*ldy + r] for the first <valid> of
+ * those 8 rows. */
+static inline __attribute__((always_inline)) void
+tile_q4_k_packed(int T, size_t nb, const uint8_t *wg, int h, const struct eng_act_q8k *x,
+		 float *y, size_t ldy, int valid)
+{
+	const __m256i m4 = _mm256_set1_epi8(0xF);
+	__m256 acc[4];
+	_Pragma("GCC unroll 4")
+	for (int t = 0; t < T; t++)
+		acc[t] = _mm256_setzero_ps();
+	for (size_t b = 0; b < nb; b++) {
+		const uint8_t *blk = wg + b * PK_Q4K_BLK, *wq = blk + 32 * h;
+		__m256i ai[4];
+		_Pragma("GCC unroll 4")
+		for (int t = 0; t < T; t++)
+			ai[t] = _mm256_setzero_si256();
+		for (int j = 0; j < 8; j++) {
+			__m256i p[4];
+			_Pragma("GCC unroll 4")
+			for (int t = 0; t < T; t++)
+				p[t] = _mm256_setzero_si256();
+			_Pragma("GCC unroll 4")
+			for (int c = 0; c < 4; c++) {
+				__m256i v = ld256(wq + (j * 4 + c) * 64);
+				__m256i lo = _mm256_and_si256(v, m4);
+				__m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+				_Pragma("GCC unroll 4")
+				for (int t = 0; t < T; t++) {
+					const int8_t *q = x[(size_t)t * nb + b].qs + 32 * j;
+					p[t] = _mm256_add_epi16(p[t], _mm256_add_epi16(
+						_mm256_maddubs_epi16(lo, bcast4_256(q + 4 * c)),
+						_mm256_maddubs_epi16(hi, bcast4_256(q + 16 + 4 * c))));
+				}
+			}
+			__m256i s = _mm256_cvtepu8_epi32(
+				_mm_loadl_epi64((const __m128i *)(blk + 2048 + 16 * j + 8 * h)));
+			s = _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+			_Pragma("GCC unroll 4")
+			for (int t = 0; t < T; t++)
+				ai[t] = _mm256_add_epi32(ai[t], _mm256_madd_epi16(p[t], s));
+		}
+		/* mins: each row's mins zero-extended to 32 bits, so vpmaddwd
+		 * with the sub-block's activation sum in every 16-bit lane
+		 * gives min x sum per row */
+		__m256i am[4];
+		_Pragma("GCC unroll 4")
+		for (int t = 0; t < T; t++)
+			am[t] = _mm256_setzero_si256();
+		for (int j = 0; j < 8; j++) {
+			__m256i mv = _mm256_cvtepu8_epi32(
+				_mm_loadl_epi64((const __m128i *)(blk + 2176 + 16 * j + 8 * h)));
+			_Pragma("GCC unroll 4")
+			for (int t = 0; t < T; t++) {
+				const int16_t *bs = x[(size_t)t * nb + b].bsums + 2 * j;
+				am[t] = _mm256_add_epi32(am[t], _mm256_madd_epi16(
+					mv, _mm256_set1_epi16((int16_t)(bs[0] + bs[1]))));
+			}
+		}
+		__m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 2304 + 16 * h)));
+		__m256 dmv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(blk + 2336 + 16 * h)));
+		_Pragma("GCC unroll 4")
+		for (int t = 0; t < T; t++) {
+			__m256 f = _mm256_fmsub_ps(_mm256_cvtepi32_ps(ai[t]), dv,
+						   _mm256_mul_ps(_mm256_cvtepi32_ps(am[t]), dmv));
+			acc[t] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(&x[(size_t)t * nb + b].d), acc[t]);
+		}
+	}
+	_Pragma("GCC unroll 4")
+	for (int t = 0; t < T; t++) {
+		if (valid >= 8)
+			_mm256_storeu_ps(y + (size_t)t * ldy, acc[t]);
+		else
+			_mm256_maskstore_ps(y + (size_t)t * ldy, tail_mask(valid), acc[t]);
+	}
+}
+
+static void gemm_q4_k_packed(size_t n, const void *wp, int rows, int g0, int g1,
+			     const void *xa, int nt, float *y, size_t ldy)
+{
+	size_t nb = n / ENG_QKK;
+	const struct eng_act_q8k *x = xa;
+	for (int g = g0; g < g1; g++) {
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q4K_BLK;
+		for (int h = 0; h < 2; h++) {
+			int valid = rows - g * 16 - 8 * h;
+			if (valid <= 0)
+				break;
+			for (int t0 = 0; t0 < nt; t0 += 4) {
+				int T = nt - t0 < 4 ? nt - t0 : 4;
+				const struct eng_act_q8k *xt = x + (size_t)t0 * nb;
+				float *yt = y + (size_t)t0 * ldy + (size_t)g * 16 + 8 * h;
+				switch (T) {
+				case 4: tile_q4_k_packed(4, nb, wg, h, xt, yt, ldy, valid); break;
+				case 3: tile_q4_k_packed(3, nb, wg, h, xt, yt, ldy, valid); break;
+				case 2: tile_q4_k_packed(2, nb, wg, h, xt, yt, ldy, valid); break;
+				default: tile_q4_k_packed(1, nb, wg, h, xt, yt, ldy, valid); break;
+				}
+			}
+		}
+	}
+}
+
 const struct eng_kernels eng_kernels_avx2_tab = {
 	.name = "avx2",
 	.dot = {
@@ -1051,9 +1219,9 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16,
 		 [ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0, [ENG_QT_Q4_K] = gemm_q4_k,
 		 [ENG_QT_Q6_K] = gemm_q6_k},
-	.pack_size = {[ENG_QT_Q4_0] = pack_size_q4_0},
-	.pack = {[ENG_QT_Q4_0] = pack_q4_0},
-	.gemm_packed = {[ENG_QT_Q4_0] = gemm_q4_0_packed},
+	.pack_size = {[ENG_QT_Q4_0] = pack_size_q4_0, [ENG_QT_Q4_K] = pack_size_q4_k},
+	.pack = {[ENG_QT_Q4_0] = pack_q4_0, [ENG_QT_Q4_K] = pack_q4_k},
+	.gemm_packed = {[ENG_QT_Q4_0] = gemm_q4_0_packed, [ENG_QT_Q4_K] = gemm_q4_k_packed},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,

@@ -313,14 +313,15 @@ static void test_matmul_long_rows(void **state)
 }
 
 /* Packed (row-interleaved) layouts give the same products as the file
- * layout's dot, for row counts that are not a multiple of 16 and token
- * counts that leave partial tiles. */
+ * layout's dot, for row counts that are not a multiple of 16 (nor of the
+ * AVX2 kernels' 8-row halves: tails in the first and in the second half)
+ * and token counts that leave partial tiles. */
 static void test_packed_gemm_matches_dots(void **state)
 {
 	(void)state;
 	const size_t n = 512; /* a multiple of every block size */
-	const int rows = 37;
-	int checked = 0;
+	const int row_counts[] = {37, 5, 13, 21};
+	int checked = 0, checked_q4k = 0;
 	for (int v = 0; v < ENG_KERNELS_COUNT; v++) {
 		const struct eng_kernels *k = eng_kernels_variant((enum eng_kernel_id)v);
 		if (!k)
@@ -329,56 +330,65 @@ static void test_packed_gemm_matches_dots(void **state)
 			enum eng_qtype t = types[j];
 			if (!k->pack[t])
 				continue;
-			enum eng_act a = eng_qtype_act(t);
-			size_t rb = eng_qtype_row_bytes(t, n), xb = eng_act_row_bytes(a, n);
-			const int nts[] = {1, 5, 8, 11, 19};
-			char *w = malloc(rb * rows), *xa = malloc(xb * 19);
-			void *p = malloc(k->pack_size[t](rows, n));
-			float row[512], y[19 * 40];
-			for (int r = 0; r < rows; r++) {
-				for (size_t i = 0; i < n; i++)
-					row[i] = frand() * (1 + r % 3);
-				eng_quantize_row(t, row, w + r * rb, n);
-			}
-			for (int tk = 0; tk < 19; tk++) {
-				for (size_t i = 0; i < n; i++)
-					row[i] = frand();
-				k->quant[a](row, xa + tk * xb, n);
-			}
-			k->pack[t](w, rows, n, p);
-			for (size_t c = 0; c < sizeof(nts) / sizeof(nts[0]); c++) {
-				int nt = nts[c];
-				for (int i = 0; i < 19 * 40; i++)
-					y[i] = -12345.0f;
-				/* groups 1..2 only, then the rest: rows 0..15 untouched first */
-				k->gemm_packed[t](n, p, rows, 1, 3, xa, nt, y, 40);
-				for (int tk = 0; tk < nt; tk++)
-					for (int r = 0; r < 16; r++)
-						assert_true(y[tk * 40 + r] == -12345.0f);
-				k->gemm_packed[t](n, p, rows, 0, 1, xa, nt, y, 40);
-				for (int tk = 0; tk < nt; tk++) {
-					for (int r = 0; r < rows; r++) {
-						float want = eng_kernels_variant(ENG_KERNELS_SCALAR)->dot[t](
-							n, w + r * rb, xa + tk * xb);
-						float got = y[tk * 40 + r];
-						if (fabsf(got - want) > 1e-4f * (1 + fabsf(want)))
-							fail_msg("%s packed %s nt=%d row %d tok %d: %g vs %g",
-								 k->name, eng_qtype_name(t), nt, r, tk,
-								 (double)got, (double)want);
-					}
-					/* rows past the matrix (37..39) are never written */
-					for (int r = rows; r < 40; r++)
-						assert_true(y[tk * 40 + r] == -12345.0f);
+			for (size_t rc = 0; rc < sizeof(row_counts) / sizeof(row_counts[0]); rc++) {
+				const int rows = row_counts[rc], groups = (rows + 15) / 16;
+				enum eng_act a = eng_qtype_act(t);
+				size_t rb = eng_qtype_row_bytes(t, n), xb = eng_act_row_bytes(a, n);
+				const int nts[] = {1, 2, 3, 5, 8, 11, 19};
+				char *w = malloc(rb * rows), *xa = malloc(xb * 19);
+				void *p = malloc(k->pack_size[t](rows, n));
+				float row[512], y[19 * 40];
+				for (int r = 0; r < rows; r++) {
+					for (size_t i = 0; i < n; i++)
+						row[i] = frand() * (1 + r % 3);
+					eng_quantize_row(t, row, w + r * rb, n);
 				}
-				checked++;
+				for (int tk = 0; tk < 19; tk++) {
+					for (size_t i = 0; i < n; i++)
+						row[i] = frand();
+					k->quant[a](row, xa + tk * xb, n);
+				}
+				k->pack[t](w, rows, n, p);
+				for (size_t c = 0; c < sizeof(nts) / sizeof(nts[0]); c++) {
+					int nt = nts[c];
+					for (int i = 0; i < 19 * 40; i++)
+						y[i] = -12345.0f;
+					/* groups 1.. only, then group 0: rows 0..15 untouched first */
+					if (groups > 1) {
+						k->gemm_packed[t](n, p, rows, 1, groups, xa, nt, y, 40);
+						for (int tk = 0; tk < nt; tk++)
+							for (int r = 0; r < 16; r++)
+								assert_true(y[tk * 40 + r] == -12345.0f);
+					}
+					k->gemm_packed[t](n, p, rows, 0, 1, xa, nt, y, 40);
+					for (int tk = 0; tk < nt; tk++) {
+						for (int r = 0; r < rows; r++) {
+							float want = eng_kernels_variant(ENG_KERNELS_SCALAR)->dot[t](
+								n, w + r * rb, xa + tk * xb);
+							float got = y[tk * 40 + r];
+							if (fabsf(got - want) > 1e-4f * (1 + fabsf(want)))
+								fail_msg("%s packed %s rows=%d nt=%d row %d tok %d: %g vs %g",
+									 k->name, eng_qtype_name(t), rows, nt, r, tk,
+									 (double)got, (double)want);
+						}
+						/* rows past the matrix are never written */
+						for (int r = rows; r < 40; r++)
+							assert_true(y[tk * 40 + r] == -12345.0f);
+					}
+					checked++;
+					checked_q4k += t == ENG_QT_Q4_K;
+				}
+				free(w);
+				free(xa);
+				free(p);
 			}
-			free(w);
-			free(xa);
-			free(p);
 		}
 	}
 	if (eng_kernels_variant(ENG_KERNELS_AVX512))
 		assert_true(checked >= 10);
+	/* the AVX2 variant packs Q4_K (and so does AVX-512) */
+	if (eng_kernels_variant(ENG_KERNELS_AVX2))
+		assert_true(checked_q4k >= 28);
 }
 
 /* Attention of one head against a double-precision reference, single and
