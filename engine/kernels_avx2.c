@@ -1,6 +1,7 @@
 /* AVX2 + FMA + F16C kernels (this file is compiled with -mavx2 -mfma -mf16c;
  * its functions run only after kernels.c has checked the CPU). */
 #include "engine/kernels.h"
+#include "engine/pack.h"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
@@ -914,40 +915,12 @@ static void attn_multi(int nq, const float *const *q, const int *n_pos, const fl
 }
 
 /* ---- packed Q4_0 ----------------------------------------------------------
- * The AVX-512 variant's layout (16 rows per group; per 32-weight block four
- * 64-byte vectors, vector c holding 4 bytes per row whose low nibbles are
- * weights 4c..4c+3 and high nibbles 16+4c..16+4c+3, then the 16 fp16
- * scales: 288 bytes, the file's size). Here each 64-byte vector is two
+ * Layout in engine/pack.h (shared with the AVX-512 variant). Here each
+ * 64-byte vector is two
  * 32-byte halves of 8 rows: one vpmaddubsw with 4 broadcast activation
  * bytes advances 8 rows, the 8 products of a block add up in int16
  * (8 x 2 x 15 x 128 < 2^15), and one vpmaddwd leaves one int32 per row —
  * no horizontal sums. The -8 offset goes with 8 x the activation block sum. */
-#define PK_Q4_BLK 288
-
-static size_t pack_size_q4_0(int rows, size_t n)
-{
-	return (size_t)((rows + 15) / 16) * (n / ENG_QK) * PK_Q4_BLK;
-}
-
-static void pack_q4_0(const void *src, int rows, size_t n, void *dst)
-{
-	const struct eng_blk_q4_0 *s = src;
-	size_t nb = n / ENG_QK;
-	uint8_t *d = dst;
-	for (int g = 0; g < (rows + 15) / 16; g++)
-		for (size_t b = 0; b < nb; b++, d += PK_Q4_BLK) {
-			uint16_t sc[16];
-			for (int r = 0; r < 16; r++) {
-				int row = g * 16 + r;
-				const struct eng_blk_q4_0 *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
-				sc[r] = blk ? blk->d : 0;
-				for (int c = 0; c < 4; c++)
-					for (int j = 0; j < 4; j++)
-						d[c * 64 + r * 4 + j] = blk ? blk->qs[4 * c + j] : 0x88;
-			}
-			memcpy(d + 256, sc, sizeof(sc));
-		}
-}
 
 static inline __m256i bcast4_256(const int8_t *p)
 {
@@ -967,7 +940,7 @@ tile_q4_0_packed(int RN, size_t nb, const uint8_t *wg, const char *x, size_t xb,
 	_Pragma("GCC unroll 2")
 	for (int j = 0; j < RN; j++)
 		acc[0][j] = acc[1][j] = _mm256_setzero_ps();
-	for (size_t b = 0; b < nb; b++, wg += PK_Q4_BLK) {
+	for (size_t b = 0; b < nb; b++, wg += ENG_PK_Q4_0_BLK) {
 		const struct eng_act_q8 *xa[2];
 		__m256i s0[2], s1[2];
 		_Pragma("GCC unroll 2")
@@ -1021,7 +994,7 @@ static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
 	size_t nb = n / ENG_QK, xb = eng_act_row_bytes(ENG_ACT_Q8, n);
 	const uint8_t *w = wp;
 	for (int g = g0; g < g1; g++) {
-		const uint8_t *wg = w + (size_t)g * nb * PK_Q4_BLK;
+		const uint8_t *wg = w + (size_t)g * nb * ENG_PK_Q4_0_BLK;
 		int valid = rows - g * 16;
 		int t = 0;
 		for (; t + 2 <= nt; t += 2)
@@ -1034,11 +1007,8 @@ static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
 }
 
 /* ---- packed Q4_K ----------------------------------------------------------
- * The AVX-512 variant's layout (16 rows per group; per 256-weight
- * super-block the 8 sub-blocks' nibbles in the packed Q4_0 order, 4
- * vectors of 64 bytes each, then the 6-bit scales and the mins unpacked to
- * bytes, sub-block major with 16 rows each, then 16 fp16 d and 16 fp16
- * dmin: 2368 bytes against the file's 2304). As for Q4_0 each 64-byte
+ * Layout in engine/pack.h (shared with the AVX-512 variant; 2368 bytes per
+ * group and super-block against the file's 2304). As for Q4_0 each 64-byte
  * vector is two 32-byte halves of 8 rows: one vpmaddubsw with 4 broadcast
  * activation bytes advances 8 rows, a sub-block's 8 products add up in
  * int16 (8 x 2 x 15 x 128 < 2^15), and one vpmaddwd per sub-block applies
@@ -1048,56 +1018,7 @@ static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
  * per super-block and token: one vpmaddwd per pair of sub-blocks, each
  * row's two mins against the pair's two 32-value activation sums. The c
  * loop of the tile is left rolled: unrolled, GCC spilled int16 sums to the
- * stack and the tile ran about 10 % slower. The AVX-512 pack function is
- * repeated here, not shared: each variant owns the layout its gemm reads. */
-#define PK_Q4K_BLK 2368
-
-static size_t pack_size_q4_k(int rows, size_t n)
-{
-	return (size_t)((rows + 15) / 16) * (n / ENG_QKK) * PK_Q4K_BLK;
-}
-
-static void pack_q4_k(const void *src, int rows, size_t n, void *dst)
-{
-	const struct eng_blk_q4_k *s = src;
-	size_t nb = n / ENG_QKK;
-	uint8_t *d = dst;
-	for (int g = 0; g < (rows + 15) / 16; g++)
-		for (size_t b = 0; b < nb; b++, d += PK_Q4K_BLK) {
-			uint8_t *sc = d + 2048, *mn = d + 2176;
-			uint16_t dd[16], dm[16];
-			memset(d, 0, PK_Q4K_BLK); /* rows past the matrix: all zero */
-			for (int r = 0; r < 16; r++) {
-				int row = g * 16 + r;
-				dd[r] = dm[r] = 0;
-				if (row >= rows)
-					continue;
-				const struct eng_blk_q4_k *blk = &s[(size_t)row * nb + b];
-				const uint8_t *q = blk->scales;
-				dd[r] = blk->d;
-				dm[r] = blk->dmin;
-				for (int j = 0; j < 8; j++) {
-					if (j < 4) {
-						sc[j * 16 + r] = q[j] & 63;
-						mn[j * 16 + r] = q[j + 4] & 63;
-					} else {
-						sc[j * 16 + r] = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-						mn[j * 16 + r] = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-					}
-					/* sub-block j: nibble (j & 1) of qs[32 * (j / 2) ..] */
-					const uint8_t *v = blk->qs + 32 * (j / 2);
-					int sh = 4 * (j & 1);
-					for (int c = 0; c < 4; c++)
-						for (int k = 0; k < 4; k++)
-							d[(j * 4 + c) * 64 + r * 4 + k] =
-								(uint8_t)(((v[4 * c + k] >> sh) & 0xF) |
-									  (((v[16 + 4 * c + k] >> sh) & 0xF) << 4));
-				}
-			}
-			memcpy(d + 2304, dd, sizeof(dd));
-			memcpy(d + 2336, dm, sizeof(dm));
-		}
-}
+ * stack and the tile ran about 10 % slower. */
 
 /* Half <h> (rows 8h..8h+7) of the 16-row group at <wg> against T (1..4)
  * tokens at <x> (nb blocks each): y[t*ldy + r] for the first <valid> of
@@ -1112,7 +1033,7 @@ tile_q4_k_packed(int T, size_t nb, const uint8_t *wg, int h, const struct eng_ac
 	for (int t = 0; t < T; t++)
 		acc[t] = _mm256_setzero_ps();
 	for (size_t b = 0; b < nb; b++) {
-		const uint8_t *blk = wg + b * PK_Q4K_BLK, *wq = blk + 32 * h;
+		const uint8_t *blk = wg + b * ENG_PK_Q4_K_BLK, *wq = blk + 32 * h;
 		__m256i ai[4];
 		_Pragma("GCC unroll 4")
 		for (int t = 0; t < T; t++)
@@ -1191,7 +1112,7 @@ static void gemm_q4_k_packed(size_t n, const void *wp, int rows, int g0, int g1,
 	size_t nb = n / ENG_QKK;
 	const struct eng_act_q8k *x = xa;
 	for (int g = g0; g < g1; g++) {
-		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q4K_BLK;
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * ENG_PK_Q4_K_BLK;
 		for (int h = 0; h < 2; h++) {
 			int valid = rows - g * 16 - 8 * h;
 			if (valid <= 0)
@@ -1229,8 +1150,8 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16,
 		 [ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0, [ENG_QT_Q4_K] = gemm_q4_k,
 		 [ENG_QT_Q6_K] = gemm_q6_k},
-	.pack_size = {[ENG_QT_Q4_0] = pack_size_q4_0, [ENG_QT_Q4_K] = pack_size_q4_k},
-	.pack = {[ENG_QT_Q4_0] = pack_q4_0, [ENG_QT_Q4_K] = pack_q4_k},
+	.pack_size = {[ENG_QT_Q4_0] = eng_pack_size_q4_0, [ENG_QT_Q4_K] = eng_pack_size_q4_k},
+	.pack = {[ENG_QT_Q4_0] = eng_pack_q4_0, [ENG_QT_Q4_K] = eng_pack_q4_k},
 	.gemm_packed = {[ENG_QT_Q4_0] = gemm_q4_0_packed, [ENG_QT_Q4_K] = gemm_q4_k_packed},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,

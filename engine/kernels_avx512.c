@@ -2,6 +2,7 @@
  * its functions run only after kernels.c has checked the CPU). Quantized
  * rows are dotted two 32-weight blocks per 512-bit register with vpdpbusd. */
 #include "engine/kernels.h"
+#include "engine/pack.h"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
@@ -220,71 +221,10 @@ static float dot_q4_0(size_t n, const void *w, const void *x)
 
 
 /* ---- packed (row-interleaved) Q8_0 / Q4_0 ------------------------------
- * Per group of 16 rows and per 32-weight block:
- *   Q8_0: 8 vectors of 64 bytes (vector c: rows 0..15 x weights 4c..4c+3,
- *         each stored as w + 128, unsigned) then 16 fp16 scales: 544 bytes.
- *   Q4_0: 4 vectors of 64 bytes (vector c: low nibbles hold weights
- *         4c..4c+3, high nibbles weights 4(c+4)..4(c+4)+3, of rows 0..15,
- *         as stored: 0..15) then 16 fp16 scales: 288 bytes.
- * vpdpbusd takes the unsigned weights and the signed activations (4 bytes
+ * Layouts in engine/pack.h: one 64-byte vector holds 4 weights of each of
+ * 16 rows. vpdpbusd takes the unsigned weights and the signed activations (4 bytes
  * broadcast), so W.x = sum_blocks d_w d_x (P - off * sum(x)) with off 128
  * (Q8_0) or 8 (Q4_0), sum(x) kept in the activation block. */
-#define PK_Q8_BLK 544
-#define PK_Q4_BLK 288
-
-static size_t pack_size_q8_0(int rows, size_t n)
-{
-	return (size_t)((rows + 15) / 16) * (n / ENG_QK) * PK_Q8_BLK;
-}
-
-static size_t pack_size_q4_0(int rows, size_t n)
-{
-	return (size_t)((rows + 15) / 16) * (n / ENG_QK) * PK_Q4_BLK;
-}
-
-static void pack_q8_0(const void *src, int rows, size_t n, void *dst)
-{
-	const struct eng_blk_q8_0 *s = src;
-	size_t nb = n / ENG_QK;
-	uint8_t *d = dst;
-	for (int g = 0; g < (rows + 15) / 16; g++)
-		for (size_t b = 0; b < nb; b++, d += PK_Q8_BLK) {
-			uint16_t *sc = (uint16_t *)(d + 512);
-			for (int r = 0; r < 16; r++) {
-				int row = g * 16 + r;
-				const struct eng_blk_q8_0 *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
-				sc[r] = blk ? blk->d : 0;
-				for (int k = 0; k < ENG_QK; k++)
-					d[(k / 4) * 64 + r * 4 + k % 4] =
-						(uint8_t)((blk ? blk->qs[k] : 0) + 128);
-			}
-		}
-}
-
-static void pack_q4_0(const void *src, int rows, size_t n, void *dst)
-{
-	const struct eng_blk_q4_0 *s = src;
-	size_t nb = n / ENG_QK;
-	uint8_t *d = dst;
-	for (int g = 0; g < (rows + 15) / 16; g++)
-		for (size_t b = 0; b < nb; b++, d += PK_Q4_BLK) {
-			uint16_t *sc = (uint16_t *)(d + 256);
-			for (int r = 0; r < 16; r++) {
-				int row = g * 16 + r;
-				const struct eng_blk_q4_0 *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
-				sc[r] = blk ? blk->d : 0;
-				uint8_t v[ENG_QK];
-				for (int j = 0; j < 16; j++) {
-					v[j] = blk ? blk->qs[j] & 0xF : 8;
-					v[j + 16] = blk ? blk->qs[j] >> 4 : 8;
-				}
-				for (int c = 0; c < 4; c++)
-					for (int j = 0; j < 4; j++)
-						d[c * 64 + r * 4 + j] =
-							(uint8_t)(v[4 * c + j] | (v[4 * (c + 4) + j] << 4));
-			}
-		}
-}
 
 static inline __m512i bcast4(const int8_t *p)
 {
@@ -312,7 +252,7 @@ tile(const uint8_t *wg, size_t nb, const struct eng_act_q8 *x, size_t xs, int T,
 	for (int t = 0; t < T; t++)
 		acc[t] = _mm512_setzero_ps();
 	const __m512i m4 = _mm512_set1_epi8(0xF);
-	const size_t bs = is_q4 ? PK_Q4_BLK : PK_Q8_BLK;
+	const size_t bs = is_q4 ? ENG_PK_Q4_0_BLK : ENG_PK_Q8_0_BLK;
 	for (size_t b = 0; b < nb; b++) {
 		const uint8_t *blk = wg + b * bs;
 		__m512i p[8];
@@ -373,7 +313,7 @@ static void gemm_q8_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
 {
 	size_t nb = n / ENG_QK;
 	for (int g = g0; g < g1; g++) {
-		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q8_BLK;
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * ENG_PK_Q8_0_BLK;
 		int valid = rows - g * 16;
 		for (int t0 = 0; t0 < nt; t0 += 8) {
 			int T = nt - t0 < 8 ? nt - t0 : 8;
@@ -389,7 +329,7 @@ static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
 {
 	size_t nb = n / ENG_QK;
 	for (int g = g0; g < g1; g++) {
-		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q4_BLK;
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * ENG_PK_Q4_0_BLK;
 		int valid = rows - g * 16;
 		for (int t0 = 0; t0 < nt; t0 += 8) {
 			int T = nt - t0 < 8 ? nt - t0 : 8;
@@ -401,56 +341,7 @@ static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
 }
 
 
-/* Packed Q4_K: per group of 16 rows and per 256-weight super-block, the 8
- * sub-blocks' nibbles in the Q4_0 packed order (4 vectors of 64 bytes each),
- * then the 6-bit scales and mins unpacked to bytes (sub-block major, 16 rows
- * each), then 16 fp16 d and 16 fp16 dmin: 2368 bytes. */
-#define PK_Q4K_BLK 2368
-
-static size_t pack_size_q4_k(int rows, size_t n)
-{
-	return (size_t)((rows + 15) / 16) * (n / ENG_QKK) * PK_Q4K_BLK;
-}
-
-static void pack_q4_k(const void *src, int rows, size_t n, void *dst)
-{
-	const struct eng_blk_q4_k *s = src;
-	size_t nb = n / ENG_QKK;
-	uint8_t *d = dst;
-	for (int g = 0; g < (rows + 15) / 16; g++)
-		for (size_t b = 0; b < nb; b++, d += PK_Q4K_BLK) {
-			uint8_t *sc = d + 2048, *mn = d + 2176;
-			uint16_t *dd = (uint16_t *)(d + 2304), *dm = (uint16_t *)(d + 2336);
-			for (int r = 0; r < 16; r++) {
-				int row = g * 16 + r;
-				const struct eng_blk_q4_k *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
-				dd[r] = blk ? blk->d : 0;
-				dm[r] = blk ? blk->dmin : 0;
-				for (int j = 0; j < 8; j++) {
-					uint8_t ls = 0, lm = 0;
-					if (blk) {
-						const uint8_t *q = blk->scales;
-						if (j < 4) {
-							ls = q[j] & 63;
-							lm = q[j + 4] & 63;
-						} else {
-							ls = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-							lm = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-						}
-					}
-					sc[j * 16 + r] = ls;
-					mn[j * 16 + r] = lm;
-					uint8_t v[32];
-					for (int l = 0; l < 32; l++)
-						v[l] = blk ? (blk->qs[32 * (j / 2) + l] >> (4 * (j & 1))) & 0xF : 0;
-					for (int c = 0; c < 4; c++)
-						for (int k = 0; k < 4; k++)
-							d[(j * 4 + c) * 64 + r * 4 + k] =
-								(uint8_t)(v[4 * c + k] | (v[4 * (c + 4) + k] << 4));
-				}
-			}
-		}
-}
+/* Packed Q4_K (layout in engine/pack.h). */
 
 static inline __attribute__((always_inline)) void
 tile_q4k(const uint8_t *wg, size_t nb, const struct eng_act_q8k *x, int T, float *y, size_t ldy,
@@ -462,7 +353,7 @@ tile_q4k(const uint8_t *wg, size_t nb, const struct eng_act_q8k *x, int T, float
 	for (int t = 0; t < T; t++)
 		acc[t] = _mm512_setzero_ps();
 	for (size_t b = 0; b < nb; b++) {
-		const uint8_t *blk = wg + b * PK_Q4K_BLK;
+		const uint8_t *blk = wg + b * ENG_PK_Q4_K_BLK;
 		__m512i ai[4], am[4];
 		_Pragma("GCC unroll 4")
 		for (int t = 0; t < T; t++) {
@@ -514,7 +405,7 @@ static void gemm_q4_k_packed(size_t n, const void *wp, int rows, int g0, int g1,
 {
 	size_t nb = n / ENG_QKK;
 	for (int g = g0; g < g1; g++) {
-		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q4K_BLK;
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * ENG_PK_Q4_K_BLK;
 		int valid = rows - g * 16;
 		for (int t0 = 0; t0 < nt; t0 += 4) {
 			int T = nt - t0 < 4 ? nt - t0 : 4;
@@ -531,62 +422,7 @@ static void gemm_q4_k_packed(size_t n, const void *wp, int rows, int g0, int g1,
 }
 
 
-/* Packed Q6_K: per group of 16 rows and per 256-weight super-block, for
- * each 32-weight block m (0..7): 4 nibble vectors in the Q4_0 packed order
- * (low nibble: weights 4c..4c+3, high nibble: 16+4c..16+4c+3) and 2 vectors
- * of high bits (H0: bits 2c..2c+1 of byte r*4+k are the high bits of weight
- * 4c+k, H1 the same for weight 16+4c+k): 384 bytes; then 16 int8 scales per
- * row, 16-weight group major (256 bytes); then 16 fp16 d: 3360 bytes,
- * exactly the file size. Values are 0..63; the -32 comes off with bsums. */
-#define PK_Q6K_BLK 3360
-
-static size_t pack_size_q6_k(int rows, size_t n)
-{
-	return (size_t)((rows + 15) / 16) * (n / ENG_QKK) * PK_Q6K_BLK;
-}
-
-static void pack_q6_k(const void *src, int rows, size_t n, void *dst)
-{
-	const struct eng_blk_q6_k *s = src;
-	size_t nb = n / ENG_QKK;
-	uint8_t *d = dst;
-	for (int g = 0; g < (rows + 15) / 16; g++)
-		for (size_t b = 0; b < nb; b++, d += PK_Q6K_BLK) {
-			memset(d, 0, PK_Q6K_BLK);
-			int8_t *sc = (int8_t *)(d + 3072);
-			uint16_t *dd = (uint16_t *)(d + 3328);
-			for (int r = 0; r < 16; r++) {
-				int row = g * 16 + r;
-				const struct eng_blk_q6_k *blk = row < rows ? &s[(size_t)row * nb + b] : NULL;
-				uint8_t L[ENG_QKK];
-				memset(L, 32, sizeof(L));
-				dd[r] = blk ? blk->d : 0;
-				if (blk) {
-					const uint8_t *ql = blk->ql, *qh = blk->qh;
-					for (int h = 0; h < 2; h++, ql += 64, qh += 32)
-						for (int l = 0; l < 32; l++) {
-							int base = h * 128;
-							L[base + l] = (uint8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4));
-							L[base + l + 32] = (uint8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
-							L[base + l + 64] = (uint8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
-							L[base + l + 96] = (uint8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4));
-						}
-				}
-				for (int gi = 0; gi < 16; gi++)
-					sc[gi * 16 + r] = blk ? blk->scales[gi] : 0;
-				for (int m = 0; m < 8; m++) {
-					uint8_t *bm = d + m * 384;
-					for (int c = 0; c < 4; c++)
-						for (int k = 0; k < 4; k++) {
-							uint8_t a = L[32 * m + 4 * c + k], bb = L[32 * m + 16 + 4 * c + k];
-							bm[c * 64 + r * 4 + k] = (uint8_t)((a & 0xF) | ((bb & 0xF) << 4));
-							bm[256 + r * 4 + k] |= (uint8_t)((a >> 4) << (2 * c));
-							bm[320 + r * 4 + k] |= (uint8_t)((bb >> 4) << (2 * c));
-						}
-				}
-			}
-		}
-}
+/* Packed Q6_K (layout in engine/pack.h); the -32 comes off with bsums. */
 
 /* ((h >> 2c) & 3) << 4, per byte, with 16-bit shifts (stray bits masked) */
 static inline __m512i hi2(__m512i h, int c)
@@ -610,7 +446,7 @@ tile_q6k(const uint8_t *wg, size_t nb, const struct eng_act_q8k *x, int T, float
 	for (int t = 0; t < T; t++)
 		acc[t] = _mm512_setzero_ps();
 	for (size_t b = 0; b < nb; b++) {
-		const uint8_t *blk = wg + b * PK_Q6K_BLK;
+		const uint8_t *blk = wg + b * ENG_PK_Q6_K_BLK;
 		__m512i ai[4];
 		_Pragma("GCC unroll 4")
 		for (int t = 0; t < T; t++)
@@ -663,7 +499,7 @@ static void gemm_q6_k_packed(size_t n, const void *wp, int rows, int g0, int g1,
 {
 	size_t nb = n / ENG_QKK;
 	for (int g = g0; g < g1; g++) {
-		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * PK_Q6K_BLK;
+		const uint8_t *wg = (const uint8_t *)wp + (size_t)g * nb * ENG_PK_Q6_K_BLK;
 		int valid = rows - g * 16;
 		for (int t0 = 0; t0 < nt; t0 += 4) {
 			int T = nt - t0 < 4 ? nt - t0 : 4;
@@ -911,10 +747,10 @@ const struct eng_kernels eng_kernels_avx512_tab = {
 		[ENG_ACT_Q8] = quant_q8,
 	},
 	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16},
-	.pack_size = {[ENG_QT_Q8_0] = pack_size_q8_0, [ENG_QT_Q4_0] = pack_size_q4_0,
-		      [ENG_QT_Q4_K] = pack_size_q4_k, [ENG_QT_Q6_K] = pack_size_q6_k},
-	.pack = {[ENG_QT_Q8_0] = pack_q8_0, [ENG_QT_Q4_0] = pack_q4_0, [ENG_QT_Q4_K] = pack_q4_k,
-		 [ENG_QT_Q6_K] = pack_q6_k},
+	.pack_size = {[ENG_QT_Q8_0] = eng_pack_size_q8_0, [ENG_QT_Q4_0] = eng_pack_size_q4_0,
+		      [ENG_QT_Q4_K] = eng_pack_size_q4_k, [ENG_QT_Q6_K] = eng_pack_size_q6_k},
+	.pack = {[ENG_QT_Q8_0] = eng_pack_q8_0, [ENG_QT_Q4_0] = eng_pack_q4_0, [ENG_QT_Q4_K] = eng_pack_q4_k,
+		 [ENG_QT_Q6_K] = eng_pack_q6_k},
 	.gemm_packed = {[ENG_QT_Q8_0] = gemm_q8_0_packed, [ENG_QT_Q4_0] = gemm_q4_0_packed,
 			[ENG_QT_Q4_K] = gemm_q4_k_packed, [ENG_QT_Q6_K] = gemm_q6_k_packed},
 	.dot_f32 = vdot,
