@@ -3,7 +3,8 @@
 #   installs the dependencies, builds, starts a scripted OpenAI-compatible
 #   upstream on loopback (it replays recorded agent answers from tests/data),
 #   puts loopwarden in front of it, sends one healthy and one looping request
-#   with curl, shows what the client saw, and stops everything.
+#   with curl, shows what the client saw, runs the co-resident engine on the
+#   bundled model (contrib/models/stories260K.gguf), and stops everything.
 # In front of a real engine instead (llama-server on port 8081):
 #   build/loopwarden --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8081
 # and point the agent's OpenAI base URL at http://127.0.0.1:8080/v1
@@ -76,6 +77,10 @@ echo "loopwarden's log:"
 sed 's/^/  /' "$tmp/loopwarden.log"
 grep -q '"finish_reason":"length"' "$tmp/loop.sse" && grep -q '"loopwarden":{' "$tmp/loop.sse" &&
 	tail -n 2 "$tmp/loop.sse" | grep -q 'data: \[DONE\]' && echo "== the loop ended with finish_reason \"length\", the loopwarden object and [DONE]"
+echo
+echo "== 3. the co-resident engine: greedy generation with the bundled stories260K model"
+"$bdir/loopwarden" generate -m contrib/models/stories260K.gguf -p "Once upon a time" -n 48 --temp 0 --bench
+
 echo
 echo "In front of a real engine: build/loopwarden --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8081"
 echo "then set your agent's OpenAI base URL to http://127.0.0.1:8080/v1 (see build/loopwarden --help)."
