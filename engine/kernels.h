@@ -14,10 +14,11 @@
  * <x> in eng_qtype_act(type) format. */
 typedef float (*eng_dot_fn)(size_t n, const void *w, const void *x);
 /* Row-interleaved ("packed") weights, built once at load by variants that
- * have them (AVX-512 VNNI for Q8_0 and Q4_0): rows in groups of
- * ENG_PACK_ROWS, each 32-weight block stored as 16 rows x 4 consecutive
- * weights per 64-byte vector, so one vpdpbusd advances 16 rows at once and
- * the same weights serve a whole tile of prompt tokens.
+ * have them (AVX-512 VNNI: Q8_0, Q4_0, Q4_K, Q6_K; AVX2: Q8_0, Q4_0, Q4_K):
+ * rows in groups of ENG_PACK_ROWS, each 32-weight block stored as 16 rows x
+ * 4 consecutive weights per 64-byte vector (engine/pack.h), so one vpdpbusd
+ * advances 16 rows at once (one vpmaddubsw 8 rows on AVX2) and the same
+ * weights serve a whole tile of prompt tokens.
  * pack_size: bytes for <rows> rows of <n> weights (rows padded to 16).
  * pack: converts <rows> rows of the file layout at <src> into <dst>.
  * gemm_packed: y[t*ldy + r] = W_r . x_t for the rows of groups [g0, g1)

@@ -1006,6 +1006,90 @@ static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
 	}
 }
 
+/* ---- packed Q8_0 ----------------------------------------------------------
+ * Layout in engine/pack.h (shared with the AVX-512 variant): weights stored
+ * as w + 128, read here as two 32-byte halves of 8 rows x 4 weights. The
+ * unsigned form cannot go into vpmaddubsw as is (2 x 255 x 127 > 2^15), so
+ * each weight vector becomes |w| once (xor 0x80, vpabsb) and serves the
+ * whole tile, each token's broadcast activations take the signs of w
+ * (vpsignb), and every product pair (at most 2 x 128 x 127 < 2^15) is
+ * widened at once by a vpmaddwd: one int32 per row, no horizontal sums,
+ * one convert and FMA per 8 rows x 32 weights. */
+
+/* One group of 16 rows at <wg> against RN tokens: y[j*ldy + r] for the
+ * first <valid> rows. */
+static inline __attribute__((always_inline)) void
+tile_q8_0_packed(int RN, size_t nb, const uint8_t *wg, const char *x, size_t xb, float *y,
+		 size_t ldy, int valid)
+{
+	const __m256i bias = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+	__m256 acc[2][2];
+	_Pragma("GCC unroll 2")
+	for (int j = 0; j < RN; j++)
+		acc[0][j] = acc[1][j] = _mm256_setzero_ps();
+	for (size_t b = 0; b < nb; b++, wg += ENG_PK_Q8_0_BLK) {
+		const struct eng_act_q8 *xa[2];
+		__m256i s0[2], s1[2];
+		_Pragma("GCC unroll 2")
+		for (int j = 0; j < RN; j++) {
+			xa[j] = (const struct eng_act_q8 *)(x + (size_t)j * xb) + b;
+			s0[j] = s1[j] = _mm256_setzero_si256();
+		}
+		_Pragma("GCC unroll 8")
+		for (int c = 0; c < 8; c++) {
+			__m256i w0 = _mm256_xor_si256(ld256(wg + 64 * c), bias);
+			__m256i w1 = _mm256_xor_si256(ld256(wg + 64 * c + 32), bias);
+			__m256i a0 = _mm256_abs_epi8(w0), a1 = _mm256_abs_epi8(w1);
+			_Pragma("GCC unroll 2")
+			for (int j = 0; j < RN; j++) {
+				__m256i xv = bcast4_256(xa[j]->qs + 4 * c);
+				s0[j] = _mm256_add_epi32(s0[j], _mm256_madd_epi16(
+					_mm256_maddubs_epi16(a0, _mm256_sign_epi8(xv, w0)), ones));
+				s1[j] = _mm256_add_epi32(s1[j], _mm256_madd_epi16(
+					_mm256_maddubs_epi16(a1, _mm256_sign_epi8(xv, w1)), ones));
+			}
+		}
+		__m256 d0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wg + 512)));
+		__m256 d1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(wg + 528)));
+		_Pragma("GCC unroll 2")
+		for (int j = 0; j < RN; j++) {
+			__m256 dx = _mm256_broadcast_ss(&xa[j]->d);
+			acc[0][j] = _mm256_fmadd_ps(_mm256_mul_ps(d0, dx), _mm256_cvtepi32_ps(s0[j]), acc[0][j]);
+			acc[1][j] = _mm256_fmadd_ps(_mm256_mul_ps(d1, dx), _mm256_cvtepi32_ps(s1[j]), acc[1][j]);
+		}
+	}
+	_Pragma("GCC unroll 2")
+	for (int j = 0; j < RN; j++) {
+		float *yj = y + (size_t)j * ldy;
+		if (valid >= 16) {
+			_mm256_storeu_ps(yj, acc[0][j]);
+			_mm256_storeu_ps(yj + 8, acc[1][j]);
+		} else {
+			_mm256_maskstore_ps(yj, tail_mask(valid), acc[0][j]);
+			if (valid > 8)
+				_mm256_maskstore_ps(yj + 8, tail_mask(valid - 8), acc[1][j]);
+		}
+	}
+}
+
+static void gemm_q8_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
+			     const void *x, int nt, float *y, size_t ldy)
+{
+	size_t nb = n / ENG_QK, xb = eng_act_row_bytes(ENG_ACT_Q8, n);
+	const uint8_t *w = wp;
+	for (int g = g0; g < g1; g++) {
+		const uint8_t *wg = w + (size_t)g * nb * ENG_PK_Q8_0_BLK;
+		int valid = rows - g * 16;
+		int t = 0;
+		for (; t + 2 <= nt; t += 2)
+			tile_q8_0_packed(2, nb, wg, (const char *)x + (size_t)t * xb, xb,
+					 y + (size_t)t * ldy + g * 16, ldy, valid);
+		if (t < nt)
+			tile_q8_0_packed(1, nb, wg, (const char *)x + (size_t)t * xb, xb,
+					 y + (size_t)t * ldy + g * 16, ldy, valid);
+	}
+}
+
 /* ---- packed Q4_K ----------------------------------------------------------
  * Layout in engine/pack.h (shared with the AVX-512 variant; 2368 bytes per
  * group and super-block against the file's 2304). As for Q4_0 each 64-byte
@@ -1150,9 +1234,12 @@ const struct eng_kernels eng_kernels_avx2_tab = {
 	.gemm = {[ENG_QT_F32] = gemm_f32, [ENG_QT_F16] = gemm_f16, [ENG_QT_BF16] = gemm_bf16,
 		 [ENG_QT_Q8_0] = gemm_q8_0, [ENG_QT_Q4_0] = gemm_q4_0, [ENG_QT_Q4_K] = gemm_q4_k,
 		 [ENG_QT_Q6_K] = gemm_q6_k},
-	.pack_size = {[ENG_QT_Q4_0] = eng_pack_size_q4_0, [ENG_QT_Q4_K] = eng_pack_size_q4_k},
-	.pack = {[ENG_QT_Q4_0] = eng_pack_q4_0, [ENG_QT_Q4_K] = eng_pack_q4_k},
-	.gemm_packed = {[ENG_QT_Q4_0] = gemm_q4_0_packed, [ENG_QT_Q4_K] = gemm_q4_k_packed},
+	.pack_size = {[ENG_QT_Q8_0] = eng_pack_size_q8_0, [ENG_QT_Q4_0] = eng_pack_size_q4_0,
+		      [ENG_QT_Q4_K] = eng_pack_size_q4_k},
+	.pack = {[ENG_QT_Q8_0] = eng_pack_q8_0, [ENG_QT_Q4_0] = eng_pack_q4_0,
+		 [ENG_QT_Q4_K] = eng_pack_q4_k},
+	.gemm_packed = {[ENG_QT_Q8_0] = gemm_q8_0_packed, [ENG_QT_Q4_0] = gemm_q4_0_packed,
+			[ENG_QT_Q4_K] = gemm_q4_k_packed},
 	.dot_f32 = vdot,
 	.axpy_f32 = axpy,
 	.attn = attn,

@@ -321,7 +321,7 @@ static void test_packed_gemm_matches_dots(void **state)
 	(void)state;
 	const size_t n = 512; /* a multiple of every block size */
 	const int row_counts[] = {37, 5, 13, 21};
-	int checked = 0, checked_q4k = 0;
+	int checked = 0, checked_q4k = 0, checked_q8 = 0;
 	for (int v = 0; v < ENG_KERNELS_COUNT; v++) {
 		const struct eng_kernels *k = eng_kernels_variant((enum eng_kernel_id)v);
 		if (!k)
@@ -334,7 +334,7 @@ static void test_packed_gemm_matches_dots(void **state)
 				const int rows = row_counts[rc], groups = (rows + 15) / 16;
 				enum eng_act a = eng_qtype_act(t);
 				size_t rb = eng_qtype_row_bytes(t, n), xb = eng_act_row_bytes(a, n);
-				const int nts[] = {1, 2, 3, 5, 8, 11, 19};
+				const int nts[] = {1, 2, 3, 5, 7, 8, 11, 19};
 				char *w = malloc(rb * rows), *xa = malloc(xb * 19);
 				void *p = malloc(k->pack_size[t](rows, n));
 				float row[512], y[19 * 40];
@@ -377,6 +377,7 @@ static void test_packed_gemm_matches_dots(void **state)
 					}
 					checked++;
 					checked_q4k += t == ENG_QT_Q4_K;
+					checked_q8 += t == ENG_QT_Q8_0;
 				}
 				free(w);
 				free(xa);
@@ -386,9 +387,12 @@ static void test_packed_gemm_matches_dots(void **state)
 	}
 	if (eng_kernels_variant(ENG_KERNELS_AVX512))
 		assert_true(checked >= 10);
-	/* the AVX2 variant packs Q4_K (and so does AVX-512) */
-	if (eng_kernels_variant(ENG_KERNELS_AVX2))
-		assert_true(checked_q4k >= 28);
+	/* the AVX2 variant packs Q4_K and Q8_0 (and so does AVX-512): 4 row
+	 * counts x 8 token counts each */
+	if (eng_kernels_variant(ENG_KERNELS_AVX2)) {
+		assert_true(checked_q4k >= 32);
+		assert_true(checked_q8 >= 32);
+	}
 }
 
 /* Attention of one head against a double-precision reference, single and
