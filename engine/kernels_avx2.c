@@ -726,6 +726,20 @@ static inline __m256i tail_mask(int r)
 	return _mm256_loadu_si256((const __m256i *)(mask_tab + 8 - (r > 8 ? 8 : r)));
 }
 
+/* Sums for 16 rows of one token (rows 0-7 in <lo>, 8-15 in <hi>) to <y>:
+ * the first <valid> of them. */
+static inline __attribute__((always_inline)) void store_rows16(float *y, __m256 lo, __m256 hi, int valid)
+{
+	if (valid >= 16) {
+		_mm256_storeu_ps(y, lo);
+		_mm256_storeu_ps(y + 8, hi);
+	} else {
+		_mm256_maskstore_ps(y, tail_mask(valid), lo);
+		if (valid > 8)
+			_mm256_maskstore_ps(y + 8, tail_mask(valid - 8), hi);
+	}
+}
+
 static inline float hmax(__m256 v)
 {
 	__m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -975,36 +989,33 @@ tile_q4_0_packed(int RN, size_t nb, const uint8_t *wg, const char *x, size_t xb,
 		}
 	}
 	_Pragma("GCC unroll 2")
-	for (int j = 0; j < RN; j++) {
-		float *yj = y + (size_t)j * ldy;
-		if (valid >= 16) {
-			_mm256_storeu_ps(yj, acc[0][j]);
-			_mm256_storeu_ps(yj + 8, acc[1][j]);
-		} else {
-			_mm256_maskstore_ps(yj, tail_mask(valid), acc[0][j]);
-			if (valid > 8)
-				_mm256_maskstore_ps(yj + 8, tail_mask(valid - 8), acc[1][j]);
-		}
-	}
+	for (int j = 0; j < RN; j++)
+		store_rows16(y + (size_t)j * ldy, acc[0][j], acc[1][j], valid);
 }
 
-static void gemm_q4_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
-			     const void *x, int nt, float *y, size_t ldy)
-{
-	size_t nb = n / ENG_QK, xb = eng_act_row_bytes(ENG_ACT_Q8, n);
-	const uint8_t *w = wp;
-	for (int g = g0; g < g1; g++) {
-		const uint8_t *wg = w + (size_t)g * nb * ENG_PK_Q4_0_BLK;
-		int valid = rows - g * 16;
-		int t = 0;
-		for (; t + 2 <= nt; t += 2)
-			tile_q4_0_packed(2, nb, wg, (const char *)x + (size_t)t * xb, xb,
-					 y + (size_t)t * ldy + g * 16, ldy, valid);
-		if (t < nt)
-			tile_q4_0_packed(1, nb, wg, (const char *)x + (size_t)t * xb, xb,
-					 y + (size_t)t * ldy + g * 16, ldy, valid);
-	}
+/* gemm over 16-row groups [g0, g1) of a packed Q8_0/Q4_0 matrix (blocks of
+ * BLK bytes per group and 32 weights): TILE takes 2 tokens at a time, then
+ * the last one. */
+#define GEMM_PACKED_32(NAME, TILE, BLK) \
+static void NAME(size_t n, const void *wp, int rows, int g0, int g1, const void *x, int nt, \
+		 float *y, size_t ldy) \
+{ \
+	size_t nb = n / ENG_QK, xb = eng_act_row_bytes(ENG_ACT_Q8, n); \
+	const uint8_t *w = wp; \
+	for (int g = g0; g < g1; g++) { \
+		const uint8_t *wg = w + (size_t)g * nb * (BLK); \
+		int valid = rows - g * 16; \
+		int t = 0; \
+		for (; t + 2 <= nt; t += 2) \
+			TILE(2, nb, wg, (const char *)x + (size_t)t * xb, xb, \
+			     y + (size_t)t * ldy + g * 16, ldy, valid); \
+		if (t < nt) \
+			TILE(1, nb, wg, (const char *)x + (size_t)t * xb, xb, \
+			     y + (size_t)t * ldy + g * 16, ldy, valid); \
+	} \
 }
+
+GEMM_PACKED_32(gemm_q4_0_packed, tile_q4_0_packed, ENG_PK_Q4_0_BLK)
 
 /* ---- packed Q8_0 ----------------------------------------------------------
  * Layout in engine/pack.h (shared with the AVX-512 variant): weights stored
@@ -1059,36 +1070,11 @@ tile_q8_0_packed(int RN, size_t nb, const uint8_t *wg, const char *x, size_t xb,
 		}
 	}
 	_Pragma("GCC unroll 2")
-	for (int j = 0; j < RN; j++) {
-		float *yj = y + (size_t)j * ldy;
-		if (valid >= 16) {
-			_mm256_storeu_ps(yj, acc[0][j]);
-			_mm256_storeu_ps(yj + 8, acc[1][j]);
-		} else {
-			_mm256_maskstore_ps(yj, tail_mask(valid), acc[0][j]);
-			if (valid > 8)
-				_mm256_maskstore_ps(yj + 8, tail_mask(valid - 8), acc[1][j]);
-		}
-	}
+	for (int j = 0; j < RN; j++)
+		store_rows16(y + (size_t)j * ldy, acc[0][j], acc[1][j], valid);
 }
 
-static void gemm_q8_0_packed(size_t n, const void *wp, int rows, int g0, int g1,
-			     const void *x, int nt, float *y, size_t ldy)
-{
-	size_t nb = n / ENG_QK, xb = eng_act_row_bytes(ENG_ACT_Q8, n);
-	const uint8_t *w = wp;
-	for (int g = g0; g < g1; g++) {
-		const uint8_t *wg = w + (size_t)g * nb * ENG_PK_Q8_0_BLK;
-		int valid = rows - g * 16;
-		int t = 0;
-		for (; t + 2 <= nt; t += 2)
-			tile_q8_0_packed(2, nb, wg, (const char *)x + (size_t)t * xb, xb,
-					 y + (size_t)t * ldy + g * 16, ldy, valid);
-		if (t < nt)
-			tile_q8_0_packed(1, nb, wg, (const char *)x + (size_t)t * xb, xb,
-					 y + (size_t)t * ldy + g * 16, ldy, valid);
-	}
-}
+GEMM_PACKED_32(gemm_q8_0_packed, tile_q8_0_packed, ENG_PK_Q8_0_BLK)
 
 /* ---- packed Q4_K ----------------------------------------------------------
  * Layout in engine/pack.h (shared with the AVX-512 variant; 2368 bytes per
