@@ -1143,6 +1143,20 @@ static int run_status(const char *cmd)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+/* A self-signed certificate for 127.0.0.1 and localhost in T.dir
+ * (<prefix>cert.pem, <prefix>key.pem; 400-byte paths). Returns openssl's
+ * exit status (not 0 when the command-line tool is missing). */
+static int make_cert(const char *prefix, char *cert, char *key)
+{
+	char cmd[1200];
+	snprintf(cert, 400, "%s/%scert.pem", T.dir, prefix);
+	snprintf(key, 400, "%s/%skey.pem", T.dir, prefix);
+	snprintf(cmd, sizeof(cmd),
+	         "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost "
+	         "-addext subjectAltName=IP:127.0.0.1,DNS:localhost >/dev/null 2>&1", key, cert);
+	return run_status(cmd);
+}
+
 /* An https upstream: the certificate is checked against
  * proxy.upstream_ca_file (names the IP address), answers are relayed; an
  * untrusted certificate is a clear 502. (Non-streaming answers and models:
@@ -1151,13 +1165,8 @@ static int run_status(const char *cmd)
 static void test_https_upstream(void **state)
 {
 	(void)state;
-	char cmd[1200], cert[400], key[400], log[400], ulog[400];
-	snprintf(cert, sizeof(cert), "%s/cert.pem", T.dir);
-	snprintf(key, sizeof(key), "%s/key.pem", T.dir);
-	snprintf(cmd, sizeof(cmd),
-	         "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost "
-	         "-addext subjectAltName=IP:127.0.0.1,DNS:localhost >/dev/null 2>&1", key, cert);
-	if (run_status(cmd) != 0)
+	char cert[400], key[400], log[400], ulog[400];
+	if (make_cert("", cert, key) != 0)
 		skip(); /* no openssl command-line tool */
 	snprintf(ulog, sizeof(ulog), "%s/tls-upstream.log", T.dir);
 	char *uargv[] = {LW_BINARY_DIR "/lw-upstream", "--data", IT_DATA, "--listen", "0",
@@ -1204,13 +1213,8 @@ static void test_https_upstream(void **state)
 static void test_https_stream(void **state)
 {
 	(void)state;
-	char cmd[1200], cert[400], key[400], log[400];
-	snprintf(cert, sizeof(cert), "%s/tls-stream-cert.pem", T.dir);
-	snprintf(key, sizeof(key), "%s/tls-stream-key.pem", T.dir);
-	snprintf(cmd, sizeof(cmd),
-	         "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 2 -subj /CN=localhost "
-	         "-addext subjectAltName=IP:127.0.0.1,DNS:localhost >/dev/null 2>&1", key, cert);
-	if (run_status(cmd) != 0)
+	char cert[400], key[400], log[400];
+	if (make_cert("tls-stream-", cert, key) != 0)
 		skip(); /* no openssl command-line tool */
 	pid_t npid = 0;
 	int nport = hs_start_nginx(T.dir, T.up_port, cert, key, &npid);
