@@ -19,19 +19,5 @@ target_link_libraries(bench_guards PRIVATE lw_guards)
 
 # fuzz_request: what loopwarden reads from a request body before the upstream
 # answers (history parse and check, canonical arguments, one answer's pipeline
-# against that history). A libFuzzer target with clang and -DLW_LIBFUZZER=ON;
-# otherwise its main() (fuzz/wire_replay.h) replays the seed corpus plus
-# bounded deterministic mutations under ctest.
-add_executable(fuzz_request fuzz/fuzz_request.c)
-lw_target_warnings(fuzz_request)
-target_include_directories(fuzz_request PRIVATE ${PROJECT_SOURCE_DIR})
-target_link_libraries(fuzz_request PRIVATE lw_guards)
-if(LW_LIBFUZZER)
-  target_compile_definitions(fuzz_request PRIVATE LW_LIBFUZZER)
-  target_compile_options(fuzz_request PRIVATE -fsanitize=fuzzer)
-  target_link_options(fuzz_request PRIVATE -fsanitize=fuzzer)
-else()
-  add_test(NAME fuzz_request_corpus
-           COMMAND fuzz_request -m 2000 ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/request)
-  set_tests_properties(fuzz_request_corpus PROPERTIES TIMEOUT 120)
-endif()
+# against that history).
+lw_fuzz_target(fuzz_request 2000 LIBS lw_guards)
