@@ -1,5 +1,7 @@
 #include "guards/util.h"
 
+#include "guards/utf8.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,24 +15,45 @@ void gd_trip_set(struct gd_trip *trip, const char *guard, enum gd_stream stream,
 
 	snprintf(trip->guard, sizeof(trip->guard), "%s", guard);
 	va_start(ap, fmt);
-	vsnprintf(trip->detail, sizeof(trip->detail), fmt, ap);
+	int n = vsnprintf(trip->detail, sizeof(trip->detail), fmt, ap);
 	va_end(ap);
+	if (n >= (int)sizeof(trip->detail)) {
+		/* Cut short: end on a whole character, the detail goes into JSON. */
+		size_t have = sizeof(trip->detail) - 1;
+		trip->detail[gd_utf8_cut(trip->detail, have, have)] = '\0';
+	}
 	trip->stream = stream;
 	trip->cut = cut;
 }
 
 void gd_snippet(char *out, size_t outlen, const char *s, size_t len, size_t max)
 {
-	size_t n = len < max ? len : max;
-	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = gd_utf8_cut(s, len, max);
+	size_t o = 0, i = 0;
 
 	if (outlen == 0)
 		return;
-	for (size_t i = 0; i < n && o + 1 < outlen; i++) {
-		unsigned char c = (unsigned char)s[i];
-		out[o++] = (c < 0x20 || c == 0x7f) ? '.' : (char)c;
+	/* Whole characters only: a detail goes into JSON, which must stay
+	 * valid UTF-8 (an invalid byte becomes U+FFFD, a control byte '.'). */
+	while (i < n) {
+		uint32_t cp;
+		size_t k = gd_utf8_decode(p + i, n - i, &cp);
+		if (k == 1 && (cp < 0x20 || cp == 0x7f)) {
+			if (o + 2 > outlen)
+				break;
+			out[o++] = '.';
+			i++;
+			continue;
+		}
+		size_t used;
+		size_t w = gd_utf8_sanitize(s + i, k ? k : 1, out + o, outlen - 1 - o, &used);
+		if (used == 0)
+			break;
+		o += w;
+		i += used;
 	}
-	if (n < len && o + 4 < outlen) {
+	if (i < len && o + 4 <= outlen) {
 		memcpy(out + o, "...", 3);
 		o += 3;
 	}

@@ -1,6 +1,7 @@
 # Guard library tests (guards/): one cmocka test per module, plus the
 # benchmark (a plain executable, not run by ctest).
 lw_unit_test(test_canon unit/test_canon.c LIBS lw_guards)
+lw_unit_test(test_utf8 unit/test_utf8.c LIBS lw_guards)
 lw_unit_test(test_guard_repeat unit/test_guard_repeat.c LIBS lw_guards)
 lw_unit_test(test_guard_simhash unit/test_guard_simhash.c LIBS lw_guards)
 lw_unit_test(test_guard_calls unit/test_guard_calls.c LIBS lw_guards)
