@@ -34,7 +34,7 @@ static const struct key_def keys[] = {
 	{"proxy.history_action", KEY_HISTORY, 0, 0, 0, 0,
 	 "when the history already proves a loop: message | trip | off"},
 	{"proxy.max_body_bytes", KEY_U64, OFF(max_body_bytes), 8 * MIB, 1 * KIB, 512 * MIB,
-	 "largest request body accepted"},
+	 "largest request body accepted (413 above it)"},
 	{"proxy.max_header_bytes", KEY_U64, OFF(max_header_bytes), 32 * KIB, 1 * KIB, 1 * MIB,
 	 "largest request or response head"},
 	{"proxy.max_event_bytes", KEY_U64, OFF(max_event_bytes), 4 * MIB, 1 * KIB, 256 * MIB,
@@ -52,9 +52,25 @@ static const struct key_def keys[] = {
 	{"proxy.max_streams", KEY_U64, OFF(max_streams), 4096, 1, 1000000,
 	 "concurrent upstream requests; more get 503"},
 	{"proxy.max_connections", KEY_U64, OFF(max_connections), 8192, 1, 1000000,
-	 "concurrent client connections; more are closed at accept"},
+	 "concurrent client connections; more are closed at accept (lowered to fit the open-file limit)"},
 	{"proxy.client_idle_timeout_ms", KEY_U64, OFF(client_idle_timeout_ms), 120000, 10, 86400000,
 	 "close an idle keep-alive client connection after this long"},
+	/* From a request's first byte: a client trickling its head (slowloris)
+	 * cannot hold a connection; 10 s is far more than any real client
+	 * needs for a head of at most max_header_bytes. */
+	{"proxy.header_timeout_ms", KEY_U64, OFF(header_timeout_ms), 10000, 10, 3600000,
+	 "a request head must arrive within this (from its first byte), else 408"},
+	/* From the end of the head: the default max_body_bytes (8 MiB) arrives
+	 * in 60 s at 1.2 Mbit/s; agents send their JSON in one go, usually in
+	 * milliseconds. A client on a slower link raises it. */
+	{"proxy.body_timeout_ms", KEY_U64, OFF(body_timeout_ms), 60000, 10, 3600000,
+	 "a request body must arrive within this (from the end of its head), else 408"},
+	/* Bodies are held from their head (Content-Length) until the answer
+	 * ends. 512 MiB: 64 bodies of the default max_body_bytes, or some 2600
+	 * agent requests of 200 KB (a 50k-token context) at once, more than one
+	 * upstream serves; without a cap 8192 connections could ask for 64 GiB. */
+	{"proxy.max_total_body_bytes", KEY_U64, OFF(max_total_body_bytes), 512 * MIB, 1 * KIB,
+	 65536 * MIB, "request bodies held at once across all connections; more get 503 + Retry-After"},
 	{"proxy.quiet", KEY_BOOL, OFF(quiet), 0, 0, 1, "no per-request log lines"},
 };
 
