@@ -60,10 +60,11 @@ struct px_http_server {
 	uint64_t body_bytes; /* request bodies held, see px_http_limits.max_total_body_bytes */
 	struct px_http_conn *conns;
 	/* accept() failing (EMFILE…): the listener is paused and retried from
-	 * <accept_ev>; one log line when it starts failing, one when it works
-	 * again, with the count between. */
+	 * <accept_ev>; one log line when it starts failing, one from
+	 * <quiet_ev> once it has not failed for a while, with the count. */
 	struct event *accept_ev;
-	uint64_t accept_failures;
+	struct event *quiet_ev;
+	uint64_t accept_failures; /* in this episode; 0: none going on */
 	uint64_t accept_backoff_ms;
 };
 
@@ -675,12 +676,6 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)sa;
 	(void)salen;
 	struct px_http_server *s = arg;
-	if (s->accept_failures) {
-		fprintf(stderr, "loopwarden: accepting connections again (%" PRIu64 " accept() failures "
-		                "while paused, %" PRIu64 " connections open)\n", s->accept_failures, s->n_conns);
-		s->accept_failures = 0;
-	}
-	s->accept_backoff_ms = PX_HTTP_ACCEPT_BACKOFF_MIN_MS;
 	if (s->n_conns >= s->lim.max_connections) {
 		evutil_closesocket(fd);
 		return;
@@ -740,6 +735,22 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	evtimer_add(s->accept_ev, &tv);
 	s->accept_backoff_ms = ms * 2 < PX_HTTP_ACCEPT_BACKOFF_MAX_MS ? ms * 2 : PX_HTTP_ACCEPT_BACKOFF_MAX_MS;
+	/* connections freed one by one let a few accepts through between
+	 * failures: the episode ends only after a quiet period */
+	struct timeval quiet = {PX_HTTP_ACCEPT_QUIET_MS / 1000, (PX_HTTP_ACCEPT_QUIET_MS % 1000) * 1000};
+	evtimer_add(s->quiet_ev, &quiet);
+}
+
+/* No accept() failure for PX_HTTP_ACCEPT_QUIET_MS: the episode is over. */
+static void accept_quiet_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct px_http_server *s = arg;
+	fprintf(stderr, "loopwarden: accepting connections again (%" PRIu64 " accept() failures "
+	                "while paused; %" PRIu64 " connections open)\n", s->accept_failures, s->n_conns);
+	s->accept_failures = 0;
+	s->accept_backoff_ms = PX_HTTP_ACCEPT_BACKOFF_MIN_MS;
 }
 
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -786,19 +797,17 @@ struct px_http_server *px_http_server_new(struct event_base *base, const char *h
 	s->ctx = ctx;
 	s->accept_backoff_ms = PX_HTTP_ACCEPT_BACKOFF_MIN_MS;
 	s->accept_ev = evtimer_new(base, accept_retry_cb, s);
-	if (!s->accept_ev) {
+	s->quiet_ev = evtimer_new(base, accept_quiet_cb, s);
+	if (!s->accept_ev || !s->quiet_ev) {
 		snprintf(err, errlen, "out of memory");
-		free(s);
-		return NULL;
+		goto fail;
 	}
 	s->lst = evconnlistener_new_bind(base, accept_cb, s,
 	                                 LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 1024,
 	                                 (struct sockaddr *)&ss, sslen);
 	if (!s->lst) {
 		snprintf(err, errlen, "listen on %s: %s", spec, strerror(errno));
-		event_free(s->accept_ev);
-		free(s);
-		return NULL;
+		goto fail;
 	}
 	evconnlistener_set_error_cb(s->lst, accept_error_cb);
 	struct sockaddr_storage bound;
@@ -810,6 +819,13 @@ struct px_http_server *px_http_server_new(struct event_base *base, const char *h
 			s->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
 	}
 	return s;
+fail:
+	if (s->accept_ev)
+		event_free(s->accept_ev);
+	if (s->quiet_ev)
+		event_free(s->quiet_ev);
+	free(s);
+	return NULL;
 }
 
 void px_http_server_stop_accepting(struct px_http_server *s)
@@ -818,6 +834,7 @@ void px_http_server_stop_accepting(struct px_http_server *s)
 		evconnlistener_free(s->lst);
 		s->lst = NULL;
 		evtimer_del(s->accept_ev);
+		evtimer_del(s->quiet_ev);
 	}
 }
 
@@ -829,6 +846,7 @@ void px_http_server_free(struct px_http_server *s)
 	while (s->conns)
 		conn_close(s->conns);
 	event_free(s->accept_ev);
+	event_free(s->quiet_ev);
 	free(s);
 }
 

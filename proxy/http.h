@@ -25,9 +25,12 @@ struct px_http_conn;
  * listener, the event loop, logs, configuration and model files. */
 #define PX_HTTP_FD_RESERVE 64
 /* Pause after accept() fails for want of descriptors or memory, doubling
- * from the first to the last while it keeps failing. */
+ * from the first to the last while it keeps failing; the episode (one log
+ * line when it starts, one with the count when it ends) is over after
+ * PX_HTTP_ACCEPT_QUIET_MS without a failure. */
 #define PX_HTTP_ACCEPT_BACKOFF_MIN_MS 50
 #define PX_HTTP_ACCEPT_BACKOFF_MAX_MS 1000
+#define PX_HTTP_ACCEPT_QUIET_MS 2000
 
 /* One parsed request. <body> belongs to the connection and stays valid until
  * the response ends or the connection closes. */
