@@ -350,10 +350,18 @@ static char *chat_body(size_t size, bool stream)
 	return b;
 }
 
+/* The whole request as a NUL-terminated string (hs_request_text's is not). */
 static char *chat_request(const char *body, const char *extra)
 {
 	size_t len;
-	return hs_request_text("POST", "/v1/chat/completions", body, extra, &len);
+	char *raw = hs_request_text("POST", "/v1/chat/completions", body, extra, &len);
+	assert_non_null(raw);
+	char *s = malloc(len + 1);
+	assert_non_null(s);
+	memcpy(s, raw, len);
+	s[len] = '\0';
+	free(raw);
+	return s;
 }
 
 /* ---- defect 2: file descriptors ---- */
