@@ -299,12 +299,6 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 		if (!s->target)
 			goto fail;
 	}
-	if (opts->max_total_body_bytes < opts->max_body_bytes) {
-		snprintf(err, errlen, "proxy.max_total_body_bytes (%" PRIu64 ") is less than proxy.max_body_bytes "
-		                      "(%" PRIu64 "): a body of the largest size could never be accepted",
-		         opts->max_total_body_bytes, opts->max_body_bytes);
-		goto fail;
-	}
 	struct px_http_limits lim = {
 		.max_header_bytes = (size_t)opts->max_header_bytes,
 		.max_body_bytes = (size_t)opts->max_body_bytes,
