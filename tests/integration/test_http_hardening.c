@@ -804,6 +804,31 @@ static void defect_11_7_404_path_invalid_utf8(void **state)
 	free(out);
 }
 
+/* A total cap below the one-body cap could never accept a largest body:
+ * refused by the one configuration check (start-up and --check-config). */
+static void test_total_body_cap_below_body_cap_refused(void **state)
+{
+	(void)state;
+	char log[300], upstream[64];
+	snprintf(log, sizeof(log), "%s/check.log", T.dir);
+	snprintf(upstream, sizeof(upstream), "http://127.0.0.1:%d", U.port);
+	const char *modes[] = {"--check-config", "--quiet"};
+	for (int i = 0; i < 2; i++) {
+		char *argv[] = {LW_BINARY_DIR "/loopwarden", "--upstream", upstream, "--listen", "127.0.0.1:0",
+		                "--set", "proxy.max_total_body_bytes=4096", (char *)modes[i], NULL};
+		pid_t pid = hs_spawn(argv, log);
+		assert_true(pid > 0);
+		int st;
+		assert_int_equal(waitpid(pid, &st, 0), pid);
+		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 2);
+	}
+	char *t = hs_read_file(log, NULL);
+	assert_non_null(t);
+	assert_int_equal(count_lines(log), 2);
+	assert_non_null(strstr(t, "proxy.max_total_body_bytes (4096) is less than proxy.max_body_bytes"));
+	free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -819,6 +844,7 @@ int main(void)
 		cmocka_unit_test(defect_11_3_trickled_head_gets_408),
 		cmocka_unit_test(defect_11_3_trickled_body_gets_408),
 		cmocka_unit_test(defect_11_2_fd_limit_idle_connections_log_stays_small),
+		cmocka_unit_test(test_total_body_cap_below_body_cap_refused),
 	};
 	return cmocka_run_group_tests(tests, start_all, stop_all);
 }
