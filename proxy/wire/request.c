@@ -969,8 +969,8 @@ static int cb_end(void *ctx)
 		if (r->depth >= 2 && r->frames[r->depth - 2].loc != L_RAW) {
 			/* The whole value, as written: arguments or parameters. */
 			size_t from = f->raw_start, to = at_byte(r);
-			struct gd_str *dst = r->frames[r->depth - 2].loc == L_CALL_FN
-			                     ? &cur_call(r)->args : &cur_tool(r)->parameters;
+			bool args = r->frames[r->depth - 2].loc == L_CALL_FN;
+			struct gd_str *dst = args ? &cur_call(r)->args : &cur_tool(r)->parameters;
 			char *p = mem_alloc(r, to - from + 1);
 
 			if (!p)
@@ -979,7 +979,7 @@ static int cb_end(void *ctx)
 			p[to - from] = '\0';
 			dst->ptr = p;
 			dst->len = to - from;
-			if (dst == &cur_call(r)->args)
+			if (args)
 				cur_call(r)->args_json = true;
 		}
 		break;
