@@ -17,7 +17,7 @@ lw_fuzz_target(fuzz_config 10000 LIBS lw_config)
 # fuzz_request: what loopwarden reads from a request body before the upstream
 # answers (the request reader, the history built from it and its check,
 # canonical arguments, one answer's pipeline against that history).
-lw_fuzz_target(fuzz_request 2000 LIBS lw_wire)
+lw_fuzz_target(fuzz_request 1000 LIBS lw_wire)
 # fuzz_chat: the whole request path, body in -> response out: an in-process
 # server whose upstream is the scripted one (tests/upstream), on loopback.
 lw_fuzz_target(fuzz_chat 1000 LIBS lw_proxy lw_scripted)
