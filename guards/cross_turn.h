@@ -13,7 +13,9 @@
 #include <stdint.h>
 
 #include "guards/config.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
+
+struct gd_history;
 
 /* True when <name, len> holds one of cfg->mutating's words: as a whole word
  * (split at _ - . / : space and lower-to-upper case changes), or, for words

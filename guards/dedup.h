@@ -11,7 +11,7 @@
 
 #include "guards/config.h"
 #include "guards/limits.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
 
 struct gd_dedup {
 	uint64_t n;                    /* calls seen */

@@ -10,7 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "guards/pipeline.h"
+#include "guards/trip.h"
+
+struct gd_policy;
+struct gd_history;
 
 enum gd_result_kind {
 	GD_RESULT_OK = 0,     /* no failure pattern matched */

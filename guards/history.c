@@ -9,6 +9,7 @@
 #include "guards/canon.h"
 #include "guards/cross_turn.h"
 #include "guards/history_int.h"
+#include "guards/pipeline.h"
 #include "guards/policy_int.h"
 #include "guards/util.h"
 

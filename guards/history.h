@@ -1,15 +1,31 @@
-/* Reading a chat-completions request's history (gd_history_parse and
- * gd_history_check are declared in pipeline.h): assistant tool_calls with
- * their canonical identity, the tool results answering them (matched by
- * tool_call_id, or in order when a tool message has none), and the last
- * assistant message's text. */
+/* The conversation so far, read from a chat-completions request: assistant
+ * tool_calls with their identities, the tool results answering them (matched
+ * by tool_call_id, or in order when a tool message has none), and the last
+ * assistant message's text. The cross-turn and failure guards read it; the
+ * history check decides before the upstream is asked. */
 #ifndef LW_GUARDS_HISTORY_H
 #define LW_GUARDS_HISTORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "guards/pipeline.h"
+#include "guards/trip.h"
+
+struct gd_policy;
+struct gd_history;
+
+/* Reads the request body <body, len>. Returns NULL and fills <err> on
+ * invalid JSON or a body without a "messages" array. Caller owns the result. */
+struct gd_history *gd_history_parse(const struct gd_policy *policy,
+                                    const char *body, size_t len,
+                                    char *err, size_t errlen);
+void gd_history_free(struct gd_history *hist);
+
+/* Before forwarding: true when the history alone already proves a loop
+ * (e.g. an agent re-requesting the continuation of a looping answer); fills
+ * <trip>. */
+bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip);
 
 /* Number of tool calls read, and of assistant turns that made calls. */
 size_t gd_history_calls(const struct gd_history *hist);

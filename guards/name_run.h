@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "guards/config.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
 
 struct gd_name_run {
 	uint64_t last;   /* hash of the previous call's name */

@@ -81,17 +81,6 @@ struct gd_pipeline {
 	struct heavy heavy[GD_WATCHED_CALLS];
 };
 
-const char *gd_verdict_name(enum gd_verdict v)
-{
-	switch (v) {
-	case GD_PASS: return "pass";
-	case GD_HOLD: return "hold";
-	case GD_TRIP: return "trip";
-	case GD_VERDICT_COUNT: break;
-	}
-	return "unknown";
-}
-
 static int watch_init(struct watch *w, const struct gd_config *cfg)
 {
 	gd_simhash_init(&w->sim, &cfg->simhash);

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guards/pipeline.h"
+#include "guards/policy.h"
 #include "guards/policy_int.h"
 
 #define PCRE2_FLAGS (PCRE2_CASELESS | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF)

@@ -15,7 +15,7 @@
 
 #include "guards/config.h"
 #include "guards/limits.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
 
 struct gd_repeat_cand {
 	uint32_t period;

@@ -16,7 +16,7 @@
 
 #include "guards/config.h"
 #include "guards/limits.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
 
 struct gd_simhash_past {
 	uint64_t fp;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "guards/pipeline.h"
+#include "guards/policy.h"
 
 static const char *const words[] = {
 	"the", "parser", "reads", "one", "header", "line", "at", "a", "time", "and",

@@ -9,7 +9,9 @@
 #include <string.h>
 
 #include "guards/canon.h"
+#include "guards/history.h"
 #include "guards/pipeline.h"
+#include "guards/policy.h"
 
 static struct gd_policy *fz_policy(void)
 {
