@@ -28,13 +28,13 @@ static const char *const default_permanent[] = {
 };
 
 static const char *const default_transient[] = {
-	"connection (?:refused|reset|aborted)",
+	"connection[ _-]?(?:refused|reset|aborted)(?:[ _-]?error)?", /* also ConnectionRefusedError */
 	"\\bE(?:CONNREFUSED|CONNRESET|TIMEDOUT|AGAIN|HOSTUNREACH|NETUNREACH)\\b",
 	"\\btimed ?out\\b", /* "timed out"; "timeout" alone below */
 	/* "timeout" alone is a setting ("timeout: 30" in a file that is read
 	 * again and again), not a failure: only a timeout that happened. */
-	"\\btime-?out(?: ?error| ?exception| exceeded| expired| reached| waiting| while| after| of \\d)",
-	"\\b(?:request|read|write|connect(?:ion)?|socket|operation|network|gateway|upstream|idle|lock) time-?out\\b",
+	"\\btime-?out(?: ?error| ?exception| exceeded| expired| reached| waiting| while| after| of \\d\\w*)",
+	"\\b(?:request|read|write|connect(?:ion)?|socket|operation|network|gateway|upstream|idle|lock) ?time-?out(?: ?error| ?exception)?\\b",
 	"\\bdeadline exceeded\\b",
 	/* A status code only next to a word that makes it one: "line 503",
 	 * "src/main.c:429" and "logs/503.log" are not transient. */
@@ -42,10 +42,11 @@ static const char *const default_transient[] = {
 	"\\bbad gateway\\b",
 	"\\bgateway time-?out\\b",
 	"temporar(?:il)?y (?:unavailable|failure|error)",
-	"service unavailable",
+	"service[ _-]?unavailable(?:[ _-]?(?:error|exception))?",
 	"\\btry again\\b",
-	"\\brate[ _-]?limit", /* not "separate limits", "accurate limit" */
-	"too many requests",
+	/* Whole words like every pattern: not "rate limiter", "separate limits". */
+	"\\brate[ _-]?limit(?:[ _-]?(?:ed|ing|errors?|exceeded|reached|hit))?",
+	"too[ _-]?many[ _-]?requests(?:[ _-]?(?:error|exception))?",
 	"\\bnot (?:yet )?ready\\b",
 };
 

@@ -6,14 +6,20 @@
 #include "guards/policy.h"
 #include "guards/policy_int.h"
 
-#define PCRE2_FLAGS (PCRE2_CASELESS | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF)
+#define PCRE2_FLAGS (PCRE2_CASELESS | PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF)
+
+/* Every pattern matches whole words: a match may neither begin nor end in
+ * the middle of a word (a letter, digit or '_' on both sides of its edge).
+ * "rate limit" then does not match "Add rate limiter middleware", nor "503"
+ * "v5031". An edge that is not a word character ("Error:", "(7)") is free. */
+#define WORD_EDGE "(?:(?<!\\w)|(?!\\w))"
 
 /* Compiles <n> patterns of <list> (each checked alone first, so an error names
- * the entry) into one alternation. */
+ * the entry) into one alternation of whole-word matches. */
 static int compile_list(const char *key, const char (*list)[GD_PATTERN_MAX], uint32_t n,
                         pcre2_code **out, char *err, size_t errlen)
 {
-	size_t cap = (size_t)n * (GD_PATTERN_MAX + 8) + 1, len = 0;
+	size_t cap = (size_t)n * (GD_PATTERN_MAX + 8 + 2 * sizeof(WORD_EDGE)) + 1, len = 0;
 	char *all = NULL;
 	int rc = -1, ec;
 	PCRE2_SIZE eo;
@@ -38,7 +44,8 @@ static int compile_list(const char *key, const char (*list)[GD_PATTERN_MAX], uin
 			goto out;
 		}
 		pcre2_code_free(code);
-		len += (size_t)snprintf(all + len, cap - len, "%s(?:%s)", i ? "|" : "", list[i]);
+		len += (size_t)snprintf(all + len, cap - len, "%s" WORD_EDGE "(?:%s)" WORD_EDGE,
+		                        i ? "|" : "", list[i]);
 	}
 	*out = pcre2_compile((PCRE2_SPTR)all, len, PCRE2_FLAGS, &ec, &eo, NULL);
 	if (!*out) {

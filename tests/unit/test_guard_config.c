@@ -178,6 +178,10 @@ static void test_default_failure_patterns(void **state)
 		"asyncio.exceptions.TimeoutError",
 		"Get \"http://localhost:8080/health\": context deadline exceeded",
 		"psql: error: connection timeout expired; could not find the database",
+		"ConnectionRefusedError: [Errno 111] could not open settings.json: not found",
+		"requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.example.com')",
+		"TooManyRequests: slow down",
+		"RATE_LIMIT_EXCEEDED: quota reached (file not found in cache)",
 	};
 	static const char *const permanent[] = {
 		"Error: ENOENT: no such file or directory, open 'logs/503.log'",
@@ -188,12 +192,48 @@ static void test_default_failure_patterns(void **state)
 		"server:\n  timeout: 30\n  retries: 3\nError: config key 'proxy' not found",
 		"usage: fetch [--timeout SECONDS] URL\nfetch: urls.txt: No such file or directory",
 	};
+	/* Ordinary text that only holds a pattern inside a longer word (issue 12
+	 * item 4: "rate limit" matched "rate limiter" in an echoed todo list, so
+	 * the same todowrite was never cut). */
+	static const char *const ok[] = {
+		"[{\"content\":\"Add rate limiter middleware\",\"status\":\"pending\"},"
+		"{\"content\":\"Write tests for the ratelimiter\",\"status\":\"pending\"}]",
+		"server:\n  read_timeout: 30\n  write_timeout: 30\n",
+		"See notfound.html and the tryagain() helper; v5031 of the spec.",
+		"Deploying the unreadyQueue and TimeoutScheduler modules.",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (gd_failure_classify(p, ok[i], strlen(ok[i])) != GD_RESULT_OK)
+			fail_msg("should be ok: %s", ok[i]);
 	for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
 		if (gd_failure_classify(p, transient[i], strlen(transient[i])) != GD_RESULT_TRANSIENT)
 			fail_msg("should be transient: %s", transient[i]);
 	for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
 		if (gd_failure_classify(p, permanent[i], strlen(permanent[i])) != GD_RESULT_PERMANENT)
 			fail_msg("should be permanent: %s", permanent[i]);
+	gd_policy_free(p);
+}
+
+/* A user's pattern matches whole words as the defaults do (issue 12 item 4):
+ * a word inside a longer word is not a match, an edge that is not a word
+ * character is free, and \w* still reaches into a word when wanted. */
+static void test_user_patterns_match_words(void **state)
+{
+	(void)state;
+	struct gd_policy *p = tg_policy((const char *const[]){
+		"guards.failure.patterns=[]", "guards.failure.patterns=fail",
+		"guards.failure.patterns=E\\d+:", "guards.failure.patterns=quota\\w*",
+		"guards.failure.transient=[]", "guards.failure.transient=busy", NULL });
+
+	assert_int_equal(gd_failure_classify(p, "build fail", 10), GD_RESULT_PERMANENT);
+	assert_int_equal(gd_failure_classify(p, "failover done", 13), GD_RESULT_OK);
+	assert_int_equal(gd_failure_classify(p, "unfailing", 9), GD_RESULT_OK);
+	assert_int_equal(gd_failure_classify(p, "code E42:x", 10), GD_RESULT_PERMANENT);
+	assert_int_equal(gd_failure_classify(p, "QuotaExceeded", 13), GD_RESULT_PERMANENT);
+	assert_int_equal(gd_failure_classify(p, "busybox fail", 12), GD_RESULT_PERMANENT);
+	assert_int_equal(gd_failure_classify(p, "server busy, fail", 17), GD_RESULT_TRANSIENT);
+	/* Words are Unicode words: "é" continues a word. */
+	assert_int_equal(gd_failure_classify(p, "failé", 6), GD_RESULT_OK);
 	gd_policy_free(p);
 }
 
@@ -219,6 +259,7 @@ int main(void)
 		cmocka_unit_test(test_list_keys),
 		cmocka_unit_test(test_policy_validation),
 		cmocka_unit_test(test_default_failure_patterns),
+		cmocka_unit_test(test_user_patterns_match_words),
 		cmocka_unit_test(test_thresholds_take_effect),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
