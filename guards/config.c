@@ -69,12 +69,21 @@ static const char *const default_mutating[] = {
 	"scroll", "key", "type", "mouse", "drag",
 };
 
+/* Argument keys that only count attempts or stamp a call: two calls that
+ * differ only in them, answered identically, are the same call. */
+static const char *const default_volatile[] = {
+	"attempt", "retry", "retries", "try", "tries", "nonce", "timestamp", "ts",
+	"request_id", "req_id", "trace_id", "span_id", "correlation_id",
+	"idempotency_key", "cache_buster", "cachebust",
+};
+
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 _Static_assert(N_ELEMS(default_permanent) <= GD_MAX_PATTERNS, "too many default patterns");
 _Static_assert(N_ELEMS(default_transient) <= GD_MAX_PATTERNS, "too many default patterns");
 _Static_assert(N_ELEMS(default_mutating) <= GD_MUTATING_MAX, "too many default words");
 _Static_assert(N_ELEMS(default_repeatable) <= GD_REPEATABLE_MAX, "too many default words");
+_Static_assert(N_ELEMS(default_volatile) <= GD_VOLATILE_MAX, "too many default words");
 
 void gd_config_defaults(struct gd_config *cfg)
 {
@@ -99,6 +108,9 @@ void gd_config_defaults(struct gd_config *cfg)
 	for (size_t i = 0; i < N_ELEMS(default_mutating); i++)
 		snprintf(cfg->cross_turn.mutating[cfg->cross_turn.n_mutating++],
 		         GD_WORD_MAX, "%s", default_mutating[i]);
+	for (size_t i = 0; i < N_ELEMS(default_volatile); i++)
+		snprintf(cfg->cross_turn.volatile_keys[cfg->cross_turn.n_volatile++],
+		         GD_WORD_MAX, "%s", default_volatile[i]);
 
 	cfg->failure.enabled = true;
 	cfg->failure.max_failures = 2;
@@ -136,7 +148,7 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->limits.max_args_bytes = 32u << 10;
 }
 
-enum key_type { K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING, K_REPEATABLE };
+enum key_type { K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING, K_REPEATABLE, K_VOLATILE };
 
 struct key {
 	const char *name;
@@ -161,6 +173,7 @@ static const struct key keys[] = {
 	{ "guards.cross_turn.max_rounds", K_U32, F(cross_turn.max_rounds), 2, 1000 },
 	{ "guards.cross_turn.lookback", K_U32, F(cross_turn.lookback), 1, 100000 },
 	{ "guards.cross_turn.mutating", K_MUTATING, 0, 0, 0 },
+	{ "guards.cross_turn.volatile_keys", K_VOLATILE, 0, 0, 0 },
 	{ "guards.failure.enabled", K_BOOL, F(failure.enabled), 0, 1 },
 	{ "guards.failure.max_failures", K_U32, F(failure.max_failures), 1, 1000 },
 	{ "guards.failure.patterns", K_PATTERNS, 0, 0, 0 },
@@ -306,6 +319,9 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		case K_REPEATABLE:
 			return list_set(&cfg->dedup.repeatable[0][0], &cfg->dedup.n_repeatable,
 			                GD_REPEATABLE_MAX, GD_WORD_MAX, key, value, err, errlen);
+		case K_VOLATILE:
+			return list_set(&cfg->cross_turn.volatile_keys[0][0], &cfg->cross_turn.n_volatile,
+			                GD_VOLATILE_MAX, GD_WORD_MAX, key, value, err, errlen);
 		}
 	}
 	snprintf(err, errlen, "%s: unknown key", key);
@@ -357,6 +373,10 @@ void gd_config_each(const struct gd_config *cfg,
 			break;
 		case K_REPEATABLE:
 			each_list(k->name, &cfg->dedup.repeatable[0][0], cfg->dedup.n_repeatable,
+			          GD_WORD_MAX, fn, ctx);
+			break;
+		case K_VOLATILE:
+			each_list(k->name, &cfg->cross_turn.volatile_keys[0][0], cfg->cross_turn.n_volatile,
 			          GD_WORD_MAX, fn, ctx);
 			break;
 		}

@@ -43,6 +43,11 @@ struct gd_cross_turn_config {
 	 * guards.dedup.max_repeats_mutating applies to it). */
 	uint32_t n_mutating;
 	char mutating[GD_MUTATING_MAX][GD_WORD_MAX];
+	/* Argument keys that only count or stamp (attempt, timestamp, request
+	 * id…): left out of a call's stable identity, which the history guards
+	 * compare (the results must be identical too). gd_key_is_volatile. */
+	uint32_t n_volatile;
+	char volatile_keys[GD_VOLATILE_MAX][GD_WORD_MAX];
 };
 
 struct gd_failure_config {

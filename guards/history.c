@@ -129,8 +129,7 @@ static struct gd_hist_call *add_call(struct gd_history *h, size_t *cap)
 }
 
 static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
-                           char **scratch, size_t *scratchcap, size_t msg,
-                           char *err, size_t errlen)
+                           size_t msg, char *err, size_t errlen)
 {
 	const struct gd_config *cfg = &h->policy->cfg;
 	uint32_t turn = h->n_turns++;
@@ -142,7 +141,7 @@ static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
 		const char *id = get_str(tc, "id");
 		yajl_val args = get(fn, "arguments");
 		struct gd_hist_call *c;
-		bool canonical = true;
+		struct gd_call_id id_of;
 
 		if (!name) {
 			snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: no function.name", msg, i);
@@ -159,45 +158,20 @@ static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
 		snprintf(c->id, sizeof(c->id), "%s", id ? id : "");
 		if (YAJL_IS_STRING(args) && strlen(args->u.string) > cfg->limits.max_args_bytes) {
 			/* As the pipeline identifies a call too long to keep. */
-			c->hash = gd_call_identity_raw(name, strlen(name),
-			                               gd_hash_bytes(GD_FNV_OFFSET, args->u.string,
-			                                             strlen(args->u.string)));
+			gd_call_id_raw(name, strlen(name),
+			               gd_hash_bytes(GD_FNV_OFFSET, args->u.string,
+			                             strlen(args->u.string)), &id_of);
 		} else if (YAJL_IS_STRING(args)) {
-			size_t alen = strlen(args->u.string);
-			if (alen + 16 > *scratchcap) {
-				char *ns = realloc(*scratch, alen + 16);
-				if (!ns) {
-					snprintf(err, errlen, "out of memory");
-					return -1;
-				}
-				*scratch = ns;
-				*scratchcap = alen + 16;
-			}
-			c->hash = gd_call_identity(name, strlen(name), args->u.string, alen,
-			                           *scratch, *scratchcap, &canonical);
+			gd_call_id(&cfg->cross_turn, name, strlen(name), args->u.string,
+			           strlen(args->u.string), &id_of);
 		} else if (YAJL_IS_OBJECT(args) || YAJL_IS_ARRAY(args)) {
-			/* Arguments as an object (Ollama's native form): serialize into
-			 * a scratch buffer that grows until the canonical form fits. */
-			for (;;) {
-				if (*scratchcap < 4096 || (!canonical && *scratch)) {
-					size_t ncap = *scratchcap < 4096 ? 4096 : *scratchcap * 2;
-					char *ns = ncap <= GD_CANON_MAX_INPUT ? realloc(*scratch, ncap) : NULL;
-					if (!ns) {
-						snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: "
-						         "arguments too large", msg, i);
-						return -1;
-					}
-					*scratch = ns;
-					*scratchcap = ncap;
-				}
-				c->hash = gd_call_identity_tree(name, strlen(name), args, *scratch,
-				                                *scratchcap, &canonical);
-				if (canonical)
-					break;
-			}
+			/* Arguments as an object (Ollama's native form). */
+			gd_call_id_tree(&cfg->cross_turn, name, strlen(name), args, &id_of);
 		} else {
-			c->hash = gd_call_identity(name, strlen(name), "", 0, NULL, 0, &canonical);
+			gd_call_id(&cfg->cross_turn, name, strlen(name), "", 0, &id_of);
 		}
+		c->hash = id_of.exact;
+		c->stable = id_of.stable;
 	}
 	return 0;
 }
@@ -238,8 +212,8 @@ struct gd_history *gd_history_parse(const struct gd_policy *policy,
                                     char *err, size_t errlen)
 {
 	struct gd_history *h = NULL;
-	char *copy = NULL, *scratch = NULL;
-	size_t cap = 0, scratchcap = 0;
+	char *copy = NULL;
+	size_t cap = 0;
 	yajl_val root = NULL, msgs;
 	char yerr[256];
 	bool ok = false;
@@ -312,22 +286,79 @@ struct gd_history *gd_history_parse(const struct gd_policy *policy,
 			}
 			calls = get(m, "tool_calls");
 			if (YAJL_IS_ARRAY(calls) && calls->u.array.len &&
-			    read_tool_calls(h, calls, &cap, &scratch, &scratchcap, i, err, errlen))
+			    read_tool_calls(h, calls, &cap, i, err, errlen))
 				goto out;
 		} else if (strcmp(role, "tool") == 0) {
 			read_result(h, m);
 		}
 	}
+	gd_history_link(h);
 	ok = true;
 out:
 	yajl_tree_free(root);
 	free(copy);
-	free(scratch);
 	if (!ok) {
 		gd_history_free(h);
 		return NULL;
 	}
 	return h;
+}
+
+struct link_key {
+	uint64_t stable, result;
+	uint32_t i;
+};
+
+static int by_call_and_result(const void *a, const void *b)
+{
+	const struct link_key *x = a, *y = b;
+
+	if (x->stable != y->stable)
+		return x->stable < y->stable ? -1 : 1;
+	if (x->result != y->result)
+		return x->result < y->result ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Mutating calls that changed nothing (issue 12 item 3: read → a failing
+ * edit → the same failing tests, round after round, was never cut because
+ * the edit and the test run reset the count):
+ * - inert: it failed permanently ("oldString not found"), or an earlier
+ *   twin (same stable identity) got the byte-identical result — a repeat
+ *   that did nothing the first one had not done;
+ * - repeated: some twin, earlier or later, got the identical result. Between
+ *   two identical results of another call, even the first of such twins
+ *   changed nothing that call sees (the cross-turn guard, which requires
+ *   identical results, skips it; the failure breaker, which does not, only
+ *   skips inert calls).
+ * O(n log n), once per history; without memory nothing is marked (every
+ * mutating call resets, as before). */
+void gd_history_link(struct gd_history *h)
+{
+	struct link_key *keys;
+	uint32_t n = 0;
+
+	if (!h || !h->n_calls)
+		return;
+	keys = malloc(h->n_calls * sizeof(*keys));
+	if (!keys)
+		return;
+	for (size_t i = 0; i < h->n_calls; i++) {
+		struct gd_hist_call *c = &h->calls[i];
+		if (!c->mutating || !c->has_result)
+			continue;
+		c->inert = c->kind == GD_RESULT_PERMANENT;
+		keys[n++] = (struct link_key){ c->stable, c->result_hash, (uint32_t)i };
+	}
+	qsort(keys, n, sizeof(*keys), by_call_and_result);
+	for (uint32_t a = 0, b; a < n; a = b) {
+		for (b = a + 1; b < n && keys[b].stable == keys[a].stable &&
+		                keys[b].result == keys[a].result; b++)
+			h->calls[keys[b].i].inert = true; /* later than keys[a] */
+		for (uint32_t k = a; b - a > 1 && k < b; k++)
+			h->calls[keys[k].i].repeated = true;
+	}
+	free(keys);
 }
 
 void gd_history_free(struct gd_history *hist)
@@ -363,7 +394,7 @@ bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip)
 	/* The last K rounds already are one call with one result. */
 	if (cfg->cross_turn.enabled && hist->n_calls) {
 		const struct gd_hist_call *last = &hist->calls[hist->n_calls - 1];
-		uint32_t rounds = gd_cross_turn_rounds(&cfg->cross_turn, hist, last->hash);
+		uint32_t rounds = gd_cross_turn_rounds(&cfg->cross_turn, hist, last->stable);
 		if (rounds >= cfg->cross_turn.max_rounds) {
 			gd_trip_set(trip, "cross_turn", GD_STREAM_NONE, 0,
 			            "history: the last %u rounds are call %s with the same "

@@ -26,5 +26,6 @@
 #define GD_MUTATING_MAX 128       /* words in guards.cross_turn.mutating */
 #define GD_WORD_MAX 32            /* bytes of one such word */
 #define GD_REPEATABLE_MAX 64      /* words in guards.dedup.repeatable */
+#define GD_VOLATILE_MAX 64        /* words in guards.cross_turn.volatile_keys */
 
 #endif

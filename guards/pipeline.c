@@ -66,8 +66,6 @@ struct gd_pipeline {
 	uint32_t n_open;
 	uint64_t seq;
 	struct call calls[GD_MAX_OPEN_CALLS];
-	char *scratch;
-	size_t scratch_cap;
 	struct gd_name_run name_run;
 	struct gd_dedup dedup;
 	struct gd_budget budget;
@@ -132,9 +130,7 @@ struct gd_pipeline *gd_pipeline_new(const struct gd_policy *policy,
 	p->policy = policy;
 	p->cfg = &policy->cfg;
 	p->hist = hist;
-	p->scratch_cap = (size_t)p->cfg->limits.max_args_bytes + 16;
-	p->scratch = malloc(p->scratch_cap);
-	if (!p->scratch || watch_init(&p->text, p->cfg) || watch_prepare(&p->reasoning, p->cfg))
+	if (watch_init(&p->text, p->cfg) || watch_prepare(&p->reasoning, p->cfg))
 		goto fail;
 	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
 		p->heavy[i].args = malloc(p->cfg->limits.max_args_bytes);
@@ -160,7 +156,6 @@ void gd_pipeline_free(struct gd_pipeline *p)
 	}
 	gd_repeat_fini(&p->reasoning.rep);
 	gd_repeat_fini(&p->text.rep);
-	free(p->scratch);
 	free(p);
 }
 
@@ -256,28 +251,26 @@ static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
 {
 	const struct gd_config *cfg = p->cfg;
 	uint64_t before = p->budget.calls;
-	uint64_t hash;
-	bool canonical;
+	struct gd_call_id id;
 	const char *name = c->name_len ? c->name : "(unnamed)";
 	bool mutating = gd_cross_turn_is_mutating(&cfg->cross_turn, c->name, c->name_len);
 	enum gd_verdict v = GD_PASS;
 
 	if (c->heavy && !c->overflow)
-		hash = gd_call_identity(c->name, c->name_len, c->heavy->args, c->args_len,
-		                        p->scratch, p->scratch_cap, &canonical);
+		gd_call_id(&cfg->cross_turn, c->name, c->name_len, c->heavy->args, c->args_len, &id);
 	else
-		hash = gd_call_identity_raw(c->name, c->name_len, c->raw_hash);
+		gd_call_id_raw(c->name, c->name_len, c->raw_hash, &id);
 	close_call(p, c);
 	p->stats.tool_calls++;
 	if (gd_budget_call(&p->budget, &cfg->budget, &p->trip) == GD_TRIP ||
 	    gd_name_run_check(&p->name_run, &cfg->name_run, c->name_hash, name, before,
 	                      &p->trip) == GD_TRIP ||
-	    gd_dedup_check(&p->dedup, &cfg->dedup, hash,
+	    gd_dedup_check(&p->dedup, &cfg->dedup, id.exact,
 	                   gd_dedup_limit(&cfg->dedup, c->name, c->name_len, mutating), name,
 	                   &p->trip) == GD_TRIP ||
-	    gd_cross_turn_check(&cfg->cross_turn, p->hist, hash, p->answer_mutated, name,
+	    gd_cross_turn_check(&cfg->cross_turn, p->hist, &id, p->answer_mutated, name,
 	                        before, &p->trip) == GD_TRIP ||
-	    gd_failure_check(p->policy, p->hist, hash, p->answer_mutated, name,
+	    gd_failure_check(p->policy, p->hist, &id, p->answer_mutated, name,
 	                     &p->trip) == GD_TRIP) {
 		p->trip.stream = GD_STREAM_TOOLS;
 		p->trip.cut = before;
