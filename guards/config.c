@@ -69,6 +69,15 @@ static const char *const default_mutating[] = {
 	"scroll", "key", "type", "mouse", "drag",
 };
 
+/* Tools that read one named thing per call (read, read_file, view): a run
+ * of them reading distinct files is an agent being thorough, so they get a
+ * longer run than searches and listings. Identical calls trip dedup at 2 and
+ * near-identical ones at dedup.max_similar, so a run this long is distinct. */
+static const struct gd_name_run_tool default_per_tool[] = {
+	{ "read", 64 },
+	{ "view", 64 },
+};
+
 /* Argument keys that only count attempts or stamp a call: two calls that
  * differ only in them, answered identically, are the same call. */
 static const char *const default_volatile[] = {
@@ -84,6 +93,7 @@ _Static_assert(N_ELEMS(default_transient) <= GD_MAX_PATTERNS, "too many default 
 _Static_assert(N_ELEMS(default_mutating) <= GD_MUTATING_MAX, "too many default words");
 _Static_assert(N_ELEMS(default_repeatable) <= GD_REPEATABLE_MAX, "too many default words");
 _Static_assert(N_ELEMS(default_volatile) <= GD_VOLATILE_MAX, "too many default words");
+_Static_assert(N_ELEMS(default_per_tool) <= GD_PER_TOOL_MAX, "too many default entries");
 
 void gd_config_defaults(struct gd_config *cfg)
 {
@@ -91,6 +101,11 @@ void gd_config_defaults(struct gd_config *cfg)
 
 	cfg->name_run.enabled = true;
 	cfg->name_run.max_run = 16;
+	for (size_t i = 0; i < N_ELEMS(default_per_tool); i++) {
+		struct gd_name_run_tool *t = &cfg->name_run.per_tool[cfg->name_run.n_per_tool++];
+		snprintf(t->word, sizeof(t->word), "%s", default_per_tool[i].word);
+		t->max_run = default_per_tool[i].max_run;
+	}
 
 	cfg->dedup.enabled = true;
 	cfg->dedup.max_repeats = 2;
@@ -98,6 +113,7 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->dedup.max_repeats_repeatable = 3;
 	cfg->dedup.max_cycle = 4;
 	cfg->dedup.cycle_repeats = 2;
+	cfg->dedup.max_similar = 4;
 	for (size_t i = 0; i < N_ELEMS(default_repeatable); i++)
 		snprintf(cfg->dedup.repeatable[cfg->dedup.n_repeatable++],
 		         GD_WORD_MAX, "%s", default_repeatable[i]);
@@ -148,7 +164,10 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->limits.max_args_bytes = 32u << 10;
 }
 
-enum key_type { K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING, K_REPEATABLE, K_VOLATILE };
+enum key_type {
+	K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING, K_REPEATABLE, K_VOLATILE,
+	K_PER_TOOL, /* a map: "<key>.<word>" = max_run; "<key>" = "{}" clears it */
+};
 
 struct key {
 	const char *name;
@@ -162,12 +181,14 @@ struct key {
 static const struct key keys[] = {
 	{ "guards.name_run.enabled", K_BOOL, F(name_run.enabled), 0, 1 },
 	{ "guards.name_run.max_run", K_U32, F(name_run.max_run), 2, 100000 },
+	{ "guards.name_run.per_tool", K_PER_TOOL, 0, 0, 100000 },
 	{ "guards.dedup.enabled", K_BOOL, F(dedup.enabled), 0, 1 },
 	{ "guards.dedup.max_repeats", K_U32, F(dedup.max_repeats), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_repeats_mutating", K_U32, F(dedup.max_repeats_mutating), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_repeats_repeatable", K_U32, F(dedup.max_repeats_repeatable), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_cycle", K_U32, F(dedup.max_cycle), 1, GD_MAX_CYCLE },
 	{ "guards.dedup.cycle_repeats", K_U32, F(dedup.cycle_repeats), 2, 64 },
+	{ "guards.dedup.max_similar", K_U32, F(dedup.max_similar), 0, GD_CALL_WINDOW },
 	{ "guards.dedup.repeatable", K_REPEATABLE, 0, 0, 0 },
 	{ "guards.cross_turn.enabled", K_BOOL, F(cross_turn.enabled), 0, 1 },
 	{ "guards.cross_turn.max_rounds", K_U32, F(cross_turn.max_rounds), 2, 1000 },
@@ -261,6 +282,48 @@ static int list_set(char *base, uint32_t *n, size_t cap, size_t width,
 	return 0;
 }
 
+/* guards.name_run.per_tool.<word> = <value>, or the map cleared with "{}". */
+static int per_tool_set(struct gd_name_run_config *nr, const struct key *k, const char *key,
+                        const char *value, char *err, size_t errlen)
+{
+	size_t plen = strlen(k->name);
+	const char *word = key + plen + 1;
+	uint64_t x;
+
+	if (key[plen] == '\0') {
+		if (strcmp(value, "{}") != 0) {
+			snprintf(err, errlen, "%s: a map of tool words to run lengths "
+			         "(%s.read: 64), or '{}' to clear it", key, key);
+			return -1;
+		}
+		nr->n_per_tool = 0;
+		return 0;
+	}
+	if (!*word || strlen(word) >= GD_WORD_MAX || strchr(word, '.')) {
+		snprintf(err, errlen, "%s: '%s' is not a tool word of 1 to %d bytes", key, word,
+		         GD_WORD_MAX - 1);
+		return -1;
+	}
+	if (parse_u64(value, &x) || x > k->max) {
+		snprintf(err, errlen, "%s: '%s' is not an integer in [0, %" PRIu64 "]", key, value,
+		         k->max);
+		return -1;
+	}
+	for (uint32_t i = 0; i < nr->n_per_tool; i++) {
+		if (strcasecmp(nr->per_tool[i].word, word) == 0) {
+			nr->per_tool[i].max_run = (uint32_t)x;
+			return 0;
+		}
+	}
+	if (nr->n_per_tool >= GD_PER_TOOL_MAX) {
+		snprintf(err, errlen, "%s: more than %d tools", k->name, GD_PER_TOOL_MAX);
+		return -1;
+	}
+	snprintf(nr->per_tool[nr->n_per_tool].word, GD_WORD_MAX, "%s", word);
+	nr->per_tool[nr->n_per_tool++].max_run = (uint32_t)x;
+	return 0;
+}
+
 int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
                   char *err, size_t errlen)
 {
@@ -281,6 +344,12 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 	for (size_t i = 0; i < N_ELEMS(keys); i++) {
 		const struct key *k = &keys[i];
 
+		if (k->type == K_PER_TOOL) {
+			size_t plen = strlen(k->name);
+			if (strncmp(k->name, key, plen) != 0 || (key[plen] && key[plen] != '.'))
+				continue;
+			return per_tool_set(&cfg->name_run, k, key, value, err, errlen);
+		}
 		if (strcmp(k->name, key) != 0)
 			continue;
 		switch (k->type) {
@@ -319,6 +388,8 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		case K_REPEATABLE:
 			return list_set(&cfg->dedup.repeatable[0][0], &cfg->dedup.n_repeatable,
 			                GD_REPEATABLE_MAX, GD_WORD_MAX, key, value, err, errlen);
+		case K_PER_TOOL:
+			break; /* above */
 		case K_VOLATILE:
 			return list_set(&cfg->cross_turn.volatile_keys[0][0], &cfg->cross_turn.n_volatile,
 			                GD_VOLATILE_MAX, GD_WORD_MAX, key, value, err, errlen);
@@ -342,7 +413,7 @@ void gd_config_each(const struct gd_config *cfg,
                     void *ctx)
 {
 	const char *base = (const char *)cfg;
-	char buf[32];
+	char buf[32], name[128];
 
 	for (size_t i = 0; i < N_ELEMS(keys); i++) {
 		const struct key *k = &keys[i];
@@ -374,6 +445,15 @@ void gd_config_each(const struct gd_config *cfg,
 		case K_REPEATABLE:
 			each_list(k->name, &cfg->dedup.repeatable[0][0], cfg->dedup.n_repeatable,
 			          GD_WORD_MAX, fn, ctx);
+			break;
+		case K_PER_TOOL:
+			if (cfg->name_run.n_per_tool == 0)
+				fn(k->name, "{}", ctx);
+			for (uint32_t j = 0; j < cfg->name_run.n_per_tool; j++) {
+				snprintf(name, sizeof(name), "%s.%s", k->name, cfg->name_run.per_tool[j].word);
+				snprintf(buf, sizeof(buf), "%" PRIu32, cfg->name_run.per_tool[j].max_run);
+				fn(name, buf, ctx);
+			}
 			break;
 		case K_VOLATILE:
 			each_list(k->name, &cfg->cross_turn.volatile_keys[0][0], cfg->cross_turn.n_volatile,

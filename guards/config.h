@@ -13,9 +13,18 @@
 #define GD_MAX_PATTERNS 32
 #define GD_PATTERN_MAX 256
 
+/* One guards.name_run.per_tool entry: tools whose name holds <word> (matched
+ * like cross_turn.mutating) trip at <max_run> calls in a row (0 = never). */
+struct gd_name_run_tool {
+	char word[GD_WORD_MAX];
+	uint32_t max_run;
+};
+
 struct gd_name_run_config {
 	bool enabled;
 	uint32_t max_run; /* trips when the same tool name comes this many times in a row */
+	uint32_t n_per_tool;
+	struct gd_name_run_tool per_tool[GD_PER_TOOL_MAX]; /* the first match wins */
 };
 
 struct gd_dedup_config {
@@ -25,6 +34,10 @@ struct gd_dedup_config {
 	uint32_t max_repeats_repeatable; /* the same for a repeatable action (key press, scroll…) */
 	uint32_t max_cycle;   /* longest call cycle (A,B,A,B…) detected */
 	uint32_t cycle_repeats; /* a cycle repeated this many times trips */
+	/* Calls of one tool whose arguments are the same but for case, spacing
+	 * and punctuation ("oldLogger", "old_logger", "OLD-LOGGER"): this many
+	 * trip (0 = off; repeatable actions excepted). */
+	uint32_t max_similar;
 	/* A call whose name holds one of these words (matched like
 	 * cross_turn.mutating) is an input action that may be meant twice in one
 	 * answer (press Down twice): max_repeats_repeatable applies to it. */

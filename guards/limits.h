@@ -27,5 +27,6 @@
 #define GD_WORD_MAX 32            /* bytes of one such word */
 #define GD_REPEATABLE_MAX 64      /* words in guards.dedup.repeatable */
 #define GD_VOLATILE_MAX 64        /* words in guards.cross_turn.volatile_keys */
+#define GD_PER_TOOL_MAX 32        /* entries in guards.name_run.per_tool */
 
 #endif

@@ -263,10 +263,11 @@ static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
 	close_call(p, c);
 	p->stats.tool_calls++;
 	if (gd_budget_call(&p->budget, &cfg->budget, &p->trip) == GD_TRIP ||
-	    gd_name_run_check(&p->name_run, &cfg->name_run, c->name_hash, name, before,
-	                      &p->trip) == GD_TRIP ||
-	    gd_dedup_check(&p->dedup, &cfg->dedup, id.exact,
-	                   gd_dedup_limit(&cfg->dedup, c->name, c->name_len, mutating), name,
+	    gd_name_run_check(&p->name_run, &cfg->name_run, c->name_hash, name, c->name_len,
+	                      before, &p->trip) == GD_TRIP ||
+	    gd_dedup_check(&p->dedup, &cfg->dedup, &id,
+	                   gd_dedup_limit(&cfg->dedup, c->name, c->name_len, mutating),
+	                   gd_dedup_repeatable(&cfg->dedup, c->name, c->name_len), name,
 	                   &p->trip) == GD_TRIP ||
 	    gd_cross_turn_check(&cfg->cross_turn, p->hist, &id, p->answer_mutated, name,
 	                        before, &p->trip) == GD_TRIP ||

@@ -74,7 +74,7 @@ static int validate(const struct gd_config *c, char *err, size_t errlen)
 	    c->limits.max_args_bytes < 256 || c->limits.max_args_bytes > GD_ARGS_MAX ||
 	    c->failure.n_patterns > GD_MAX_PATTERNS || c->failure.n_transient > GD_MAX_PATTERNS ||
 	    c->cross_turn.n_mutating > GD_MUTATING_MAX || c->cross_turn.n_volatile > GD_VOLATILE_MAX ||
-	    c->dedup.n_repeatable > GD_REPEATABLE_MAX) {
+	    c->dedup.n_repeatable > GD_REPEATABLE_MAX || c->name_run.n_per_tool > GD_PER_TOOL_MAX) {
 		snprintf(err, errlen, "a guard value is out of its range (see gd_config_set)");
 		return -1;
 	}

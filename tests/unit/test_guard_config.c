@@ -127,6 +127,42 @@ static void test_list_keys(void **state)
 	assert_int_equal(c.cross_turn.n_mutating, 1);
 }
 
+/* guards.name_run.per_tool is a map: one key per tool word. */
+static void test_per_tool_map(void **state)
+{
+	(void)state;
+	struct gd_config c;
+	char err[256];
+	gd_config_defaults(&c);
+
+	assert_int_equal(c.name_run.n_per_tool, 2);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.read", "32", err, sizeof(err)), 0);
+	assert_int_equal(c.name_run.n_per_tool, 2);
+	assert_int_equal(c.name_run.per_tool[0].max_run, 32);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.list_dir", "0", err, sizeof(err)), 0);
+	assert_int_equal(c.name_run.n_per_tool, 3);
+	assert_string_equal(c.name_run.per_tool[2].word, "list_dir");
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.grep", "x", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "guards.name_run.per_tool.grep"));
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.", "3", err, sizeof(err)), -1);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.a.b", "3", err, sizeof(err)), -1);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool", "64", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "map"));
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_toolx", "3", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unknown key"));
+	/* "{}" clears it (a list's "[]" does not: it is not a list). */
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool", "[]", err, sizeof(err)), -1);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool", "{}", err, sizeof(err)), 0);
+	assert_int_equal(c.name_run.n_per_tool, 0);
+	for (int i = 0; i < GD_PER_TOOL_MAX; i++) {
+		char key[64];
+		snprintf(key, sizeof(key), "guards.name_run.per_tool.t%d", i);
+		assert_int_equal(gd_config_set(&c, key, "5", err, sizeof(err)), 0);
+	}
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.more", "5", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "more than"));
+}
+
 static void test_policy_validation(void **state)
 {
 	(void)state;
@@ -257,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_each_round_trips_through_set),
 		cmocka_unit_test(test_set_values_and_errors),
 		cmocka_unit_test(test_list_keys),
+		cmocka_unit_test(test_per_tool_map),
 		cmocka_unit_test(test_policy_validation),
 		cmocka_unit_test(test_default_failure_patterns),
 		cmocka_unit_test(test_user_patterns_match_words),

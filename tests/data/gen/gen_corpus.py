@@ -313,11 +313,12 @@ def l_name_run(num):
         ends.append(s.call("grep", {"pattern": p, "path": "src/"}))
     s.finish()
     # 25 grep calls in a row, each with a different pattern: the model searches
-    # forever instead of reading a result. Must stop by the 16th call.
+    # forever instead of reading a result. Must stop by the 16th call; the
+    # 4th spelling of "oldLogger" (dedup.max_similar) comes sooner.
     write(num, "name-run-grep", "name-run: grep 25 times with varied patterns",
           "A llama.cpp-served model keeps re-running grep with one more spelling of the pattern "
           "instead of reading results (seen with small coder models in opencode).",
-          "loop", {"trip": True, "guard": ["name_run"], "onset_chunk": ends[0] + 1, "by_chunk": ends[15]},
+          "loop", {"trip": True, "guard": ["name_run", "dedup"], "onset_chunk": ends[0] + 1, "by_chunk": ends[15]},
           conv, s)
 
 
