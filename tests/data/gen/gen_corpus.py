@@ -32,6 +32,15 @@ TOOLS = {
     "glob": ("Find files by glob pattern", {"pattern": "string"}),
     "computer": ("Use a mouse and keyboard to interact with the screen, and take screenshots",
                  {"action": "string", "text": "string", "coordinate": "array"}),
+    # opencode's own tools (filePath / oldString / newString)
+    "read": ("Reads a file from the local filesystem", {"filePath": "string", "offset": "number", "limit": "number"}),
+    "write": ("Writes a file to the local filesystem", {"filePath": "string", "content": "string"}),
+    "edit@oc": ("Performs exact string replacements in files", {"filePath": "string", "oldString": "string", "newString": "string"}),
+    "todowrite": ("Create and manage a structured task list", {"todos": "array"}),
+    "list": ("Lists files and directories in a given path", {"path": "string"}),
+    "http_request": ("Send an HTTP request", {"method": "string", "url": "string", "headers": "object", "attempt": "integer"}),
+    "check_deploy": ("Status of a deployment", {"deployment": "string", "attempt": "integer"}),
+    "list_issues": ("List issues of the repository", {"state": "string", "page": "integer"}),
 }
 
 SYSTEM = ("You are a coding agent working in the user's repository. Use the tools to read, "
@@ -42,6 +51,7 @@ def tool_defs(names):
     out = []
     for n in names:
         desc, params = TOOLS[n]
+        n = n.split("@")[0]
         out.append({"type": "function", "function": {
             "name": n, "description": desc,
             "parameters": {"type": "object",
@@ -1302,6 +1312,278 @@ def h_key_presses(num):
             "Pressing Down twice is two moves, not a loop: `computer` is a repeatable input action "
             "(guards.dedup.repeatable, 3 identical calls trip), unlike a second identical `bash`.",
             conv, s)
+
+
+# ------------------------------ issue 12: guards that generalize ----
+# Each class both ways: the loop and its nearest healthy twin.
+
+def near_by(onset, bound):
+    """by_chunk for a text loop: the corpus convention, at most 64 chunks past the onset."""
+    return min(bound, onset + 64)
+
+
+TODOS = [{"content": "Add rate limiter middleware", "status": "in_progress", "priority": "high", "id": "1"},
+         {"content": "Configure limits per API key in config/limits.yaml", "status": "pending", "priority": "high", "id": "2"},
+         {"content": "Return 429 with a Retry-After header", "status": "pending", "priority": "medium", "id": "3"},
+         {"content": "Write tests for the rate limiter", "status": "pending", "priority": "medium", "id": "4"}]
+
+
+@scenario
+def l_todowrite_same(num):
+    # Item 4: the echoed todo list holds "rate limiter"; a substring match of
+    # the transient pattern "rate limit" made every result transient.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash", "todowrite"], "Add rate limiting to the public API.",
+                stream_usage=True, model="qwen3-coder")
+    args = {"todos": TODOS}
+    echo = json.dumps(TODOS, indent=2)
+    conv.turn("", [("read", {"filePath": "/home/dev/api/src/server.ts"},
+                    "00001| import express from 'express'\n00002| const app = express()\n00003| app.use(express.json())\n")])
+    for _ in range(3):
+        conv.turn("I'll track the work in a todo list first.", [("todowrite", args, echo)])
+    s = Stream("vllm", rng, model="Qwen/Qwen3-Coder-30B-A3B-Instruct", usage=True)
+    s.text("I'll track the work in a todo list first.")
+    end = s.call("todowrite", args, per=4)
+    s.finish()
+    write(num, "todowrite-same-list", "cross-turn: the same todowrite every turn, list mentions a rate limiter",
+          "opencode + Qwen3-Coder: three rounds of the identical todowrite, each answered with the echoed "
+          "list ('Add rate limiter middleware'); the fourth must trip. A transient pattern matching inside "
+          "the word 'limiter' used to make every result transient (issue 12 item 4).",
+          "loop", {"trip": True, "guard": ["cross_turn"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def h_todowrite_progress(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash", "todowrite"], "Add rate limiting to the public API.",
+                stream_usage=True, model="qwen3-coder")
+    todos = [dict(t) for t in TODOS]
+    conv.turn("Planning the work.", [("todowrite", {"todos": todos}, json.dumps(todos, indent=2))])
+    steps = [("edit@oc", {"filePath": "/home/dev/api/src/server.ts", "oldString": "app.use(express.json())",
+                          "newString": "app.use(express.json())\napp.use(rateLimit(limits))"}, "Edit applied successfully."),
+             ("write", {"filePath": "/home/dev/api/config/limits.yaml", "content": "default: 100\nburst: 20\n"},
+              "Wrote file successfully."),
+             ("bash", {"command": "npm test -- ratelimit"}, "PASS test/ratelimit.test.ts (4 tests)")]
+    for k, (name, a, res) in enumerate(steps):
+        conv.turn("", [(name.split("@")[0], a, res)])
+        todos[k]["status"] = "completed"
+        todos[k + 1]["status"] = "in_progress"
+        conv.turn("Updating the todo list.", [("todowrite", {"todos": todos}, json.dumps(todos, indent=2))])
+    todos[3]["status"] = "completed"
+    s = Stream("vllm", rng, model="Qwen/Qwen3-Coder-30B-A3B-Instruct", usage=True)
+    s.text("All four items are done; updating the todo list.")
+    s.call("todowrite", {"todos": todos}, per=4)
+    s.finish()
+    healthy(num, "todowrite-progress", "todowrite every turn while the work progresses",
+            "The same tool every turn, but each list differs (statuses move on) and real work "
+            "happens in between.", conv, s)
+
+
+@scenario
+def h_rate_limited_fetch(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["web_fetch", "read_file"], "Summarize the open issues labelled 'bug' on our GitHub repo.")
+    res = ("HTTP 429 Too Many Requests\nx-ratelimit-remaining: 0\nx-ratelimit-reset: 1732047600\n"
+           "{\"message\":\"API rate limit exceeded for 203.0.113.7.\"}")
+    for _ in range(4):
+        conv.turn("The API is rate limited; trying again.",
+                  [("web_fetch", {"url": "https://api.github.com/repos/acme/app/issues?labels=bug"}, res)])
+    s = Stream("llama", rng)
+    s.text("Still rate limited; one more try after the reset.")
+    s.call("web_fetch", {"url": "https://api.github.com/repos/acme/app/issues?labels=bug"})
+    s.finish()
+    healthy(num, "rate-limited-fetch", "retrying a rate-limited fetch",
+            "Four identical 429 answers: a transient failure (the word 'rate limit'), so retrying "
+            "is not a loop.", conv, s)
+
+
+@scenario
+def l_attempt_counter(num):
+    # Item 2: only the attempt counter changes; the result is identical.
+    rng = random.Random(num)
+    conv = Conv(rng, ["http_request", "read_file"], "Why does the orders export come back empty?")
+    res = "{\"status\":200,\"headers\":{\"content-type\":\"application/json\"},\"body\":{\"orders\":[],\"next\":null}}"
+    for k in range(1, 4):
+        conv.turn("The export was empty; requesting it again." if k > 1 else "",
+                  [("http_request", {"method": "GET", "url": "http://localhost:8080/v1/orders/export?since=2024-11-01",
+                                     "headers": {"Accept": "application/json"}, "attempt": k}, res)])
+    s = Stream("ollama", rng, model="qwen3:14b")
+    s.text("Still empty, retrying the export.", per=2)
+    end = s.call("http_request", {"method": "GET", "url": "http://localhost:8080/v1/orders/export?since=2024-11-01",
+                                  "headers": {"Accept": "application/json"}, "attempt": 4})
+    s.finish()
+    write(num, "attempt-counter-call", "cross-turn: the same request every turn, only `attempt` changes",
+          "Ollama + qwen3: the identical GET each turn with an attempt counter 1, 2, 3, 4 and the "
+          "identical empty result; the counter must not make the calls different (issue 12 item 2).",
+          "loop", {"trip": True, "guard": ["cross_turn"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def l_request_id_failure(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["web_fetch", "read_file"], "Check the v2 pricing endpoint of our API.")
+    err = "Error: 404 Not Found: GET https://api.example.com/v2/pricing does not exist"
+    for k, (rid, ts) in enumerate([("4f2a9c1e-55d2-4a8b-9e31-0b6f2d7c8a10", "2024-11-21T09:14:03Z"),
+                                   ("b7e0c3d4-1a2b-4c5d-8e9f-a0b1c2d3e4f5", "2024-11-21T09:14:31Z")]):
+        conv.turn("Fetching the endpoint." if k == 0 else "Let me try that again.",
+                  [("web_fetch", {"url": "https://api.example.com/v2/pricing", "request_id": rid,
+                                  "timestamp": ts}, err)])
+    s = Stream("llama", rng)
+    s.text("Retrying the pricing endpoint.")
+    end = s.call("web_fetch", {"url": "https://api.example.com/v2/pricing",
+                               "request_id": "0c9d8e7f-6a5b-4c3d-2e1f-001122334455", "timestamp": "2024-11-21T09:15:02Z"})
+    s.finish()
+    write(num, "request-id-failure", "failure: the same failing fetch with a fresh request id and timestamp",
+          "Two identical 404s; the third attempt differs only in request_id and timestamp, which stamp "
+          "the call and must not make it a new one (issue 12 item 2).",
+          "loop", {"trip": True, "guard": ["failure", "cross_turn"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def h_counter_progress(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["check_deploy", "bash"], "Deploy the api service and tell me when it is live.")
+    conv.turn("", [("bash", {"command": "kubectl apply -f deploy/api.yaml"}, "deployment.apps/api configured")])
+    for k, ready in enumerate([1, 2, 3, 4], start=1):
+        conv.turn("Rolling out; checking again.",
+                  [("check_deploy", {"deployment": "api", "attempt": k},
+                    "{\"deployment\":\"api\",\"ready\":%d,\"desired\":5,\"status\":\"progressing\"}" % ready)])
+    s = Stream("llama", rng)
+    s.text("4 of 5 pods are ready; checking once more.")
+    s.call("check_deploy", {"deployment": "api", "attempt": 5})
+    s.finish()
+    healthy(num, "counter-with-progress", "the same call with an attempt counter while the result changes",
+            "An attempt counter, but every answer shows progress (1/5 ... 4/5 pods ready).", conv, s)
+
+
+@scenario
+def h_pagination(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["list_issues", "read_file"], "List every open issue labelled 'flaky'.", stream_usage=True)
+    for page in range(1, 5):
+        items = ",".join("{\"number\":%d,\"title\":\"%s\"}" % (400 - 10 * page - i, prose(rng, 1)[:40].strip())
+                         for i in range(3))
+        conv.turn("Next page." if page > 1 else "", [("list_issues", {"state": "open", "page": page}, "[" + items + "]")])
+    s = Stream("vllm", rng, usage=True)
+    s.text("Fetching page 5.")
+    s.call("list_issues", {"state": "open", "page": 5})
+    s.finish()
+    healthy(num, "pagination", "paging through a list: only the page changes, results differ",
+            "Five rounds of the same call with page 1..5; every page holds other issues.", conv, s)
+
+
+def oc_cycle(conv, rounds, edit_ok):
+    src = ("00001| export function isValid(token: Token): boolean {\n00002|   if (token) return true\n"
+           "00003|   return false\n00004| }\n")
+    fail = ("FAIL src/auth/token.test.ts\n  x rejects an expired token (3 ms)\n\n  Expected: false\n  Received: true\n\n"
+            "Tests:       1 failed, 17 passed, 18 total")
+    for k in range(rounds):
+        conv.turn("Let me look at the token check.", [("read", {"filePath": "/home/dev/app/src/auth/token.ts"}, src)])
+        if edit_ok:
+            new = "if (token && token.exp > now()) return true" if k == 0 else "if (token && token.exp > now() - SKEW) return true"
+            old = "if (token) return true" if k == 0 else "if (token && token.exp > now()) return true"
+            conv.turn("Fixing the expiry check.", [("edit", {"filePath": "/home/dev/app/src/auth/token.ts",
+                                                              "oldString": old, "newString": new},
+                                                    "Edit applied successfully.")])
+            src = src.replace(old, new)
+            res = fail.replace("1 failed, 17 passed", "%d failed, %d passed" % (1 - (k > 0), 17 + (k > 0)))
+            if k > 0:
+                res = "PASS src/auth/token.test.ts\n\nTests:       18 passed, 18 total"
+            conv.turn("Running the tests.", [("bash", {"command": "npx vitest run src/auth"}, res)])
+        else:
+            conv.turn("Fixing the expiry check.", [("edit", {"filePath": "/home/dev/app/src/auth/token.ts",
+                                                              "oldString": "if (token) return true;",
+                                                              "newString": "if (token && token.exp > now()) return true;"},
+                                                    "Error: oldString not found in content")])
+            conv.turn("Running the tests.", [("bash", {"command": "npx vitest run src/auth"}, fail)])
+
+
+@scenario
+def l_edit_fails_cycle(num):
+    # Item 3: the failing edit and the identical test run changed nothing.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "The expired-token test fails. Fix it.", model="glm-4.5-air")
+    oc_cycle(conv, 3, False)
+    s = Stream("vllm", rng, model="zai-org/GLM-4.5-Air")
+    s.text("Let me look at the token check.")
+    end = s.call("read", {"filePath": "/home/dev/app/src/auth/token.ts"})
+    s.finish()
+    write(num, "edit-fails-cycle", "cross-turn: read, a failing edit, the same failing tests, three rounds",
+          "opencode + GLM: read -> edit (oldString not found: a stray ';') -> vitest with byte-identical "
+          "output, three rounds; the fourth read must trip. A mutating call whose result is identical "
+          "round after round changed nothing (issue 12 item 3).",
+          "loop", {"trip": True, "guard": ["cross_turn", "failure"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def h_edit_succeeds_cycle(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "The expired-token test fails. Fix it.", model="glm-4.5-air")
+    oc_cycle(conv, 2, True)
+    s = Stream("vllm", rng, model="zai-org/GLM-4.5-Air")
+    s.text("Tests pass; let me read the final version once more.")
+    s.call("read", {"filePath": "/home/dev/app/src/auth/token.ts"})
+    s.finish()
+    healthy(num, "edit-succeeds-cycle", "read, edit, test: the edit applies and the output changes",
+            "The same read -> edit -> test cycle, but each edit succeeds and the test output moves on.",
+            conv, s)
+
+
+READ_FILES = ["package.json", "tsconfig.json", "src/index.ts", "src/server.ts", "src/routes/users.ts",
+              "src/routes/orders.ts", "src/routes/items.ts", "src/models/user.ts", "src/models/order.ts",
+              "src/models/item.ts", "src/db/pool.ts", "src/db/migrate.ts", "src/middleware/auth.ts",
+              "src/middleware/errors.ts", "src/lib/logger.ts", "src/lib/config.ts", "test/users.test.ts",
+              "test/orders.test.ts", "test/helpers.ts", "README.md"]
+
+
+@scenario
+def h_twenty_reads(num):
+    # Item 6: twenty reads of twenty files in one answer is thoroughness.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "grep", "glob"], "Review the whole API for missing authorization checks.")
+    conv.turn("", [("glob", {"pattern": "**/*.ts"}, "\n".join(READ_FILES))])
+    s = Stream("llama", rng)
+    s.text("I'll read every source file before reviewing.")
+    for f in READ_FILES:
+        s.call("read", {"filePath": "/home/dev/api/" + f}, per=3)
+    s.finish()
+    healthy(num, "twenty-reads", "twenty reads of twenty different files in one answer",
+            "opencode-style `read` fanned out over a whole project (llama.cpp): distinct files, "
+            "not a name run (issue 12 item 6).", conv, s)
+
+
+@scenario
+def h_many_reads_ollama(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "list_dir", "grep"], "Summarize how each service handles retries.")
+    s = Stream("ollama", rng, model="qwen3:30b-a3b")
+    s.reasoning("There are 12 services; I need to read each client and its config.", per=2)
+    for svc in ["billing", "catalog", "checkout", "email", "gateway", "inventory", "notify", "orders",
+                "payments", "search", "shipping", "users"]:
+        s.call("read_file", {"path": "services/%s/client.go" % svc})
+        s.call("read_file", {"path": "services/%s/config.yaml" % svc})
+    s.finish()
+    healthy(num, "many-reads-ollama", "24 read_file calls of 24 files, Ollama index 0",
+            "Two files per service for twelve services in one batch.", conv, s)
+
+
+@scenario
+def l_grep_spellings(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["grep", "read_file", "edit"], "Remove the deprecated fetchUserProfile helper.",
+                stream_usage=True)
+    s = Stream("vllm", rng, model="Qwen/Qwen2.5-Coder-7B-Instruct", usage=True)
+    s.text("Searching for every use of the helper.")
+    spellings = ["fetchUserProfile", "fetch_user_profile", "FetchUserProfile", "fetchUserProfile(",
+                 "FETCH_USER_PROFILE", "fetch-user-profile", "fetchuserprofile", "fetchUserProfile\\(",
+                 "fetch_User_Profile", "Fetch_User_Profile"]
+    ends = [s.call("grep", {"pattern": p, "path": "src"}, per=2) for p in spellings]
+    s.finish()
+    write(num, "grep-spellings", "dedup: one search spelled ten ways in one answer",
+          "A small coder model greps for the same symbol in every case and separator style; the "
+          "fourth spelling trips (guards.dedup.max_similar), three are a legitimate search.",
+          "loop", {"trip": True, "guard": ["dedup", "name_run"], "onset_chunk": ends[0] + 1, "by_chunk": ends[3]},
+          conv, s)
 
 
 def main():
