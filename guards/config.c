@@ -144,6 +144,8 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->repeat.min_span = 256;
 	cfg->repeat.min_blank_lines = 16;
 	cfg->repeat.min_word_repeats = 8;
+	cfg->repeat.counter_repeats = 4;
+	cfg->repeat.counter_span = 80;
 
 	cfg->simhash.enabled = true;
 	cfg->simhash.shingle = 3;
@@ -153,6 +155,12 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->simhash.min_hits = 4;
 	cfg->simhash.history = 128;
 	cfg->simhash.min_distinct = 10;
+
+	cfg->paraphrase.enabled = true;
+	cfg->paraphrase.min_words = 3;
+	cfg->paraphrase.overlap_percent = 50;
+	cfg->paraphrase.min_restated = 4;
+	cfg->paraphrase.window = 5;
 
 	cfg->budget.max_tool_calls = 128;
 	cfg->budget.max_output_bytes = 4u << 20;
@@ -206,6 +214,8 @@ static const struct key keys[] = {
 	{ "guards.repeat.min_span", K_U32, F(repeat.min_span), 8, GD_REPEAT_WINDOW_MAX },
 	{ "guards.repeat.min_blank_lines", K_U32, F(repeat.min_blank_lines), 0, GD_REPEAT_WINDOW_MAX },
 	{ "guards.repeat.min_word_repeats", K_U32, F(repeat.min_word_repeats), 0, 100000 },
+	{ "guards.repeat.counter_repeats", K_U32, F(repeat.counter_repeats), 0, 100000 },
+	{ "guards.repeat.counter_span", K_U32, F(repeat.counter_span), 8, GD_COUNTER_WINDOW / 2 },
 	{ "guards.simhash.enabled", K_BOOL, F(simhash.enabled), 0, 1 },
 	{ "guards.simhash.shingle", K_U32, F(simhash.shingle), 1, GD_SIMHASH_MAX_SHINGLE },
 	{ "guards.simhash.window", K_U32, F(simhash.window), 4, GD_SIMHASH_MAX_WINDOW },
@@ -214,6 +224,11 @@ static const struct key keys[] = {
 	{ "guards.simhash.min_hits", K_U32, F(simhash.min_hits), 1, 32 },
 	{ "guards.simhash.history", K_U32, F(simhash.history), 1, GD_SIMHASH_MAX_HISTORY },
 	{ "guards.simhash.min_distinct", K_U32, F(simhash.min_distinct), 0, GD_SIMHASH_MAX_WINDOW },
+	{ "guards.paraphrase.enabled", K_BOOL, F(paraphrase.enabled), 0, 1 },
+	{ "guards.paraphrase.min_words", K_U32, F(paraphrase.min_words), 1, GD_PARAPHRASE_WORDS },
+	{ "guards.paraphrase.overlap_percent", K_U32, F(paraphrase.overlap_percent), 1, 100 },
+	{ "guards.paraphrase.min_restated", K_U32, F(paraphrase.min_restated), 1, 31 },
+	{ "guards.paraphrase.window", K_U32, F(paraphrase.window), 1, 31 },
 	{ "guards.budget.max_tool_calls", K_U32, F(budget.max_tool_calls), 0, UINT32_MAX },
 	{ "guards.budget.max_output_bytes", K_U64, F(budget.max_output_bytes), 0, UINT64_MAX },
 	{ "guards.budget.max_wall_ms", K_U32, F(budget.max_wall_ms), 0, UINT32_MAX },

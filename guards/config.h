@@ -81,6 +81,10 @@ struct gd_repeat_config {
 	/* Class rules, each trips short of min_span (0 = off): */
 	uint32_t min_blank_lines;  /* a unit of whitespace holding a line break: this many line breaks */
 	uint32_t min_word_repeats; /* a unit of plain words ("the ", "very very "): this many repeats */
+	/* The counter rule (0 = off): the stream without whitespace, numbers
+	 * as '#'; a unit with a word whose copies differ only in a counter. */
+	uint32_t counter_repeats;  /* copies needed */
+	uint32_t counter_span;     /* normalized characters the copies must cover */
 };
 
 struct gd_simhash_config {
@@ -92,6 +96,14 @@ struct gd_simhash_config {
 	uint32_t min_hits;     /* near-repeat windows needed to trip */
 	uint32_t history;      /* earlier window hashes kept */
 	uint32_t min_distinct; /* windows with fewer distinct words (numbers not counted) never hit */
+};
+
+struct gd_paraphrase_config {
+	bool enabled;
+	uint32_t min_words;       /* words (3+ letters, function words left out) a sentence needs to count */
+	uint32_t overlap_percent; /* share of its words found in one earlier sentence: restated */
+	uint32_t min_restated;    /* restated sentences among the last <window> counted ones trip */
+	uint32_t window;
 };
 
 struct gd_budget_config {
@@ -117,6 +129,7 @@ struct gd_config {
 	struct gd_failure_config failure;
 	struct gd_repeat_config repeat;
 	struct gd_simhash_config simhash;
+	struct gd_paraphrase_config paraphrase;
 	struct gd_budget_config budget;
 	struct gd_watchdog_config watchdog;
 	struct gd_limits_config limits;

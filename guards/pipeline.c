@@ -17,6 +17,7 @@
 #include "guards/failure.h"
 #include "guards/limits.h"
 #include "guards/name_run.h"
+#include "guards/paraphrase.h"
 #include "guards/policy_int.h"
 #include "guards/repeat.h"
 #include "guards/simhash.h"
@@ -30,6 +31,7 @@
 
 struct watch {
 	struct gd_repeat rep;
+	struct gd_repeat ctr; /* the counter rule: gd_repeat_init_counter */
 	struct gd_simhash sim;
 };
 
@@ -76,25 +78,40 @@ struct gd_pipeline {
 	 * reasoning watch is cleared at the first reasoning event, a heavy
 	 * slot's watch when open_call takes the slot. */
 	struct watch reasoning;
+	struct gd_paraphrase paraphrase; /* the reasoning stream's */
 	struct heavy heavy[GD_WATCHED_CALLS];
 };
 
-static int watch_init(struct watch *w, const struct gd_config *cfg)
+static int watch_init(struct watch *w, const struct gd_policy *policy)
 {
-	gd_simhash_init(&w->sim, &cfg->simhash);
-	return gd_repeat_init(&w->rep, &cfg->repeat);
+	gd_simhash_init(&w->sim, &policy->cfg.simhash);
+	w->ctr.ring = NULL;
+	if (gd_repeat_init(&w->rep, &policy->cfg.repeat))
+		return -1;
+	return gd_repeat_init_counter(&w->ctr, &policy->counter);
 }
 
-/* Allocates <w>'s window without clearing the rest: watch_reset before use. */
-static int watch_prepare(struct watch *w, const struct gd_config *cfg)
+/* Allocates <w>'s windows without clearing the rest: watch_reset before use. */
+static int watch_prepare(struct watch *w, const struct gd_policy *policy)
 {
-	w->sim.cfg = &cfg->simhash;
-	return gd_repeat_init(&w->rep, &cfg->repeat);
+	w->sim.cfg = &policy->cfg.simhash;
+	w->ctr.ring = NULL;
+	w->ctr.norm = NULL;
+	if (gd_repeat_init(&w->rep, &policy->cfg.repeat))
+		return -1;
+	return gd_repeat_init_counter(&w->ctr, &policy->counter);
+}
+
+static void watch_fini(struct watch *w)
+{
+	gd_repeat_fini(&w->ctr);
+	gd_repeat_fini(&w->rep);
 }
 
 static void watch_reset(struct watch *w)
 {
 	gd_repeat_reset(&w->rep);
+	gd_repeat_reset(&w->ctr);
 	gd_simhash_init(&w->sim, w->sim.cfg);
 }
 
@@ -103,6 +120,9 @@ static enum gd_verdict watch_feed(struct gd_pipeline *p, struct watch *w, const 
 {
 	if (p->cfg->repeat.enabled &&
 	    gd_repeat_feed(&w->rep, data, len, stream, &p->trip) == GD_TRIP)
+		return GD_TRIP;
+	if (p->policy->counter.enabled &&
+	    gd_repeat_feed(&w->ctr, data, len, stream, &p->trip) == GD_TRIP)
 		return GD_TRIP;
 	if (p->cfg->simhash.enabled &&
 	    gd_simhash_feed(&w->sim, data, len, stream, &p->trip) == GD_TRIP)
@@ -122,19 +142,23 @@ struct gd_pipeline *gd_pipeline_new(const struct gd_policy *policy,
 		return NULL;
 	memset(p, 0, offsetof(struct gd_pipeline, reasoning));
 	p->reasoning.rep.ring = NULL;
+	p->reasoning.ctr.ring = NULL;
+	p->reasoning.ctr.norm = NULL;
 	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
 		p->heavy[i].busy = false;
 		p->heavy[i].args = NULL;
 		p->heavy[i].w.rep.ring = NULL;
+		p->heavy[i].w.ctr.ring = NULL;
+		p->heavy[i].w.ctr.norm = NULL;
 	}
 	p->policy = policy;
 	p->cfg = &policy->cfg;
 	p->hist = hist;
-	if (watch_init(&p->text, p->cfg) || watch_prepare(&p->reasoning, p->cfg))
+	if (watch_init(&p->text, policy) || watch_prepare(&p->reasoning, policy))
 		goto fail;
 	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
 		p->heavy[i].args = malloc(p->cfg->limits.max_args_bytes);
-		if (!p->heavy[i].args || watch_prepare(&p->heavy[i].w, p->cfg))
+		if (!p->heavy[i].args || watch_prepare(&p->heavy[i].w, policy))
 			goto fail;
 	}
 	gd_name_run_init(&p->name_run);
@@ -151,11 +175,11 @@ void gd_pipeline_free(struct gd_pipeline *p)
 	if (!p)
 		return;
 	for (int i = GD_WATCHED_CALLS; i-- > 0;) {
-		gd_repeat_fini(&p->heavy[i].w.rep);
+		watch_fini(&p->heavy[i].w);
 		free(p->heavy[i].args);
 	}
-	gd_repeat_fini(&p->reasoning.rep);
-	gd_repeat_fini(&p->text.rep);
+	watch_fini(&p->reasoning);
+	watch_fini(&p->text);
 	free(p);
 }
 
@@ -343,11 +367,16 @@ enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *e
 			p->stats.reasoning_bytes += ev->len;
 		if (!text && !p->reasoning_ready) {
 			watch_reset(&p->reasoning);
+			gd_paraphrase_init(&p->paraphrase, &p->cfg->paraphrase);
 			p->reasoning_ready = true;
 		}
 		if (gd_budget_bytes(&p->budget, &p->cfg->budget, ev->len, &p->trip) == GD_TRIP ||
 		    watch_feed(p, text ? &p->text : &p->reasoning, ev->data, ev->len,
 		               text ? GD_STREAM_TEXT : GD_STREAM_REASONING) == GD_TRIP)
+			return trip_now(p);
+		if (!text && p->cfg->paraphrase.enabled &&
+		    gd_paraphrase_feed(&p->paraphrase, ev->data, ev->len, GD_STREAM_REASONING,
+		                       &p->trip) == GD_TRIP)
 			return trip_now(p);
 		break;
 	}

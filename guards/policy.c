@@ -78,6 +78,12 @@ static int validate(const struct gd_config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "a guard value is out of its range (see gd_config_set)");
 		return -1;
 	}
+	if (c->repeat.counter_repeats == 1 || c->repeat.counter_span < 8 ||
+	    c->repeat.counter_span > GD_COUNTER_WINDOW / 2) {
+		snprintf(err, errlen, "guards.repeat.counter_repeats must be 0 (off) or at least 2, "
+		         "guards.repeat.counter_span in [8, %u]", GD_COUNTER_WINDOW / 2);
+		return -1;
+	}
 	if (c->repeat.max_period + 8 > c->repeat.window_bytes) {
 		snprintf(err, errlen, "guards.repeat.max_period (%u) must be at most "
 		         "guards.repeat.window_bytes - 8 (%u)", c->repeat.max_period,
@@ -93,6 +99,12 @@ static int validate(const struct gd_config *c, char *err, size_t errlen)
 	if (c->simhash.stride > c->simhash.window || c->simhash.shingle > c->simhash.window) {
 		snprintf(err, errlen, "guards.simhash.stride and guards.simhash.shingle must be "
 		         "at most guards.simhash.window (%u)", c->simhash.window);
+		return -1;
+	}
+	if (c->paraphrase.window < 1 || c->paraphrase.window > 31 || c->paraphrase.min_restated < 1 ||
+	    c->paraphrase.min_restated > c->paraphrase.window) {
+		snprintf(err, errlen, "guards.paraphrase.min_restated must be in [1, "
+		         "guards.paraphrase.window], the window at most 31");
 		return -1;
 	}
 	if (c->simhash.min_hits * 2 > 64) {
@@ -114,6 +126,10 @@ struct gd_policy *gd_policy_new(const struct gd_config *cfg, char *err, size_t e
 		return NULL;
 	}
 	p->cfg = *cfg;
+	p->counter = cfg->repeat;
+	p->counter.window_bytes = GD_COUNTER_WINDOW;
+	p->counter.max_period = GD_COUNTER_WINDOW / 2;
+	p->counter.enabled = cfg->repeat.enabled && cfg->repeat.counter_repeats > 0;
 	if (validate(cfg, err, errlen) ||
 	    compile_list("guards.failure.patterns", cfg->failure.patterns,
 	                 cfg->failure.n_patterns, &p->permanent, err, errlen) ||

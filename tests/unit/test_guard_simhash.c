@@ -149,8 +149,13 @@ static void test_dump_then_text_passes(void **state)
 	for (int i = 1; i <= 30; i++)
 		tg_appendf(&s, &len, "Attempt %d: I will change the import to app.lib.parser and run "
 		           "it again, which should resolve the missing module error.\n", i);
+	/* (The counter rule of the exact watchdog catches it too: off here.) */
+	struct gd_policy *keep = pol;
+	pol = tg_policy((const char *const[]){ "guards.repeat.counter_repeats=0", NULL });
 	assert_true(feed(s, 3, guard) > 0);
 	assert_string_equal(guard, "simhash");
+	gd_policy_free(pol);
+	pol = keep;
 	free(s);
 }
 

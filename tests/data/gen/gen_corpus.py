@@ -503,7 +503,7 @@ def l_reasoning_circling(num):
     write(num, "reasoning-circling", "simhash: reasoning that circles with near-repeats",
           "Reasoning model (llama.cpp reasoning_content) that keeps 'reconsidering' the same four "
           "hypotheses in near-identical sentences.",
-          "loop", {"trip": True, "guard": ["simhash", "repeat"], "onset_chunk": onset, "by_chunk": by}, conv, s)
+          "loop", {"trip": True, "guard": ["simhash", "repeat", "paraphrase"], "onset_chunk": onset, "by_chunk": by}, conv, s)
 
 
 @scenario
@@ -686,7 +686,7 @@ def l_reasoning_exact(num):
     s.finish("length")
     write(num, "reasoning-exact-loop", "repeat: reasoning stuck on one sentence",
           "Ollama `reasoning` field repeating one sentence verbatim.",
-          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+          "loop", {"trip": True, "guard": ["repeat", "simhash", "paraphrase"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
 
 
 @scenario
@@ -1584,6 +1584,383 @@ def l_grep_spellings(num):
           "fourth spelling trips (guards.dedup.max_similar), three are a legitimate search.",
           "loop", {"trip": True, "guard": ["dedup", "name_run"], "onset_chunk": ends[0] + 1, "by_chunk": ends[3]},
           conv, s)
+
+
+def counter_loop(s, make, first, times, per, field="content"):
+    """Emits make(first), make(first+1)...: a unit that changes only in a
+    counter. Returns (onset, by) with by from the bytes rule, capped at 64."""
+    emit = s.reasoning if field == "reasoning" else s.text
+    emit(make(first), per=per)
+    m = LoopMark(bound_bytes(len(make(first).encode())))
+    m.start(s.n + 1)
+    for k in range(first + 1, first + times):
+        emit(make(k), per=per, on_piece=m.piece)
+    return m.onset, near_by(m.onset, m.by)
+
+
+@scenario
+def l_table_row_counter(num):
+    # Item 1: one row repeated, only its number changing.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep"], "List every route of the API as a table.")
+    s = Stream("llama", rng, model="qwen2.5-coder-7b-instruct-q4_k_m.gguf")
+    s.text("Here are the routes:\n\n| # | Method | Path | Handler | Auth |\n|---|---|---|---|---|\n"
+           "| 1 | GET | /api/v1/users | list_users | yes |\n| 2 | POST | /api/v1/users | create_user | yes |\n")
+    onset, by = counter_loop(s, lambda k: "| %d | GET | /api/v1/users/{id} | get_user | yes |\n" % k, 3, 24, 1)
+    s.finish("length")
+    write(num, "table-row-counter", "counter: a table row repeated with only its number changing",
+          "llama.cpp, one token per chunk: the model is stuck on one route and only the row number "
+          "moves on. Exact repetition never sees it, and SimHash ignores windows this poor in words "
+          "(issue 12 item 1).",
+          "loop", {"trip": True, "guard": ["repeat"], "onset_chunk": onset, "by_chunk": by}, conv, s)
+
+
+@scenario
+def l_json_type_spaces(num):
+    # Item 1: one JSON line repeated with varying spaces.
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Give me the layer config of the model as JSON.",
+                stream_usage=True)
+    s = Stream("vllm", rng, model="zai-org/GLM-4.5-Air", usage=True)
+    s.text("```json\n{\n  \"model\": \"tiny-conv\",\n  \"layers\": [\n    {\n      \"name\": \"conv1\",\n"
+           "      \"kernel\": [3, 3],\n")
+    pads = [6, 6, 7, 6, 8, 6, 6, 7]
+    line = lambda k: " " * pads[k % len(pads)] + "\"type\":" + " " * (1 + (k % 5 == 3)) + "3.0,\n"
+    onset, by = counter_loop(s, line, 0, 60, 1)
+    s.finish("length")
+    write(num, "json-line-spaces", "counter: one JSON line repeated with varying spaces",
+          "GLM via vLLM writes `\"type\": 3.0,` again and again, indented and spaced a little "
+          "differently each time: not an exact repeat, and its only words are `type` and numbers "
+          "(issue 12 item 1).",
+          "loop", {"trip": True, "guard": ["repeat"], "onset_chunk": onset, "by_chunk": by}, conv, s)
+
+
+@scenario
+def h_benchmark_table(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file"], "Summarize the benchmark results as a table.")
+    conv.turn("", [("bash", {"command": "./bench --threads 1,2,4,8,16,32"}, "see table")])
+    s = Stream("llama", rng)
+    rows = "| Threads | Requests/s | p50 (ms) | p99 (ms) | Speedup |\n|---:|---:|---:|---:|---:|\n"
+    base = 8120
+    for t in [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]:
+        rps = int(base * min(t, 24) ** 0.93 * rng.uniform(0.97, 1.03))
+        rows += "| %d | %d | %.1f | %.1f | %.2fx |\n" % (t, rps, rng.uniform(0.8, 3.5), rng.uniform(4, 40), rps / base)
+    s.text("Throughput scales until 24 threads:\n\n" + rows, per=1)
+    s.finish()
+    healthy(num, "benchmark-table", "a numeric table: the same shape, numbers that really vary",
+            "Twelve rows alike but for their numbers, none of them a counter.", conv, s)
+
+
+@scenario
+def h_json_schema(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Write the JSON schema for the user record.", stream_usage=True)
+    fields = [("id", "integer"), ("email", "string"), ("name", "string"), ("created_at", "string"),
+              ("updated_at", "string"), ("is_admin", "boolean"), ("age", "integer"), ("country", "string"),
+              ("locale", "string"), ("timezone", "string"), ("plan", "string"), ("seats", "integer"),
+              ("score", "number"), ("tags", "array"), ("avatar_url", "string"), ("last_login", "string")]
+    props = ",\n".join('    "%s": { "type": "%s" }' % (n, t) for n, t in fields)
+    body = '{\n  "$schema": "https://json-schema.org/draft/2020-12/schema",\n  "type": "object",\n  "properties": {\n' + props + '\n  },\n  "required": ["id", "email"]\n}\n'
+    s = Stream("vllm", rng, usage=True)
+    s.call("write_file", {"path": "schemas/user.json", "content": body}, per=2)
+    s.finish()
+    healthy(num, "json-schema-properties", "a JSON schema: many properties of the same shape",
+            "`\"x\": { \"type\": \"string\" }` again and again, each with its own name.", conv, s)
+
+
+@scenario
+def h_numbered_checklist(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Give me a release checklist.")
+    items = ["Bump the version in package.json", "Update CHANGELOG.md", "Run the full test suite",
+             "Build the Docker image", "Push the image to the registry", "Tag the release in git",
+             "Deploy to staging", "Run the smoke tests on staging", "Deploy to production",
+             "Watch the error rate for 30 minutes", "Announce the release in #eng", "Close the milestone"]
+    text = "".join("%d. [ ] %s\n" % (i + 1, it) for i, it in enumerate(items))
+    s = Stream("ollama", rng)
+    s.text("Release checklist:\n\n" + text, per=1)
+    s.finish()
+    healthy(num, "numbered-checklist", "a numbered checklist", "Counters with real, different items.",
+            conv, s)
+
+
+def data_uri(rng, nbytes):
+    return "data:image/png;base64," + base64.b64encode(bytes(rng.randrange(256) for _ in range(nbytes))).decode()
+
+
+@scenario
+def h_data_uri_twice(num):
+    # Item 7: the same long passage twice in one file.
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Make a single-file landing page, no external assets.")
+    uri = data_uri(rng, 3600)
+    html = ("<!doctype html>\n<html lang=\"en\">\n<head>\n  <meta charset=\"utf-8\">\n  <title>Acme</title>\n"
+            "  <link rel=\"icon\" type=\"image/png\" href=\"%s\">\n  <style>body{font-family:system-ui;margin:0}"
+            "header{display:flex;gap:1rem;align-items:center;padding:1rem}</style>\n</head>\n<body>\n"
+            "  <header>\n    <img class=\"logo\" alt=\"Acme\" width=\"48\" height=\"48\" src=\"%s\">\n"
+            "    <h1>Acme</h1>\n  </header>\n  <main><p>Everything in one file.</p></main>\n</body>\n</html>\n"
+            % (uri, uri))
+    s = Stream("llama", rng)
+    s.text("Here is the page, with the icon inlined for both the favicon and the logo.")
+    s.call("write_file", {"path": "index.html", "content": html}, per=6)
+    s.finish()
+    healthy(num, "data-uri-twice", "the same 4.8 KB data URI twice in one file",
+            "Favicon and logo share one base64 image: a long passage written twice, which exact "
+            "repetition allows and SimHash must too (issue 12 item 7).", conv, s)
+
+
+@scenario
+def l_data_uri_flood(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Add the star icon to every rating row.")
+    tag = "    <img class=\"star\" alt=\"\" src=\"%s\">\n" % data_uri(rng, 180)
+    head = "<div class=\"rating\">\n"
+    content = head + tag * 12 + "</div>\n"
+    s = Stream("llama", rng)
+    s.text("Adding the stars.")
+    a = args_json({"path": "partials/rating.html", "content": content})
+    esc_first = args_json({"path": "partials/rating.html", "content": head + tag})[:-2]
+    m = LoopMark(bound_bytes(len(json.dumps(tag)[1:-1].encode())))
+    idx = s.n_calls
+    s.n_calls += 1
+    s._chunk({"tool_calls": [{"index": idx, "id": s._call_id(), "type": "function",
+                              "function": {"name": "write_file", "arguments": ""}}]})
+    sent = 0
+    for p in s._pieces(a, 6):
+        s._chunk({"tool_calls": [{"index": idx, "function": {"arguments": p}}]})
+        sent += len(p)
+        if m.onset is None and sent > len(esc_first):
+            m.start(s.n)
+            m.piece(s.n, a[len(esc_first):sent])
+        elif m.onset is not None:
+            m.piece(s.n, p)
+    s.finish()
+    write(num, "data-uri-flood", "repeat: the same inlined image again and again",
+          "A write whose content repeats one `<img>` with a 240-byte data URI 12 times: exact "
+          "repetition, cut at the third copy (the twin of 064, where it appears twice).",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by},
+          conv, s)
+
+
+@scenario
+def h_generated_handlers(num):
+    # Item 8: generated code that differs only in numbers and names.
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Generate one HTTP handler per opcode in ops.py.")
+    codes = [0, 7, 12, 13, 19, 21, 22, 30, 31, 37, 40, 44, 45, 51, 58, 60, 61, 64, 70, 77, 80, 88, 93, 99]
+    code = ("from fastapi import APIRouter, Request\n\nfrom .dispatch import SCHEMAS, decode, dispatch\n\n"
+            "router = APIRouter()\n\n")
+    for c in codes:
+        code += ("\n@router.post(\"/ops/%d\")\nasync def handle_%d(req: Request):\n"
+                 "    payload = decode(await req.body(), schema=SCHEMAS[%d])\n"
+                 "    return dispatch(%d, payload)\n\n" % (c, c, c, c))
+    s = Stream("llama", rng)
+    s.text("I'll generate the handlers.")
+    s.call("write_file", {"path": "app/ops.py", "content": code}, per=3)
+    s.finish()
+    healthy(num, "generated-handlers", "24 generated handlers that differ only in numbers and names",
+            "Table-driven code: `handle_0`, `handle_7`, ... each the same body; every handler adds a "
+            "new identifier (issue 12 item 8).", conv, s)
+
+
+@scenario
+def h_generated_go_code(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Show me the route handlers for the admin API in Go.", stream_usage=True)
+    names = ["ListUsers", "GetUser", "CreateUser", "UpdateUser", "DeleteUser", "ListTeams", "GetTeam",
+             "CreateTeam", "DeleteTeam", "ListKeys", "CreateKey", "RevokeKey", "ListAudit", "ExportAudit",
+             "GetSettings", "UpdateSettings"]
+    code = "```go\npackage admin\n\nimport \"net/http\"\n\n"
+    for i, n in enumerate(names):
+        code += ("// handle%s serves op %d.\nfunc handle%s(w http.ResponseWriter, r *http.Request) {\n"
+                 "\tserve(w, r, op%s, %d)\n}\n\n" % (n, i + 1, n, n, i + 1))
+    code += "```\n"
+    s = Stream("vllm", rng, usage=True)
+    s.text("Each handler forwards to `serve` with its op:\n\n" + code, per=1)
+    s.finish()
+    healthy(num, "generated-go-handlers", "generated Go handlers in a fenced block of the answer",
+            "Sixteen functions alike but for their names, shown in the answer text.", conv, s)
+
+
+@scenario
+def l_handler_same_name(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Generate one HTTP handler per opcode in ops.py.")
+    head = ("from fastapi import APIRouter, Request\n\nfrom .dispatch import SCHEMAS, decode, dispatch\n\n"
+            "router = APIRouter()\n\n")
+    fn = lambda c: ("\n@router.post(\"/ops/%d\")\nasync def handle_op(req: Request):\n"
+                    "    payload = decode(await req.body(), schema=SCHEMAS[%d])\n"
+                    "    return dispatch(%d, payload)\n\n" % (c, c, c))
+    content = head + "".join(fn(c) for c in range(16))
+    s = Stream("llama", rng)
+    s.text("I'll generate the handlers.")
+    a = args_json({"path": "app/ops.py", "content": content})
+    esc_first = args_json({"path": "app/ops.py", "content": head + fn(0)})[:-2]
+    m = LoopMark(bound_bytes(len(json.dumps(fn(0))[1:-1].encode())))
+    idx = s.n_calls
+    s.n_calls += 1
+    s._chunk({"tool_calls": [{"index": idx, "id": s._call_id(), "type": "function",
+                              "function": {"name": "write_file", "arguments": ""}}]})
+    sent = 0
+    for p in s._pieces(a, 3):
+        s._chunk({"tool_calls": [{"index": idx, "function": {"arguments": p}}]})
+        sent += len(p)
+        if m.onset is None and sent > len(esc_first):
+            m.start(s.n)
+            m.piece(s.n, a[len(esc_first):sent])
+        elif m.onset is not None:
+            m.piece(s.n, p)
+    s.finish()
+    write(num, "handler-same-name", "counter: the same handler again, only its opcode counting up",
+          "The twin of 066: every copy is `handle_op` with the opcode counting 0, 1, 2...: nothing "
+          "new but a counter.",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset,
+                   "by_chunk": near_by(m.onset, m.by)}, conv, s)
+
+
+def paraphrase_loop(s, rng, intro, slots, cycles, per=1, field="reasoning"):
+    """Reasoning that restates one plan again and again: each cycle picks one
+    phrasing per slot (never the same sentence twice in a row). Returns the
+    onset (the first chunk of the second statement of the plan)."""
+    emit = s.reasoning if field == "reasoning" else s.text
+    emit(intro, per=per)
+    onset = None
+    last = [None] * len(slots)
+    for c in range(cycles):
+        if c == 1:
+            onset = s.n + 1
+        for i, variants in enumerate(slots):
+            choices = [v for v in variants if v != last[i]] or variants
+            last[i] = rng.choice(choices)
+            emit(last[i] + " ", per=per)
+    return onset
+
+
+@scenario
+def l_paraphrase_gpt_oss(num):
+    # Item 5: gpt-oss keeps rephrasing the same plan.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "Make fetchJson retry on network errors.",
+                stream_usage=True, model="gpt-oss-20b")
+    conv.turn("", [("read", {"filePath": "/home/dev/web/src/api/client.ts"},
+                    "00001| export async function fetchJson(url: string, init?: RequestInit) {\n"
+                    "00002|   const res = await fetch(url, init)\n00003|   if (!res.ok) throw new HttpError(res.status)\n"
+                    "00004|   return res.json()\n00005| }\n")])
+    slots = [
+        ["We need to add retry logic to fetchJson.", "We need to make fetchJson retry on failure.",
+         "We need fetchJson to retry when the request fails.", "The task: fetchJson must retry failed requests."],
+        ["Let's wrap the fetch call in a loop.", "Let's put the fetch call inside a retry loop.",
+         "So we wrap fetch in a loop that retries.", "Let's loop around the fetch call."],
+        ["Use exponential backoff, three attempts.", "Three attempts with exponential backoff should do.",
+         "We can do up to three attempts, doubling the delay.", "Backoff exponentially, at most three attempts."],
+        ["Only retry network errors, not HTTP errors.", "Network errors are retried; HttpError is not.",
+         "We should not retry on HttpError, only on network failures."],
+        ["Then we edit src/api/client.ts.", "So we need to edit src/api/client.ts.",
+         "Then apply the edit to src/api/client.ts.", "We'll produce the edit for src/api/client.ts."],
+        ["Let's do it.", "Let's implement.", "Ok.", "Let's produce the edit."],
+    ]
+    s = Stream("vllm", rng, model="openai/gpt-oss-20b", usage=True)
+    onset = paraphrase_loop(s, rng, "The user wants fetchJson to retry on network errors. ", slots, 10)
+    s.finish("length")
+    write(num, "paraphrase-plan-gpt-oss", "reasoning: the same plan rephrased again and again (gpt-oss)",
+          "gpt-oss via vLLM (one token per chunk) restates its plan in shuffled phrasings without ever "
+          "calling the edit tool: no sentence repeats verbatim in a row, so neither exact repetition "
+          "nor SimHash sees it soon (issue 12 item 5: cut 250 chunks past the onset).",
+          "loop", {"trip": True, "guard": ["paraphrase", "simhash", "repeat"], "onset_chunk": onset,
+                   "by_chunk": onset + 64}, conv, s)
+
+
+@scenario
+def l_paraphrase_qwen3(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "bash", "edit"], "The CSV export drops the last row. Fix it.",
+                model="qwen3:30b-a3b")
+    slots = [
+        ["Okay, so the export loses the last row.", "So the last row of the export goes missing.",
+         "Right, the export drops the last row."],
+        ["The loop in export_rows probably stops one row short.",
+         "Maybe the loop in export_rows ends one row too early.",
+         "I think the loop in export_rows is off by one row."],
+        ["I should read export.py to check the loop bounds.", "Let me open export.py and check the loop bounds.",
+         "I need to check the loop bounds in export.py."],
+        ["If the loop uses range(len(rows) - 1), that's the bug.",
+         "If the range is len(rows) - 1, the loop skips the last row.",
+         "A loop over range(len(rows) - 1) would drop the last row."],
+        ["Wait, let me think again.", "Hmm, let me reconsider.", "Wait."],
+    ]
+    s = Stream("ollama", rng, model="qwen3:30b-a3b")
+    onset = paraphrase_loop(s, rng, "The user says the CSV export drops the last row. ", slots, 10)
+    s.finish("length")
+    write(num, "paraphrase-plan-qwen3", "reasoning: a hypothesis rephrased again and again (qwen3, Ollama)",
+          "Ollama's `reasoning` field: the model circles on one hypothesis and one intended action in "
+          "varied words (keeping the terms of the problem, as restatements do) and never reads the file.",
+          "loop", {"trip": True, "guard": ["paraphrase", "simhash", "repeat"], "onset_chunk": onset,
+                   "by_chunk": onset + 64}, conv, s)
+
+
+@scenario
+def h_reasoning_progress(num):
+    # Item 5's healthy twin: long reasoning that revisits its plan while making progress.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "Make fetchJson retry on network errors.",
+                stream_usage=True, model="gpt-oss-20b")
+    r = ("The user wants fetchJson to retry on network errors. We need to add retry logic to fetchJson. "
+         "Let's look at how it fails today: fetch rejects with a TypeError on a network failure, and the "
+         "function throws HttpError when res.ok is false. So retry on TypeError only; HttpError means the "
+         "server answered. We need to decide the delays: 100 ms, then 200, then 400, so three attempts "
+         "take under a second. Let's also respect init.signal: if the caller aborted, an AbortError comes "
+         "back and we must not retry it. We need to check whether AbortError is a TypeError. In browsers it "
+         "is a DOMException named AbortError, in Node's undici too, so checking err.name works. "
+         "Let's revisit the plan: wrap fetch in a loop of three attempts, sleep between them, rethrow the "
+         "last error. Wait, the tests mock fetch with vi.fn and expect one call on failure; test/api.test.ts "
+         "line 42 asserts toHaveBeenCalledTimes(1). We need to update that test to expect three calls, and "
+         "use fake timers so the backoff does not slow the suite. Let's also export a small sleep helper "
+         "from src/util/time.ts, since there is already a delay function there named wait. Actually wait() "
+         "takes seconds, not milliseconds, so pass 0.1, 0.2, 0.4. Let me restate the plan to be sure: "
+         "edit src/api/client.ts to loop three times around fetch, retry only TypeError, never AbortError, "
+         "wait 0.1 s doubling each time; then change the expectation in test/api.test.ts and enable "
+         "vi.useFakeTimers there; then run the tests. That covers it. Let's do the client edit first.")
+    s = Stream("vllm", rng, model="openai/gpt-oss-20b", usage=True)
+    s.reasoning(r, per=1)
+    s.call("edit", {"filePath": "/home/dev/web/src/api/client.ts", "oldString": "  const res = await fetch(url, init)",
+                    "newString": "  const res = await retry(() => fetch(url, init), 3)"}, per=3)
+    s.finish()
+    healthy(num, "reasoning-revisits-plan", "long reasoning that restates its plan while making progress",
+            "gpt-oss-style reasoning that comes back to its plan three times, each time with new facts "
+            "(the error types, the abort signal, the test to update, the helper's units).", conv, s)
+
+
+@scenario
+def h_reasoning_debugging(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "bash", "edit"], "The CSV export drops the last row. Fix it.",
+                model="qwen3:30b-a3b")
+    conv.turn("", [("read_file", {"path": "app/export.py"},
+                    "def export_rows(rows, out):\n    w = csv.writer(out)\n    for i in range(len(rows)):\n"
+                    "        w.writerow(rows[i])\n    return len(rows)\n")])
+    r = ("Okay, so the export loses the last row. I expected an off-by-one in export_rows, but the loop is "
+         "range(len(rows)), which is correct. So the bug is elsewhere. Maybe the caller passes rows already "
+         "missing the last element. Let me think about where rows comes from: fetch_rows in db.py pages "
+         "through the table with LIMIT and OFFSET. If the last page is smaller than the page size, the loop "
+         "there might stop before appending it. Hmm, another possibility: csv.writer buffers, and the "
+         "response closes the stream before flush, so the last row never reaches the client. That would "
+         "show up only for big exports, and the user said every export loses one row, even tiny ones. So "
+         "buffering is less likely. Back to fetch_rows: a typical bug is while len(page) == size, which "
+         "drops a final partial page; but that would lose many rows, not exactly one. Exactly one row "
+         "suggests the header handling: if the code skips the first data row thinking it is a header, the "
+         "count is off by one too, but that loses the first row, not the last. Let me reconsider: the "
+         "return value len(rows) is used by the view to set Content-Length? No, that would be bytes. I "
+         "should read db.py's fetch_rows and the view in views/export.py before guessing further; the view "
+         "slices rows[:-1] maybe to drop a trailing total line. That is the most specific hypothesis: a "
+         "slice meant for a totals row that no longer exists. Let me read the view first, then db.py.")
+    s = Stream("ollama", rng, model="qwen3:30b-a3b")
+    s.reasoning(r, per=1)
+    s.call("read_file", {"path": "app/views/export.py"})
+    s.finish()
+    healthy(num, "reasoning-debugging", "reasoning that weighs several hypotheses and returns to one",
+            "Long debugging reasoning that revisits the same function and the same symptom several times, "
+            "each time with a new hypothesis or a new fact.", conv, s)
 
 
 def main():
