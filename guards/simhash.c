@@ -76,13 +76,10 @@ static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
 				fp |= 1ULL << (4 * j + i);
 	for (uint32_t i = 0; i < s->n_past; i++) {
 		const struct gd_simhash_past *pp = &s->past[i];
+		if (pp->start + cfg->window > start)
+			continue; /* overlapping windows share shingles */
 		uint32_t d = gd_popcount64(fp ^ pp->fp);
-		/* Overlapping windows share shingles: only an identical one
-		 * (the text repeating itself within a window) counts. */
-		bool identical = d == 0 && pp->sum == s->sum;
-		if (pp->start + cfg->window > start && !identical)
-			continue;
-		if (pp->start + cfg->window <= start && d < best)
+		if (d < best)
 			best = d;
 		if (d > cfg->max_distance)
 			continue;
@@ -102,7 +99,7 @@ static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
 	/* Counting distinct tokens costs a sort: only for would-be hits. */
 	if (!neutral)
 		hit = matched && distinct_tokens(s) >= cfg->min_distinct;
-	s->past[s->n_checks % cfg->history] = (struct gd_simhash_past){ fp, s->sum, start };
+	s->past[s->n_checks % cfg->history] = (struct gd_simhash_past){ fp, start };
 	if (s->n_past < cfg->history)
 		s->n_past++;
 	s->check_off[s->n_checks % 64] = s->sh_off[start % cfg->window];
@@ -144,7 +141,6 @@ static enum gd_verdict push_token(struct gd_simhash *s, uint64_t tok, uint64_t o
 	uint64_t old = s->n_sh >= w ? s->sh[idx] : 0;
 	for (int j = 0; j < 16; j++)
 		s->ones[j] += spread[(h >> (4 * j)) & 15] - spread[(old >> (4 * j)) & 15];
-	s->sum += h - old;
 	if (tok != DIGITS_TOKEN) {
 		/* A word never seen before (two bits of a Bloom filter: a word
 		 * mistaken for seen only makes a window count, never the reverse). */

@@ -10,9 +10,9 @@
  *   number lists, `} } }`, metrics lines: the exact-repeat watchdog covers
  *   those), or one token filling more than a quarter of the window;
  * Windows that do not count at all (neutral: the hit record does not move):
- * - identical to an earlier window that was not itself a copy: the second
- *   occurrence of a passage, which exact repetition allows (a data URI used
- *   for the favicon and the logo); the third occurrence is a hit;
+ * - every window it matches lies in one earlier place: the second copy of
+ *   a passage, which exact repetition allows (a data URI used for the
+ *   favicon and the logo); a third copy matches two places and is a hit;
  * - matching an earlier window when a word never seen before appeared
  *   between the two: the text is still bringing new identifiers (generated
  *   handlers handle_0, handle_7, … that differ in numbers and names).
@@ -29,7 +29,6 @@
 
 struct gd_simhash_past {
 	uint64_t fp;
-	uint64_t sum;   /* sum of the window's shingle hashes: identical windows */
 	uint64_t start; /* index of the window's first shingle */
 };
 
@@ -48,7 +47,6 @@ struct gd_simhash {
 	uint64_t sh_off[GD_SIMHASH_MAX_WINDOW]; /* ring: stream offset of that token */
 	uint64_t ones[16];       /* per fingerprint bit, 1-bits among the window's shingles:
 	                            4 lanes of 16 bits per word, lane i of word j = bit 4j+i */
-	uint64_t sum;            /* sum of the window's shingle hashes */
 	uint64_t last_fresh;     /* 1 + shingle index of the latest word never seen before */
 	uint64_t seen[GD_SIMHASH_SEEN_BITS / 64]; /* words seen (two bits each, Bloom) */
 	uint64_t n_checks;
