@@ -22,8 +22,11 @@ static const char *const stop_words[] = {
 
 static bool is_stop(const char *w, uint32_t len)
 {
+	if (len > 6)
+		return false;
 	for (size_t i = 0; i < sizeof(stop_words) / sizeof(stop_words[0]); i++)
-		if (strlen(stop_words[i]) == len && memcmp(stop_words[i], w, len) == 0)
+		if (stop_words[i][0] == w[0] && strncmp(stop_words[i], w, len) == 0 &&
+		    stop_words[i][len] == '\0')
 			return true;
 	return false;
 }
@@ -65,16 +68,40 @@ static enum gd_verdict end_sentence(struct gd_paraphrase *s, enum gd_stream stre
 		s->list_item = false;
 		return GD_PASS;
 	}
-	for (uint64_t k = 0; k < kept; k++) {
+	/* Sentences keep their words sorted: each comparison is one merge. */
+	for (uint32_t i = 1; i < c->n; i++)
+		for (uint32_t j = i; j > 0 && c->word[j - 1] > c->word[j]; j--) {
+			uint32_t t = c->word[j];
+			c->word[j] = c->word[j - 1];
+			c->word[j - 1] = t;
+		}
+	uint64_t sig = 0;
+	for (uint32_t i = 0; i < c->n; i++)
+		sig |= 1ULL << (c->word[i] & 63);
+	c->sig = sig;
+	/* Stops at the first earlier sentence that holds enough of its words. */
+	uint32_t need = (cfg->overlap_percent * c->n + 99) / 100;
+	for (uint64_t k = 0; k < kept && best < need; k++) {
 		const struct gd_paraphrase_sentence *p = &s->past[k];
-		uint32_t shared = 0;
-		for (uint32_t i = 0; i < c->n; i++)
-			for (uint32_t j = 0; j < p->n; j++)
-				shared += c->word[i] == p->word[j];
+		uint32_t shared = 0, i = 0, j = 0;
+
+		if (!(sig & p->sig))
+			continue; /* no word in common */
+		while (i < c->n && j < p->n) {
+			if (c->word[i] == p->word[j]) {
+				shared++;
+				i++;
+				j++;
+			} else if (c->word[i] < p->word[j]) {
+				i++;
+			} else {
+				j++;
+			}
+		}
 		if (shared > best)
 			best = shared;
 	}
-	restated = 100 * best >= cfg->overlap_percent * c->n;
+	restated = best >= need;
 	s->past[s->n_sent % GD_PARAPHRASE_SENTENCES] = *c;
 	s->n_sent++;
 	c->n = 0;
@@ -111,6 +138,23 @@ enum gd_verdict gd_paraphrase_feed(struct gd_paraphrase *s, const char *data, si
 		enum gd_paraphrase_line line = s->line;
 
 		s->pos++;
+		/* ``` fences code: not sentences. */
+		if (c == '`') {
+			if (++s->ticks == 3) {
+				s->in_fence = !s->in_fence;
+				s->in_word = false;
+				s->word_len = 0;
+				s->word_hash = (uint32_t)GD_FNV_OFFSET;
+				s->cur.n = 0;
+				s->sent_start = s->pos;
+			}
+			continue;
+		}
+		s->ticks = 0;
+		if (s->in_fence) {
+			s->line = c == '\n' ? GD_LINE_START : s->line;
+			continue;
+		}
 		/* How the line begins: "- ", "* ", "+ ", "|", "12." or "3)" make
 		 * it a list item (its marker's '.' ends no sentence). */
 		if (line == GD_LINE_START && !space) {
@@ -154,12 +198,14 @@ enum gd_verdict gd_paraphrase_feed(struct gd_paraphrase *s, const char *data, si
 			end_word(s);
 		if (c == '.' || c == '!' || c == '?') {
 			s->dot = true;
-		} else if (c == ';' || c == '\n') {
+		} else if (c == ';' || (c == '\n' && line == GD_LINE_START)) {
+			/* ';' or a blank line; a single line break is a space
+			 * (wrapped prose, list items that run on). */
 			if (end_sentence(s, stream, trip) == GD_TRIP)
 				return GD_TRIP;
-			if (c == '\n')
-				s->line = GD_LINE_START;
 		}
+		if (c == '\n')
+			s->line = GD_LINE_START;
 	}
 	return GD_PASS;
 }

@@ -3,8 +3,8 @@
  * Let's wrap fetch in a loop… We need fetchJson to retry…"), which neither
  * exact repetition nor SimHash sees soon (no sentence repeats verbatim in a
  * row, and shingles of three words rarely survive rewording).
- * The stream is cut into sentences (at . ! ? followed by a space, ; and line
- * breaks); a sentence's words are its runs of letters, digits, '_' and '\''
+ * The stream is cut into sentences (at . ! ? followed by a space, ; and blank
+ * lines; code in ``` fences is skipped); a sentence's words are its runs of letters, digits, '_' and '\''
  * of 3+ characters, case-folded, a few function words left out. A sentence
  * of at least <min_words> words is restated when <overlap_percent> of them
  * occur in one earlier sentence (the last GD_PARAPHRASE_SENTENCES kept).
@@ -23,6 +23,7 @@
 #include "guards/trip.h"
 
 struct gd_paraphrase_sentence {
+	uint64_t sig;                         /* bit (hash & 63) of each word */
 	uint32_t n;                           /* distinct words kept */
 	uint32_t word[GD_PARAPHRASE_WORDS];   /* their hashes */
 };
@@ -46,6 +47,8 @@ struct gd_paraphrase {
 	bool digits_only;        /* the word read so far is digits */
 	bool dot;                /* a '.', '!' or '?' waits for the next byte */
 	bool list_item;          /* the current sentence is a list item or table row */
+	bool in_fence;           /* inside a ``` code fence: not read */
+	uint32_t ticks;          /* backticks in a row */
 	enum gd_paraphrase_line line;
 	struct gd_paraphrase_sentence cur;
 	uint64_t n_sent;         /* sentences kept */

@@ -6,7 +6,8 @@
 
 #include "guards/util.h"
 
-int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+/* One allocation: the ring, then the block table (<bits> bits of slots). */
+static int init_with(struct gd_repeat *r, const struct gd_repeat_config *cfg, uint32_t bits)
 {
 	uint32_t size = 64;
 
@@ -14,16 +15,26 @@ int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
 	r->cfg = cfg;
 	while (size < cfg->window_bytes)
 		size <<= 1;
-	r->ring = malloc(size);
+	r->ring = malloc(size + ((size_t)4 << bits));
 	if (!r->ring)
 		return -1;
 	r->mask = size - 1;
+	r->table = (uint32_t *)(void *)(r->ring + size);
+	r->table_bits = bits;
+	memset(r->table, 0, (size_t)4 << bits);
 	return 0;
+}
+
+int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+{
+	return init_with(r, cfg, GD_REPEAT_TABLE_BITS);
 }
 
 int gd_repeat_init_counter(struct gd_repeat *r, const struct gd_repeat_config *cfg)
 {
-	if (gd_repeat_init(r, cfg))
+	/* The normalized stream's window is small: a small table stays in
+	 * cache. */
+	if (init_with(r, cfg, GD_COUNTER_TABLE_BITS))
 		return -1;
 	r->norm = calloc(1, sizeof(*r->norm));
 	if (r->norm)
@@ -50,7 +61,7 @@ void gd_repeat_reset(struct gd_repeat *r)
 	r->pos = 0;
 	r->block = 0;
 	r->n_cand = 0;
-	memset(r->table, 0, sizeof(r->table));
+	memset(r->table, 0, (size_t)4 << r->table_bits);
 	if (r->norm) {
 		uint32_t *raw_lo = r->norm->raw_lo;
 		memset(r->norm, 0, sizeof(*r->norm));
@@ -414,7 +425,7 @@ static bool reached(struct gd_repeat *r, struct gd_repeat_cand *c, uint64_t n)
 }
 
 /* One byte of the stream (in counter mode, of the normalized stream). */
-static inline enum gd_verdict push_byte(struct gd_repeat *r, unsigned char c,
+static inline __attribute__((always_inline)) enum gd_verdict push_byte(struct gd_repeat *r, unsigned char c,
                                         enum gd_stream stream, struct gd_trip *trip)
 {
 	const struct gd_repeat_config *cfg = r->cfg;
@@ -435,7 +446,7 @@ static inline enum gd_verdict push_byte(struct gd_repeat *r, unsigned char c,
 	}
 	if (n < 7)
 		return GD_PASS;
-	uint32_t h = (uint32_t)((r->block * 0x9e3779b97f4a7c15ULL) >> (64 - GD_REPEAT_TABLE_BITS));
+	uint32_t h = (uint32_t)((r->block * 0x9e3779b97f4a7c15ULL) >> (64 - r->table_bits));
 	uint32_t prev = r->table[h];
 	r->table[h] = (uint32_t)(n + 1);
 	if (!prev)

@@ -54,7 +54,8 @@ struct gd_repeat {
 	uint64_t block;      /* the last 8 bytes */
 	uint32_t n_cand;
 	struct gd_repeat_cand cand[GD_REPEAT_CANDIDATES];
-	uint32_t table[GD_REPEAT_TABLE]; /* block hash -> (position + 1) mod 2^32 */
+	uint32_t *table;     /* block hash -> (position + 1) mod 2^32; in <ring>'s allocation */
+	uint32_t table_bits; /* 2^table_bits slots */
 };
 
 /* Allocates the window. Returns 0, or -1 when out of memory. */
