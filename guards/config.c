@@ -73,7 +73,7 @@ static const char *const default_mutating[] = {
  * of them reading distinct files is an agent being thorough, so they get a
  * longer run than searches and listings. Identical calls trip dedup at 2 and
  * near-identical ones at dedup.max_similar, so a run this long is distinct. */
-static const struct gd_name_run_tool default_per_tool[] = {
+static const struct { const char *word; uint32_t max_run; } default_per_tool[] = {
 	{ "read", 64 },
 	{ "view", 64 },
 };
@@ -95,17 +95,25 @@ _Static_assert(N_ELEMS(default_repeatable) <= GD_REPEATABLE_MAX, "too many defau
 _Static_assert(N_ELEMS(default_volatile) <= GD_VOLATILE_MAX, "too many default words");
 _Static_assert(N_ELEMS(default_per_tool) <= GD_PER_TOOL_MAX, "too many default entries");
 
+static void set_tool(struct gd_name_run_tool *t, const char *name, const char *word,
+                     uint32_t max_run)
+{
+	memset(t, 0, sizeof(*t));
+	snprintf(t->word, sizeof(t->word), "%s", word);
+	snprintf(t->key, sizeof(t->key), "%s.%s", name, word);
+	t->max_run = max_run;
+}
+
 void gd_config_defaults(struct gd_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 
 	cfg->name_run.enabled = true;
 	cfg->name_run.max_run = 16;
-	for (size_t i = 0; i < N_ELEMS(default_per_tool); i++) {
-		struct gd_name_run_tool *t = &cfg->name_run.per_tool[cfg->name_run.n_per_tool++];
-		snprintf(t->word, sizeof(t->word), "%s", default_per_tool[i].word);
-		t->max_run = default_per_tool[i].max_run;
-	}
+	for (size_t i = 0; i < N_ELEMS(default_per_tool); i++)
+		set_tool(&cfg->name_run.per_tool[cfg->name_run.n_per_tool++],
+		         "guards.name_run.per_tool", default_per_tool[i].word,
+		         default_per_tool[i].max_run);
 
 	cfg->dedup.enabled = true;
 	cfg->dedup.max_repeats = 2;
@@ -271,7 +279,7 @@ static int parse_u64(const char *v, uint64_t *out)
 }
 
 static int list_set(char *base, uint32_t *n, size_t cap, size_t width,
-                    const char *key, const char *value, char *err, size_t errlen)
+                    const char *value, char *err, size_t errlen)
 {
 	size_t len = strlen(value);
 
@@ -280,16 +288,15 @@ static int list_set(char *base, uint32_t *n, size_t cap, size_t width,
 		return 0;
 	}
 	if (len == 0) {
-		snprintf(err, errlen, "%s: empty entry", key);
+		snprintf(err, errlen, "empty entry");
 		return -1;
 	}
 	if (len >= width) {
-		snprintf(err, errlen, "%s: entry of %zu bytes is longer than %zu", key,
-		         len, width - 1);
+		snprintf(err, errlen, "entry of %zu bytes is longer than %zu", len, width - 1);
 		return -1;
 	}
 	if (*n >= cap) {
-		snprintf(err, errlen, "%s: more than %zu entries", key, cap);
+		snprintf(err, errlen, "more than %zu entries", cap);
 		return -1;
 	}
 	memcpy(base + (size_t)*n * width, value, len + 1);
@@ -307,21 +314,20 @@ static int per_tool_set(struct gd_name_run_config *nr, const struct key *k, cons
 
 	if (key[plen] == '\0') {
 		if (strcmp(value, "{}") != 0) {
-			snprintf(err, errlen, "%s: a map of tool words to run lengths "
-			         "(%s.read: 64), or '{}' to clear it", key, key);
+			snprintf(err, errlen, "a map of tool words to run lengths (%s.read: 64), "
+			         "or '{}' to clear it", k->name);
 			return -1;
 		}
 		nr->n_per_tool = 0;
 		return 0;
 	}
 	if (!*word || strlen(word) >= GD_WORD_MAX || strchr(word, '.')) {
-		snprintf(err, errlen, "%s: '%s' is not a tool word of 1 to %d bytes", key, word,
+		snprintf(err, errlen, "'%s' is not a tool word of 1 to %d bytes", word,
 		         GD_WORD_MAX - 1);
 		return -1;
 	}
 	if (parse_u64(value, &x) || x > k->max) {
-		snprintf(err, errlen, "%s: '%s' is not an integer in [0, %" PRIu64 "]", key, value,
-		         k->max);
+		snprintf(err, errlen, "'%s' is not an integer in [0, %" PRIu64 "]", value, k->max);
 		return -1;
 	}
 	for (uint32_t i = 0; i < nr->n_per_tool; i++) {
@@ -331,11 +337,10 @@ static int per_tool_set(struct gd_name_run_config *nr, const struct key *k, cons
 		}
 	}
 	if (nr->n_per_tool >= GD_PER_TOOL_MAX) {
-		snprintf(err, errlen, "%s: more than %d tools", k->name, GD_PER_TOOL_MAX);
+		snprintf(err, errlen, "more than %d tools", GD_PER_TOOL_MAX);
 		return -1;
 	}
-	snprintf(nr->per_tool[nr->n_per_tool].word, GD_WORD_MAX, "%s", word);
-	nr->per_tool[nr->n_per_tool++].max_run = (uint32_t)x;
+	set_tool(&nr->per_tool[nr->n_per_tool++], k->name, word, (uint32_t)x);
 	return 0;
 }
 
@@ -370,7 +375,7 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		switch (k->type) {
 		case K_BOOL:
 			if (parse_bool(value, &b)) {
-				snprintf(err, errlen, "%s: '%s' is not a boolean (true/false)", key, value);
+				snprintf(err, errlen, "'%s' is not a boolean (true/false)", value);
 				return -1;
 			}
 			*(bool *)(base + k->off) = b;
@@ -378,12 +383,12 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		case K_U32:
 		case K_U64:
 			if (parse_u64(value, &x)) {
-				snprintf(err, errlen, "%s: '%s' is not a non-negative integer", key, value);
+				snprintf(err, errlen, "'%s' is not a non-negative integer", value);
 				return -1;
 			}
 			if (x < k->min || x > k->max) {
-				snprintf(err, errlen, "%s: %" PRIu64 " is out of range [%" PRIu64
-				         ", %" PRIu64 "]", key, x, k->min, k->max);
+				snprintf(err, errlen, "%" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]",
+				         x, k->min, k->max);
 				return -1;
 			}
 			if (k->type == K_U32)
@@ -393,24 +398,24 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 			return 0;
 		case K_PATTERNS:
 			return list_set(&cfg->failure.patterns[0][0], &cfg->failure.n_patterns,
-			                GD_MAX_PATTERNS, GD_PATTERN_MAX, key, value, err, errlen);
+			                GD_MAX_PATTERNS, GD_PATTERN_MAX, value, err, errlen);
 		case K_TRANSIENT:
 			return list_set(&cfg->failure.transient[0][0], &cfg->failure.n_transient,
-			                GD_MAX_PATTERNS, GD_PATTERN_MAX, key, value, err, errlen);
+			                GD_MAX_PATTERNS, GD_PATTERN_MAX, value, err, errlen);
 		case K_MUTATING:
 			return list_set(&cfg->cross_turn.mutating[0][0], &cfg->cross_turn.n_mutating,
-			                GD_MUTATING_MAX, GD_WORD_MAX, key, value, err, errlen);
+			                GD_MUTATING_MAX, GD_WORD_MAX, value, err, errlen);
 		case K_REPEATABLE:
 			return list_set(&cfg->dedup.repeatable[0][0], &cfg->dedup.n_repeatable,
-			                GD_REPEATABLE_MAX, GD_WORD_MAX, key, value, err, errlen);
+			                GD_REPEATABLE_MAX, GD_WORD_MAX, value, err, errlen);
 		case K_PER_TOOL:
 			break; /* above */
 		case K_VOLATILE:
 			return list_set(&cfg->cross_turn.volatile_keys[0][0], &cfg->cross_turn.n_volatile,
-			                GD_VOLATILE_MAX, GD_WORD_MAX, key, value, err, errlen);
+			                GD_VOLATILE_MAX, GD_WORD_MAX, value, err, errlen);
 		}
 	}
-	snprintf(err, errlen, "%s: unknown key", key);
+	snprintf(err, errlen, "unknown key (loopwarden --help lists them)");
 	return -1;
 }
 
@@ -428,7 +433,7 @@ void gd_config_each(const struct gd_config *cfg,
                     void *ctx)
 {
 	const char *base = (const char *)cfg;
-	char buf[32], name[128];
+	char buf[32];
 
 	for (size_t i = 0; i < N_ELEMS(keys); i++) {
 		const struct key *k = &keys[i];
@@ -464,10 +469,10 @@ void gd_config_each(const struct gd_config *cfg,
 		case K_PER_TOOL:
 			if (cfg->name_run.n_per_tool == 0)
 				fn(k->name, "{}", ctx);
+			/* The key lives in the config: callers may keep the pointer. */
 			for (uint32_t j = 0; j < cfg->name_run.n_per_tool; j++) {
-				snprintf(name, sizeof(name), "%s.%s", k->name, cfg->name_run.per_tool[j].word);
 				snprintf(buf, sizeof(buf), "%" PRIu32, cfg->name_run.per_tool[j].max_run);
-				fn(name, buf, ctx);
+				fn(cfg->name_run.per_tool[j].key, buf, ctx);
 			}
 			break;
 		case K_VOLATILE:
