@@ -234,8 +234,8 @@ static void test_default_failure_patterns(void **state)
 	 * item 4: "rate limit" matched "rate limiter" in an echoed todo list, so
 	 * the same todowrite was never cut). */
 	static const char *const ok[] = {
-		"[{\"content\":\"Add rate limiter middleware\",\"status\":\"pending\"},"
-		"{\"content\":\"Write tests for the ratelimiter\",\"status\":\"pending\"}]",
+		("[{\"content\":\"Add rate limiter middleware\",\"status\":\"pending\"},"
+		 "{\"content\":\"Write tests for the ratelimiter\",\"status\":\"pending\"}]"),
 		"server:\n  read_timeout: 30\n  write_timeout: 30\n",
 		"See notfound.html and the tryagain() helper; v5031 of the spec.",
 		"Deploying the unreadyQueue and TimeoutScheduler modules.",
