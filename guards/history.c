@@ -7,6 +7,7 @@
 #include "guards/canon.h"
 #include "guards/cross_turn.h"
 #include "guards/history_int.h"
+#include "guards/pipeline.h"
 #include "guards/policy_int.h"
 #include "guards/util.h"
 
@@ -104,8 +105,7 @@ static void copy_str(char *out, size_t cap, const struct gd_str *s)
 }
 
 static int read_tool_calls(struct gd_history *h, const struct gd_conv_msg *m, size_t *cap,
-                           char **scratch, size_t *scratchcap, size_t msg,
-                           char *err, size_t errlen)
+                           size_t msg, char *err, size_t errlen)
 {
 	const struct gd_config *cfg = &h->policy->cfg;
 	uint32_t turn = h->n_turns++;
@@ -115,7 +115,7 @@ static int read_tool_calls(struct gd_history *h, const struct gd_conv_msg *m, si
 		const char *name = tc->name.ptr, *args = tc->args.ptr ? tc->args.ptr : "";
 		size_t name_len = tc->name.len, alen = tc->args.ptr ? tc->args.len : 0;
 		struct gd_hist_call *c;
-		bool canonical = true;
+		struct gd_call_id id_of;
 
 		if (!name) {
 			snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: no function.name", msg, i);
@@ -136,24 +136,15 @@ static int read_tool_calls(struct gd_history *h, const struct gd_conv_msg *m, si
 		copy_str(c->id, sizeof(c->id), &tc->id);
 		if (!tc->args_json && alen > cfg->limits.max_args_bytes) {
 			/* As the pipeline identifies a call too long to keep. */
-			c->hash = gd_call_identity_raw(name, name_len,
-			                               gd_hash_bytes(GD_FNV_OFFSET, args, alen));
-			continue;
+			gd_call_id_raw(name, name_len, gd_hash_bytes(GD_FNV_OFFSET, args, alen), &id_of);
+		} else {
+			/* A string's value, or an object's raw text (Ollama's native
+			 * form): both canonicalized alike, so the two forms of one
+			 * call have one identity. */
+			gd_call_id(&cfg->cross_turn, name, name_len, args, alen, &id_of);
 		}
-		/* A string's value, or an object's raw text (Ollama's native
-		 * form): both canonicalized by gd_call_identity, so the two forms
-		 * of one call have one identity. <alen> + 16 always fits. */
-		if (alen + 16 > *scratchcap) {
-			char *ns = realloc(*scratch, alen + 16);
-			if (!ns) {
-				snprintf(err, errlen, "out of memory");
-				return -1;
-			}
-			*scratch = ns;
-			*scratchcap = alen + 16;
-		}
-		c->hash = gd_call_identity(name, name_len, args, alen, *scratch, *scratchcap,
-		                           &canonical);
+		c->hash = id_of.exact;
+		c->stable = id_of.stable;
 	}
 	return 0;
 }
@@ -195,8 +186,7 @@ struct gd_history *gd_history_new(const struct gd_policy *policy,
                                   char *err, size_t errlen)
 {
 	struct gd_history *h = NULL;
-	char *scratch = NULL;
-	size_t cap = 0, scratchcap = 0;
+	size_t cap = 0;
 	bool ok = false;
 
 	if (err && errlen)
@@ -220,21 +210,77 @@ struct gd_history *gd_history_new(const struct gd_policy *policy,
 				snprintf(err, errlen, "out of memory");
 				goto out;
 			}
-			if (m->n_calls &&
-			    read_tool_calls(h, m, &cap, &scratch, &scratchcap, i, err, errlen))
+			if (m->n_calls && read_tool_calls(h, m, &cap, i, err, errlen))
 				goto out;
 		} else if (m->role == GD_ROLE_TOOL) {
 			read_result(h, m);
 		}
 	}
+	gd_history_link(h);
 	ok = true;
 out:
-	free(scratch);
 	if (!ok) {
 		gd_history_free(h);
 		return NULL;
 	}
 	return h;
+}
+
+struct link_key {
+	uint64_t stable, result;
+	uint32_t i;
+};
+
+static int by_call_and_result(const void *a, const void *b)
+{
+	const struct link_key *x = a, *y = b;
+
+	if (x->stable != y->stable)
+		return x->stable < y->stable ? -1 : 1;
+	if (x->result != y->result)
+		return x->result < y->result ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Mutating calls that changed nothing (issue 12 item 3: read → a failing
+ * edit → the same failing tests, round after round, was never cut because
+ * the edit and the test run reset the count):
+ * - inert: it failed permanently ("oldString not found"), or an earlier
+ *   twin (same stable identity) got the byte-identical result — a repeat
+ *   that did nothing the first one had not done;
+ * - repeated: some twin, earlier or later, got the identical result. Between
+ *   two identical results of another call, even the first of such twins
+ *   changed nothing that call sees (the cross-turn guard, which requires
+ *   identical results, skips it; the failure breaker, which does not, only
+ *   skips inert calls).
+ * O(n log n), once per history; without memory nothing is marked (every
+ * mutating call resets, as before). */
+void gd_history_link(struct gd_history *h)
+{
+	struct link_key *keys;
+	uint32_t n = 0;
+
+	if (!h || !h->n_calls)
+		return;
+	keys = malloc(h->n_calls * sizeof(*keys));
+	if (!keys)
+		return;
+	for (size_t i = 0; i < h->n_calls; i++) {
+		struct gd_hist_call *c = &h->calls[i];
+		if (!c->mutating || !c->has_result)
+			continue;
+		c->inert = c->kind == GD_RESULT_PERMANENT;
+		keys[n++] = (struct link_key){ c->stable, c->result_hash, (uint32_t)i };
+	}
+	qsort(keys, n, sizeof(*keys), by_call_and_result);
+	for (uint32_t a = 0, b; a < n; a = b) {
+		for (b = a + 1; b < n && keys[b].stable == keys[a].stable &&
+		                keys[b].result == keys[a].result; b++)
+			h->calls[keys[b].i].inert = true; /* later than keys[a] */
+		for (uint32_t k = a; b - a > 1 && k < b; k++)
+			h->calls[keys[k].i].repeated = true;
+	}
+	free(keys);
 }
 
 void gd_history_free(struct gd_history *hist)
@@ -270,7 +316,7 @@ bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip)
 	/* The last K rounds already are one call with one result. */
 	if (cfg->cross_turn.enabled && hist->n_calls) {
 		const struct gd_hist_call *last = &hist->calls[hist->n_calls - 1];
-		uint32_t rounds = gd_cross_turn_rounds(&cfg->cross_turn, hist, last->hash);
+		uint32_t rounds = gd_cross_turn_rounds(&cfg->cross_turn, hist, last->stable);
 		if (rounds >= cfg->cross_turn.max_rounds) {
 			gd_trip_set(trip, "cross_turn", GD_STREAM_NONE, 0,
 			            "history: the last %u rounds are call %s with the same "

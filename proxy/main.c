@@ -15,6 +15,7 @@
 #include "engine/generate.h"
 #include "guards/config.h"
 #include "guards/pipeline.h"
+#include "guards/policy.h"
 #include "proxy/http.h"
 #include "proxy/options.h"
 #include "proxy/server.h"

@@ -17,7 +17,7 @@
 
 #include <yajl/yajl_parse.h>
 
-#include "guards/pipeline.h"
+#include "guards/history.h"
 #include "guards/utf8.h"
 
 const char *px_request_strerror(enum px_request_status st)

@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "guards/canon.h"
+#include "guards/history.h"
 #include "guards/pipeline.h"
+#include "guards/policy.h"
 #include "guards/utf8.h"
 #include "proxy/wire/request.h"
 

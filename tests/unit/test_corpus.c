@@ -1,7 +1,7 @@
 /* The scenario corpus (every .json file in tests/data, see tests/data/README.md): every
  * loop must trip by its by_chunk with an expected guard, every healthy answer
  * must pass untouched with the default config. Replays through the chunk
- * converter, gd_history_parse/check and gd_pipeline, as the proxy does. */
+ * converter, px_request_history/gd_history_check and gd_pipeline, as the proxy does. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>

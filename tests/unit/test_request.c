@@ -17,7 +17,9 @@
 #include <cmocka.h>
 
 #include "guards/pipeline.h"
+#include "guards/config.h"
 #include "guards/history.h"
+#include "guards/policy.h"
 #include "proxy/wire/request.h"
 
 /* ---- helpers ------------------------------------------------------------ */
