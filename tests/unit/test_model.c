@@ -21,6 +21,7 @@
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
 #include "tests/ref/ref.h"
+#include "tests/unit/eng_test_util.h"
 #include "tests/tools/genmodel.h"
 
 #define N_PROMPT 7
@@ -107,21 +108,17 @@ static void compare(const char *arch, enum eng_type type, int steps)
 	int nv = ref_model_n_vocab(ref);
 
 	/* optimized models: every variant at 1 thread, and the best at 2 */
-	struct eng_model *opt[MAX_OPT];
+	struct eng_one opt[MAX_OPT];
 	const char *what[MAX_OPT];
-	int n_opt = 0;
+	int n_opt = 0, n_ctx = N_PROMPT + steps + 1;
 	for (int v = 0; v < ENG_KERNELS_COUNT; v++) {
 		const struct eng_kernels *k = eng_kernels_variant((enum eng_kernel_id)v);
 		if (!k)
 			continue;
-		struct eng_model_opts o = {.n_ctx = N_PROMPT + steps + 1, .n_threads = 1, .kernels = k};
-		if (eng_model_new(g.g, &o, &opt[n_opt], err, sizeof(err)) != ENG_OK)
-			fail_msg("%s %s: %s", arch, eng_qtype_name(type), err);
+		eng_one_open(&opt[n_opt], g.g, k, n_ctx, 1, 0);
 		what[n_opt++] = k->name;
 	}
-	struct eng_model_opts o2 = {.n_ctx = N_PROMPT + steps + 1, .n_threads = 2, .n_batch = 4};
-	if (eng_model_new(g.g, &o2, &opt[n_opt], err, sizeof(err)) != ENG_OK)
-		fail_msg("%s", err);
+	eng_one_open(&opt[n_opt], g.g, NULL, n_ctx, 2, 4);
 	what[n_opt++] = "2 threads, batch 4";
 
 	float *rl = malloc((size_t)nv * sizeof(float));
@@ -132,7 +129,7 @@ static void compare(const char *arch, enum eng_type type, int steps)
 		ref_model_eval(ref, toks[i], i, rl);
 	const float *ol[MAX_OPT];
 	for (int j = 0; j < n_opt; j++)
-		assert_int_equal(eng_model_eval(opt[j], toks, N_PROMPT, 0, &ol[j], err, sizeof(err)), ENG_OK);
+		assert_int_equal(eng_one_eval(&opt[j], toks, N_PROMPT, 0, &ol[j], err, sizeof(err)), ENG_OK);
 	int exact = type == ENG_TYPE_F32 || type == ENG_TYPE_F16 || type == ENG_TYPE_BF16;
 	double worst = 0;
 	for (int step = 0; step < steps; step++) {
@@ -154,14 +151,14 @@ static void compare(const char *arch, enum eng_type type, int steps)
 		int32_t t = want;
 		ref_model_eval(ref, t, N_PROMPT + step, rl);
 		for (int j = 0; j < n_opt; j++)
-			assert_int_equal(eng_model_eval(opt[j], &t, 1, N_PROMPT + step, &ol[j], err, sizeof(err)),
-					 ENG_OK);
+			assert_int_equal(eng_one_eval(&opt[j], &t, 1, N_PROMPT + step, &ol[j], err,
+						      sizeof(err)), ENG_OK);
 	}
 	print_message("%-5s %-4s worst relative logit error %.2e over %d steps\n", arch,
 		      eng_qtype_name(type), worst, steps);
 	free(rl);
 	for (int j = 0; j < n_opt; j++)
-		eng_model_free(opt[j]);
+		eng_one_close(&opt[j]);
 	ref_model_free(ref);
 	gen_free(&g);
 }
@@ -200,17 +197,16 @@ static void real_vocab(const char *arch, const char *vocab)
 	struct eng_tok *tok = NULL;
 	if (eng_tok_new_from_gguf(g.g, &tok, err, sizeof(err)) != ENG_OK)
 		fail_msg("tokenizer: %s", err);
-	struct eng_model *m = NULL;
-	struct eng_model_opts o = {.n_ctx = 64, .n_threads = 2};
-	if (eng_model_new(g.g, &o, &m, err, sizeof(err)) != ENG_OK)
-		fail_msg("model: %s", err);
+	struct eng_one one;
+	eng_one_open(&one, g.g, NULL, 64, 2, 0);
+	struct eng_model *m = one.m;
 	assert_int_equal((uint32_t)eng_model_hparams(m)->n_vocab, eng_tok_n_vocab(tok));
 	const char *text = "Hello world, once upon a time";
 	int32_t ids[64];
 	int n = eng_tok_encode(tok, text, strlen(text), true, false, ids, 64);
 	assert_true(n > 3);
 	const float *lg;
-	assert_int_equal(eng_model_eval(m, ids, n, 0, &lg, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_one_eval(&one, ids, n, 0, &lg, err, sizeof(err)), ENG_OK);
 	/* a large tied output matrix is packed in slices: check it against the
 	 * reference too */
 	struct ref_model *ref = ref_model_new(g.g, n, err, sizeof(err));
@@ -238,12 +234,12 @@ static void real_vocab(const char *arch, const char *vocab)
 		int32_t id = eng_sampler_sample(smp, w);
 		assert_true(id >= 0 && (uint32_t)id < eng_tok_n_vocab(tok));
 		assert_true(eng_tok_decoder_push(&dec, id, out, cap) >= 0);
-		assert_int_equal(eng_model_eval(m, &id, 1, n + i, &lg, err, sizeof(err)), ENG_OK);
+		assert_int_equal(eng_one_eval(&one, &id, 1, n + i, &lg, err, sizeof(err)), ENG_OK);
 	}
 	free(out);
 	free(w);
 	eng_sampler_free(smp);
-	eng_model_free(m);
+	eng_one_close(&one);
 	eng_tok_free(tok);
 	gen_free(&g);
 }
