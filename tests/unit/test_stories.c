@@ -243,6 +243,62 @@ static void test_stories_text_round_trip(void **state)
 	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
 }
 
+/* Every reference prompt plus "One day, a big bear" decoded together in
+ * shared steps (sequences joining at different steps, prefill chunks of 4
+ * mixed with decode tokens) give each one's lone greedy ids and llama.cpp's
+ * (up to the file's near-tie), with every kernel variant (issue 13). */
+static void test_stories_batched_equals_alone(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	struct eng_file *f = NULL;
+	struct eng_tok *tok = NULL;
+	assert_int_equal(eng_file_open(NULL, MODEL, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_tok_new_from_gguf(eng_file_gguf(f), &tok, err, sizeof(err)), ENG_OK);
+	static int32_t bear[64];
+	const char *bt = "One day, a big bear";
+	int nb = eng_tok_encode(tok, bt, strlen(bt), true, true, bear, 64);
+	assert_true(nb > 3);
+	struct eb_case c = {.n_seq = 0, .n_gen = 64, .chunk = 4};
+	for (int i = 0; i < n_cases && i < EB_MAX_SEQ - 1; i++, c.n_seq++) {
+		c.prompt[i] = cases[i].prompt;
+		c.n_prompt[i] = cases[i].n_prompt;
+		c.start[i] = 3 * i;
+	}
+	c.prompt[c.n_seq] = bear;
+	c.n_prompt[c.n_seq] = nb;
+	c.start[c.n_seq++] = 1;
+	for (int v = 0; v <= ENG_KERNELS_COUNT; v++) {
+		const struct eng_kernels *k = v < ENG_KERNELS_COUNT ? eng_kernels_variant((enum eng_kernel_id)v)
+								    : NULL;
+		if (v < ENG_KERNELS_COUNT && !k)
+			continue;
+		int threads = v < ENG_KERNELS_COUNT ? 1 : 2;
+		struct eng_one one;
+		eng_one_open(&one, eng_file_gguf(f), k, 128, threads, 0);
+		struct eb_result alone, bat;
+		eb_alone(&one, &c, &alone);
+		eb_batched(one.m, &c, threads, &bat);
+		char what[64];
+		snprintf(what, sizeof(what), "%s, %d thread(s)", eng_backend_name(one.be), threads);
+		int n;
+		double worst = eb_compare(&c, &alone, &bat, 512, 1e-5, 1e-3f, what, &n);
+		print_message("stories260K batched, %s: %d ids identical, worst relative logit "
+			      "difference %.2e\n", what, n, worst);
+		for (int i = 0; i < n_cases && i < c.n_seq; i++)
+			for (int g = 0; g < c.n_gen && g < cases[i].n_gen && cases[i].margin[g] >= 0.01; g++)
+				if (bat.ids[i][g] != cases[i].gen[g])
+					fail_msg("%s: case %d token %d: batched %d, llama.cpp %d", what, i, g,
+						 bat.ids[i][g], cases[i].gen[g]);
+		assert_true(n > 250);
+		eb_result_free(&alone, c.n_seq);
+		eb_result_free(&bat, c.n_seq);
+		eng_one_close(&one);
+	}
+	eng_tok_free(tok);
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+}
+
 /* Runs `loopwarden generate <args>` in-process with stdout and stderr sent
  * to files; returns the exit status, the output in <out>. */
 static int run_generate(char **argv, int argc, char *out, size_t cap)
@@ -308,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_stories_greedy_matches_llama_cpp),
 		cmocka_unit_test(test_stories_bad_token_and_context),
 		cmocka_unit_test(test_stories_text_round_trip),
+		cmocka_unit_test(test_stories_batched_equals_alone),
 		cmocka_unit_test(test_generate_command),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
