@@ -448,6 +448,7 @@ static void *sched_main(void *arg)
 	struct eng_sched *s = arg;
 	for (;;) {
 		struct eng_req *gone = NULL;
+		int kicked_self = 0;
 		pthread_mutex_lock(&s->mu);
 		uint64_t seen = s->kicks;
 		int stop = s->stop;
@@ -467,13 +468,17 @@ static void *sched_main(void *arg)
 			flush_notify(s);
 			break;
 		}
-		if (s->o.health && s->n_running > 0) {
-			char msg[ENG_SCHED_ERR_MAX] = "";
-			if (s->o.health(s->o.health_arg, msg, sizeof(msg)) != 0)
-				fail_all(s, msg[0] ? msg : "the engine failed a health check");
-		}
 		int n_prefill, n_decode;
 		int ns = build_step(s, &n_prefill, &n_decode);
+		if (ns > 0 && s->o.health) {
+			char msg[ENG_SCHED_ERR_MAX] = "";
+			if (s->o.health(s->o.health_arg, msg, sizeof(msg)) != 0) {
+				fail_all(s, msg[0] ? msg : "the engine failed a health check");
+				ns = 0;
+				n_prefill = n_decode = 0;
+				kicked_self = 1;
+			}
+		}
 		if (ns > 0) {
 			struct eng_batch b = {s->segs, ns};
 			enum eng_status st = eng_forward(s->c, s->kv, &b, s->err, sizeof(s->err));
@@ -495,14 +500,18 @@ static void *sched_main(void *arg)
 			pthread_mutex_unlock(&s->mu);
 		}
 		compact_running(s);
+		/* before the notifies: a consumer woken by its final event sees
+		 * figures that already count it out */
+		pthread_mutex_lock(&s->mu);
+		s->n_running_pub = s->n_running;
+		s->kv_free_pub = eng_kv_cells_free(s->kv);
+		pthread_mutex_unlock(&s->mu);
 		flush_notify(s);
-		if (ns > 0)
+		if (ns > 0 || kicked_self)
 			continue;
 		/* nothing to compute: sleep until a submit, cancel, consume or
 		 * stop changes that (a kick since <seen> means one already did) */
 		pthread_mutex_lock(&s->mu);
-		s->n_running_pub = s->n_running;
-		s->kv_free_pub = eng_kv_cells_free(s->kv);
 		while (s->kicks == seen && !s->stop)
 			pthread_cond_wait(&s->cv, &s->mu);
 		pthread_mutex_unlock(&s->mu);

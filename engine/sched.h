@@ -105,9 +105,10 @@ struct eng_sched_opts {
 	 * only and only max_tokens / n_ctx end a sequence. Must outlive the
 	 * scheduler. */
 	const struct eng_tok *tok;
-	/* Called on the scheduler thread before every step (e.g. a check that
-	 * the model file is still intact); nonzero fails every admitted
-	 * request with ENG_FINISH_ERROR and the message it wrote. NULL: none. */
+	/* Called on the scheduler thread before every forward step, once the
+	 * step's batch is chosen (e.g. a check that the model file is still
+	 * intact); nonzero fails every admitted request with ENG_FINISH_ERROR
+	 * and the message it wrote (queued ones wait on). NULL: none. */
 	int (*health)(void *arg, char *msg, size_t msg_len);
 	void *health_arg;
 };

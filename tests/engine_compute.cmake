@@ -10,3 +10,6 @@ add_executable(gen_model tools/gen_model.c)
 lw_target_warnings(gen_model)
 target_link_libraries(gen_model PRIVATE lw_genmodel)
 lw_unit_test(test_model unit/test_model.c ref/ref.c LIBS lw_genmodel lw_engine)
+lw_unit_test(test_sched unit/test_sched.c LIBS lw_engine Threads::Threads)
+# Bounded: a deadlock in the scheduler fails instead of stalling CI.
+set_tests_properties(test_sched PROPERTIES TIMEOUT 300)
