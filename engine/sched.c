@@ -581,7 +581,9 @@ enum eng_status eng_sched_new(const struct eng_model *m, const struct eng_sched_
 		return ENG_ERR_ARG;
 	}
 	if (!o.kv_cells) {
-		long c = (long)o.max_seqs * o.n_ctx;
+		/* max_seqs full-context spans, each rounded up to the pool's grain */
+		long span = (o.n_ctx + ENG_KV_GRAIN - 1) / ENG_KV_GRAIN * ENG_KV_GRAIN;
+		long c = (long)o.max_seqs * span;
 		o.kv_cells = c > ENG_KV_MAX_CELLS ? ENG_KV_MAX_CELLS : (int)c;
 	}
 	if (o.kv_cells < o.n_ctx)

@@ -93,8 +93,9 @@ struct eng_event {
 struct eng_sched_opts {
 	int n_threads;        /* compute threads (the scheduler thread is one); 0 → 1 */
 	int n_ctx;            /* most positions of one sequence; 0 → min(n_ctx_train, 4096) */
-	int kv_cells;         /* KV budget in tokens for all sequences; 0 → max_seqs * n_ctx
-			       * (at least n_ctx) */
+	int kv_cells;         /* KV budget in tokens for all sequences; 0 → room for
+			       * max_seqs sequences of n_ctx (each span rounded up to
+			       * ENG_KV_GRAIN); at least n_ctx */
 	int max_seqs;         /* most sequences admitted at once (the decode batch);
 			       * 0 → ENG_SCHED_DEFAULT_SEQS */
 	int max_step_tokens;  /* most tokens in one step, decodes and prefill chunks

@@ -845,6 +845,61 @@ static void test_length_at_context(void **state)
 	eng_req_free(sk[0].r);
 }
 
+/* The default KV pool holds max_seqs full-context sequences even when
+ * n_ctx is not a multiple of the pool's 16-cell grain (it was max_seqs *
+ * n_ctx cells: 3 x 40 = 120 < 3 spans of 48, so the third waited). The
+ * first step is held (health hook) until all three are queued, so they
+ * are admitted in one go; unread 1-event queues keep them in. */
+struct gate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int open;
+};
+
+static int hold_until_open(void *arg, char *msg, size_t len)
+{
+	struct gate *g = arg;
+	(void)msg;
+	(void)len;
+	pthread_mutex_lock(&g->mu);
+	while (!g->open)
+		pthread_cond_wait(&g->cv, &g->mu);
+	pthread_mutex_unlock(&g->mu);
+	return 0;
+}
+
+static int settled_two_or_more(const struct eng_sched_stats *st, void *arg)
+{
+	(void)arg;
+	return st->running >= 2 && st->running + st->queued == 3 && st->paused == st->running;
+}
+
+static void test_default_pool_holds_max_seqs(void **state)
+{
+	(void)state;
+	static struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+	struct eng_sched_opts o = {.n_threads = 1, .max_seqs = 3, .n_ctx = 40,
+				   .health = hold_until_open, .health_arg = &g};
+	struct eng_sched *s = sched_open(&o);
+	static struct sink sk[3];
+	memset(sk, 0, sizeof(sk));
+	for (int i = 0; i < 3; i++)
+		submit(s, &sk[i], &refs[i], 1000, 1);
+	pthread_mutex_lock(&g.mu);
+	g.open = 1;
+	pthread_cond_broadcast(&g.cv);
+	pthread_mutex_unlock(&g.mu);
+	wait_stats(s, settled_two_or_more, NULL, "the requests admitted and paused");
+	struct eng_sched_stats st;
+	eng_sched_stats(s, &st);
+	assert_int_equal(st.queued, 0);
+	assert_int_equal(st.running, 3);
+	assert_int_equal(st.kv_cells, 3 * 48);
+	eng_sched_free(s);
+	for (int i = 0; i < 3; i++)
+		eng_req_free(sk[i].r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -861,6 +916,7 @@ int main(void)
 		cmocka_unit_test(test_eos_finishes),
 		cmocka_unit_test(test_health_failure_fails_running),
 		cmocka_unit_test(test_length_at_context),
+		cmocka_unit_test(test_default_pool_holds_max_seqs),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
