@@ -104,7 +104,7 @@ for model in "${models[@]}"; do
 		if [ -n "${LLAMA_SERVER:-}" ]; then
 			printf "%7s %10s %12s %8s\n" streams lw_agg_tps llama_agg_tps ratio
 			for n in $STREAMS; do
-				lw=$(awk -v n="$n" '$1 == n && NF == 7 {print $4}' <<<"$out")
+				lw=$(awk -v n="$n" '$1 == n && NF == 9 {print $4}' <<<"$out")
 				ll=$(llama_server_tps "$model" "$th" "$n")
 				ratio=$(python3 -c "print('%.2f' % ($lw / $ll))" 2>/dev/null || echo -)
 				printf "%7s %10s %12s %8s\n" "$n" "$lw" "$ll" "$ratio"

@@ -66,15 +66,20 @@ static void set_gate(int open)
 	pthread_mutex_unlock(&gate_mu);
 }
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static double now_s(void)
+{
+	return clock_s(CLOCK_MONOTONIC);
+}
+
 struct run {
-	double wall;
+	double wall, cpu; /* seconds: elapsed, and CPU time of the whole process */
 	long tokens;
 	uint64_t steps, decode_tokens; /* the scheduler's figures */
 };
@@ -96,7 +101,7 @@ static int run_once(const struct eng_model *m, int threads, int n, int n_gen, in
 	int got[MAX_STREAMS] = {0}, done[MAX_STREAMS] = {0};
 	int32_t *prompt = malloc((size_t)n_prompt * sizeof(int32_t));
 	set_gate(0);
-	double t0 = now_s();
+	double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
 	for (int i = 0; i < n; i++) {
 		for (int j = 0; j < n_prompt; j++)
 			prompt[j] = (int32_t)(1 + ((unsigned)(i * 7919 + j * 104729) % (unsigned)(n_vocab - 1)));
@@ -138,6 +143,7 @@ static int run_once(const struct eng_model *m, int threads, int n, int n_gen, in
 		pthread_mutex_unlock(&mu);
 	}
 	double t_end = now_s();
+	out->cpu = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
 	out->tokens = 0;
 	for (int i = 0; i < n; i++) {
 		out->tokens += got[i];
@@ -174,7 +180,7 @@ int main(int argc, char **argv)
 {
 	const char *path = NULL, *streams = "1 2 4 8";
 	int threads = 1, n_gen = 128, n_prompt = 16, reps = 1, step_tokens = 0;
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v) {
 			fprintf(stderr, "bench_sched: %s needs a value\n", a);
@@ -198,7 +204,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench_sched: unknown option %s\n", a);
 			return 2;
 		}
-		i++;
 	}
 	int ns[16], nn = parse_list(streams, ns, 16);
 	if (!path || nn < 1 || threads < 1 || n_gen < 2 || n_prompt < 1 || reps < 1) {
@@ -219,8 +224,8 @@ int main(int argc, char **argv)
 	printf("bench_sched: model %s, backend %s, threads %d, prompt %d, gen %d per stream, "
 	       "best of %d\n", path, eng_backend_name(eng_model_backend(m)), threads, n_prompt, n_gen,
 	       reps);
-	printf("%7s %8s %8s %10s %11s %7s %10s\n", "streams", "tokens", "wall_s", "agg_tps",
-	       "stream_tps", "steps", "dec/step");
+	printf("%7s %8s %8s %10s %11s %7s %10s %8s %10s\n", "streams", "tokens", "wall_s", "agg_tps",
+	       "stream_tps", "steps", "dec/step", "cpu_s", "tok/cpu_s");
 	for (int k = 0; k < nn; k++) {
 		struct run best = {0};
 		for (int rep = 0; rep < reps; rep++) {
@@ -230,15 +235,18 @@ int main(int argc, char **argv)
 			if (rep == 0 || rr.tokens / rr.wall > best.tokens / best.wall)
 				best = rr;
 		}
-		printf("%7d %8ld %8.3f %10.1f %11.1f %7llu %10.2f\n", ns[k], best.tokens, best.wall,
-		       best.tokens / best.wall, best.tokens / best.wall / ns[k],
+		printf("%7d %8ld %8.3f %10.1f %11.1f %7llu %10.2f %8.3f %10.1f\n", ns[k], best.tokens,
+		       best.wall, best.tokens / best.wall, best.tokens / best.wall / ns[k],
 		       (unsigned long long)best.steps,
-		       best.steps ? (double)best.decode_tokens / (double)best.steps : 0.0);
+		       best.steps ? (double)best.decode_tokens / (double)best.steps : 0.0, best.cpu,
+		       best.cpu > 0 ? best.tokens / best.cpu : 0.0);
 		fflush(stdout);
 	}
 	printf("(agg_tps: every generated token over submit to the last final event, prefill "
 	       "included; stream_tps = agg_tps / streams; dec/step: decode tokens per forward "
-	       "step; best of %d by agg_tps)\n", reps);
+	       "step; cpu_s: CPU time of the process (every thread, spinning included), "
+	       "tok/cpu_s: tokens per CPU second, the figure to read on a busy machine; best of "
+	       "%d by agg_tps)\n", reps);
 	eng_model_free(m);
 	if (eng_file_close(f, err, sizeof(err)) != ENG_OK)
 		fprintf(stderr, "bench_sched: %s\n", err);
