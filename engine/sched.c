@@ -7,6 +7,7 @@
 
 #include "engine/forward.h"
 #include "engine/kv.h"
+#include "engine/load.h"
 #include "engine/model.h"
 #include "engine/sched.h"
 #include "engine/tokenizer.h"
@@ -470,18 +471,27 @@ static void *sched_main(void *arg)
 		}
 		int n_prefill, n_decode;
 		int ns = build_step(s, &n_prefill, &n_decode);
-		if (ns > 0 && s->o.health) {
-			char msg[ENG_SCHED_ERR_MAX] = "";
-			if (s->o.health(s->o.health_arg, msg, sizeof(msg)) != 0) {
-				fail_all(s, msg[0] ? msg : "the engine failed a health check");
-				ns = 0;
-				n_prefill = n_decode = 0;
-				kicked_self = 1;
-			}
-		}
 		if (ns > 0) {
 			struct eng_batch b = {s->segs, ns};
 			enum eng_status st = eng_forward(s->c, s->kv, &b, s->err, sizeof(s->err));
+			/* after the step, before anything of it is emitted: a model
+			 * file damaged during the step gave garbage, thrown away */
+			char msg[ENG_SCHED_ERR_MAX] = "";
+			int bad = 0;
+			if (st == ENG_OK && s->o.file && eng_file_damaged(s->o.file)) {
+				if (eng_file_check(s->o.file, msg, sizeof(msg)) == ENG_OK)
+					snprintf(msg, sizeof(msg), "the model file was damaged");
+				bad = 1;
+			} else if (st == ENG_OK && s->o.health) {
+				bad = s->o.health(s->o.health_arg, msg, sizeof(msg)) != 0;
+				if (bad && !msg[0])
+					snprintf(msg, sizeof(msg), "the engine failed a health check");
+			}
+			if (bad) {
+				fail_all(s, msg);
+				ns = 0;
+				kicked_self = 1;
+			}
 			int li = 0;
 			for (int i = 0; i < ns; i++) {
 				struct eng_req *r = s->seg_req[i];
@@ -677,6 +687,11 @@ enum eng_status eng_sched_submit(struct eng_sched *s, const struct eng_req_opts 
 	if (o->max_tokens < 1) {
 		seterr(err, err_len, "max_tokens: %d, must be at least 1", o->max_tokens);
 		return ENG_ERR_ARG;
+	}
+	if (s->o.file) {
+		enum eng_status fst = eng_file_check(s->o.file, err, err_len);
+		if (fst != ENG_OK)
+			return fst;
 	}
 	int cap = o->max_events ? o->max_events : ENG_SCHED_DEFAULT_EVENTS;
 	if (cap < 1 || cap > ENG_SCHED_MAX_EVENTS) {

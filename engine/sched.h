@@ -45,6 +45,7 @@
 #include "engine/gguf.h"
 #include "engine/sampler.h"
 
+struct eng_file;
 struct eng_model;
 struct eng_tok;
 
@@ -106,10 +107,20 @@ struct eng_sched_opts {
 	 * only and only max_tokens / n_ctx end a sequence. Must outlive the
 	 * scheduler. */
 	const struct eng_tok *tok;
-	/* Called on the scheduler thread before every forward step, once the
-	 * step's batch is chosen (e.g. a check that the model file is still
-	 * intact); nonzero fails every admitted request with ENG_FINISH_ERROR
-	 * and the message it wrote (queued ones wait on). NULL: none. */
+	/* The file the model's weights are mapped from (engine/load.h), or
+	 * NULL. With it, submit refuses requests once eng_file_check reports
+	 * the file changed on disk (ENG_ERR_CHANGED, its message), and after
+	 * every forward step eng_file_damaged is read before anything of the
+	 * step is emitted: on damage the step is thrown away and every
+	 * admitted request fails with ENG_FINISH_ERROR and eng_file_check's
+	 * message ("… changed on disk … reload it"). Must outlive the
+	 * scheduler. */
+	const struct eng_file *file;
+	/* Any further check, called on the scheduler thread after every
+	 * forward step (after the file's), before any of its tokens is sampled
+	 * or emitted. Nonzero throws the step's results away and fails every
+	 * admitted request with ENG_FINISH_ERROR and the message it wrote;
+	 * queued ones wait on. NULL: none. */
 	int (*health)(void *arg, char *msg, size_t msg_len);
 	void *health_arg;
 };
@@ -155,7 +166,8 @@ struct eng_req_opts {
  * (nothing queued, <err> names the field) with ENG_ERR_ARG for an empty
  * prompt, a token id outside the vocabulary, max_tokens < 1 or bad
  * sampling values; ENG_ERR_RANGE for a prompt of n_ctx tokens or more;
- * ENG_ERR_LIMIT when the queue is full or the scheduler is shutting down. */
+ * ENG_ERR_LIMIT when the queue is full or the scheduler is shutting down;
+ * ENG_ERR_CHANGED when the model file changed on disk (opts.file). */
 ENG_WUR enum eng_status eng_sched_submit(struct eng_sched *s, const struct eng_req_opts *o,
 					 struct eng_req **out, char *err, size_t err_len);
 

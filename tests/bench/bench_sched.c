@@ -39,9 +39,9 @@ static void on_notify(void *arg)
 	pthread_mutex_unlock(&mu);
 }
 
-/* The first step waits here until every stream is submitted, so all of
- * them start together (the scheduler would otherwise run the first
- * stream's prefill while the others are still being submitted). */
+/* The scheduler waits here after its first step (the first stream's
+ * prefill) until every stream is submitted, so the others all join at the
+ * second step instead of one by one while they are being submitted. */
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 static int gate_open;

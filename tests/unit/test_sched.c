@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <yajl/yajl_tree.h>
@@ -449,10 +450,10 @@ static void test_cancel_between_steps(void **state)
 	eng_req_free(sk[1].r);
 }
 
-/* Cancel during a step: the health hook runs once the step's batch is
- * chosen, just before the forward pass, and sets the flag of a decoding
- * sequence there. The token of that step is computed but not emitted
- * (tokens_after_cancel 1); the other sequence goes on. */
+/* Cancel during a step: the health hook runs after the forward pass and
+ * before the step's tokens are sampled and emitted, and sets the flag of a
+ * decoding sequence there. The token of that step is computed but not
+ * emitted (tokens_after_cancel 1); the other sequence goes on. */
 struct mid_cancel {
 	atomic_int calls;
 	int at;
@@ -780,8 +781,9 @@ static void test_eos_finishes(void **state)
 	eng_tok_free(t2);
 }
 
-/* A failing health check (e.g. the model file damaged) fails the running
- * requests with its message; a request submitted later is served. */
+/* A failing health check (e.g. the model file damaged during a step)
+ * throws the step away and fails the running requests with its message;
+ * a request submitted later is served. */
 struct health_once {
 	atomic_int calls;
 };
@@ -848,8 +850,9 @@ static void test_length_at_context(void **state)
 /* The default KV pool holds max_seqs full-context sequences even when
  * n_ctx is not a multiple of the pool's 16-cell grain (it was max_seqs *
  * n_ctx cells: 3 x 40 = 120 < 3 spans of 48, so the third waited). The
- * first step is held (health hook) until all three are queued, so they
- * are admitted in one go; unread 1-event queues keep them in. */
+ * scheduler is held after its first step (health hook) until all three
+ * are queued, so the last two are admitted in one go; unread 1-event
+ * queues keep them all in. */
 struct gate {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -900,6 +903,59 @@ static void test_default_pool_holds_max_seqs(void **state)
 		eng_req_free(sk[i].r);
 }
 
+/* A model file truncated on disk while the scheduler serves from it
+ * (issue 11 defect 10, engine/load.h): the step that read the vanished
+ * pages is thrown away, the running request fails with the loader's
+ * message instead of emitting tokens computed on zeros, and later
+ * submissions are refused with the same message. */
+static void test_model_file_truncated_while_serving(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/lw_test_sched_XXXXXX", err[512] = "";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	FILE *in = fopen(MODEL, "rb");
+	assert_non_null(in);
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(write(fd, buf, n), (ssize_t)n);
+	fclose(in);
+	close(fd);
+	struct eng_file *f = NULL;
+	struct eng_model *m = NULL;
+	struct eng_model_opts mo = {0};
+	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_model_new(eng_file_gguf(f), &mo, &m, err, sizeof(err)), ENG_OK);
+	struct eng_sched_opts o = {.n_threads = 1, .max_seqs = 2, .n_ctx = N_CTX, .tok = tok,
+				   .file = f};
+	struct eng_sched *s = NULL;
+	assert_int_equal(eng_sched_new(m, &o, &s, err, sizeof(err)), ENG_OK);
+	static struct sink sk[2];
+	memset(sk, 0, sizeof(sk));
+	struct sink *all[1] = {&sk[0]};
+	submit(s, &sk[0], &refs[0], 100, 2); /* pauses after 2 tokens */
+	wait_stats(s, is_paused, NULL, "the request paused");
+	assert_int_equal(truncate(path, 4096), 0);
+	drain_until_done(all, 1, NULL); /* reading resumes it: the next step faults */
+	assert_int_equal(sk[0].final.finish, ENG_FINISH_ERROR);
+	assert_non_null(strstr(sk[0].final_msg, "changed on disk"));
+	assert_int_equal(sk[0].n, 2);
+	for (int g = 0; g < 2; g++)
+		assert_int_equal(sk[0].ids[g], refs[0].ids[g]);
+	struct eng_req_opts ro = {.prompt = refs[1].prompt, .n_prompt = refs[1].n_prompt,
+				  .sampling = eng_sampler_defaults(), .max_tokens = 5};
+	struct eng_req *r = NULL;
+	assert_int_equal(eng_sched_submit(s, &ro, &r, err, sizeof(err)), ENG_ERR_CHANGED);
+	assert_non_null(strstr(err, "changed on disk"));
+	assert_null(r);
+	eng_sched_free(s);
+	eng_req_free(sk[0].r);
+	eng_model_free(m);
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -917,6 +973,7 @@ int main(void)
 		cmocka_unit_test(test_health_failure_fails_running),
 		cmocka_unit_test(test_length_at_context),
 		cmocka_unit_test(test_default_pool_holds_max_seqs),
+		cmocka_unit_test(test_model_file_truncated_while_serving),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
