@@ -57,7 +57,7 @@ struct eng_tok;
 #define ENG_SCHED_MAX_QUEUE 65536
 #define ENG_SCHED_DEFAULT_EVENTS 64     /* a request's output queue */
 #define ENG_SCHED_MAX_EVENTS 4096
-#define ENG_SCHED_ERR_MAX 160           /* an error event's message */
+#define ENG_SCHED_ERR_MAX 512           /* an error event's message (paths included) */
 
 enum eng_finish {
 	ENG_FINISH_NONE = 0,  /* a token event */
