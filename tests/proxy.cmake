@@ -22,6 +22,13 @@ if(TARGET loopwarden-audit)
 endif()
 set_tests_properties(test_proxy PROPERTIES TIMEOUT 180)
 
+# Integration: the request reader in the real binary (issue 11 defects 1 and 6).
+lw_unit_test(test_request_limits integration/test_request_limits.c integration/harness.c
+             LIBS lw_scripted)
+target_include_directories(test_request_limits PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_request_limits loopwarden lw-upstream)
+set_tests_properties(test_request_limits PROPERTIES TIMEOUT 180)
+
 # The official openai npm client through loopwarden (skipped when node/npm are absent).
 add_test(NAME test_openai_npm
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/npm/run.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR})
