@@ -37,3 +37,17 @@ target_compile_definitions(bench_proxy PRIVATE LW_SOURCE_DIR="${PROJECT_SOURCE_D
 target_link_libraries(bench_proxy PRIVATE lw_scripted PkgConfig::LIBEVENT Threads::Threads)
 add_dependencies(bench_proxy loopwarden)
 set_target_properties(bench_proxy PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+
+# bench_load: 1000 and 2000 concurrent streams byte-exact, time, loopwarden's
+# peak RSS / VmPeak, and RSS over 20 rounds of 500 streams, beside a direct
+# connection. A benchmark; ctest runs only its --smoke mode (a few streams,
+# byte-exactness and clean exits, no figures asserted).
+add_executable(bench_load bench/bench_load.c integration/harness.c)
+lw_target_warnings(bench_load)
+target_include_directories(bench_load PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+target_compile_definitions(bench_load PRIVATE LW_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                           LW_BINARY_DIR="${PROJECT_BINARY_DIR}")
+add_dependencies(bench_load loopwarden lw-upstream)
+set_target_properties(bench_load PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+add_test(NAME bench_load_smoke COMMAND bench_load --smoke)
+set_tests_properties(bench_load_smoke PROPERTIES TIMEOUT 120)
