@@ -40,6 +40,8 @@ static const char *counter_names[PX_C_COUNT][2] = {
 	{"loopwarden_chunks_relayed_total", "Upstream chunks relayed to clients"},
 	{"loopwarden_client_disconnects_total", "Clients that left before their answer ended"},
 	{"loopwarden_history_stops_total", "Requests answered at once because the history already loops"},
+	{"loopwarden_client_write_timeouts_total",
+	 "Clients that took no bytes for proxy.client_write_timeout_ms while their answer was paused (closed, upstream cancelled)"},
 };
 
 static const char *up_kind_names[PX_UPE_COUNT] = {"connect", "status", "reset", "protocol", "stream"};

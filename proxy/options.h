@@ -52,6 +52,8 @@ struct px_options {
 	uint64_t max_connections;
 	uint64_t client_idle_timeout_ms;
 	bool quiet; /* no per-request log lines */
+	/* streaming runtime (chat.c) */
+	uint64_t client_write_timeout_ms; /* a paused answer's client takes no byte this long: cancel */
 };
 
 void px_options_defaults(struct px_options *o, struct gd_config *gcfg);

@@ -51,3 +51,11 @@ add_dependencies(bench_load loopwarden lw-upstream)
 set_target_properties(bench_load PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
 add_test(NAME bench_load_smoke COMMAND bench_load --smoke)
 set_tests_properties(bench_load_smoke PROPERTIES TIMEOUT 120)
+
+# Integration: the streaming runtime (client write deadline, watchdog blind
+# spots, UTF-8 in error messages, memory per stream), issue 11 defects 4, 5,
+# 7 and 8.
+lw_unit_test(test_runtime integration/test_runtime.c integration/harness.c LIBS lw_scripted)
+target_include_directories(test_runtime PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_runtime loopwarden lw-upstream)
+set_tests_properties(test_runtime PROPERTIES TIMEOUT 180)

@@ -79,6 +79,21 @@ static long proc_kib(pid_t pid, const char *field)
 	return v;
 }
 
+/* CPU seconds (user + system) <pid> has used so far, or -1. */
+static double proc_cpu_s(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	char *s = hs_read_file(path, NULL);
+	const char *p = s ? strrchr(s, ')') : NULL; /* the name may hold spaces */
+	double v = -1;
+	unsigned long ut, st;
+	if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+		v = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	free(s);
+	return v;
+}
+
 static long metric(int port, const char *name)
 {
 	struct hs_resp r;
@@ -317,11 +332,16 @@ int main(int argc, char **argv)
 		}
 		i++;
 		if (strcmp(a, "--concurrent") == 0) {
+			/* "0" or "none": only the rounds */
 			n_conc = 0;
 			for (char *s = (char *)v; *s && n_conc < MAX_PHASES;) {
-				conc[n_conc++] = (int)strtol(s, &s, 10);
-				if (*s == ',')
-					s++;
+				char *e;
+				long k = strtol(s, &e, 10);
+				if (e == s)
+					break;
+				if (k > 0)
+					conc[n_conc++] = (int)k;
+				s = *e == ',' ? e + 1 : e;
 			}
 		} else if (strcmp(a, "--rounds") == 0)
 			rounds = atoi(v);
@@ -388,11 +408,12 @@ int main(int argc, char **argv)
 		wait_idle(l.port);
 		long hwm = proc_kib(l.pid, "VmHWM:"), peak = proc_kib(l.pid, "VmPeak:");
 		long rss = proc_kib(l.pid, "VmRSS:");
+		double cpu = proc_cpu_s(l.pid);
 		int st = hs_stop(l.pid, 10000);
 		printf("concurrent=%d  direct: byte_exact=%d/%d time_s=%.2f%s  |  loopwarden: byte_exact=%d/%d "
-		       "time_s=%.2f peak_active_streams=%ld peak_rss_mib=%.1f vm_peak_mib=%.1f "
+		       "time_s=%.2f cpu_s=%.2f peak_active_streams=%ld peak_rss_mib=%.1f vm_peak_mib=%.1f "
 		       "rss_after_mib=%.1f exit=%d%s\n",
-		       n, d.exact, n, d.secs, d.stalled ? " STALLED" : "", w.exact, n, w.secs,
+		       n, d.exact, n, d.secs, d.stalled ? " STALLED" : "", w.exact, n, w.secs, cpu,
 		       w.peak_active, mib(hwm), mib(peak), mib(rss), st, w.stalled ? " STALLED" : "");
 		fflush(stdout);
 		if (d.exact != n || w.exact != n || st != 0)
@@ -415,9 +436,10 @@ int main(int argc, char **argv)
 			fflush(stdout);
 		}
 		long hwm = proc_kib(l.pid, "VmHWM:"), peak = proc_kib(l.pid, "VmPeak:");
+		double cpu = proc_cpu_s(l.pid);
 		int st = hs_stop(l.pid, 10000);
-		printf("\nrounds: byte_exact=%d/%d peak_rss_mib=%.1f vm_peak_mib=%.1f exit=%d\n", exact,
-		       rounds * round_streams, mib(hwm), mib(peak), st);
+		printf("\nrounds: byte_exact=%d/%d cpu_s=%.2f peak_rss_mib=%.1f vm_peak_mib=%.1f exit=%d\n",
+		       exact, rounds * round_streams, cpu, mib(hwm), mib(peak), st);
 		if (rounds >= 2) {
 			long most_rss = 0;
 			for (int r = 1; r < rounds; r++)
