@@ -133,6 +133,7 @@ struct phase_result {
 	int exact;       /* clients whose body equals the reference byte for byte */
 	int complete;    /* clients whose response ended properly */
 	double secs;     /* first connect to last end */
+	double setup;    /* opening every connection and sending its request */
 	long peak_active; /* most active_streams loopwarden reported (-1: not sampled) */
 	bool stalled;
 };
@@ -144,7 +145,7 @@ struct phase_result {
 static struct phase_result run_streams(int port, int n, const char *model, char **ref,
                                        size_t *ref_len, int metrics_port)
 {
-	struct phase_result res = {n, 0, 0, 0, -1, false};
+	struct phase_result res = {n, 0, 0, 0, 0, -1, false};
 	char body[256];
 	snprintf(body, sizeof(body), REQ, model);
 	size_t rlen;
@@ -176,6 +177,7 @@ static struct phase_result run_streams(int port, int n, const char *model, char 
 		left++;
 	}
 	free(req);
+	res.setup = (double)(now_ms() - t0) / 1000.0;
 	struct epoll_event evs[256];
 	char tmp[65536];
 	uint64_t last_byte = now_ms(), last_sample = 0;
@@ -314,7 +316,7 @@ static double mib(long kib)
 int main(int argc, char **argv)
 {
 	int conc[MAX_PHASES] = {1000, 2000}, n_conc = 2;
-	int rounds = 20, round_streams = 500, delay_ms = 50;
+	int rounds = 20, round_streams = 500, delay_ms = 100;
 	bool smoke = false;
 	const char *scenario = "px-healthy-tools";
 	const char *lw_bin = LW_BINARY_DIR "/loopwarden";
@@ -410,11 +412,12 @@ int main(int argc, char **argv)
 		long rss = proc_kib(l.pid, "VmRSS:");
 		double cpu = proc_cpu_s(l.pid);
 		int st = hs_stop(l.pid, 10000);
-		printf("concurrent=%d  direct: byte_exact=%d/%d time_s=%.2f%s  |  loopwarden: byte_exact=%d/%d "
-		       "time_s=%.2f cpu_s=%.2f peak_active_streams=%ld peak_rss_mib=%.1f vm_peak_mib=%.1f "
-		       "rss_after_mib=%.1f exit=%d%s\n",
-		       n, d.exact, n, d.secs, d.stalled ? " STALLED" : "", w.exact, n, w.secs, cpu,
-		       w.peak_active, mib(hwm), mib(peak), mib(rss), st, w.stalled ? " STALLED" : "");
+		printf("concurrent=%d  direct: byte_exact=%d/%d time_s=%.2f (connect %.2f)%s  |  loopwarden: "
+		       "byte_exact=%d/%d time_s=%.2f (connect %.2f) cpu_s=%.2f peak_active_streams=%ld "
+		       "peak_rss_mib=%.1f vm_peak_mib=%.1f rss_after_mib=%.1f exit=%d%s\n",
+		       n, d.exact, n, d.secs, d.setup, d.stalled ? " STALLED" : "", w.exact, n, w.secs,
+		       w.setup, cpu, w.peak_active, mib(hwm), mib(peak), mib(rss), st,
+		       w.stalled ? " STALLED" : "");
 		fflush(stdout);
 		if (d.exact != n || w.exact != n || st != 0)
 			failures++;
