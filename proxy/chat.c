@@ -453,6 +453,28 @@ static void check_backpressure(struct px_chat *ch)
 	}
 }
 
+/* "data: <json>\n\n" around JSON that came from the upstream and parsed.
+ * An event sent as several `data:` lines arrives joined by '\n', and an
+ * error body may be pretty-printed: raw line ends in valid JSON can only be
+ * whitespace between tokens (inside strings they are escaped), so they are
+ * dropped and the event stays one line for the client. Single-line JSON,
+ * the usual case, goes out byte for byte. */
+static void frame_json(struct evbuffer *out, const char *json, size_t len)
+{
+	if (!memchr(json, '\n', len) && !memchr(json, '\r', len)) {
+		px_emit_frame(out, json, len);
+		return;
+	}
+	evbuffer_add(out, "data: ", 6);
+	for (size_t i = 0, run = 0; i <= len; i++) {
+		if (i == len || json[i] == '\n' || json[i] == '\r') {
+			evbuffer_add(out, json + run, i - run);
+			run = i + 1;
+		}
+	}
+	evbuffer_add(out, "\n\n", 2);
+}
+
 static int on_sse(const struct px_sse_event *ev, void *arg)
 {
 	struct px_chat *ch = arg;
@@ -511,7 +533,7 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 		log_req(ch, "upstream error event: %s", err);
 		record_end(ch, NULL, err);
 		flush_out(ch);
-		px_emit_frame(ch->out, ev->data, ev->len);
+		frame_json(ch->out, ev->data, ev->len);
 		end_stream(ch);
 		return 1;
 	}
@@ -530,12 +552,12 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 			fail_answer(ch, 502, "a tool call exceeds proxy.max_held_bytes while held");
 			return 1;
 		}
-		px_emit_frame(ch->held, ev->data, ev->len);
+		frame_json(ch->held, ev->data, ev->len);
 	} else {
 		/* Released calls, then this chunk; up_body writes <out> once
 		 * for all the events of one read. */
 		evbuffer_add_buffer(ch->out, ch->held);
-		px_emit_frame(ch->out, ev->data, ev->len);
+		frame_json(ch->out, ev->data, ev->len);
 		px_metrics_inc(PX_C_CHUNKS_RELAYED, 1);
 	}
 	return 0;
@@ -661,18 +683,8 @@ static void relay_error_body(struct px_chat *ch)
 	}
 	if (ch->stream && ch->started) {
 		if (json_error) {
-			/* One SSE event: the line ends a pretty-printed body holds
-			 * are whitespace between JSON tokens (inside strings they
-			 * are escaped), so dropping them keeps the same JSON. */
 			flush_out(ch);
-			evbuffer_add(ch->out, "data: ", 6);
-			for (size_t i = 0, run = 0; i <= n; i++) {
-				if (i == n || b[i] == '\n' || b[i] == '\r') {
-					evbuffer_add(ch->out, b + run, i - run);
-					run = i + 1;
-				}
-			}
-			evbuffer_add(ch->out, "\n\n", 2);
+			frame_json(ch->out, b, n);
 		} else {
 			px_emit_error_event(ch->out, status, msg);
 		}

@@ -595,6 +595,21 @@ static void test_allocator(void **state)
 	hs_resp_free(&r);
 }
 
+/* An upstream may send an event's JSON over several `data:` lines (SSE
+ * joins them with '\n'): the client gets each chunk as one `data:` line, the
+ * same JSON without that line end. Before, the joined text was relayed with
+ * its '\n', so the client saw a `data:` line cut in the middle of the JSON
+ * and a line without `data:` that it drops. */
+static void test_multiline_events(void **state)
+{
+	(void)state;
+	control("scenario=px-healthy-tools&multiline=1");
+	check_healthy_stream(T.lw_port, "px-healthy-tools");
+	control("scenario=px-healthy-text&multiline=1&crlf=1&split=1");
+	check_healthy_stream(T.lw_port, "px-healthy-text");
+	control("mode=replay");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -607,6 +622,7 @@ int main(void)
 		cmocka_unit_test(test_nonstream_beyond_event_cap),
 		cmocka_unit_test(test_streams_under_address_limit),
 		cmocka_unit_test(test_allocator),
+		cmocka_unit_test(test_multiline_events),
 	};
 	return cmocka_run_group_tests(tests, start_all, stop_all);
 }

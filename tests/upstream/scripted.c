@@ -574,8 +574,14 @@ static void send_bytes(struct resp *r, const char *p, size_t n)
 static void write_sse_ex(struct resp *r, const char *data, bool may_split)
 {
 	size_t n = strlen(data);
-	char *ev = malloc(n + 16);
-	int len = snprintf(ev, n + 16, r->prog.crlf ? "data: %s\r\n\r\n" : "data: %s\n\n", data);
+	char *ev = malloc(n + 32);
+	int len;
+	const char *comma = r->prog.multiline ? strchr(data, ',') : NULL;
+	if (comma) /* the JSON over two data: lines, cut after its first comma */
+		len = snprintf(ev, n + 32, r->prog.crlf ? "data: %.*s\r\ndata: %s\r\n\r\n" : "data: %.*s\ndata: %s\n\n",
+		               (int)(comma + 1 - data), data, comma + 1);
+	else
+		len = snprintf(ev, n + 32, r->prog.crlf ? "data: %s\r\n\r\n" : "data: %s\n\n", data);
 	if (may_split && r->prog.split && !r->pending && len > 1) {
 		/* split at a byte that moves with every event, framing included */
 		size_t at = 1 + (r->next_chunk * 7 + 3) % (size_t)(len - 1);
@@ -907,13 +913,13 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	schedule(r);
 }
 
-/* GET /_control?mode=M&after=N&delay_ms=N&status=N&scenario=NAME&crlf=1&split=1&mid=1: a new
+/* GET /_control?mode=M&after=N&delay_ms=N&status=N&scenario=NAME&crlf=1&split=1&mid=1&multiline=1: a new
  * program for the following requests; the records start over. */
 static void handle_control(struct up_server *s, struct evhttp_request *req)
 {
 	struct evkeyvalq q;
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	struct up_program p = {UP_REPLAY, 0, 0, 500, false, false, false};
+	struct up_program p = {UP_REPLAY, 0, 0, 500, false, false, false, false};
 	if (query && evhttp_parse_query_str(query, &q) == 0) {
 		const char *v;
 		if ((v = evhttp_find_header(&q, "mode")) && up_mode_parse(v, &p.mode) != 0) {
@@ -933,6 +939,8 @@ static void handle_control(struct up_server *s, struct evhttp_request *req)
 			p.split = strcmp(v, "1") == 0;
 		if ((v = evhttp_find_header(&q, "mid")))
 			p.mid = strcmp(v, "1") == 0;
+		if ((v = evhttp_find_header(&q, "multiline")))
+			p.multiline = strcmp(v, "1") == 0;
 		if ((v = evhttp_find_header(&q, "scenario")) && up_server_set_default(s, v) != 0) {
 			evhttp_clear_headers(&q);
 			reply_text(req, 400, "application/json", "{\"ok\":false,\"error\":\"unknown scenario\"}");

@@ -46,6 +46,8 @@ struct up_program {
 	bool split;        /* send every event in two writes 1 ms apart, split at a varying byte */
 	bool mid;          /* UP_RESET / UP_CLOSE: send the first half of the next event (in its
 	                      own HTTP chunk), then reset or close inside it */
+	bool multiline;    /* send each chunk's JSON as two `data:` lines (cut after its first
+	                      comma), which SSE joins with a '\n' */
 };
 
 /* A request may carry its own program: a top-level "scripted" object in its
