@@ -1,4 +1,4 @@
-/* Reading a chat-completions request's history (gd_history_parse and
+/* A chat-completions request's history (gd_history_new and
  * gd_history_check are declared in pipeline.h): assistant tool_calls with
  * their canonical identity, the tool results answering them (matched by
  * tool_call_id, or in order when a tool message has none), and the last

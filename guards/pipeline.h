@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "guards/config.h"
+#include "guards/conv.h"
 #include "guards/event.h"
 
 enum gd_verdict {
@@ -43,13 +44,15 @@ struct gd_policy *gd_policy_new(const struct gd_config *cfg, char *err, size_t e
 void gd_policy_free(struct gd_policy *policy);
 const struct gd_config *gd_policy_config(const struct gd_policy *policy);
 
-/* The conversation so far, from a chat-completions request body: assistant
- * tool_calls and the tool results that answered them. Returns NULL and fills
- * <err> on invalid JSON or a body without a "messages" array. Caller owns the
- * result. */
-struct gd_history *gd_history_parse(const struct gd_policy *policy,
-                                    const char *body, size_t len,
-                                    char *err, size_t errlen);
+/* The conversation so far, from a request's messages (guards/conv.h; the
+ * request reader proxy/wire/request.h parses a body into them): assistant
+ * tool_calls with their identity, and the tool results that answered them.
+ * The history copies what it keeps: <msgs> may go away afterwards. Returns
+ * NULL and fills <err> when out of memory or when a call's arguments object
+ * exceeds GD_CANON_MAX_INPUT. Caller owns the result. */
+struct gd_history *gd_history_new(const struct gd_policy *policy,
+                                  const struct gd_conv_msg *msgs, size_t n_msgs,
+                                  char *err, size_t errlen);
 void gd_history_free(struct gd_history *hist);
 
 /* Before forwarding: true when the history alone already proves a loop

@@ -5,6 +5,7 @@
 
 #include "guards/cross_turn.h"
 #include "guards/history.h"
+#include "proxy/wire/request.h"
 
 static struct gd_policy *pol;
 
@@ -52,9 +53,9 @@ static char *body(const struct round *r, int n, const char *tail)
 static struct gd_history *parse(const char *s)
 {
 	char err[256];
-	struct gd_history *h = gd_history_parse(pol, s, strlen(s), err, sizeof(err));
+	struct gd_history *h = px_request_history(pol, s, strlen(s), err, sizeof(err));
 	if (!h)
-		fail_msg("gd_history_parse: %s", err);
+		fail_msg("px_request_history: %s", err);
 	return h;
 }
 
@@ -106,14 +107,14 @@ static void test_parse_errors(void **state)
 {
 	(void)state;
 	char err[256];
-	assert_null(gd_history_parse(pol, "{\"messages\":", 12, err, sizeof(err)));
-	assert_non_null(strstr(err, "not JSON"));
-	assert_null(gd_history_parse(pol, "{\"model\":\"x\"}", 13, err, sizeof(err)));
+	assert_null(px_request_history(pol, "{\"messages\":", 12, err, sizeof(err)));
+	assert_non_null(strstr(err, "not valid JSON"));
+	assert_null(px_request_history(pol, "{\"model\":\"x\"}", 13, err, sizeof(err)));
 	assert_non_null(strstr(err, "messages"));
-	assert_null(gd_history_parse(pol, "{\"messages\":[1]}", 16, err, sizeof(err)));
+	assert_null(px_request_history(pol, "{\"messages\":[1]}", 16, err, sizeof(err)));
 	assert_non_null(strstr(err, "messages[0]"));
 	const char *noname = "{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{}}]}]}";
-	assert_null(gd_history_parse(pol, noname, strlen(noname), err, sizeof(err)));
+	assert_null(px_request_history(pol, noname, strlen(noname), err, sizeof(err)));
 	assert_non_null(strstr(err, "tool_calls[0]"));
 }
 
@@ -377,7 +378,7 @@ static void test_identity_matches_across_forms(void **state)
 		           i ? "," : "", i, esc, i);
 	tg_appendf(&s, &len, "]}");
 	char err[256];
-	h = gd_history_parse(small, s, strlen(s), err, sizeof(err));
+	h = px_request_history(small, s, strlen(s), err, sizeof(err));
 	assert_non_null(h);
 	struct gd_pipeline *p = gd_pipeline_new(small, h);
 	assert_int_equal(tg_call(p, 0, "n", "write_file", args, 16), GD_TRIP);
@@ -393,10 +394,10 @@ static void test_deep_body_refused(void **state)
 	(void)state;
 	char *s = NULL, err[256];
 	size_t len = 0;
-	tg_appendf(&s, &len, "{\"messages\":[{\"role\":\"user\",\"content\":");
+	tg_appendf(&s, &len, "{\"messages\":[{\"role\":\"user\",\"x\":");
 	for (int i = 0; i < 100000; i++)
 		tg_appendf(&s, &len, "[");
-	assert_null(gd_history_parse(pol, s, len, err, sizeof(err)));
+	assert_null(px_request_history(pol, s, len, err, sizeof(err)));
 	assert_non_null(strstr(err, "nested deeper"));
 	free(s);
 }
