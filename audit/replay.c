@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/answer.h"
 #include "proxy/wire/chunk.h"
 #include "proxy/wire/request.h"
 
@@ -13,7 +14,7 @@
 struct aud_replay {
 	const struct gd_policy *policy;
 	struct gd_history *hist;
-	struct gd_pipeline *pipe;
+	struct px_answer *answer; /* the proxy's own answer core */
 	struct px_chunk *conv;
 	struct aud_result res;
 	uint64_t cur_chunk;
@@ -51,9 +52,9 @@ struct aud_replay *aud_replay_new(const struct gd_policy *policy, const char *re
 			goto fail;
 		}
 	}
-	r->pipe = gd_pipeline_new(policy, r->hist);
+	r->answer = px_answer_new(policy, r->hist, AUD_CHUNK_CAP);
 	r->conv = px_chunk_new(AUD_CHUNK_CAP);
-	if (!r->pipe || !r->conv) {
+	if (!r->answer || !r->conv) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -68,7 +69,7 @@ void aud_replay_free(struct aud_replay *r)
 {
 	if (!r)
 		return;
-	gd_pipeline_free(r->pipe);
+	px_answer_free(r->answer);
 	gd_history_free(r->hist);
 	px_chunk_free(r->conv);
 	free(r);
@@ -87,22 +88,20 @@ enum aud_status aud_replay_history(struct aud_replay *r)
 	return AUD_OK;
 }
 
-static int on_event(const struct gd_event *ev, void *ctx)
+/* After a unit of the answer core: a trip ends the replay where the proxy
+ * would cut the stream. */
+static void note_unit(struct aud_replay *r)
 {
-	struct aud_replay *r = ctx;
-
-	r->res.events++;
-	if (gd_pipeline_feed(r->pipe, ev) == GD_TRIP) {
-		const struct gd_trip *t = gd_pipeline_trip(r->pipe);
+	r->res.events = px_answer_events(r->answer);
+	if (!r->res.tripped && px_answer_verdict(r->answer) == PX_VERDICT_TRIP) {
+		const struct gd_trip *t = px_answer_trip(r->answer);
 
 		r->res.tripped = true;
 		if (t)
 			r->res.trip = *t;
 		r->res.trip_chunk = r->cur_chunk;
 		r->res.trip_line = r->cur_line;
-		return 1; /* stop: the proxy would cut the stream here */
 	}
-	return 0;
 }
 
 static enum aud_status converted(struct aud_replay *r, enum px_chunk_status cs)
@@ -128,7 +127,10 @@ enum aud_status aud_replay_chunk(struct aud_replay *r, const char *data, size_t 
 		r->res.done = true;
 		return AUD_OK;
 	}
-	return converted(r, px_chunk_feed(r->conv, data, len, on_event, r, err, errlen));
+	enum px_chunk_status cs = px_answer_chunk(r->answer, r->conv, data, len, err, errlen);
+
+	note_unit(r);
+	return converted(r, cs);
 }
 
 enum aud_status aud_replay_body(struct aud_replay *r, const char *data, size_t len,
@@ -139,7 +141,10 @@ enum aud_status aud_replay_body(struct aud_replay *r, const char *data, size_t l
 	r->cur_chunk = 1;
 	r->cur_line = 1;
 	r->res.chunks = 1;
-	return converted(r, px_chunk_body(r->conv, data, len, on_event, r, err, errlen));
+	enum px_chunk_status cs = px_answer_body(r->answer, r->conv, data, len, err, errlen);
+
+	note_unit(r);
+	return converted(r, cs);
 }
 
 enum aud_status aud_replay_finish(struct aud_replay *r, struct aud_result *out)
@@ -147,13 +152,17 @@ enum aud_status aud_replay_finish(struct aud_replay *r, struct aud_result *out)
 	struct px_chunk_info info;
 	enum aud_status st = AUD_OK;
 
-	if (!r->res.tripped)
-		st = converted(r, px_chunk_end(r->conv, on_event, r));
+	if (!r->res.tripped) {
+		enum px_chunk_status cs = px_answer_chunk_end(r->answer, r->conv);
+
+		note_unit(r);
+		st = converted(r, cs);
+	}
 	px_chunk_info(r->conv, &info);
 	r->res.finished = info.finished;
 	snprintf(r->res.finish_reason, sizeof(r->res.finish_reason), "%s", info.finish_reason);
 	r->res.tool_calls = info.tool_calls;
-	gd_pipeline_stats(r->pipe, &r->res.stats);
+	gd_pipeline_stats(px_answer_pipeline(r->answer), &r->res.stats);
 	*out = r->res;
 	return r->res.tripped ? AUD_TRIPPED : st;
 }

@@ -1,7 +1,8 @@
 /* Offline replay of one recorded answer through the guards, as the proxy
- * would run it: the request's history check first, then every chunk
- * converted to events and fed to a pipeline until the first trip. Shared by
- * loopwarden-audit and the corpus test. */
+ * runs it: the request's history check first, then every chunk through the
+ * proxy's own answer core (proxy/answer.h) until the first trip, so the
+ * audit and the proxy cannot disagree. Shared by loopwarden-audit and the
+ * corpus test. */
 #ifndef LW_AUDIT_REPLAY_H
 #define LW_AUDIT_REPLAY_H
 

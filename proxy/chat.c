@@ -1,8 +1,12 @@
-/* POST /v1/chat/completions: one state machine per request. It forwards the
- * body unchanged, turns the upstream's answer into guard events, relays
- * healthy chunks byte-for-byte, holds tool-call chunks while the guards ask,
- * and on a trip or stall closes the upstream at once and ends the answer with
- * finish_reason "length" + a "loopwarden" object. */
+/* POST /v1/chat/completions: the libevent glue around one answer. The body
+ * is read once (proxy/wire/request.h) and checked against its own history;
+ * a source (proxy/source.h: the upstream or the co-resident engine) turns
+ * the answer into guard events for the answer core (proxy/answer.h), and
+ * this file does what the core decides: relay a chunk at once, hold a
+ * tool-call chunk, or, on a trip or a stall, cancel the source and end the
+ * answer with finish_reason "length" + a "loopwarden" object. It also owns
+ * the timers (stall watchdog, keep-alives, the slow client's deadline) and
+ * back-pressure towards the source. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,67 +16,46 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <yajl/yajl_parse.h>
 
 #include "guards/pipeline.h"
 #include "guards/utf8.h"
+#include "proxy/answer.h"
 #include "proxy/emit.h"
 #include "proxy/metrics.h"
 #include "proxy/record.h"
 #include "proxy/server_int.h"
-#include "proxy/wire/chunk.h"
+#include "proxy/source.h"
 #include "proxy/wire/request.h"
-#include "proxy/wire/sse.h"
-
-#define ERROR_BODY_MAX (64 * 1024) /* an upstream's 4xx/5xx body kept for the client */
-#define ERROR_JSON_DEPTH 64        /* nesting read in an error body before calling it text */
-#define ERROR_TEXT_MAX 300         /* bytes of a non-JSON error body quoted in our message */
 
 enum chat_state {
-	CH_CONNECTING = 0, /* request sent, no response head yet */
-	CH_STREAM,         /* 200 + stream: relaying events */
-	CH_COLLECT,        /* non-stream answer or an error body */
-	CH_DONE,           /* the client's response has ended (or the client left) */
+	CH_WAITING = 0, /* the source started, the answer has not */
+	CH_ANSWER,      /* the answer is coming */
+	CH_CUTTING,     /* tripped; waiting for the source's final figures (engine) */
+	CH_DONE,        /* the client's response has ended (or the client left) */
 };
 
 struct px_chat {
 	struct px_server *s;
 	struct px_chat *prev, *next;
 	struct px_http_conn *conn; /* NULL once the response ended or the client left */
-	const struct px_http_req *req;
 	uint64_t id;
 	bool stream;
 	enum chat_state state;
-	int up_status;
 	bool started;     /* the client's response head went out */
-	bool first_event; /* an upstream chunk carrying a token (any guard event) arrived */
-	bool paused;
-	uint64_t n_events;
+	bool first_event; /* a unit carrying an event (any guard event) arrived */
+	bool paused;      /* the source is paused for a slow client */
 	struct px_policy_ref *policy; /* held until the answer ends */
 	struct gd_history *hist;
-	struct gd_pipeline *pipe;
-	struct px_upstream *up;
-	struct px_sse *sse;
-	struct px_chunk *conv;
-	struct evbuffer *held; /* framed chunks held back while a tool call is incomplete */
-	struct evbuffer *out;  /* what goes to the client next */
-	struct evbuffer *body; /* non-stream answer, or an error body */
+	struct px_answer *answer;
+	const struct px_source_ops *ops;
+	struct px_source *src;
+	struct evbuffer *out;   /* what goes to the client next */
 	struct event *wd_timer;
 	struct event *ka_timer;
-	struct event *cw_timer; /* client write deadline while the upstream is paused */
+	struct event *cw_timer; /* client write deadline while the source is paused */
 	size_t cw_pending;      /* the client's backlog when cw_timer was armed */
 	struct px_record *rec;
-	struct px_answer_id aid;
-	bool have_created;
-	bool have_identity;
 	uint64_t t_start_us;
-	/* per chunk */
-	bool chunk_trip;
-	uint32_t chunk_tokens;
-	uint32_t chunk_events;
-	/* non-stream cut points: what was fed before a trip */
-	size_t fed_text, fed_reasoning;
-	uint32_t calls_done;
 };
 
 uint64_t px_now_us(void)
@@ -87,67 +70,19 @@ static uint64_t now_ms(void)
 	return px_now_us() / 1000u;
 }
 
-__attribute__((format(printf, 2, 3)))
-static void log_req(const struct px_chat *ch, const char *fmt, ...)
+void px_log_req(const struct px_server *s, uint64_t id, const char *fmt, ...)
 {
-	if (ch->s->opts.quiet)
+	if (s->opts.quiet)
 		return;
 	char line[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "loopwarden: req %" PRIu64 ": %s\n", ch->id, line);
+	fprintf(stderr, "loopwarden: req %" PRIu64 ": %s\n", id, line);
 }
 
-/* An SSE parser and a chunk converter for a new answer: an idle pair
- * (reset) when there is one, else new ones. */
-static void parsers_take(struct px_chat *ch)
-{
-	struct px_server *s = ch->s;
-	if (s->n_idle > 0) {
-		s->n_idle--;
-		ch->sse = s->idle_sse[s->n_idle];
-		ch->conv = s->idle_conv[s->n_idle];
-		px_sse_reset(ch->sse);
-		px_chunk_reset(ch->conv);
-		return;
-	}
-	/* The converter reads stream chunks (the SSE parser already holds them
-	 * to max_event_bytes) and whole non-stream answers (max_response_bytes):
-	 * its buffers grow on demand, so the larger cap costs nothing until an
-	 * answer needs it. */
-	uint64_t conv_cap = s->opts.max_event_bytes > s->opts.max_response_bytes
-	                        ? s->opts.max_event_bytes
-	                        : s->opts.max_response_bytes;
-	ch->sse = px_sse_new(PX_SSE_MODE_STREAM, (size_t)s->opts.max_event_bytes);
-	ch->conv = px_chunk_new((size_t)conv_cap);
-}
-
-/* Keeps <ch>'s pair for a later answer, or frees it. */
-static void parsers_give(struct px_chat *ch)
-{
-	struct px_server *s = ch->s;
-	if (ch->sse && ch->conv && s->n_idle < PX_IDLE_PARSERS) {
-		s->idle_sse[s->n_idle] = ch->sse;
-		s->idle_conv[s->n_idle] = ch->conv;
-		s->n_idle++;
-	} else {
-		px_sse_free(ch->sse);
-		px_chunk_free(ch->conv);
-	}
-	ch->sse = NULL;
-	ch->conv = NULL;
-}
-
-void px_chat_free_idle(struct px_server *s)
-{
-	while (s->n_idle > 0) {
-		s->n_idle--;
-		px_sse_free(s->idle_sse[s->n_idle]);
-		px_chunk_free(s->idle_conv[s->n_idle]);
-	}
-}
+#define log_req(ch, ...) px_log_req((ch)->s, (ch)->id, __VA_ARGS__)
 
 static void chat_free(struct px_chat *ch)
 {
@@ -161,7 +96,8 @@ static void chat_free(struct px_chat *ch)
 	s->active_streams--;
 	if (ch->conn)
 		px_http_conn_watch(ch->conn, NULL, NULL, NULL);
-	px_upstream_free(ch->up);
+	if (ch->ops)
+		ch->ops->free(ch->src);
 	if (ch->rec)
 		px_record_close(ch->rec, NULL, NULL, "unfinished");
 	px_metrics_observe(PX_H_DURATION, (double)(px_now_us() - ch->t_start_us) / 1e6);
@@ -171,16 +107,11 @@ static void chat_free(struct px_chat *ch)
 		event_free(ch->ka_timer);
 	if (ch->cw_timer)
 		event_free(ch->cw_timer);
-	gd_pipeline_free(ch->pipe);
+	px_answer_free(ch->answer);
 	gd_history_free(ch->hist);
 	px_policy_release(ch->policy);
-	parsers_give(ch);
-	if (ch->held)
-		evbuffer_free(ch->held);
 	if (ch->out)
 		evbuffer_free(ch->out);
-	if (ch->body)
-		evbuffer_free(ch->body);
 	free(ch);
 }
 
@@ -192,10 +123,8 @@ static void record_end(struct px_chat *ch, const struct gd_trip *trip, const cha
 	ch->rec = NULL;
 }
 
-static void cancel_upstream(struct px_chat *ch)
+static void stop_timers(struct px_chat *ch)
 {
-	px_upstream_free(ch->up);
-	ch->up = NULL;
 	if (ch->wd_timer)
 		event_del(ch->wd_timer);
 	if (ch->ka_timer)
@@ -222,7 +151,7 @@ static void flush_out(struct px_chat *ch)
 /* Ends the client's streamed response with what is in <out> and [DONE]. */
 static void end_stream(struct px_chat *ch)
 {
-	cancel_upstream(ch);
+	stop_timers(ch);
 	if (ch->conn) {
 		start_client_stream(ch);
 		px_emit_done(ch->out);
@@ -233,23 +162,44 @@ static void end_stream(struct px_chat *ch)
 }
 
 /* A whole (non-stream, or not-yet-started stream) response. */
-static void reply(struct px_chat *ch, int status, struct evbuffer *body)
+static void reply(struct px_chat *ch, int status, const char *body, size_t len)
 {
-	cancel_upstream(ch);
+	stop_timers(ch);
 	if (ch->conn) {
-		size_t n = evbuffer_get_length(body);
-		px_http_reply(ch->conn, status, "application/json",
-		              (const char *)evbuffer_pullup(body, -1), n, NULL);
+		px_http_reply(ch->conn, status, "application/json", body, len, NULL);
 		ch->conn = NULL;
 	}
 	ch->state = CH_DONE;
 }
 
+static void reply_out(struct px_chat *ch, int status)
+{
+	size_t n = evbuffer_get_length(ch->out);
+	reply(ch, status, n ? (const char *)evbuffer_pullup(ch->out, -1) : "", n);
+}
+
+static void evbuffer_put(void *ctx, const char *bytes, size_t n)
+{
+	evbuffer_add(ctx, bytes, n);
+}
+
+/* "data: <json>\n\n" around JSON that came from a source (px_frame_json);
+ * single-line JSON, the usual case, goes out byte for byte. */
+static void frame_json(struct evbuffer *out, const char *json, size_t len)
+{
+	if (!memchr(json, '\n', len) && !memchr(json, '\r', len))
+		px_emit_frame(out, json, len);
+	else
+		px_frame_json(json, len, evbuffer_put, out);
+}
+
 /* A failure: an HTTP status before the stream started, an error event and
  * [DONE] after. <why> may quote upstream bytes (an error body, a chunk's
  * message): it is cut on a character boundary and invalid UTF-8 replaced
- * before it goes into JSON, the log or the recording. */
-static void fail_answer(struct px_chat *ch, int status, const char *why)
+ * before it goes into JSON, the log or the recording. <raw> (may be NULL):
+ * the upstream's own OpenAI-style error JSON, sent instead of ours. */
+static void fail_answer_raw(struct px_chat *ch, int status, const char *why, const char *raw,
+                            size_t raw_len)
 {
 	char msg[512];
 	size_t k = gd_utf8_sanitize(why, strlen(why), msg, sizeof(msg) - 1, NULL);
@@ -257,38 +207,68 @@ static void fail_answer(struct px_chat *ch, int status, const char *why)
 	log_req(ch, "error: %s", msg);
 	record_end(ch, NULL, msg);
 	if (ch->stream && ch->started) {
-		px_emit_error_event(ch->out, status, msg);
+		if (raw)
+			frame_json(ch->out, raw, raw_len);
+		else
+			px_emit_error_event(ch->out, status, msg);
 		end_stream(ch);
 		return;
 	}
 	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
+	if (raw) {
+		reply(ch, status, raw, raw_len);
+		return;
+	}
 	px_emit_error(ch->out, status, msg);
-	reply(ch, status, ch->out);
+	reply_out(ch, status);
 }
 
-static void trip_answer(struct px_chat *ch, const struct gd_trip *trip)
+static void fail_answer(struct px_chat *ch, int status, const char *why)
 {
-	cancel_upstream(ch); /* first: the engine stops generating now */
+	fail_answer_raw(ch, status, why, NULL, 0);
+}
+
+/* The end of a cut answer, once the source has stopped: the final chunk
+ * naming the guard (and, from the engine, how many tokens it generated
+ * after the cancel) and [DONE]; or, without a stream, a short body. */
+static void finish_trip(struct px_chat *ch, const struct px_source_end *fin)
+{
+	const struct gd_trip *trip = px_answer_trip(ch->answer);
+	int tac = fin ? fin->tokens_after_cancel : -1;
+	if (ch->stream) {
+		start_client_stream(ch);
+		px_emit_trip_chunk_tac(ch->out, px_answer_id(ch->answer), trip, tac);
+		end_stream(ch);
+		return;
+	}
+	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
+	px_emit_notice_body(ch->out, px_answer_id(ch->answer), "", "length", trip);
+	reply_out(ch, 200);
+}
+
+/* A guard (or the watchdog) tripped: the source stops first (the engine
+ * stops generating now), then the answer ends. */
+static void trip_answer(struct px_chat *ch)
+{
+	const struct gd_trip *trip = px_answer_trip(ch->answer);
 	px_metrics_trip(trip->guard);
 	log_req(ch, "trip: guard %s: %s", trip->guard, trip->detail);
 	record_end(ch, trip, NULL);
-	evbuffer_drain(ch->held, evbuffer_get_length(ch->held));
-	if (ch->stream) {
-		start_client_stream(ch);
-		px_emit_trip_chunk(ch->out, &ch->aid, trip);
-		end_stream(ch);
+	px_answer_held_clear(ch->answer);
+	stop_timers(ch);
+	ch->paused = false;
+	if (!ch->ops->cancel(ch->src)) {
+		ch->state = CH_CUTTING; /* end() or body() brings the final figures */
 		return;
 	}
-	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
-	px_emit_notice_body(ch->out, &ch->aid, "", "length", trip);
-	reply(ch, 200, ch->out);
+	finish_trip(ch, NULL);
 }
 
 /* ---- timers ---- */
 
 static void arm_watchdog(struct px_chat *ch)
 {
-	uint64_t ms = gd_pipeline_next_deadline_ms(ch->pipe, now_ms());
+	uint64_t ms = gd_pipeline_next_deadline_ms(px_answer_pipeline(ch->answer), now_ms());
 	if (ms < 1)
 		ms = 1;
 	if (ms > 3600000)
@@ -302,14 +282,13 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct px_chat *ch = arg;
-	if (ch->state == CH_DONE)
+	if (ch->state != CH_WAITING && ch->state != CH_ANSWER)
 		return;
-	if (gd_pipeline_tick(ch->pipe, now_ms()) == GD_TRIP && gd_pipeline_trip(ch->pipe)) {
-		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
-		trip_answer(ch, &trip);
-	} else {
+	struct gd_pipeline *pipe = px_answer_pipeline(ch->answer);
+	if (gd_pipeline_tick(pipe, now_ms()) == GD_TRIP && gd_pipeline_trip(pipe))
+		trip_answer(ch);
+	else
 		arm_watchdog(ch);
-	}
 	if (ch->state == CH_DONE)
 		chat_free(ch);
 }
@@ -326,71 +305,12 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	struct px_chat *ch = arg;
-	if (ch->state == CH_DONE || ch->first_event || !ch->conn)
+	if ((ch->state != CH_WAITING && ch->state != CH_ANSWER) || ch->first_event || !ch->conn)
 		return;
 	start_client_stream(ch);
 	evbuffer_add(ch->out, ": keep-alive\n\n", 14);
 	flush_out(ch);
 	arm_keepalive(ch);
-}
-
-/* ---- guard events ---- */
-
-static int on_gd_event(const struct gd_event *ev, void *arg)
-{
-	struct px_chat *ch = arg;
-	/* Token counts are bookkeeping, not progress: an upstream sending only
-	 * usage chunks is as silent as one sending nothing. */
-	if (ev->type != GD_EV_USAGE)
-		ch->chunk_events++;
-	if (gd_pipeline_feed(ch->pipe, ev) == GD_TRIP) {
-		ch->chunk_trip = true;
-		return 1;
-	}
-	switch (ev->type) {
-	case GD_EV_TEXT:
-		ch->fed_text += ev->len;
-		ch->chunk_tokens++;
-		break;
-	case GD_EV_REASONING:
-		ch->fed_reasoning += ev->len;
-		ch->chunk_tokens++;
-		break;
-	case GD_EV_TOOL_ARGS:
-		ch->chunk_tokens++;
-		break;
-	case GD_EV_TOOL_END:
-		ch->calls_done++;
-		break;
-	default:
-		break;
-	}
-	return 0;
-}
-
-/* "created" of the answer, from its first chunk (same on every chunk). */
-static void learn_identity(struct px_chat *ch, const char *json, size_t len)
-{
-	if (ch->have_identity)
-		return;
-	struct px_chunk_info info;
-	px_chunk_info(ch->conv, &info);
-	if (info.id[0]) {
-		snprintf(ch->aid.id, sizeof(ch->aid.id), "%s", info.id);
-		ch->have_identity = true; /* the same on every chunk of the answer */
-	}
-	if (info.model[0])
-		snprintf(ch->aid.model, sizeof(ch->aid.model), "%s", info.model);
-	if (ch->have_created)
-		return;
-	const char *p = memmem(json, len, "\"created\":", 10);
-	if (p) {
-		char *end;
-		long long v = strtoll(p + 10, &end, 10);
-		if (end != p + 10)
-			ch->aid.created = v;
-	}
-	ch->have_created = true;
 }
 
 static void client_write_cb(evutil_socket_t fd, short what, void *arg);
@@ -413,8 +333,8 @@ static void arm_client_write(struct px_chat *ch)
 /* The client of a paused answer: gone unless it took a byte since the timer
  * was armed (proxy.client_write_timeout_ms between two reads, like nginx's
  * send_timeout; a slow reader that keeps reading is served). A client that
- * never reads would otherwise hold its upstream (an engine slot) forever:
- * it is cancelled like a disconnect, and its connection closed. */
+ * never reads would otherwise hold its source (an engine slot) forever: it
+ * is cancelled like a disconnect, and its connection closed. */
 static void client_write_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -430,22 +350,23 @@ static void client_write_cb(evutil_socket_t fd, short what, void *arg)
 	struct px_http_conn *c = ch->conn;
 	px_metrics_inc(PX_C_CLIENT_STALLED, 1);
 	log_req(ch, "the client took no bytes for %" PRIu64 " ms (proxy.client_write_timeout_ms) with "
-	        "%zu waiting: closing it and the upstream", ch->s->opts.client_write_timeout_ms, pending);
+	        "%zu waiting: closing it and the %s", ch->s->opts.client_write_timeout_ms, pending,
+	        ch->ops->name);
 	record_end(ch, NULL, "client write timeout");
 	px_http_conn_watch(c, NULL, NULL, NULL);
 	ch->conn = NULL;
-	chat_free(ch); /* closes the upstream connection now */
+	chat_free(ch); /* stops the source now */
 	px_http_conn_abort(c);
 }
 
 static void check_backpressure(struct px_chat *ch)
 {
-	if (!ch->conn || !ch->up || ch->paused)
+	if (!ch->conn || ch->paused || ch->state != CH_ANSWER)
 		return;
 	if (px_http_conn_pending(ch->conn) > ch->s->opts.client_highwater_bytes) {
 		ch->paused = true;
-		px_upstream_pause(ch->up, true);
-		/* The silence that follows is ours, not the upstream's: the stall
+		ch->ops->pause(ch->src);
+		/* The silence that follows is ours, not the source's: the stall
 		 * watchdog sleeps until the client has drained, and the client's
 		 * own deadline runs instead. */
 		event_del(ch->wd_timer);
@@ -453,418 +374,154 @@ static void check_backpressure(struct px_chat *ch)
 	}
 }
 
-/* "data: <json>\n\n" around JSON that came from the upstream and parsed.
- * An event sent as several `data:` lines arrives joined by '\n', and an
- * error body may be pretty-printed: raw line ends in valid JSON can only be
- * whitespace between tokens (inside strings they are escaped), so they are
- * dropped and the event stays one line for the client. Single-line JSON,
- * the usual case, goes out byte for byte. */
-static void frame_json(struct evbuffer *out, const char *json, size_t len)
+/* ---- source callbacks (proxy/source.h) ---- */
+
+static void src_begin(void *ctx)
 {
-	if (!memchr(json, '\n', len) && !memchr(json, '\r', len)) {
-		px_emit_frame(out, json, len);
+	struct px_chat *ch = ctx;
+	if (ch->state != CH_WAITING)
 		return;
+	ch->state = CH_ANSWER;
+	if (ch->stream) {
+		start_client_stream(ch);
+		flush_out(ch);
 	}
-	evbuffer_add(out, "data: ", 6);
-	for (size_t i = 0, run = 0; i <= len; i++) {
-		if (i == len || json[i] == '\n' || json[i] == '\r') {
-			evbuffer_add(out, json + run, i - run);
-			run = i + 1;
-		}
-	}
-	evbuffer_add(out, "\n\n", 2);
 }
 
-static int on_sse(const struct px_sse_event *ev, void *arg)
+static int src_unit(void *ctx, const char *json, size_t len)
 {
-	struct px_chat *ch = arg;
-	if (ch->state != CH_STREAM)
+	struct px_chat *ch = ctx;
+	if (ch->state != CH_ANSWER)
 		return 1;
-	uint64_t t0 = px_now_us();
-	ch->n_events++;
-	if (ev->done) {
-		/* The answer is complete: what is still held goes out. */
-		evbuffer_add_buffer(ch->out, ch->held);
-		record_end(ch, NULL, NULL);
-		end_stream(ch);
-		return 1;
-	}
-	ch->chunk_trip = false;
-	ch->chunk_tokens = 0;
-	ch->chunk_events = 0;
-	char err[256];
-	enum px_chunk_status st = px_chunk_feed(ch->conv, ev->data, ev->len, on_gd_event, ch,
-	                                        err, sizeof(err));
-	/* Only a chunk that carries an event (text, reasoning, a tool call or
+	const struct px_answer_unit *u = px_answer_unit(ch->answer);
+	/* Only a unit that carries an event (text, reasoning, a tool call or
 	 * its arguments, a finish) is progress, for the first-token watchdog and
 	 * the idle one alike: a role-only chunk (llama.cpp sends one before
 	 * prompt processing), an empty delta and a usage-only chunk
 	 * (`choices: []` or `null`) carry nothing a client can use, and an
 	 * upstream that sends nothing else forever must still be ended. */
-	if (ch->chunk_events > 0) {
+	if (u->events > 0) {
+		uint64_t now = px_now_us();
 		if (!ch->first_event) {
 			ch->first_event = true;
-			px_metrics_observe(PX_H_TTFT, (double)(t0 - ch->t_start_us) / 1e6);
+			px_metrics_observe(PX_H_TTFT, (double)(now - ch->t_start_us) / 1e6);
 			if (ch->ka_timer)
 				event_del(ch->ka_timer);
 		}
-		gd_pipeline_touch(ch->pipe, t0 / 1000u);
+		gd_pipeline_touch(px_answer_pipeline(ch->answer), now / 1000u);
 	}
-	if (ch->chunk_trip || gd_pipeline_trip(ch->pipe)) {
-		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
-		learn_identity(ch, ev->data, ev->len);
-		trip_answer(ch, &trip);
+	enum px_verdict v = px_answer_verdict(ch->answer);
+	if (v == PX_VERDICT_TRIP) {
+		trip_answer(ch);
 		return 1;
 	}
-	if (ev->truncated && st != PX_CHUNK_OK && st != PX_CHUNK_EUPSTREAM && st != PX_CHUNK_ENOMEM) {
-		/* The connection ended inside this event (px_sse_finish flushed
-		 * what had come): not a bad chunk but an upstream that closed or
-		 * reset before the answer finished, which the caller (up_end,
-		 * up_error) reports as such. */
-		return 1;
-	}
-	if (st == PX_CHUNK_ENOMEM) {
-		fail_answer(ch, 500, "loopwarden ran out of memory reading the upstream's answer");
-		return 1;
-	}
-	if (st == PX_CHUNK_EUPSTREAM) {
-		/* The upstream reports a failure inside the stream: relay it as is. */
-		px_metrics_upstream_error(PX_UPE_STREAM);
-		log_req(ch, "upstream error event: %s", err);
-		record_end(ch, NULL, err);
-		flush_out(ch);
-		frame_json(ch->out, ev->data, ev->len);
-		end_stream(ch);
-		return 1;
-	}
-	if (st != PX_CHUNK_OK) {
-		px_metrics_upstream_error(PX_UPE_PROTOCOL);
-		char msg[400];
-		snprintf(msg, sizeof(msg), "the upstream sent an invalid chunk (event %" PRIu64 "): %s",
-		         ev->number, err);
-		fail_answer(ch, 502, msg);
-		return 1;
-	}
-	learn_identity(ch, ev->data, ev->len);
-	px_metrics_inc(PX_C_TOKENS_RELAYED, ch->chunk_tokens);
-	if (gd_pipeline_holding(ch->pipe)) {
-		if (evbuffer_get_length(ch->held) + ev->len > ch->s->opts.max_held_bytes) {
+	px_metrics_inc(PX_C_TOKENS_RELAYED, u->tokens);
+	if (v == PX_VERDICT_HOLD) {
+		if (json && px_answer_hold(ch->answer, json, len) != 0) {
 			fail_answer(ch, 502, "a tool call exceeds proxy.max_held_bytes while held");
 			return 1;
 		}
-		frame_json(ch->held, ev->data, ev->len);
-	} else {
-		/* Released calls, then this chunk; up_body writes <out> once
-		 * for all the events of one read. */
-		evbuffer_add_buffer(ch->out, ch->held);
-		frame_json(ch->out, ev->data, ev->len);
+		return 0;
+	}
+	/* Released calls, then this chunk; flush() writes <out> once for all
+	 * the units of one read. */
+	size_t hn;
+	const char *held = px_answer_held(ch->answer, &hn);
+	if (hn) {
+		evbuffer_add(ch->out, held, hn);
+		px_answer_held_clear(ch->answer);
+	}
+	if (json) {
+		frame_json(ch->out, json, len);
 		px_metrics_inc(PX_C_CHUNKS_RELAYED, 1);
 	}
 	return 0;
 }
 
-/* ---- upstream callbacks ---- */
-
-static void up_head(void *arg, int status, const char *ctype)
+static void src_flush(void *ctx, bool progress)
 {
-	(void)ctype;
-	struct px_chat *ch = arg;
-	ch->up_status = status;
-	if (status != 200) {
-		px_metrics_upstream_error(PX_UPE_STATUS);
-		ch->state = CH_COLLECT;
+	struct px_chat *ch = ctx;
+	if (ch->state == CH_DONE) {
+		chat_free(ch);
 		return;
 	}
-	if (ch->stream) {
-		ch->state = CH_STREAM;
-		start_client_stream(ch);
+	if (ch->state != CH_ANSWER && ch->state != CH_WAITING)
+		return;
+	if (progress)
+		gd_pipeline_touch(px_answer_pipeline(ch->answer), now_ms());
+	if (ch->started)
 		flush_out(ch);
-	} else {
-		ch->state = CH_COLLECT;
-	}
+	arm_watchdog(ch);
+	check_backpressure(ch);
 }
 
-/* Reading an upstream's error body: is it one JSON object with a top-level
- * "error" key (an OpenAI-style error, relayed as is)? yajl's callback
- * parser builds nothing and we stop past ERROR_JSON_DEPTH levels, so a body
- * of `[[[[…` is neither a deep recursion nor a tree of 64 K nodes: it is
- * text, quoted in our own error. yajl also checks the strings are UTF-8. */
-struct err_scan {
-	int depth;
-	bool object;    /* the top-level value is an object */
-	bool has_error; /* … with an "error" key */
-};
-
-static int es_scalar(void *ctx)
+static void src_end(void *ctx, const struct px_source_end *fin)
 {
-	(void)ctx;
-	return 1;
-}
-static int es_bool(void *ctx, int v)
-{
-	(void)v;
-	return es_scalar(ctx);
-}
-static int es_number(void *ctx, const char *v, size_t n)
-{
-	(void)v;
-	(void)n;
-	return es_scalar(ctx);
-}
-static int es_string(void *ctx, const unsigned char *v, size_t n)
-{
-	(void)v;
-	(void)n;
-	return es_scalar(ctx);
-}
-static int es_open(struct err_scan *e, bool object)
-{
-	if (e->depth == 0)
-		e->object = object;
-	return ++e->depth <= ERROR_JSON_DEPTH;
-}
-static int es_start_map(void *ctx)
-{
-	return es_open(ctx, true);
-}
-static int es_start_array(void *ctx)
-{
-	return es_open(ctx, false);
-}
-static int es_end(void *ctx)
-{
-	((struct err_scan *)ctx)->depth--;
-	return 1;
-}
-static int es_key(void *ctx, const unsigned char *k, size_t n)
-{
-	struct err_scan *e = ctx;
-	if (e->depth == 1 && n == 5 && memcmp(k, "error", 5) == 0)
-		e->has_error = true;
-	return 1;
-}
-
-static bool is_json_error(const char *b, size_t n)
-{
-	static const yajl_callbacks cbs = {
-		.yajl_null = es_scalar, .yajl_boolean = es_bool, .yajl_number = es_number,
-		.yajl_string = es_string, .yajl_start_map = es_start_map, .yajl_map_key = es_key,
-		.yajl_end_map = es_end, .yajl_start_array = es_start_array, .yajl_end_array = es_end,
-	};
-	struct err_scan e = {0, false, false};
-	yajl_handle h = yajl_alloc(&cbs, NULL, &e);
-	if (!h)
-		return false;
-	bool ok = yajl_parse(h, (const unsigned char *)b, n) == yajl_status_ok &&
-	          yajl_complete_parse(h) == yajl_status_ok;
-	yajl_free(h);
-	return ok && e.object && e.has_error;
-}
-
-static void relay_error_body(struct px_chat *ch)
-{
-	size_t n = evbuffer_get_length(ch->body);
-	const char *b = n ? (const char *)evbuffer_pullup(ch->body, -1) : "";
-	char msg[512];
-	/* A JSON body with a top-level "error" is already OpenAI-style: keep it
-	 * (a body cut at ERROR_BODY_MAX is not whole JSON, hence text). */
-	bool json_error = n && n < ERROR_BODY_MAX && is_json_error(b, n);
-	int status = ch->up_status >= 400 ? ch->up_status : 502;
-	snprintf(msg, sizeof(msg), "upstream returned HTTP %d", ch->up_status);
-	log_req(ch, "%s", msg);
-	record_end(ch, NULL, msg);
-	if (!json_error) {
-		/* Quoted: at most ERROR_TEXT_MAX bytes, whole characters,
-		 * invalid bytes replaced. */
-		char text[ERROR_TEXT_MAX + 1];
-		size_t k = gd_utf8_sanitize(b, n, text, ERROR_TEXT_MAX, NULL);
-		text[k] = '\0';
-		snprintf(msg, sizeof(msg), "upstream returned HTTP %d: %s", ch->up_status, text);
-	}
-	if (ch->stream && ch->started) {
-		if (json_error) {
-			flush_out(ch);
-			frame_json(ch->out, b, n);
-		} else {
-			px_emit_error_event(ch->out, status, msg);
-		}
+	struct px_chat *ch = ctx;
+	if (ch->state == CH_CUTTING) {
+		finish_trip(ch, fin);
+	} else if (ch->state != CH_DONE) {
+		/* The answer is complete: what is still held goes out. */
+		size_t hn;
+		const char *held = px_answer_held(ch->answer, &hn);
+		evbuffer_add(ch->out, held, hn);
+		px_answer_held_clear(ch->answer);
+		record_end(ch, NULL, NULL);
 		end_stream(ch);
-		return;
 	}
-	if (json_error) {
-		reply(ch, status, ch->body);
-		return;
-	}
-	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
-	px_emit_error(ch->out, status, msg);
-	reply(ch, status, ch->out);
+	chat_free(ch);
 }
 
-/* The non-stream answer is complete: run the guards over it. */
-static void finish_nonstream(struct px_chat *ch)
+/* A whole non-stream answer: relayed as it is, or cut where the loop
+ * began (content, reasoning, the calls completed before the trip). */
+static void src_body(void *ctx, const char *json, size_t len, const struct px_source_end *fin)
 {
-	size_t n = evbuffer_get_length(ch->body);
-	evbuffer_add(ch->body, "", 1);
-	const char *b = (const char *)evbuffer_pullup(ch->body, -1);
-	char err[256];
-	enum px_chunk_status st = px_chunk_body(ch->conv, b, n, on_gd_event, ch, err, sizeof(err));
+	struct px_chat *ch = ctx;
+	if (ch->state == CH_DONE) {
+		chat_free(ch);
+		return;
+	}
+	const struct gd_trip *trip = px_answer_trip(ch->answer);
 	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
-	if (ch->chunk_trip && gd_pipeline_trip(ch->pipe)) {
-		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
-		struct px_cut cut = {ch->fed_text, ch->fed_reasoning, ch->calls_done};
-		/* <cut> counts bytes of the stream from its start, tripping
-		 * event included: keep what came before the loop began. */
-		if (trip.stream == GD_STREAM_TEXT)
-			cut.text_bytes = (size_t)trip.cut;
-		if (trip.stream == GD_STREAM_REASONING)
-			cut.reasoning_bytes = (size_t)trip.cut;
-		if (trip.stream == GD_STREAM_TOOLS && trip.cut < cut.tool_calls)
-			cut.tool_calls = (size_t)trip.cut;
-		px_metrics_trip(trip.guard);
-		log_req(ch, "trip: guard %s: %s", trip.guard, trip.detail);
-		record_end(ch, &trip, NULL);
-		if (px_emit_truncated_body(ch->out, b, n, &cut, &trip) != 0)
-			px_emit_notice_body(ch->out, &ch->aid, "", "length", &trip);
-		reply(ch, 200, ch->out);
-		return;
-	}
-	if (st == PX_CHUNK_ENOMEM) {
-		fail_answer(ch, 500, "loopwarden ran out of memory reading the upstream's answer");
-		return;
-	}
-	if (st == PX_CHUNK_EUPSTREAM) {
-		px_metrics_upstream_error(PX_UPE_STREAM);
-		record_end(ch, NULL, err);
-		evbuffer_drain(ch->body, 1);
-		evbuffer_add_buffer(ch->out, ch->body);
-		reply(ch, 502, ch->out);
-		return;
-	}
-	if (st != PX_CHUNK_OK) {
-		px_metrics_upstream_error(PX_UPE_PROTOCOL);
-		char msg[400];
-		snprintf(msg, sizeof(msg), "the upstream sent an invalid answer: %s", err);
-		fail_answer(ch, 502, msg);
+	if (trip) {
+		if (ch->state != CH_CUTTING) { /* else trip_answer told already */
+			px_metrics_trip(trip->guard);
+			log_req(ch, "trip: guard %s: %s", trip->guard, trip->detail);
+			record_end(ch, trip, NULL);
+		}
+		struct px_cut cut;
+		px_answer_cut(ch->answer, &cut);
+		int tac = fin ? fin->tokens_after_cancel : -1;
+		if (px_emit_truncated_body_tac(ch->out, json, len, &cut, trip, tac) != 0)
+			px_emit_notice_body(ch->out, px_answer_id(ch->answer), "", "length", trip);
+		reply_out(ch, 200);
+		chat_free(ch);
 		return;
 	}
 	record_end(ch, NULL, NULL);
-	struct px_chunk_info info;
-	px_chunk_info(ch->conv, &info);
-	px_metrics_inc(PX_C_TOKENS_RELAYED, ch->chunk_tokens);
-	/* Healthy: the upstream's bytes, unchanged. */
-	evbuffer_add_reference(ch->out, b, n, NULL, NULL);
-	reply(ch, 200, ch->out);
+	px_metrics_inc(PX_C_TOKENS_RELAYED, px_answer_tokens(ch->answer));
+	reply(ch, 200, json, len); /* healthy: the bytes as they are */
+	chat_free(ch);
 }
 
-static void up_body(void *arg, const char *data, size_t len)
+static void src_error(void *ctx, int status, const char *msg, const char *raw, size_t raw_len)
 {
-	struct px_chat *ch = arg;
-	if (ch->up_status == 200)
-		px_record_write(ch->rec, data, len);
-	if (ch->state == CH_STREAM) {
-		char err[256];
-		uint64_t t0 = px_now_us(), n0 = ch->n_events;
-		enum px_sse_status st = px_sse_feed(ch->sse, data, len, on_sse, ch, err, sizeof(err));
-		if (st == PX_SSE_ETOOBIG && ch->state == CH_STREAM) {
-			px_metrics_upstream_error(PX_UPE_PROTOCOL);
-			char msg[400];
-			snprintf(msg, sizeof(msg), "the upstream sent an event larger than proxy.max_event_bytes: %s", err);
-			fail_answer(ch, 502, msg);
-		} else if (st != PX_SSE_OK && st != PX_SSE_ESTOPPED && ch->state == CH_STREAM) {
-			char msg[400];
-			snprintf(msg, sizeof(msg), "loopwarden could not read the upstream's events: %s", err);
-			fail_answer(ch, 500, msg);
-		}
-		uint64_t k = ch->n_events - n0;
-		if (ch->state == CH_STREAM && k > 0) {
-			/* One write for every event this read brought; the
-			 * bookkeeping waits until the bytes are on their way. */
-			flush_out(ch);
-			arm_watchdog(ch);
-			check_backpressure(ch);
-			double us = (double)(px_now_us() - t0) / (double)k;
-			for (uint64_t i = 0; i < k; i++)
-				px_metrics_observe(PX_H_CHUNK_US, us);
-		}
-	} else if (ch->state == CH_COLLECT) {
-		uint64_t cap = ch->up_status == 200 ? ch->s->opts.max_response_bytes : ERROR_BODY_MAX;
-		size_t have = evbuffer_get_length(ch->body);
-		if (have + len > cap) {
-			if (ch->up_status == 200) {
-				fail_answer(ch, 502, "the upstream's answer exceeds proxy.max_response_bytes");
-			} else {
-				evbuffer_add(ch->body, data, (size_t)(cap - have));
-				relay_error_body(ch);
-			}
-		} else {
-			evbuffer_add(ch->body, data, len);
-			gd_pipeline_touch(ch->pipe, now_ms());
-			arm_watchdog(ch);
-		}
-	}
-	if (ch->state == CH_DONE)
-		chat_free(ch);
+	struct px_chat *ch = ctx;
+	if (ch->state == CH_CUTTING)
+		finish_trip(ch, NULL);
+	else if (ch->state != CH_DONE)
+		fail_answer_raw(ch, status, msg, raw, raw_len);
+	chat_free(ch);
 }
 
-static void up_end(void *arg)
-{
-	struct px_chat *ch = arg;
-	px_upstream_free(ch->up);
-	ch->up = NULL;
-	if (ch->state == CH_STREAM) {
-		char err[256];
-		enum px_sse_status st = px_sse_finish(ch->sse, on_sse, ch, err, sizeof(err));
-		(void)st;
-		if (ch->state == CH_STREAM) {
-			struct px_chunk_info info;
-			px_chunk_info(ch->conv, &info);
-			if (info.finished) {
-				/* Some servers omit [DONE]: the answer did finish. */
-				evbuffer_add_buffer(ch->out, ch->held);
-				record_end(ch, NULL, NULL);
-				end_stream(ch);
-			} else {
-				px_metrics_upstream_error(ch->n_events ? PX_UPE_RESET : PX_UPE_PROTOCOL);
-				fail_answer(ch, 502, ch->n_events
-				                         ? "the upstream ended the stream before the answer finished"
-				                         : "the upstream sent no server-sent events (not an SSE stream)");
-			}
-		}
-	} else if (ch->state == CH_COLLECT) {
-		if (ch->up_status != 200)
-			relay_error_body(ch);
-		else
-			finish_nonstream(ch);
-	}
-	if (ch->state == CH_DONE)
-		chat_free(ch);
-}
-
-static void up_error(void *arg, enum px_up_error e, const char *detail)
-{
-	struct px_chat *ch = arg;
-	px_upstream_free(ch->up);
-	ch->up = NULL;
-	char msg[512];
-	if (ch->state == CH_CONNECTING) {
-		px_metrics_upstream_error(e == PX_UP_CONNECT ? PX_UPE_CONNECT : PX_UPE_PROTOCOL);
-		snprintf(msg, sizeof(msg), "%s: %s", px_up_strerror(e), detail);
-		fail_answer(ch, 502, msg);
-	} else if (ch->state == CH_STREAM || ch->state == CH_COLLECT) {
-		if (ch->state == CH_STREAM) {
-			char err[256];
-			enum px_sse_status st = px_sse_finish(ch->sse, on_sse, ch, err, sizeof(err));
-			(void)st;
-		}
-		if (ch->state != CH_DONE) {
-			px_metrics_upstream_error(e == PX_UP_PROTOCOL ? PX_UPE_PROTOCOL : PX_UPE_RESET);
-			snprintf(msg, sizeof(msg), "%s: %s", px_up_strerror(e), detail);
-			fail_answer(ch, 502, msg);
-		}
-	}
-	if (ch->state == CH_DONE)
-		chat_free(ch);
-}
+static const struct px_source_cbs chat_cbs = {
+	.begin = src_begin,
+	.unit = src_unit,
+	.flush = src_flush,
+	.body = src_body,
+	.end = src_end,
+	.error = src_error,
+};
 
 /* ---- client callbacks ---- */
 
@@ -876,7 +533,7 @@ static void client_gone(struct px_http_conn *c, void *arg)
 	px_metrics_inc(PX_C_CLIENT_GONE, 1);
 	log_req(ch, "client disconnected");
 	record_end(ch, NULL, "client disconnected");
-	chat_free(ch); /* closes the upstream connection now */
+	chat_free(ch); /* stops the source now */
 }
 
 static void client_drained(struct px_http_conn *c, void *arg)
@@ -885,14 +542,13 @@ static void client_drained(struct px_http_conn *c, void *arg)
 	struct px_chat *ch = arg;
 	if (ch->cw_timer)
 		event_del(ch->cw_timer);
-	if (ch->paused && ch->up) {
+	if (ch->paused && ch->state == CH_ANSWER) {
 		ch->paused = false;
-		gd_pipeline_touch(ch->pipe, now_ms());
+		gd_pipeline_touch(px_answer_pipeline(ch->answer), now_ms());
 		arm_watchdog(ch);
-		px_upstream_pause(ch->up, false);
-		/* Resuming may deliver buffered events and end the answer. */
-		if (ch->state == CH_DONE)
-			chat_free(ch);
+		/* Last: resuming may deliver units and end the answer (which
+		 * frees <ch>). */
+		ch->ops->resume(ch->src);
 	}
 }
 
@@ -952,12 +608,14 @@ static void history_answer(struct px_server *s, struct px_http_conn *c, bool str
 void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req)
 {
 	char err[256];
-	if (!s->target) {
+	const struct px_route *route = &s->route;
+	if (!route->ops) {
 		simple_error(c, 503, "loopwarden has no upstream: start it with --upstream URL");
 		return;
 	}
 	/* The one parse of the body (proxy/wire/request.h): every limit is
-	 * checked while parsing, and the history is built from its result. */
+	 * checked while parsing, and the history and the source take its
+	 * result. */
 	struct px_request *preq = NULL;
 	enum px_request_status rst = px_request_read(req->body, req->body_len, &preq, err, sizeof(err));
 	if (rst != PX_REQUEST_OK) {
@@ -985,8 +643,8 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	}
 	struct px_policy_ref *policy = px_policy_hold(s);
 	struct gd_history *hist = gd_history_new(policy->policy, preq->msgs, preq->n_msgs, err, sizeof(err));
-	px_request_free(preq); /* the history keeps its own copies */
 	if (!hist) {
+		px_request_free(preq);
 		px_policy_release(policy);
 		char msg[400];
 		snprintf(msg, sizeof(msg), "cannot read the conversation: %s", err);
@@ -997,6 +655,7 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	memset(&htrip, 0, sizeof(htrip));
 	if (s->opts.history_action != PX_HISTORY_OFF && gd_history_check(hist, &htrip)) {
 		history_answer(s, c, stream, model, &htrip, req->id);
+		px_request_free(preq);
 		gd_history_free(hist);
 		px_policy_release(policy);
 		return;
@@ -1004,6 +663,7 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 
 	struct px_chat *ch = calloc(1, sizeof(*ch));
 	if (!ch) {
+		px_request_free(preq);
 		gd_history_free(hist);
 		px_policy_release(policy);
 		simple_error(c, 500, "out of memory");
@@ -1011,34 +671,31 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	}
 	ch->s = s;
 	ch->conn = c;
-	ch->req = req;
 	ch->id = req->id;
 	ch->stream = stream;
 	ch->hist = hist;
 	ch->policy = policy;
 	ch->t_start_us = px_now_us();
-	snprintf(ch->aid.id, sizeof(ch->aid.id), "chatcmpl-loopwarden-%" PRIu64, ch->id);
-	snprintf(ch->aid.model, sizeof(ch->aid.model), "%s", model);
-	ch->aid.created = (int64_t)time(NULL);
 	ch->next = s->chats;
 	if (s->chats)
 		s->chats->prev = ch;
 	s->chats = ch;
 	s->active_streams++;
-	ch->pipe = gd_pipeline_new(policy->policy, hist);
-	parsers_take(ch);
-	ch->held = evbuffer_new();
+	ch->answer = px_answer_new(policy->policy, hist, (size_t)s->opts.max_held_bytes);
 	ch->out = evbuffer_new();
-	ch->body = evbuffer_new();
 	ch->wd_timer = evtimer_new(s->base, watchdog_cb, ch);
 	ch->ka_timer = stream ? evtimer_new(s->base, keepalive_cb, ch) : NULL;
-	if (!ch->pipe || !ch->sse || !ch->conv || !ch->held || !ch->out || !ch->body ||
-	    !ch->wd_timer || (stream && !ch->ka_timer)) {
+	if (!ch->answer || !ch->out || !ch->wd_timer || (stream && !ch->ka_timer)) {
+		px_request_free(preq);
 		ch->conn = NULL;
 		chat_free(ch);
 		simple_error(c, 500, "out of memory");
 		return;
 	}
+	struct px_answer_id *aid = px_answer_id(ch->answer);
+	snprintf(aid->id, sizeof(aid->id), "chatcmpl-loopwarden-%" PRIu64, ch->id);
+	snprintf(aid->model, sizeof(aid->model), "%s", model);
+	aid->created = (int64_t)time(NULL);
 	if (s->opts.record_dir[0]) {
 		ch->rec = px_record_open(s->opts.record_dir, ch->id, stream, req->body, req->body_len,
 		                         err, sizeof(err));
@@ -1048,24 +705,22 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 		}
 	}
 	px_http_conn_watch(c, client_gone, client_drained, ch);
-	char auth[PX_HTTP_AUTH_MAX + 16];
-	if (s->opts.upstream_key[0])
-		snprintf(auth, sizeof(auth), "Bearer %s", s->opts.upstream_key);
-	else
-		snprintf(auth, sizeof(auth), "%s", req->authorization);
-	static const struct px_upstream_cbs cbs = {up_head, up_body, up_end, up_error};
-	ch->up = px_upstream_start(s->base, s->target, "POST", "/v1/chat/completions", auth,
-	                           req->body, req->body_len, (size_t)s->opts.max_header_bytes,
-	                           s->opts.connect_timeout_ms, &cbs, ch, err, sizeof(err));
-	if (!ch->up) {
-		char msg[400];
-		px_metrics_upstream_error(PX_UPE_CONNECT);
-		snprintf(msg, sizeof(msg), "cannot connect to the upstream: %s", err);
-		fail_answer(ch, 502, msg);
+	struct px_source_args args = {
+		.s = s, .route = route, .req = req, .preq = preq, .answer = ch->answer, .rec = ch->rec,
+		.id = ch->id, .stream = stream, .include_usage = preq->include_usage,
+	};
+	int status = 500;
+	ch->ops = route->ops;
+	ch->src = route->ops->start(&args, &chat_cbs, ch, &status, err, sizeof(err));
+	px_request_free(preq); /* the history and the source keep their own copies */
+	if (!ch->src) {
+		if (status >= 400 && status < 500)
+			px_metrics_inc(PX_C_BAD_REQUESTS, 1);
+		fail_answer(ch, status, err);
 		chat_free(ch);
 		return;
 	}
-	gd_pipeline_start(ch->pipe, now_ms());
+	gd_pipeline_start(px_answer_pipeline(ch->answer), now_ms());
 	arm_watchdog(ch);
 	if (ch->ka_timer)
 		arm_keepalive(ch);
@@ -1076,11 +731,13 @@ void px_chat_backlog(const struct px_server *s, uint64_t *paused, uint64_t *byte
 	*paused = 0;
 	*bytes = 0;
 	for (const struct px_chat *ch = s->chats; ch; ch = ch->next) {
+		size_t held;
 		if (ch->paused)
 			(*paused)++;
 		if (ch->conn)
 			*bytes += px_http_conn_pending(ch->conn);
-		*bytes += evbuffer_get_length(ch->held);
+		(void)px_answer_held(ch->answer, &held);
+		*bytes += held;
 	}
 }
 
@@ -1088,7 +745,7 @@ void px_chat_cancel_all(struct px_server *s)
 {
 	while (s->chats) {
 		struct px_chat *ch = s->chats;
-		cancel_upstream(ch);
+		stop_timers(ch);
 		if (ch->conn) {
 			px_http_conn_watch(ch->conn, NULL, NULL, NULL);
 			if (ch->stream && ch->started) {
@@ -1098,6 +755,6 @@ void px_chat_cancel_all(struct px_server *s)
 				fail_answer(ch, 503, "loopwarden is shutting down");
 			}
 		}
-		chat_free(ch);
+		chat_free(ch); /* stops the source */
 	}
 }

@@ -124,24 +124,38 @@ static void chunk_head(struct evbuffer *out, const struct px_answer_id *a)
 	json_cstr(out, a->model);
 }
 
-static void loopwarden_obj(struct evbuffer *out, const struct gd_trip *trip)
+/* <tac> < 0: the source does not know tokens_after_cancel (an upstream). */
+static void loopwarden_obj_tac(struct evbuffer *out, const struct gd_trip *trip, int tac)
 {
 	evbuffer_add_printf(out, "\"loopwarden\":{\"guard\":");
 	json_cstr(out, trip->guard);
 	evbuffer_add_printf(out, ",\"detail\":");
 	json_cstr(out, trip->detail);
+	if (tac >= 0)
+		evbuffer_add_printf(out, ",\"tokens_after_cancel\":%d", tac);
 	evbuffer_add(out, "}", 1);
 }
 
-void px_emit_trip_chunk(struct evbuffer *out, const struct px_answer_id *a,
-                        const struct gd_trip *trip)
+static void loopwarden_obj(struct evbuffer *out, const struct gd_trip *trip)
+{
+	loopwarden_obj_tac(out, trip, -1);
+}
+
+void px_emit_trip_chunk_tac(struct evbuffer *out, const struct px_answer_id *a,
+                            const struct gd_trip *trip, int tokens_after_cancel)
 {
 	evbuffer_add(out, "data: ", 6);
 	chunk_head(out, a);
 	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\","
 	                         "\"logprobs\":null}],");
-	loopwarden_obj(out, trip);
+	loopwarden_obj_tac(out, trip, tokens_after_cancel);
 	evbuffer_add(out, "}\n\n", 3);
+}
+
+void px_emit_trip_chunk(struct evbuffer *out, const struct px_answer_id *a,
+                        const struct gd_trip *trip)
+{
+	px_emit_trip_chunk_tac(out, a, trip, -1);
 }
 
 void px_emit_notice_stream(struct evbuffer *out, const struct px_answer_id *a,
@@ -192,17 +206,23 @@ void px_notice_text(char *buf, size_t buflen, const struct gd_trip *trip)
 
 enum node_role { R_PLAIN = 0, R_CHOICE0, R_MESSAGE, R_TOP };
 
-static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct px_cut *cut,
-                      const struct gd_trip *trip);
+/* What the rewrite keeps and adds. */
+struct trunc {
+	const struct px_cut *cut;
+	const struct gd_trip *trip;
+	int tac; /* tokens_after_cancel; < 0: not said */
+};
+
+static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct trunc *t);
 
 static void gen_str(yajl_gen g, const char *s)
 {
 	yajl_gen_string(g, (const unsigned char *)s, strlen(s));
 }
 
-static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct px_cut *cut,
-                       const struct gd_trip *trip)
+static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct trunc *t)
 {
+	const struct px_cut *cut = t->cut;
 	yajl_gen_map_open(g);
 	for (size_t i = 0; i < v->u.object.len; i++) {
 		const char *k = v->u.object.keys[i];
@@ -230,7 +250,7 @@ static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct
 			gen_str(g, k);
 			yajl_gen_array_open(g);
 			for (size_t j = 0; j < n; j++)
-				gen_value(g, c->u.array.values[j], R_PLAIN, cut, trip);
+				gen_value(g, c->u.array.values[j], R_PLAIN, t);
 			yajl_gen_array_close(g);
 			continue;
 		}
@@ -241,26 +261,29 @@ static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct
 		if (role == R_TOP && strcmp(k, "choices") == 0 && YAJL_IS_ARRAY(c)) {
 			yajl_gen_array_open(g);
 			for (size_t j = 0; j < c->u.array.len; j++)
-				gen_value(g, c->u.array.values[j], j == 0 ? R_CHOICE0 : R_PLAIN, cut, trip);
+				gen_value(g, c->u.array.values[j], j == 0 ? R_CHOICE0 : R_PLAIN, t);
 			yajl_gen_array_close(g);
 			continue;
 		}
-		gen_value(g, c, sub, cut, trip);
+		gen_value(g, c, sub, t);
 	}
 	if (role == R_TOP) {
 		gen_str(g, "loopwarden");
 		yajl_gen_map_open(g);
 		gen_str(g, "guard");
-		gen_str(g, trip->guard);
+		gen_str(g, t->trip->guard);
 		gen_str(g, "detail");
-		gen_str(g, trip->detail);
+		gen_str(g, t->trip->detail);
+		if (t->tac >= 0) {
+			gen_str(g, "tokens_after_cancel");
+			yajl_gen_integer(g, t->tac);
+		}
 		yajl_gen_map_close(g);
 	}
 	yajl_gen_map_close(g);
 }
 
-static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct px_cut *cut,
-                      const struct gd_trip *trip)
+static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct trunc *t)
 {
 	if (!v) {
 		yajl_gen_null(g);
@@ -274,12 +297,12 @@ static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct 
 		yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
 		break;
 	case yajl_t_object:
-		gen_object(g, v, role, cut, trip);
+		gen_object(g, v, role, t);
 		break;
 	case yajl_t_array:
 		yajl_gen_array_open(g);
 		for (size_t j = 0; j < v->u.array.len; j++)
-			gen_value(g, v->u.array.values[j], R_PLAIN, cut, trip);
+			gen_value(g, v->u.array.values[j], R_PLAIN, t);
 		yajl_gen_array_close(g);
 		break;
 	case yajl_t_true:
@@ -296,6 +319,14 @@ static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct 
 int px_emit_truncated_body(struct evbuffer *out, const char *body, size_t len,
                            const struct px_cut *cut, const struct gd_trip *trip)
 {
+	return px_emit_truncated_body_tac(out, body, len, cut, trip, -1);
+}
+
+int px_emit_truncated_body_tac(struct evbuffer *out, const char *body, size_t len,
+                               const struct px_cut *cut, const struct gd_trip *trip,
+                               int tokens_after_cancel)
+{
+	const struct trunc t = {cut, trip, tokens_after_cancel};
 	(void)len; /* <body> is NUL-terminated by the caller */
 	char err[128];
 	yajl_val root = yajl_tree_parse(body, err, sizeof(err));
@@ -308,7 +339,7 @@ int px_emit_truncated_body(struct evbuffer *out, const char *body, size_t len,
 		yajl_tree_free(root);
 		return -1;
 	}
-	gen_value(g, root, R_TOP, cut, trip);
+	gen_value(g, root, R_TOP, &t);
 	const unsigned char *buf;
 	size_t blen;
 	yajl_gen_get_buf(g, &buf, &blen);

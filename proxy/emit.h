@@ -9,16 +9,9 @@
 #include <stdint.h>
 
 #include "guards/pipeline.h"
+#include "proxy/answer.h" /* struct px_answer_id, struct px_cut */
 
 struct evbuffer;
-
-/* Identity of the answer being written: every chunk of one answer carries
- * the same id, created and model. */
-struct px_answer_id {
-	char id[128];
-	char model[128];
-	int64_t created;
-};
 
 /* Appends <s> as a JSON string literal (quotes included). */
 void px_json_string(struct evbuffer *out, const char *s, size_t len);
@@ -39,6 +32,11 @@ void px_emit_done(struct evbuffer *out);
  * top-level "loopwarden": {"guard","detail"}. As an SSE event. */
 void px_emit_trip_chunk(struct evbuffer *out, const struct px_answer_id *a,
                         const struct gd_trip *trip);
+/* The same, the loopwarden object also saying "tokens_after_cancel" (the
+ * co-resident engine's count of tokens generated after the cancel) unless
+ * <tokens_after_cancel> < 0. */
+void px_emit_trip_chunk_tac(struct evbuffer *out, const struct px_answer_id *a,
+                            const struct gd_trip *trip, int tokens_after_cancel);
 
 /* A whole short answer saying which guard stopped the loop, for a request
  * whose history already loops: as SSE events (role+content, finish, [DONE])
@@ -50,19 +48,16 @@ void px_emit_notice_body(struct evbuffer *out, const struct px_answer_id *a,
                          const char *content, const char *finish,
                          const struct gd_trip *trip);
 
-/* What of a non-streaming answer to keep after a trip. */
-struct px_cut {
-	size_t text_bytes;      /* of message.content */
-	size_t reasoning_bytes; /* of message.reasoning_content / reasoning */
-	size_t tool_calls;      /* leading complete calls kept */
-};
-
 /* Rewrites the chat.completion <body>: choice 0's content and reasoning cut
  * to the given lengths (on a UTF-8 boundary), only the first <tool_calls>
  * calls kept, finish_reason "length", and "loopwarden": {guard, detail} added.
  * Every other field is kept. Returns 0, or -1 when <body> is not an object. */
 int px_emit_truncated_body(struct evbuffer *out, const char *body, size_t len,
                            const struct px_cut *cut, const struct gd_trip *trip);
+/* The same with "tokens_after_cancel" in the loopwarden object (< 0: left out). */
+int px_emit_truncated_body_tac(struct evbuffer *out, const char *body, size_t len,
+                               const struct px_cut *cut, const struct gd_trip *trip,
+                               int tokens_after_cancel);
 
 /* The note written as the assistant's message when the history check stops
  * a request: says which guard and why. */

@@ -13,6 +13,7 @@
 #include "proxy/emit.h"
 #include "proxy/metrics.h"
 #include "proxy/server_int.h"
+#include "proxy/source.h"
 
 #define RELAY_BODY_MAX (4 * 1024 * 1024)
 #define RELAY_TIMEOUT_MS 10000
@@ -298,6 +299,9 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 		s->target = px_target_new(&opts->upstream, opts->upstream_ca_file, err, errlen);
 		if (!s->target)
 			goto fail;
+		s->route.ops = &px_source_upstream;
+		s->route.target = s->target;
+		s->route.upstream_key = s->opts.upstream_key;
 	}
 	struct px_http_limits lim = {
 		.max_header_bytes = (size_t)opts->max_header_bytes,

@@ -15,6 +15,7 @@ struct px_chat;
 struct px_server;
 struct px_sse;
 struct px_chunk;
+struct px_source_ops;
 
 /* Idle SSE parsers and chunk converters kept for the next answers. A pair
  * holds about 64 KiB between answers (its buffers grow with the events up to
@@ -31,11 +32,20 @@ struct px_policy_ref {
 struct px_policy_ref *px_policy_hold(struct px_server *s);
 void px_policy_release(struct px_policy_ref *ref);
 
+/* Where a chat completion is answered: a source (proxy/source.h) and what it
+ * needs. */
+struct px_route {
+	const struct px_source_ops *ops;
+	const struct px_target *target;  /* upstream routes */
+	const char *upstream_key;        /* upstream routes: "" relays the client's Authorization */
+};
+
 struct px_server {
 	struct event_base *base;
 	struct px_options opts;
 	struct px_policy_ref *policy;
 	struct px_target *target;
+	struct px_route route; /* the upstream's */
 	struct px_http_server *http;
 	uint64_t active_streams;
 	struct px_chat *chats; /* every answer in progress */
@@ -57,5 +67,8 @@ void px_chat_cancel_all(struct px_server *s);
 void px_chat_free_idle(struct px_server *s);
 
 uint64_t px_now_us(void);
+/* One log line about request <id> on stderr (nothing with proxy.quiet). */
+void px_log_req(const struct px_server *s, uint64_t id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

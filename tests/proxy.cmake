@@ -12,6 +12,8 @@ set_target_properties(lw-upstream PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_
 
 # Unit: the key table, URL/listen parsing, loopwarden's own OpenAI output.
 lw_unit_test(test_proxy_options unit/test_proxy_options.c LIBS lw_proxy)
+# Unit: the I/O-free answer core shared by the proxy and loopwarden-audit.
+lw_unit_test(test_answer unit/test_answer.c LIBS lw_answer)
 
 # Integration: the real binary on loopback against lw-upstream.
 lw_unit_test(test_proxy integration/test_proxy.c integration/harness.c LIBS lw_scripted)
