@@ -620,9 +620,10 @@ static int setter(const char *key, const char *value, const char *file, unsigned
 {
 	(void)file;
 	(void)line;
-	/* The audit tool reads the proxy's own config file: its proxy.* keys
-	 * (listen address, upstream, caps) do not concern the guards. */
-	if (strncmp(key, "proxy.", 6) == 0)
+	/* The audit tool reads the proxy's own config file: its proxy.* and
+	 * engine.* keys (listen address, upstream, caps, the co-resident
+	 * model) do not concern the guards. */
+	if (strncmp(key, "proxy.", 6) == 0 || strncmp(key, "engine.", 7) == 0)
 		return 0;
 	return gd_config_set(ctx, key, value, err, errlen);
 }

@@ -3,8 +3,10 @@
 #   installs the dependencies, builds, starts a scripted OpenAI-compatible
 #   upstream on loopback (it replays recorded agent answers from tests/data),
 #   puts loopwarden in front of it, sends one healthy and one looping request
-#   with curl, shows what the client saw, runs the co-resident engine on the
-#   bundled model (contrib/models/stories260K.gguf), and stops everything.
+#   with curl, shows what the client saw; then serves the bundled model
+#   (contrib/models/stories260K.gguf) from loopwarden's own engine
+#   (co-resident mode): a healthy prompt answered in full, a looping one cut
+#   at its next token; and stops everything.
 # In front of a real engine instead (llama-server on port 8081):
 #   build/loopwarden --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8081
 # and point the agent's OpenAI base URL at http://127.0.0.1:8080/v1
@@ -17,6 +19,7 @@ bash contrib/install-deps.sh
 echo "== building ($bdir/)"
 cmake -S . -B "$bdir" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$bdir" -j"$(nproc)" --target loopwarden lw-upstream >/dev/null
+model=contrib/models/stories260K.gguf
 
 data=tests/data
 healthy=037-parallel-reads
@@ -26,8 +29,9 @@ if [ ! -f "$data/$loop.json" ]; then # the corpus is not there: use the proxy's 
 fi
 
 tmp=$(mktemp -d /tmp/loopwarden-demo.XXXXXX)
-up_pid= lw_pid=
+up_pid= lw_pid= co_pid=
 cleanup() {
+	[ -n "$co_pid" ] && kill "$co_pid" 2>/dev/null && wait "$co_pid" 2>/dev/null || true
 	[ -n "$lw_pid" ] && kill "$lw_pid" 2>/dev/null && wait "$lw_pid" 2>/dev/null || true
 	[ -n "$up_pid" ] && kill "$up_pid" 2>/dev/null && wait "$up_pid" 2>/dev/null || true
 	rm -rf "$tmp"
@@ -78,9 +82,39 @@ sed 's/^/  /' "$tmp/loopwarden.log"
 grep -q '"finish_reason":"length"' "$tmp/loop.sse" && grep -q '"loopwarden":{' "$tmp/loop.sse" &&
 	tail -n 2 "$tmp/loop.sse" | grep -q 'data: \[DONE\]' && echo "== the loop ended with finish_reason \"length\", the loopwarden object and [DONE]"
 echo
-echo "== 3. the co-resident engine: greedy generation with the bundled stories260K model"
-"$bdir/loopwarden" generate -m contrib/models/stories260K.gguf -p "Once upon a time" -n 48 --temp 0 --bench
+echo "== 3. co-resident mode: loopwarden serves $model from its own engine"
+"$bdir/loopwarden" --listen 127.0.0.1:0 --model "$model" >"$tmp/coresident.log" 2>&1 &
+co_pid=$!
+co_port=$(wait_for "$tmp/coresident.log" 'listening on http://127.0.0.1:')
+echo "loopwarden --model $model on 127.0.0.1:$co_port; GET /v1/models:"
+curl -s "http://127.0.0.1:$co_port/v1/models"
+echo
+complete() { # PROMPT MAX_TOKENS: one greedy streaming completion; prints the text and the end
+	curl -sN "http://127.0.0.1:$co_port/v1/chat/completions" -H 'Content-Type: application/json' \
+		-d "{\"stream\":true,\"temperature\":0,\"max_tokens\":$2,\"messages\":[{\"role\":\"user\",\"content\":\"$1\"}]}"
+}
+text_of() { # SSE file: the content deltas joined
+	grep -o '"delta":{"content":"\([^"\\]\|\\.\)*"' "$1" | sed 's/^"delta":{"content":"//; s/"$//' |
+		tr -d '\n' | sed 's/\\n/ /g; s/\\"/"/g'
+}
+echo
+echo "-- a healthy prompt, \"Once upon a time\" (48 tokens):"
+complete "Once upon a time" 48 >"$tmp/co-healthy.sse"
+echo "   text: Once upon a time$(text_of "$tmp/co-healthy.sse")"
+echo "   end:  $(grep -o '"finish_reason":"[a-z_]*"' "$tmp/co-healthy.sse" | tail -n 1), then $(tail -n 2 "$tmp/co-healthy.sse" | head -n 1)"
+echo
+echo "-- a prompt this model loops on, \"One day, a big bear\" (up to 2000 tokens):"
+complete "One day, a big bear" 2000 >"$tmp/co-loop.sse"
+echo "   text: One day, a big bear$(text_of "$tmp/co-loop.sse")"
+echo "   the last two events:"
+grep '^data: ' "$tmp/co-loop.sse" | tail -n 2 | cut -c1-420 | sed 's/^/   /'
+echo
+echo "   the engine's figures (/metrics):"
+curl -s "http://127.0.0.1:$co_port/metrics" | grep -E '^loopwarden_(engine_(tokens_generated|requests_cancelled|tokens_after_cancel)_total|trips_total)' | sed 's/^/   /'
+grep -q '"finish_reason":"length"' "$tmp/co-loop.sse" && grep -q '"tokens_after_cancel":[01]' "$tmp/co-loop.sse" &&
+	echo "== the loop was cut by the repeat guard; the engine generated at most one token after the cancel"
 
 echo
 echo "In front of a real engine: build/loopwarden --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8081"
+echo "Or with loopwarden's own engine: build/loopwarden --listen 127.0.0.1:8080 --model MODEL.gguf"
 echo "then set your agent's OpenAI base URL to http://127.0.0.1:8080/v1 (see build/loopwarden --help)."

@@ -746,7 +746,7 @@ enum eng_status eng_sched_submit(struct eng_sched *s, const struct eng_req_opts 
 	for (int i = 0; i < o->n_prompt; i++)
 		eng_sampler_accept(r->smp, o->prompt[i]);
 	if (s->tok)
-		eng_tok_decoder_init(&r->dec, s->tok, 0);
+		eng_tok_decoder_init(&r->dec, s->tok, o->decode_flags);
 	r->state = RS_QUEUED;
 	r->sched = s;
 

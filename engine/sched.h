@@ -154,6 +154,10 @@ struct eng_req_opts {
 	int max_tokens;                      /* >= 1; generation also ends when the
 					      * context (n_ctx) is full */
 	int max_events;                      /* output queue; 0 → ENG_SCHED_DEFAULT_EVENTS */
+	/* Flags of the text pieces' streaming decoder (ENG_TOK_DEC_SPECIAL:
+	 * control tokens such as <|python_tag|> or [TOOL_CALLS] come as their
+	 * text, for the chat output parser); 0 for plain text. */
+	unsigned decode_flags;
 	/* Called on the scheduler thread, at most once per step, after that
 	 * step's events for this request are visible, and once more after the
 	 * final event; never after eng_req_free. Must be quick and must not

@@ -610,7 +610,8 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	char err[256];
 	const struct px_route *route = &s->route;
 	if (!route->ops) {
-		simple_error(c, 503, "loopwarden has no upstream: start it with --upstream URL");
+		simple_error(c, 503, "loopwarden has no upstream and no model: start it with --upstream "
+		             "URL or --model FILE.gguf");
 		return;
 	}
 	/* The one parse of the body (proxy/wire/request.h): every limit is

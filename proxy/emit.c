@@ -194,6 +194,132 @@ void px_emit_notice_body(struct evbuffer *out, const struct px_answer_id *a,
 	evbuffer_add(out, "}", 1);
 }
 
+/* ---- the co-resident engine's chunks ---- */
+
+static void chunk_choice_open(struct evbuffer *out, const struct px_answer_id *a)
+{
+	chunk_head(out, a);
+	evbuffer_add_printf(out, ",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"delta\":");
+}
+
+static void chunk_choice_close(struct evbuffer *out, const char *finish, bool usage_null)
+{
+	if (finish)
+		evbuffer_add_printf(out, ",\"finish_reason\":");
+	if (finish)
+		json_cstr(out, finish);
+	else
+		evbuffer_add_printf(out, ",\"finish_reason\":null");
+	evbuffer_add_printf(out, ",\"logprobs\":null}]%s}", usage_null ? ",\"usage\":null" : "");
+}
+
+void px_emit_role_chunk(struct evbuffer *out, const struct px_answer_id *a, bool usage_null)
+{
+	chunk_choice_open(out, a);
+	evbuffer_add_printf(out, "{\"role\":\"assistant\",\"content\":null}");
+	chunk_choice_close(out, NULL, usage_null);
+}
+
+int px_emit_event_chunk(struct evbuffer *out, const struct px_answer_id *a,
+                        const struct gd_event *ev, bool usage_null)
+{
+	switch (ev->type) {
+	case GD_EV_TEXT:
+	case GD_EV_REASONING:
+		chunk_choice_open(out, a);
+		evbuffer_add_printf(out, "{\"%s\":", ev->type == GD_EV_TEXT ? "content" : "reasoning_content");
+		px_json_string(out, ev->data, ev->len);
+		evbuffer_add(out, "}", 1);
+		chunk_choice_close(out, NULL, usage_null);
+		return 0;
+	case GD_EV_TOOL_BEGIN:
+		chunk_choice_open(out, a);
+		evbuffer_add_printf(out, "{\"tool_calls\":[{\"index\":%u,\"id\":", ev->index);
+		px_json_string(out, ev->id ? ev->id : "", ev->id ? ev->id_len : 0);
+		evbuffer_add_printf(out, ",\"type\":\"function\",\"function\":{\"name\":");
+		px_json_string(out, ev->name ? ev->name : "", ev->name ? ev->name_len : 0);
+		evbuffer_add_printf(out, ",\"arguments\":\"\"}}]}");
+		chunk_choice_close(out, NULL, usage_null);
+		return 0;
+	case GD_EV_TOOL_ARGS:
+		chunk_choice_open(out, a);
+		evbuffer_add_printf(out, "{\"tool_calls\":[{\"index\":%u,\"function\":{\"arguments\":",
+		                    ev->index);
+		px_json_string(out, ev->data, ev->len);
+		evbuffer_add_printf(out, "}}]}");
+		chunk_choice_close(out, NULL, usage_null);
+		return 0;
+	case GD_EV_FINISH: {
+		char reason[32];
+		size_t n = ev->len < sizeof(reason) - 1 ? ev->len : sizeof(reason) - 1;
+		memcpy(reason, ev->data, n);
+		reason[n] = '\0';
+		chunk_choice_open(out, a);
+		evbuffer_add(out, "{}", 2);
+		chunk_choice_close(out, reason, usage_null);
+		return 0;
+	}
+	default:
+		return -1;
+	}
+}
+
+static void usage_obj(struct evbuffer *out, int64_t prompt_tokens, int64_t completion_tokens)
+{
+	int64_t p = prompt_tokens < 0 ? 0 : prompt_tokens, c = completion_tokens < 0 ? 0 : completion_tokens;
+	evbuffer_add_printf(out, "\"usage\":{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
+	                         ",\"total_tokens\":%" PRId64 "}", p, c, p + c);
+}
+
+void px_emit_usage_chunk(struct evbuffer *out, const struct px_answer_id *a,
+                         int64_t prompt_tokens, int64_t completion_tokens)
+{
+	chunk_head(out, a);
+	evbuffer_add_printf(out, ",\"system_fingerprint\":null,\"choices\":[],");
+	usage_obj(out, prompt_tokens, completion_tokens);
+	evbuffer_add(out, "}", 1);
+}
+
+void px_emit_completion(struct evbuffer *out, const struct px_answer_id *a, const char *content,
+                        size_t content_len, const char *reasoning, size_t reasoning_len,
+                        const struct px_emit_call *calls, size_t n_calls, const char *finish,
+                        int64_t prompt_tokens, int64_t completion_tokens)
+{
+	evbuffer_add_printf(out, "{\"id\":");
+	json_cstr(out, a->id);
+	evbuffer_add_printf(out, ",\"object\":\"chat.completion\",\"created\":%" PRId64 ",\"model\":",
+	                    a->created);
+	json_cstr(out, a->model);
+	evbuffer_add_printf(out, ",\"system_fingerprint\":null,\"choices\":[{\"index\":0,"
+	                         "\"message\":{\"role\":\"assistant\",\"content\":");
+	if (content_len == 0 && n_calls > 0)
+		evbuffer_add_printf(out, "null");
+	else
+		px_json_string(out, content ? content : "", content_len);
+	if (reasoning_len > 0) {
+		evbuffer_add_printf(out, ",\"reasoning_content\":");
+		px_json_string(out, reasoning, reasoning_len);
+	}
+	if (n_calls > 0) {
+		evbuffer_add_printf(out, ",\"tool_calls\":[");
+		for (size_t i = 0; i < n_calls; i++) {
+			evbuffer_add_printf(out, "%s{\"id\":", i ? "," : "");
+			json_cstr(out, calls[i].id);
+			evbuffer_add_printf(out, ",\"type\":\"function\",\"function\":{\"name\":");
+			json_cstr(out, calls[i].name);
+			evbuffer_add_printf(out, ",\"arguments\":");
+			px_json_string(out, calls[i].args ? calls[i].args : "", calls[i].args_len);
+			evbuffer_add(out, "}}", 2);
+		}
+		evbuffer_add(out, "]", 1);
+	}
+	evbuffer_add_printf(out, "},\"finish_reason\":");
+	json_cstr(out, finish);
+	evbuffer_add_printf(out, ",\"logprobs\":null}],");
+	usage_obj(out, prompt_tokens, completion_tokens);
+	evbuffer_add(out, "}", 1);
+}
+
 void px_notice_text(char *buf, size_t buflen, const struct gd_trip *trip)
 {
 	snprintf(buf, buflen,

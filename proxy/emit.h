@@ -5,6 +5,7 @@
 #ifndef LW_PROXY_EMIT_H
 #define LW_PROXY_EMIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,6 +59,37 @@ int px_emit_truncated_body(struct evbuffer *out, const char *body, size_t len,
 int px_emit_truncated_body_tac(struct evbuffer *out, const char *body, size_t len,
                                const struct px_cut *cut, const struct gd_trip *trip,
                                int tokens_after_cancel);
+
+/* ---- chunks of the co-resident engine's answers (JSON, unframed: the glue
+ * frames what it relays) ---- */
+
+/* The answer's first chunk: delta {"role":"assistant","content":null}.
+ * <usage_null>: the request asked for include_usage, so every chunk but the
+ * usage one says "usage":null. */
+void px_emit_role_chunk(struct evbuffer *out, const struct px_answer_id *a, bool usage_null);
+/* The chunk of one guard event: GD_EV_TEXT → content, GD_EV_REASONING →
+ * reasoning_content, GD_EV_TOOL_BEGIN → a tool_calls entry with index, id,
+ * type and name (arguments ""), GD_EV_TOOL_ARGS → its arguments fragment,
+ * GD_EV_FINISH → an empty delta with the finish_reason. Returns 0, or -1
+ * (nothing written) for an event that makes no chunk. */
+int px_emit_event_chunk(struct evbuffer *out, const struct px_answer_id *a,
+                        const struct gd_event *ev, bool usage_null);
+/* The include_usage chunk: "choices":[] and the usage. */
+void px_emit_usage_chunk(struct evbuffer *out, const struct px_answer_id *a,
+                         int64_t prompt_tokens, int64_t completion_tokens);
+
+/* One tool call of a whole answer: <args> is its arguments' JSON text. */
+struct px_emit_call {
+	const char *id, *name, *args;
+	size_t args_len;
+};
+/* A whole chat.completion body: message content (null when empty and there
+ * are calls), reasoning_content when non-empty, tool_calls, finish_reason
+ * and usage. */
+void px_emit_completion(struct evbuffer *out, const struct px_answer_id *a, const char *content,
+                        size_t content_len, const char *reasoning, size_t reasoning_len,
+                        const struct px_emit_call *calls, size_t n_calls, const char *finish,
+                        int64_t prompt_tokens, int64_t completion_tokens);
 
 /* The note written as the assistant's message when the history check stops
  * a request: says which guard and why. */

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "config/config.h"
 #include "config/origin.h"
@@ -74,6 +75,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: loopwarden --upstream URL [--listen HOST:PORT] [-c|--config FILE]\n"
 	        "                  [--set key=value]... [--record DIR] [--quiet]\n"
+	        "       loopwarden --model FILE.gguf [same options]   (co-resident: loopwarden's own engine)\n"
 	        "       loopwarden --check-config [same options as to start]\n"
 	        "       loopwarden generate …      (the co-resident engine; see `loopwarden generate --help`)\n"
 	        "\n"
@@ -84,6 +86,8 @@ static void usage(FILE *f)
 	        "  --listen HOST:PORT   where to listen (default 127.0.0.1:8080; localhost:8080, [::1]:8080;\n"
 	        "                       port 0 = any free port)\n"
 	        "  --upstream URL       the engine, e.g. http://127.0.0.1:8081 (llama-server, vLLM, Ollama…)\n"
+	        "  --model FILE.gguf    serve this model with loopwarden's own engine instead (engine.* keys:\n"
+	        "                       threads, n_ctx, max_seqs, kv_cells, template, load…)\n"
 	        "  -c, --config FILE    YAML settings (keys below, nested: guards: {repeat: {…}})\n"
 	        "  --set key=value      override one key (repeatable), e.g. --set watchdog.idle_timeout_ms=3000\n"
 	        "  --record DIR         save request.json + stream.sse per request for loopwarden-audit\n"
@@ -96,7 +100,7 @@ static void usage(FILE *f)
 static void help(void)
 {
 	usage(stdout);
-	printf("\nproxy keys (default, meaning):\n");
+	printf("\nproxy and engine keys (default, meaning):\n");
 	px_options_print_keys(print_proxy_key, NULL);
 	struct gd_config g;
 	gd_config_defaults(&g);
@@ -178,6 +182,8 @@ static enum load_result load_settings(int argc, char **argv, struct settings *st
 			key = "proxy.listen";
 		} else if (strcmp(a, "--upstream") == 0) {
 			key = "proxy.upstream";
+		} else if (strcmp(a, "--model") == 0 || strcmp(a, "-m") == 0) {
+			key = "engine.model";
 		} else if (strcmp(a, "--record") == 0) {
 			key = "proxy.record_dir";
 		} else if (strcmp(a, "--set") == 0) {
@@ -315,17 +321,27 @@ static int run_proxy(int argc, char **argv)
 	default:
 		break;
 	}
+	char source[PX_PATH_MAX + PX_HOST_MAX + 64];
+	if (opts.model_path[0])
+		snprintf(source, sizeof(source), "model %s", opts.model_path);
+	else
+		snprintf(source, sizeof(source), "upstream %s://%s:%u%s", opts.upstream.tls ? "https" : "http",
+		         opts.upstream.host, (unsigned)opts.upstream.port, opts.upstream.prefix);
 	if (check_only) {
 		bool v6 = strchr(opts.listen_host, ':') != NULL;
-		printf("loopwarden: configuration ok (listen %s%s%s:%u, upstream %s://%s:%u%s)\n",
-		       v6 ? "[" : "", opts.listen_host, v6 ? "]" : "", (unsigned)opts.listen_port,
-		       opts.upstream.tls ? "https" : "http", opts.upstream.host,
-		       (unsigned)opts.upstream.port, opts.upstream.prefix);
+		printf("loopwarden: configuration ok (listen %s%s%s:%u, %s)\n", v6 ? "[" : "",
+		       opts.listen_host, v6 ? "]" : "", (unsigned)opts.listen_port, source);
 		return 0;
 	}
 
 	signal(SIGPIPE, SIG_IGN);
 	fit_fd_limit(&opts);
+	/* The co-resident engine's scheduler thread wakes answers with
+	 * event_active(): the loop must be thread-aware. */
+	if (evthread_use_pthreads() != 0) {
+		fprintf(stderr, "loopwarden: cannot set up libevent's thread support\n");
+		return 1;
+	}
 	struct event_base *base = event_base_new();
 	if (!base) {
 		fprintf(stderr, "loopwarden: cannot create the event loop\n");
@@ -354,11 +370,9 @@ static int run_proxy(int argc, char **argv)
 		fprintf(stderr, "loopwarden: cannot install signal handlers\n");
 		goto out;
 	}
-	fprintf(stderr, "loopwarden: listening on http://%s%s%s:%u, upstream %s://%s:%u%s\n",
+	fprintf(stderr, "loopwarden: listening on http://%s%s%s:%u, %s\n",
 	        strchr(opts.listen_host, ':') ? "[" : "", opts.listen_host,
-	        strchr(opts.listen_host, ':') ? "]" : "", (unsigned)px_server_port(srv),
-	        opts.upstream.tls ? "https" : "http", opts.upstream.host, (unsigned)opts.upstream.port,
-	        opts.upstream.prefix);
+	        strchr(opts.listen_host, ':') ? "]" : "", (unsigned)px_server_port(srv), source);
 	fflush(stderr);
 	event_base_dispatch(base);
 	rc = 0;

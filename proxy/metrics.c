@@ -44,6 +44,8 @@ static const char *counter_names[PX_C_COUNT][2] = {
 	{"loopwarden_history_stops_total", "Requests answered at once because the history already loops"},
 	{"loopwarden_client_write_timeouts_total",
 	 "Clients that took no bytes for proxy.client_write_timeout_ms while their answer was paused (closed, upstream cancelled)"},
+	{"loopwarden_engine_cancels_total",
+	 "Co-resident engine sequences cancelled before their end (a trip, a stop string, a client gone or too slow, shutdown)"},
 };
 
 static const char *up_kind_names[PX_UPE_COUNT] = {"connect", "status", "reset", "protocol", "stream"};

@@ -18,9 +18,15 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "engine/chat_template.h"
+#include "engine/load.h"
+#include "engine/model.h"
+#include "engine/sched.h"
+#include "proxy/model.h"
 #include "proxy/upstream.h"
 
-enum key_type { KEY_U64 = 0, KEY_BOOL, KEY_STRING, KEY_LISTEN, KEY_URL, KEY_HISTORY };
+enum key_type { KEY_U64 = 0, KEY_BOOL, KEY_STRING, KEY_LISTEN, KEY_URL, KEY_HISTORY, KEY_TEMPLATE,
+                KEY_LOAD };
 
 struct key_def {
 	const char *name;
@@ -89,6 +95,27 @@ static const struct key_def keys[] = {
 	{"proxy.client_write_timeout_ms", KEY_U64, OFF(client_write_timeout_ms), 60000, 10, 86400000,
 	 "a client whose answer is paused (backlog past client_highwater_bytes) and that takes no "
 	 "byte for this long is treated as gone: upstream and client connections closed"},
+	/* the co-resident engine (proxy/model.c, source_engine.c) */
+	{"engine.model", KEY_STRING, OFF(model_path), 0, 0, PX_PATH_MAX,
+	 "a GGUF model served in-process instead of an upstream (like --model FILE)"},
+	{"engine.model_name", KEY_STRING, OFF(model_name), 0, 0, PX_MODEL_NAME_MAX,
+	 "the model's name in /v1/models and its answers (empty: the file name without .gguf)"},
+	{"engine.threads", KEY_U64, OFF(engine_threads), 0, 0, 256,
+	 "compute threads (0: online CPUs, at most 8)"},
+	{"engine.n_ctx", KEY_U64, OFF(engine_n_ctx), 0, 0, ENG_MODEL_MAX_CTX,
+	 "positions of one sequence: prompt + answer (0: the model's training context, at most 4096)"},
+	{"engine.max_seqs", KEY_U64, OFF(engine_max_seqs), ENG_SCHED_DEFAULT_SEQS, 1, ENG_SCHED_MAX_SEQS,
+	 "sequences generated together (the decode batch); more requests wait in the queue"},
+	{"engine.kv_cells", KEY_U64, OFF(engine_kv_cells), 0, 0, 1ull << 30,
+	 "KV cache budget in tokens for all sequences (0: max_seqs full contexts); a request is "
+	 "admitted only when its prompt + max_tokens fits"},
+	{"engine.max_step_tokens", KEY_U64, OFF(engine_max_step_tokens), ENG_SCHED_DEFAULT_STEP_TOKENS, 1,
+	 65536, "most tokens in one forward step (decode tokens plus prefill chunks)"},
+	{"engine.max_queue", KEY_U64, OFF(engine_max_queue), ENG_SCHED_DEFAULT_QUEUE, 1, ENG_SCHED_MAX_QUEUE,
+	 "requests waiting for admission; more get 503"},
+	{"engine.template", KEY_TEMPLATE, 0, 0, 0, 0,
+	 "chat template: auto (from the GGUF) | chatml | llama3 | mistral | plain"},
+	{"engine.load", KEY_LOAD, 0, 0, 0, 0, "how the model file is loaded: mmap | read"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
@@ -233,7 +260,7 @@ int px_listen_parse(char *host, size_t hostlen, uint16_t *port, const char *text
 int px_options_set(struct px_options *o, struct gd_config *gcfg,
                    const char *key, const char *value, char *err, size_t errlen)
 {
-	if (strncmp(key, "proxy.", 6) != 0) {
+	if (strncmp(key, "proxy.", 6) != 0 && strncmp(key, "engine.", 7) != 0) {
 		if (!gcfg) {
 			snprintf(err, errlen, "unknown key");
 			return -1;
@@ -245,7 +272,8 @@ int px_options_set(struct px_options *o, struct gd_config *gcfg,
 		if (strcmp(keys[i].name, key) == 0)
 			k = &keys[i];
 	if (!k) {
-		snprintf(err, errlen, "unknown proxy key (loopwarden --help lists them)");
+		snprintf(err, errlen, "unknown %s key (loopwarden --help lists them)",
+		         key[0] == 'p' ? "proxy" : "engine");
 		return -1;
 	}
 	uint64_t v;
@@ -295,6 +323,24 @@ int px_options_set(struct px_options *o, struct gd_config *gcfg,
 			return -1;
 		}
 		return 0;
+	case KEY_TEMPLATE: {
+		int f = eng_chat_family_from_name(value);
+		if (f < 0) {
+			snprintf(err, errlen, "'%s' is not auto, chatml, llama3, mistral or plain", value);
+			return -1;
+		}
+		o->engine_template = f;
+		return 0;
+	}
+	case KEY_LOAD: {
+		enum eng_load_strategy ls;
+		if (eng_load_strategy_parse(value, &ls) != ENG_OK) {
+			snprintf(err, errlen, "'%s' is not mmap or read", value);
+			return -1;
+		}
+		o->engine_load = (int)ls;
+		return 0;
+	}
 	}
 	snprintf(err, errlen, "internal error: no parser for this key");
 	return -1;
@@ -318,6 +364,12 @@ void px_options_print_keys(void (*fn)(const char *key, const char *value,
 			break;
 		case KEY_HISTORY:
 			snprintf(buf, sizeof(buf), "message");
+			break;
+		case KEY_TEMPLATE:
+			snprintf(buf, sizeof(buf), "auto");
+			break;
+		case KEY_LOAD:
+			snprintf(buf, sizeof(buf), "mmap");
 			break;
 		default:
 			buf[0] = '\0';
@@ -445,9 +497,27 @@ int px_options_check(struct px_options *o, const struct gd_config *gcfg, struct 
 		return -1;
 	if (check_listen(o, f))
 		return -1;
+	if (o->model_path[0] && o->have_upstream) {
+		cfg_fault_set(f, "engine.model", "proxy.upstream and engine.model are both set: "
+		              "loopwarden answers from an upstream or from its own engine, give one");
+		f->key2 = "proxy.upstream";
+		return -1;
+	}
+	if (o->model_path[0]) {
+		if (o->upstream_ca_file[0]) {
+			cfg_fault_set(f, "proxy.upstream_ca_file", "proxy.upstream_ca_file is set but "
+			              "there is no upstream (engine.model serves in-process): drop it");
+			f->key2 = "engine.model";
+			return -1;
+		}
+		if (px_model_check(o, err, sizeof(err)) != 0)
+			return cfg_fault_set(f, "engine.model", "%s", err);
+		goto common;
+	}
 	if (!o->have_upstream)
 		return cfg_fault_set(f, "proxy.upstream", "not set: give --upstream URL (e.g. "
-		                     "http://127.0.0.1:8081 for llama-server), or run contrib/demo.sh");
+		                     "http://127.0.0.1:8081 for llama-server) or --model FILE.gguf "
+		                     "(the co-resident engine), or run contrib/demo.sh");
 	if (o->upstream_ca_file[0]) {
 		if (!o->upstream.tls) {
 			cfg_fault_set(f, "proxy.upstream_ca_file", "proxy.upstream_ca_file is set but "
@@ -467,6 +537,7 @@ int px_options_check(struct px_options *o, const struct gd_config *gcfg, struct 
 		return cfg_fault_set(f, o->upstream_ca_file[0] && strstr(err, "CA file")
 		                     ? "proxy.upstream_ca_file" : "proxy.upstream", "%s", err);
 	px_target_free(t);
+common:
 	if (o->record_dir[0] && check_record_dir(o->record_dir, f))
 		return -1;
 	if (o->max_total_body_bytes < o->max_body_bytes) {

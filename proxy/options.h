@@ -14,6 +14,7 @@
 #define PX_HOST_MAX 256
 #define PX_PATH_MAX 1024
 #define PX_KEY_MAX 512
+#define PX_MODEL_NAME_MAX 128 /* a model's name in /v1/models and its answers */
 
 enum px_history_action {
 	PX_HISTORY_MESSAGE = 0, /* answer with a short assistant message, finish_reason "stop" */
@@ -58,6 +59,18 @@ struct px_options {
 	bool quiet; /* no per-request log lines */
 	/* streaming runtime (chat.c) */
 	uint64_t client_write_timeout_ms; /* a paused answer's client takes no byte this long: cancel */
+
+	/* the co-resident engine (engine.*; proxy/model.c, source_engine.c) */
+	char model_path[PX_PATH_MAX];       /* engine.model: a GGUF file; empty: no engine */
+	char model_name[PX_MODEL_NAME_MAX]; /* engine.model_name; empty: the file's name */
+	uint64_t engine_threads;            /* 0: online CPUs, at most 8 */
+	uint64_t engine_n_ctx;              /* positions of one sequence; 0: min(training, 4096) */
+	uint64_t engine_max_seqs;           /* sequences decoded together (the batch) */
+	uint64_t engine_kv_cells;           /* KV budget in tokens; 0: max_seqs full contexts */
+	uint64_t engine_max_step_tokens;    /* tokens in one forward step */
+	uint64_t engine_max_queue;          /* requests waiting for admission */
+	int engine_template;                /* enum eng_chat_family (0: auto) */
+	int engine_load;                    /* enum eng_load_strategy (0: mmap) */
 };
 
 void px_options_defaults(struct px_options *o, struct gd_config *gcfg);
@@ -81,8 +94,10 @@ int px_listen_parse(char *host, size_t hostlen, uint16_t *port, const char *text
  * and SIGHUP alike, after every key is set: the guard config
  * (gd_config_check: cross-key constraints, PCRE2 patterns; skipped when
  * <gcfg> is NULL), the listen host (resolved: on success <o>->listen_host
- * holds the numeric address to bind), the upstream (set, resolved, its
- * TLS context built exactly as start-up builds it), the CA file (readable,
+ * holds the numeric address to bind), an upstream or a model (exactly one),
+ * the upstream (resolved, its TLS context built exactly as start-up builds
+ * it), the model (a readable GGUF file of an architecture the engine runs,
+ * its tokenizer and chat template: px_model_check), the CA file (readable,
  * valid PEM, only with an https upstream) and the record folder (writable
  * or creatable). It does not bind the port: the running instance a
  * --check-config is often run beside holds it. Returns 0, or -1 with

@@ -6,12 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "engine/load.h"
+#include "engine/sched.h"
 #include "proxy/emit.h"
 #include "proxy/metrics.h"
+#include "proxy/model.h"
 #include "proxy/server_int.h"
 #include "proxy/source.h"
 
@@ -172,9 +176,74 @@ static void relay_client_gone(struct px_http_conn *c, void *arg)
 	relay_free(r);
 }
 
+/* /v1/models and /health of the co-resident model: answered here. */
+static void model_answer(struct px_server *s, struct px_http_conn *c, bool health)
+{
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		reply_error(c, 500, "out of memory");
+		return;
+	}
+	const struct px_model *pm = s->model;
+	if (health) {
+		bool damaged = eng_file_damaged(pm->file);
+		evbuffer_add_printf(b, "{\"status\":\"%s\",\"model\":{\"id\":", damaged ? "error" : "ok");
+		px_json_string(b, pm->name, strlen(pm->name));
+		evbuffer_add_printf(b, ",\"damaged\":%s},\"active_streams\":%" PRIu64 "}",
+		                    damaged ? "true" : "false", s->active_streams);
+		reply_json(c, damaged ? 503 : 200, b);
+	} else {
+		evbuffer_add_printf(b, "{\"object\":\"list\",\"data\":[{\"id\":");
+		px_json_string(b, pm->name, strlen(pm->name));
+		evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":\"loopwarden\","
+		                       "\"meta\":{\"n_ctx\":%d,\"template\":\"%s\"}}]}",
+		                    s->started, pm->n_ctx, eng_chat_family_name(pm->tmpl.family));
+		reply_json(c, 200, b);
+	}
+	evbuffer_free(b);
+}
+
+/* The co-resident engine's figures for /metrics. */
+static void engine_metrics(struct px_server *s, struct evbuffer *b)
+{
+	if (!s->model)
+		return;
+	struct eng_sched_stats st;
+	eng_sched_stats(s->model->sched, &st);
+	static const char *const gauges[][2] = {
+		{"loopwarden_engine_queued", "Requests waiting for admission to the engine"},
+		{"loopwarden_engine_running", "Sequences admitted (generating or paused)"},
+		{"loopwarden_engine_paused", "Sequences paused because their client reads slowly"},
+		{"loopwarden_engine_kv_cells", "KV cache cells (tokens) of the engine"},
+		{"loopwarden_engine_kv_cells_free", "KV cache cells not reserved by a sequence"},
+	};
+	const int64_t gv[] = {st.queued, st.running, st.paused, st.kv_cells, st.kv_free};
+	for (size_t i = 0; i < sizeof(gv) / sizeof(gv[0]); i++)
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %" PRId64 "\n", gauges[i][0],
+		                    gauges[i][1], gauges[i][0], gauges[i][0], gv[i]);
+	static const char *const counters[][2] = {
+		{"loopwarden_engine_steps_total", "Forward steps the engine ran"},
+		{"loopwarden_engine_tokens_prefill_total", "Prompt tokens the engine evaluated"},
+		{"loopwarden_engine_tokens_generated_total", "Tokens the engine generated (decode steps)"},
+		{"loopwarden_engine_requests_done_total", "Engine requests that ended"},
+		{"loopwarden_engine_requests_cancelled_total", "Engine requests that ended by their cancel flag"},
+		{"loopwarden_engine_tokens_after_cancel_total",
+		 "Tokens the engine generated after a request's cancel flag was set (at most 1 per request)"},
+	};
+	const uint64_t cv[] = {st.steps, st.tokens_prefill, st.tokens_decode, st.requests_done,
+	                       st.cancelled, st.tokens_after_cancel};
+	for (size_t i = 0; i < sizeof(cv) / sizeof(cv[0]); i++)
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", counters[i][0],
+		                    counters[i][1], counters[i][0], counters[i][0], cv[i]);
+}
+
 static void relay_start(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req,
                         const char *path, bool health)
 {
+	if (s->model) {
+		model_answer(s, c, health);
+		return;
+	}
 	if (!s->target) {
 		if (health) {
 			const char *b = "{\"status\":\"ok\",\"upstream\":null}";
@@ -262,6 +331,7 @@ static void handle(struct px_http_conn *c, const struct px_http_req *req, void *
 		                       "# HELP loopwarden_request_body_bytes Request-body bytes held (see proxy.max_total_body_bytes)\n"
 		                       "# TYPE loopwarden_request_body_bytes gauge\nloopwarden_request_body_bytes %" PRIu64 "\n",
 		                    paused, backlog, px_http_server_body_bytes(s->http));
+		engine_metrics(s, b);
 		size_t n = evbuffer_get_length(b);
 		px_http_reply(c, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1), n,
 		              NULL);
@@ -303,6 +373,14 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 		s->route.target = s->target;
 		s->route.upstream_key = s->opts.upstream_key;
 	}
+	if (opts->model_path[0]) {
+		s->model = px_model_load(opts, err, errlen);
+		if (!s->model)
+			goto fail;
+		s->route.ops = &px_source_engine;
+		s->route.model = s->model;
+	}
+	s->started = (int64_t)time(NULL);
 	struct px_http_limits lim = {
 		.max_header_bytes = (size_t)opts->max_header_bytes,
 		.max_body_bytes = (size_t)opts->max_body_bytes,
@@ -318,6 +396,7 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 		goto fail;
 	return s;
 fail:
+	px_model_free(s->model);
 	px_target_free(s->target);
 	px_policy_release(s->policy);
 	free(s);
@@ -342,6 +421,7 @@ void px_server_free(struct px_server *s)
 	while (s->relays)
 		relay_free(s->relays);
 	px_http_server_free(s->http);
+	px_model_free(s->model); /* after the answers: their requests are freed */
 	px_target_free(s->target);
 	px_policy_release(s->policy);
 	free(s);

@@ -16,6 +16,7 @@ struct px_server;
 struct px_sse;
 struct px_chunk;
 struct px_source_ops;
+struct px_model;
 
 /* Idle SSE parsers and chunk converters kept for the next answers. A pair
  * holds about 64 KiB between answers (its buffers grow with the events up to
@@ -38,6 +39,7 @@ struct px_route {
 	const struct px_source_ops *ops;
 	const struct px_target *target;  /* upstream routes */
 	const char *upstream_key;        /* upstream routes: "" relays the client's Authorization */
+	const struct px_model *model;    /* co-resident routes (proxy/model.h) */
 };
 
 struct px_server {
@@ -45,7 +47,9 @@ struct px_server {
 	struct px_options opts;
 	struct px_policy_ref *policy;
 	struct px_target *target;
-	struct px_route route; /* the upstream's */
+	struct px_route route;  /* the upstream's or the model's */
+	struct px_model *model; /* the co-resident model (engine.model), or NULL */
+	int64_t started;        /* time(NULL) at start ("created" of /v1/models) */
 	struct px_http_server *http;
 	uint64_t active_streams;
 	struct px_chat *chats; /* every answer in progress */

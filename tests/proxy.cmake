@@ -85,3 +85,14 @@ lw_unit_test(test_runtime integration/test_runtime.c integration/harness.c LIBS 
 target_include_directories(test_runtime PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
 add_dependencies(test_runtime loopwarden lw-upstream)
 set_tests_properties(test_runtime PROPERTIES TIMEOUT 180)
+
+# Integration: co-resident mode (issue 13): the real binary serving
+# contrib/models/stories260K.gguf and a generated ChatML model from its own
+# engine: a real loop cut with tokens_after_cancel <= 1, concurrent
+# requests exact, a slow client, disconnects, the OpenAI surface, a model
+# file damaged on disk, --check-config.
+lw_unit_test(test_coresident integration/test_coresident.c integration/harness.c
+             LIBS lw_genmodel lw_engine Threads::Threads PkgConfig::YAJL)
+target_include_directories(test_coresident PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_coresident loopwarden)
+set_tests_properties(test_coresident PROPERTIES TIMEOUT 300)

@@ -324,6 +324,9 @@ enum eng_status gm_new(const struct gm_spec *s, struct gm_model **out, char *err
 		goto fail;
 	}
 	m->s.n_vocab = n_vocab;
+	if (s->chat_template &&
+	    (st = eng_gguf_writer_set_str(m->w, "tokenizer.chat_template", s->chat_template)))
+		goto fail;
 	int E = s->n_embd, qd = s->n_head * s->head_dim, kvd = s->n_head_kv * s->head_dim;
 	float ws = s->weight_scale;
 #define SC(n) (ws > 0 ? ws : 1.0f / sqrtf((float)(n)))

@@ -22,6 +22,8 @@ struct gm_spec {
 	float weight_scale;     /* spread of random matrix weights (0 → 1/sqrt(n_in)) */
 	uint64_t seed;
 	const char *vocab_path; /* copy tokenizer.* from this GGUF, or NULL */
+	const char *chat_template; /* tokenizer.chat_template to write, or NULL (a vocabulary
+	                            * that has one keeps it) */
 };
 
 /* Fills <s> with preset <name>: "tiny" (64 wide, 2 layers, GQA),

@@ -357,6 +357,53 @@ static void test_defect_11_9_messages_name_the_key_once(void **state)
 	}
 }
 
+/* <key>'s last part, as "name:", is in the text <ctx>. */
+static void expect_key_in(const char *key, const char *value, const char *help, void *ctx)
+{
+	(void)value;
+	(void)help;
+	char want[128];
+	snprintf(want, sizeof(want), "%s:", strrchr(key, '.') + 1);
+	if (!strstr(ctx, want))
+		fail_msg("config/loopwarden.example.yaml does not document %s", key);
+}
+
+static int example_setter(const char *key, const char *value, const char *file,
+                          unsigned long line, void *ctx, char *err, size_t errlen)
+{
+	(void)file;
+	(void)line;
+	struct px_options *o = ctx;
+	static struct gd_config g; /* guard keys: checked by test_audit */
+	return px_options_set(o, &g, key, value, err, errlen);
+}
+
+/* config/loopwarden.example.yaml states every proxy.* and engine.* default:
+ * loading it over the defaults changes nothing (a default changed without
+ * the example would make a copied example config change behaviour). */
+static void test_example_config_states_the_defaults(void **state)
+{
+	(void)state;
+	static struct px_options def, ex;
+	static struct gd_config g;
+	char err[512];
+	px_options_defaults(&def, &g);
+	px_options_defaults(&ex, &g);
+	if (cfg_load_file(LW_SOURCE_DIR "/config/loopwarden.example.yaml", example_setter, &ex, err,
+	                  sizeof(err)) != CFG_OK)
+		fail_msg("%s", err);
+	assert_memory_equal(&def, &ex, sizeof(def));
+	/* and names every key */
+	char *text = NULL;
+	FILE *f = fopen(LW_SOURCE_DIR "/config/loopwarden.example.yaml", "r");
+	assert_non_null(f);
+	text = calloc(1, 1 << 20);
+	assert_int_equal(fread(text, 1, (1 << 20) - 1, f) > 0, 1);
+	fclose(f);
+	px_options_print_keys(expect_key_in, text);
+	free(text);
+}
+
 static void test_emit_error(void **state)
 {
 	(void)state;
@@ -461,6 +508,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_defect_11_9_check_rejects_what_startup_rejects,
 		                                make_tmpdir, remove_tmpdir),
 		cmocka_unit_test(test_defect_11_9_messages_name_the_key_once),
+		cmocka_unit_test(test_example_config_states_the_defaults),
 		cmocka_unit_test(test_emit_error),
 		cmocka_unit_test(test_emit_trip_chunk),
 		cmocka_unit_test(test_emit_truncated_body),
