@@ -59,11 +59,24 @@ if [ -n "$TYPES" ]; then
 	done
 fi
 
-# client KIND PORT N: N concurrent streams, best aggregate tokens/s of REPS rounds.
+# client KIND PORT N PID: N concurrent streams; prints "TPS TPCPU": the best
+# aggregate tokens/s of REPS rounds (wall clock) and the best tokens per CPU
+# second of the server process PID (utime + stime of all its threads).
+# KIND "calibrate": picks, for each of N streams, a prompt whose greedy
+# answer llama-server (on PORT) completes: its output parser fails on some
+# text a random model writes (invalid UTF-8: "does not match the expected
+# Content-only format", HTTP 500 mid-stream), and both servers must be
+# asked the same prompts; writes them, one per line, to $PROMPTS.
 client() {
-	python3 - "$1" "$2" "$3" "$TG" "$REPS" <<'PY'
-import json, sys, threading, time, http.client
-kind, port, n, tg, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+	python3 - "$1" "$2" "$3" "$TG" "$REPS" "$4" "$PROMPTS" <<'PY'
+import json, os, sys, threading, time, http.client
+kind, port, n, tg, reps, pid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+prompts_file = sys.argv[7]
+hz = os.sysconf("SC_CLK_TCK")
+def cpu():
+    with open("/proc/%d/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / hz
 for _ in range(1200):
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -74,9 +87,15 @@ for _ in range(1200):
         pass
     time.sleep(0.1)
 else:
-    print("nan"); sys.exit(0)
+    print("nan nan"); sys.exit(0)
+def candidate(i, k):
+    return "Story %d.%d. The history of the city begins with a small settlement on the river" % (i, k)
+prompts = [candidate(i, 0) for i in range(n)]
+if kind != "calibrate" and os.path.exists(prompts_file):
+    with open(prompts_file) as f:
+        prompts = (f.read().splitlines() + prompts)[:max(n, 1)]
 def prompt(i):
-    return "Story %d. The history of the city begins with a small settlement on the river" % i
+    return prompts[i]
 def one(i, got):
     if kind == "lw":
         path, body = "/v1/chat/completions", {
@@ -91,26 +110,53 @@ def one(i, got):
     c.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
     r = c.getresponse()
     n_tok = 0
+    if r.status != 200:
+        got[i] = 0
+        return
     for line in r:
         if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
             continue
-        ev = json.loads(line[6:])
+        try: # llama-server may cut a character between two events
+            ev = json.loads(line[6:].decode("utf-8", "replace"))
+        except ValueError:
+            continue
         if kind == "lw":
             u = ev.get("usage")
             if u:
                 n_tok = u["completion_tokens"]
         elif ev.get("stop"):
             n_tok = ev.get("tokens_predicted", n_tok)
+        elif "error" in ev:
+            n_tok = 0
+            break
     got[i] = n_tok
-best = 0.0
-for _ in range(reps):
+if kind == "calibrate":
+    for i in range(n):
+        for k in range(50):
+            prompts[i] = candidate(i, k)
+            got = [0] * n
+            one(i, got)
+            if got[i] == tg:
+                break
+    with open(prompts_file, "w") as f:
+        f.write("\n".join(prompts) + "\n")
+    sys.exit(0)
+best, best_cpu, ok = 0.0, 0.0, 0
+for _ in range(reps * 3):
     got = [0] * n
-    t0 = time.time()
+    c0, t0 = cpu(), time.time()
     ts = [threading.Thread(target=one, args=(i, got)) for i in range(n)]
     for t in ts: t.start()
     for t in ts: t.join()
-    best = max(best, sum(got) / (time.time() - t0))
-print("%.1f" % best)
+    wall, used = time.time() - t0, cpu() - c0
+    if min(got) == 0: # a failed request: not a measurement
+        continue
+    best = max(best, sum(got) / wall)
+    best_cpu = max(best_cpu, sum(got) / used if used > 0 else 0)
+    ok += 1
+    if ok == reps:
+        break
+print("%.1f %.1f" % (best, best_cpu) if ok else "nan nan")
 PY
 }
 
@@ -119,11 +165,22 @@ stop() {
 	wait "$1" 2>/dev/null || true
 }
 
-echo "# aggregate generated tokens/s, $TG tokens per stream, greedy, best of $REPS;"
-echo "# loopwarden and llama-server take turns at each N"
-printf "%-16s %7s %7s %10s %12s %7s\n" model threads streams loopwarden llama-server ratio
+echo "# aggregate generated tokens/s (wall) and tokens per CPU second of the server process,"
+echo "# $TG tokens per stream, greedy, best of $REPS; loopwarden and llama-server take turns at each N"
+printf "%-14s %3s %3s %9s %9s %7s %9s %9s %7s\n" model th n lw_tps ll_tps ratio lw_tpcpu ll_tpcpu ratio
+ratio() { python3 -c "print('%.2f' % ($1 / $2))" 2>/dev/null || echo -; }
+PROMPTS=$(mktemp /tmp/lw-bench-prompts.XXXXXX)
+trap 'rm -f "$PROMPTS"' EXIT
 for model in "${models[@]}"; do
 	name=$(basename "$model" .gguf)
+	rm -f "$PROMPTS"
+	if [ -n "${LLAMA_SERVER:-}" ]; then
+		"$LLAMA_SERVER" -m "$model" -t 1 -np 1 -c "$CTX" --host 127.0.0.1 --port $((PORT + 1)) \
+			>/dev/null 2>&1 &
+		ll_pid=$!
+		client calibrate $((PORT + 1)) "$max_n" "$ll_pid"
+		stop "$ll_pid"
+	fi
 	for th in $THREADS; do
 		"$LW" --model "$model" --listen "127.0.0.1:$PORT" --quiet \
 			--set engine.threads="$th" --set engine.max_seqs="$max_n" --set engine.n_ctx="$CTX" \
@@ -131,18 +188,18 @@ for model in "${models[@]}"; do
 			--set guards.paraphrase.enabled=false >/dev/null 2>&1 &
 		lw_pid=$!
 		for n in $STREAMS; do
-			lw=$(client lw "$PORT" "$n")
-			ll=-
-			ratio=-
+			read -r lw lwc < <(client lw "$PORT" "$n" "$lw_pid")
+			ll=- llc=- r=- rc=-
 			if [ -n "${LLAMA_SERVER:-}" ]; then
 				"$LLAMA_SERVER" -m "$model" -t "$th" -tb "$th" -np "$n" -c $((n * CTX)) \
 					--host 127.0.0.1 --port $((PORT + 1)) >/dev/null 2>&1 &
 				ll_pid=$!
-				ll=$(client llama $((PORT + 1)) "$n")
+				read -r ll llc < <(client llama $((PORT + 1)) "$n" "$ll_pid")
 				stop "$ll_pid"
-				ratio=$(python3 -c "print('%.2f' % ($lw / $ll))" 2>/dev/null || echo -)
+				r=$(ratio "$lw" "$ll")
+				rc=$(ratio "$lwc" "$llc")
 			fi
-			printf "%-16s %7s %7s %10s %12s %7s\n" "$name" "$th" "$n" "$lw" "$ll" "$ratio"
+			printf "%-14s %3s %3s %9s %9s %7s %9s %9s %7s\n" "$name" "$th" "$n" "$lw" "$ll" "$r" "$lwc" "$llc" "$rc"
 		done
 		stop "$lw_pid"
 	done

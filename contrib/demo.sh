@@ -98,7 +98,7 @@ text_of() { # SSE file: the content deltas joined
 		tr -d '\n' | sed 's/\\n/ /g; s/\\"/"/g'
 }
 echo
-echo "-- a healthy prompt, \"Once upon a time\" (48 tokens):"
+echo "-- a healthy prompt, \"Once upon a time\" (max_tokens 48):"
 complete "Once upon a time" 48 >"$tmp/co-healthy.sse"
 echo "   text: Once upon a time$(text_of "$tmp/co-healthy.sse")"
 echo "   end:  $(grep -o '"finish_reason":"[a-z_]*"' "$tmp/co-healthy.sse" | tail -n 1), then $(tail -n 2 "$tmp/co-healthy.sse" | head -n 1)"
