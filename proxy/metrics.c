@@ -44,6 +44,11 @@ static const char *counter_names[PX_C_COUNT][2] = {
 	{"loopwarden_history_stops_total", "Requests answered at once because the history already loops"},
 	{"loopwarden_client_write_timeouts_total",
 	 "Clients that took no bytes for proxy.client_write_timeout_ms while their answer was paused (closed, upstream cancelled)"},
+	{"loopwarden_cut_memo_hits_total",
+	 "Requests identical to one cut a moment ago (but for their token limits), answered as the cut was without the upstream"},
+	{"loopwarden_cut_memo_stores_total", "Cuts remembered for such retries"},
+	{"loopwarden_cut_memo_evictions_total",
+	 "Remembered cuts forgotten before their time to make room (proxy.cut_memo_entries)"},
 };
 
 static const char *up_kind_names[PX_UPE_COUNT] = {"connect", "status", "reset", "protocol", "stream"};
