@@ -20,13 +20,16 @@
 //                   same call every turn though the result never changes
 //                   (cross_turn / the history check).
 //   [lw:healthy]    a short plain answer, finish "stop".
-// A later user message without a tag (a client's "continue" / "resume" turn)
-// keeps the task of the last tagged one (--after-cut loop, the default: a stuck
-// model stays stuck) or gets a healthy answer (--after-cut healthy). After a
-// tool result, call-loop and text-loop answer healthily (the call ran, the
-// model moves on); fail-loop calls again. Requests of a client's own side jobs
-// (session titles, summaries, compaction: no tag, no tools or a title/summary
-// prompt) get a short healthy answer.
+// A later untagged user message that asks to continue or resume (Qwen Code's
+// "Output token limit hit. Resume directly...") keeps the task of the last
+// tagged one (--after-cut loop, the default: a stuck model stays stuck) or
+// gets a healthy answer (--after-cut healthy); any other untagged user message
+// after the task is a side job and gets a healthy answer. After a tool result,
+// text-loop, think-loop and call-loop answer healthily (the call ran, the
+// model moves on); fail-loop and reread-loop call again (up to 16 calls).
+// Requests of a client's own side jobs (session titles, summaries,
+// compaction: no tag, or no tools and a title/summary prompt) get a short
+// healthy answer.
 //
 // Every request is saved as DIR/engine-NNN.json (the body byte for byte) and
 // summarised as one line of DIR/engine.jsonl: the plan, max_tokens,
