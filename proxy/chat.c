@@ -280,7 +280,8 @@ static void fail_answer(struct px_chat *ch, int status, const char *why)
 
 /* Remembers the cut for a twin request (proxy/cutmemo.h): the trip and the
  * ends of the text and reasoning as the guards read them, which is what the
- * client got. A stall is not remembered: the engine was slow, not looping. */
+ * client got. Not a stall (the engine was slow, not looping), nor a cut
+ * after delivered tool calls (see below). */
 static void memo_store(struct px_chat *ch, const struct gd_trip *trip)
 {
 	struct px_server *s = ch->s;
@@ -289,6 +290,13 @@ static void memo_store(struct px_chat *ch, const struct gd_trip *trip)
 	size_t tl = 0, rl = 0;
 
 	if (!s->opts.cut_memo_entries || strcmp(trip->guard, "stall") == 0)
+		return;
+	/* Tool calls completed before the cut reached the client (and may have
+	 * been run): a twin must get them too, and the memory keeps text only;
+	 * such a cut is not remembered (the twin goes to the engine). */
+	struct gd_stats st;
+	gd_pipeline_stats(ch->pipe, &st);
+	if (st.tool_calls > (trip->stream == GD_STREAM_TOOLS ? 1u : 0u))
 		return;
 	px_cutmemo_key(ch->req->body, ch->req->body_len, ch->limits, ch->n_limits,
 	               ch->req->authorization, ch->policy->generation, &key);

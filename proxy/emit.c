@@ -412,18 +412,18 @@ static void loopwarden_obj_usage(struct evbuffer *out, const struct gd_trip *tri
 	evbuffer_add(out, "}", 1);
 }
 
-/* data: {…,"choices":[],"usage":{…},"loopwarden":{"usage":note}} */
+/* data: {…,"choices":[],"usage":{…},"loopwarden":{"guard","detail","usage":note}}:
+ * every chunk that carries a "loopwarden" object names the guard (a reader
+ * that keeps the last such object still finds it). */
 static void usage_chunk(struct evbuffer *out, const struct px_answer_id *a,
-                        const struct px_usage *u)
+                        const struct gd_trip *trip, const struct px_usage *u)
 {
 	evbuffer_add(out, "data: ", 6);
 	chunk_head(out, a);
 	evbuffer_add_printf(out, ",\"choices\":[],");
 	usage_obj(out, u);
-	if (u->note) {
-		evbuffer_add(out, ",", 1);
-		loopwarden_obj_usage(out, NULL, u);
-	}
+	evbuffer_add(out, ",", 1);
+	loopwarden_obj_usage(out, trip, u);
 	evbuffer_add(out, "}\n\n", 3);
 }
 
@@ -473,7 +473,7 @@ void px_emit_cut_stream(struct evbuffer *out, const struct px_answer_id *a,
 		            c->text_len ? c->text : NULL, c->text_len);
 	final_chunk(out, a, c->finish ? c->finish : "length", trip);
 	if (c->usage)
-		usage_chunk(out, a, c->usage);
+		usage_chunk(out, a, trip, c->usage);
 }
 
 void px_emit_answer_stream(struct evbuffer *out, const struct px_answer_id *a,
@@ -488,7 +488,7 @@ void px_emit_answer_stream(struct evbuffer *out, const struct px_answer_id *a,
 		            content ? content : "", content ? content_len : 0);
 	final_chunk(out, a, finish, trip);
 	if (usage)
-		usage_chunk(out, a, usage);
+		usage_chunk(out, a, trip, usage);
 	px_emit_done(out);
 }
 
