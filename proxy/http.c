@@ -818,12 +818,13 @@ static void build_refusal(struct px_http_server *s)
 		body = "{}";
 		n = 2;
 	}
-	int k = snprintf(s->refusal, sizeof(s->refusal),
-	                 "HTTP/1.1 503 Service Unavailable\r\nServer: loopwarden\r\n"
-	                 "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-	                 "Retry-After: %d\r\nConnection: close\r\n\r\n%.*s",
-	                 n, PX_HTTP_REFUSE_RETRY_S, (int)n, body);
-	s->refusal_len = k < 0 ? 0 : (size_t)k < sizeof(s->refusal) ? (size_t)k : sizeof(s->refusal) - 1;
+	static const char fmt[] = "HTTP/1.1 503 Service Unavailable\r\nServer: loopwarden\r\n"
+	                          "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	                          "Retry-After: %d\r\nConnection: close\r\n\r\n%.*s";
+	int k = snprintf(s->refusal, sizeof(s->refusal), fmt, n, PX_HTTP_REFUSE_RETRY_S, (int)n, body);
+	if (k < 0 || (size_t)k >= sizeof(s->refusal)) /* cannot happen: the message is short */
+		k = snprintf(s->refusal, sizeof(s->refusal), fmt, (size_t)2, PX_HTTP_REFUSE_RETRY_S, 2, "{}");
+	s->refusal_len = (size_t)k;
 	if (b)
 		evbuffer_free(b);
 }
