@@ -19,7 +19,24 @@ struct aud_replay {
 	struct aud_result res;
 	uint64_t cur_chunk;
 	unsigned long cur_line;
+	const struct aud_observer *obs;
 };
+
+/* The core's per-event hook, passed on to the observer. */
+static void observe_event(void *ctx, const struct gd_event *ev, enum gd_verdict v,
+                          const struct gd_pipeline *p)
+{
+	struct aud_replay *r = ctx;
+
+	if (r->obs && r->obs->event)
+		r->obs->event(r->obs->ctx, ev, v, p);
+}
+
+void aud_replay_observe(struct aud_replay *r, const struct aud_observer *o)
+{
+	r->obs = o;
+	px_answer_observe(r->answer, o && o->event ? observe_event : NULL, r);
+}
 
 const char *aud_strerror(enum aud_status st)
 {
@@ -130,6 +147,8 @@ enum aud_status aud_replay_chunk(struct aud_replay *r, const char *data, size_t 
 	enum px_chunk_status cs = px_answer_chunk(r->answer, r->conv, data, len, err, errlen);
 
 	note_unit(r);
+	if (r->obs && r->obs->chunk)
+		r->obs->chunk(r->obs->ctx, px_answer_pipeline(r->answer));
 	return converted(r, cs);
 }
 
@@ -144,6 +163,8 @@ enum aud_status aud_replay_body(struct aud_replay *r, const char *data, size_t l
 	enum px_chunk_status cs = px_answer_body(r->answer, r->conv, data, len, err, errlen);
 
 	note_unit(r);
+	if (r->obs && r->obs->chunk)
+		r->obs->chunk(r->obs->ctx, px_answer_pipeline(r->answer));
 	return converted(r, cs);
 }
 
@@ -157,6 +178,8 @@ enum aud_status aud_replay_finish(struct aud_replay *r, struct aud_result *out)
 
 		note_unit(r);
 		st = converted(r, cs);
+		if (r->obs && r->obs->chunk)
+			r->obs->chunk(r->obs->ctx, px_answer_pipeline(r->answer));
 	}
 	px_chunk_info(r->conv, &info);
 	r->res.finished = info.finished;

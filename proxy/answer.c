@@ -11,14 +11,20 @@ struct px_answer {
 	struct gd_pipeline *pipe;
 	struct px_answer_unit unit;
 	uint64_t events, tokens;
-	/* non-stream cut points: what was fed before a trip */
+	int64_t up_prompt, up_completion; /* the source's latest usage (-1: none yet) */
+	/* non-stream cut points: what the guards read, up to the trip */
 	size_t fed_text, fed_reasoning;
 	uint32_t calls_done;
+	size_t unit_reasoning;          /* reasoning bytes of the current unit fed so far */
+	char *cut_text, *cut_reasoning; /* the tripping unit's part the guards read */
+	size_t cut_text_len, cut_reasoning_len;
 	/* held units, framed */
 	char *held;
 	size_t held_len, held_cap, held_json, max_held;
 	struct px_answer_id aid;
 	bool have_identity, have_created;
+	px_answer_observer obs;
+	void *obs_ctx;
 };
 
 struct px_answer *px_answer_new(const struct gd_policy *policy, const struct gd_history *hist,
@@ -33,6 +39,7 @@ struct px_answer *px_answer_new(const struct gd_policy *policy, const struct gd_
 		return NULL;
 	}
 	a->max_held = max_held_bytes;
+	a->up_prompt = a->up_completion = -1;
 	return a;
 }
 
@@ -42,6 +49,8 @@ void px_answer_free(struct px_answer *a)
 		return;
 	gd_pipeline_free(a->pipe);
 	free(a->held);
+	free(a->cut_text);
+	free(a->cut_reasoning);
 	free(a);
 }
 
@@ -50,9 +59,50 @@ struct gd_pipeline *px_answer_pipeline(struct px_answer *a)
 	return a->pipe;
 }
 
+void px_answer_observe(struct px_answer *a, px_answer_observer fn, void *ctx)
+{
+	a->obs = fn;
+	a->obs_ctx = ctx;
+}
+
 void px_answer_unit_begin(struct px_answer *a)
 {
 	memset(&a->unit, 0, sizeof(a->unit));
+	a->unit_reasoning = 0;
+}
+
+/* A copy of <s, n> in *<out> (NULL when empty or out of memory). */
+static void keep_part(char **out, size_t *outlen, const char *s, size_t n)
+{
+	free(*out);
+	*out = n ? malloc(n) : NULL;
+	*outlen = *out ? n : 0;
+	if (*out)
+		memcpy(*out, s, n);
+}
+
+/* The tripping event <ev>'s part (see px_answer_cut_part). A unit's events
+ * come reasoning first: when its text trips, the reasoning before it is no
+ * longer at hand, but the pipeline's tail still has it. */
+static void cut_part(struct px_answer *a, const struct gd_event *ev)
+{
+	const struct gd_trip *t = gd_pipeline_trip(a->pipe);
+	size_t used = t && t->event_used < ev->len ? (size_t)t->event_used : ev->len;
+
+	if (ev->type == GD_EV_TEXT) {
+		keep_part(&a->cut_text, &a->cut_text_len, ev->data, used);
+		a->fed_text += used;
+		if (a->unit_reasoning) {
+			char *r = malloc(a->unit_reasoning);
+			size_t n = r ? gd_pipeline_tail(a->pipe, GD_STREAM_REASONING, r,
+			                                 a->unit_reasoning) : 0;
+			keep_part(&a->cut_reasoning, &a->cut_reasoning_len, r, n);
+			free(r);
+		}
+	} else if (ev->type == GD_EV_REASONING) {
+		keep_part(&a->cut_reasoning, &a->cut_reasoning_len, ev->data, used);
+		a->fed_reasoning += used;
+	}
 }
 
 int px_answer_feed(struct px_answer *a, const struct gd_event *ev)
@@ -60,10 +110,24 @@ int px_answer_feed(struct px_answer *a, const struct gd_event *ev)
 	a->events++;
 	/* Token counts are bookkeeping, not progress: an upstream sending only
 	 * usage chunks is as silent as one sending nothing. */
-	if (ev->type != GD_EV_USAGE)
+	if (ev->type != GD_EV_USAGE) {
 		a->unit.events++;
-	if (gd_pipeline_feed(a->pipe, ev) == GD_TRIP) {
+	} else {
+		if (ev->prompt_tokens >= 0)
+			a->up_prompt = ev->prompt_tokens;
+		if (ev->completion_tokens >= 0)
+			a->up_completion = ev->completion_tokens;
+	}
+	bool tripped_before = gd_pipeline_trip(a->pipe) != NULL;
+	enum gd_verdict v = gd_pipeline_feed(a->pipe, ev);
+	if (a->obs)
+		a->obs(a->obs_ctx, ev, v, a->pipe);
+	if (v == GD_TRIP) {
 		a->unit.trip = true;
+		if (!tripped_before) {
+			a->tokens -= a->unit.tokens; /* the tripping unit never reaches the client */
+			cut_part(a, ev);
+		}
 		return 1;
 	}
 	switch (ev->type) {
@@ -74,6 +138,7 @@ int px_answer_feed(struct px_answer *a, const struct gd_event *ev)
 		break;
 	case GD_EV_REASONING:
 		a->fed_reasoning += ev->len;
+		a->unit_reasoning += ev->len;
 		a->unit.tokens++;
 		a->tokens++;
 		break;
@@ -172,6 +237,22 @@ uint64_t px_answer_tokens(const struct px_answer *a)
 	return a->tokens;
 }
 
+void px_answer_usage(const struct px_answer *a, int64_t *prompt_tokens,
+                     int64_t *completion_tokens)
+{
+	*prompt_tokens = a->up_prompt;
+	*completion_tokens = a->up_completion;
+}
+
+void px_answer_cut_part(const struct px_answer *a, const char **text, size_t *text_len,
+                        const char **reasoning, size_t *reasoning_len)
+{
+	*text = a->cut_text;
+	*text_len = a->cut_text_len;
+	*reasoning = a->cut_reasoning;
+	*reasoning_len = a->cut_reasoning_len;
+}
+
 /* ---- held units ---- */
 
 static void held_put(void *ctx, const char *bytes, size_t n)
@@ -219,15 +300,7 @@ void px_answer_cut(const struct px_answer *a, struct px_cut *out)
 	out->reasoning_bytes = a->fed_reasoning;
 	out->tool_calls = a->calls_done;
 	const struct gd_trip *trip = gd_pipeline_trip(a->pipe);
-	if (!trip)
-		return;
-	/* The trip's cut counts bytes of its stream from the start, tripping
-	 * event included: keep what came before the loop began. */
-	if (trip->stream == GD_STREAM_TEXT)
-		out->text_bytes = (size_t)trip->cut;
-	if (trip->stream == GD_STREAM_REASONING)
-		out->reasoning_bytes = (size_t)trip->cut;
-	if (trip->stream == GD_STREAM_TOOLS && trip->cut < out->tool_calls)
+	if (trip && trip->stream == GD_STREAM_TOOLS && trip->cut < out->tool_calls)
 		out->tool_calls = (size_t)trip->cut;
 }
 

@@ -66,6 +66,13 @@ void px_answer_free(struct px_answer *a); /* NULL is a no-op */
  * next_deadline_ms) and its stats. */
 struct gd_pipeline *px_answer_pipeline(struct px_answer *a);
 
+/* Called after every event the pipeline was fed, with the pipeline's
+ * verdict on it (loopwarden-audit --html draws the guards' state from it).
+ * Reads only. NULL <fn>: none. */
+typedef void (*px_answer_observer)(void *ctx, const struct gd_event *ev, enum gd_verdict v,
+                                   const struct gd_pipeline *p);
+void px_answer_observe(struct px_answer *a, px_answer_observer fn, void *ctx);
+
 /* Starts a unit: its figures go back to zero. */
 void px_answer_unit_begin(struct px_answer *a);
 /* Feeds one event of the current unit. Returns 1 once a guard has tripped
@@ -96,8 +103,23 @@ const struct px_answer_unit *px_answer_unit(const struct px_answer *a);
 const struct gd_trip *px_answer_trip(const struct px_answer *a);
 /* Every event fed so far (usage included, the tripping one included). */
 uint64_t px_answer_events(const struct px_answer *a);
-/* The units' tokens summed (struct px_answer_unit.tokens). */
+/* The tokens of the units that did not trip (struct px_answer_unit.tokens
+ * summed): what the client got or would get. */
 uint64_t px_answer_tokens(const struct px_answer *a);
+/* The latest usage the source reported (GD_EV_USAGE), -1 for a count not
+ * reported yet. */
+void px_answer_usage(const struct px_answer *a, int64_t *prompt_tokens,
+                     int64_t *completion_tokens);
+
+/* The tripping unit's part the guards read (issue 12 item 11): the prefix of
+ * the tripping text or reasoning event up to the byte that tripped
+ * (gd_trip.event_used), and, when a text event tripped, the reasoning the
+ * same unit carried before it. The client gets it before the final chunk, so
+ * what it holds is what the guards tripped on: sent back to be continued,
+ * the history check recognises it. Empty (NULL, 0) when none or out of
+ * memory (the part is then not delivered; the cut still is). */
+void px_answer_cut_part(const struct px_answer *a, const char **text, size_t *text_len,
+                        const char **reasoning, size_t *reasoning_len);
 
 /* Held units: "data: <json>\n\n" kept in order until a RELAY verdict
  * releases them (the caller writes px_answer_held, then clears it). Returns
@@ -107,9 +129,10 @@ int px_answer_hold(struct px_answer *a, const char *json, size_t len)
 const char *px_answer_held(const struct px_answer *a, size_t *len);
 void px_answer_held_clear(struct px_answer *a);
 
-/* Where to cut a non-streaming answer after a trip: the bytes of content and
- * reasoning fed before the loop began (the trip's cut on its own stream), and
- * the tool calls completed before the trip. */
+/* Where to cut a non-streaming answer after a trip: the content and
+ * reasoning the guards read, up to the byte that tripped (issue 12 item 11:
+ * a continuation of the cut answer is then recognised by the history
+ * check), and the tool calls completed before a call tripped. */
 void px_answer_cut(const struct px_answer *a, struct px_cut *out);
 
 /* The answer's identity; the caller sets it (the co-resident engine names

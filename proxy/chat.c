@@ -20,6 +20,7 @@
 #include "guards/pipeline.h"
 #include "guards/utf8.h"
 #include "proxy/answer.h"
+#include "proxy/cutmemo.h"
 #include "proxy/emit.h"
 #include "proxy/metrics.h"
 #include "proxy/record.h"
@@ -56,6 +57,11 @@ struct px_chat {
 	size_t cw_pending;      /* the client's backlog when cw_timer was armed */
 	struct px_record *rec;
 	uint64_t t_start_us;
+	const struct px_http_req *req;    /* the body and Authorization (cut memory key) */
+	bool include_usage;               /* stream_options.include_usage */
+	bool dropped;                     /* chunks were held back when the answer was cut */
+	struct px_request_span limits[2]; /* the body's token limits (cut memory key) */
+	uint32_t n_limits;
 };
 
 uint64_t px_now_us(void)
@@ -228,21 +234,78 @@ static void fail_answer(struct px_chat *ch, int status, const char *why)
 	fail_answer_raw(ch, status, why, NULL, 0);
 }
 
-/* The end of a cut answer, once the source has stopped: the final chunk
- * naming the guard (and, from the engine, how many tokens it generated
- * after the cancel) and [DONE]; or, without a stream, a short body. */
+/* Remembers the cut for a twin request (proxy/cutmemo.h): the trip and the
+ * ends of the text and reasoning as the guards read them, which is what the
+ * client got. Not a stall (the engine was slow, not looping), nor a cut
+ * after delivered tool calls (see below). */
+static void memo_store(struct px_chat *ch, const struct gd_trip *trip)
+{
+	struct px_server *s = ch->s;
+	struct px_cutmemo_key key;
+	const struct gd_pipeline *pipe = px_answer_pipeline(ch->answer);
+	char *text = NULL, *reasoning = NULL;
+	size_t tl = 0, rl = 0;
+
+	if (!s->opts.cut_memo_entries || strcmp(trip->guard, "stall") == 0)
+		return;
+	/* Tool calls completed before the cut reached the client (and may have
+	 * been run): a twin must get them too, and the memory keeps text only;
+	 * such a cut is not remembered (the twin goes to the engine). */
+	struct gd_stats st;
+	gd_pipeline_stats(pipe, &st);
+	if (st.tool_calls > (trip->stream == GD_STREAM_TOOLS ? 1u : 0u))
+		return;
+	px_cutmemo_key(ch->req->body, ch->req->body_len, ch->limits, ch->n_limits,
+	               ch->req->authorization, ch->policy->generation, &key);
+	text = malloc(PX_CUTMEMO_TEXT_MAX);
+	reasoning = malloc(PX_CUTMEMO_TEXT_MAX);
+	if (text && reasoning) {
+		tl = gd_pipeline_tail(pipe, GD_STREAM_TEXT, text, PX_CUTMEMO_TEXT_MAX);
+		rl = gd_pipeline_tail(pipe, GD_STREAM_REASONING, reasoning, PX_CUTMEMO_TEXT_MAX);
+		uint64_t ev0 = px_cutmemo_evictions(s->cutmemo);
+		if (px_cutmemo_put(s->cutmemo, &key, now_ms(), trip, text, tl, reasoning, rl) == 0) {
+			px_metrics_inc(PX_C_CUT_MEMO_STORES, 1);
+			px_metrics_inc(PX_C_CUT_MEMO_EVICTIONS, px_cutmemo_evictions(s->cutmemo) - ev0);
+		}
+	}
+	free(text);
+	free(reasoning);
+}
+
+/* The end of a cut answer, once the source has stopped: the part of the
+ * tripping unit the guards read (unless chunks were held back before it:
+ * it would not continue the text), the final chunk naming the guard (and,
+ * from the engine, how many tokens it generated after the cancel), the
+ * usage chunk when asked for, [DONE]; or, without a stream, a short body. */
 static void finish_trip(struct px_chat *ch, const struct px_source_end *fin)
 {
 	const struct gd_trip *trip = px_answer_trip(ch->answer);
 	int tac = fin ? fin->tokens_after_cancel : -1;
+	const char *finish = px_cut_finish_name(ch->s->opts.cut_finish);
+	int64_t up_prompt, up_completion;
+	px_answer_usage(ch->answer, &up_prompt, &up_completion);
+	if (fin && fin->prompt_tokens >= 0)
+		up_prompt = fin->prompt_tokens;
+	if (fin && fin->completion_tokens >= 0)
+		up_completion = fin->completion_tokens;
+	struct px_usage usage;
+	px_usage_for_cut(&usage, up_prompt, up_completion, px_answer_tokens(ch->answer));
 	if (ch->stream) {
+		const char *text, *reasoning;
+		size_t tl, rl;
+		px_answer_cut_part(ch->answer, &text, &tl, &reasoning, &rl);
+		struct px_cut_stream c = {
+			finish, ch->dropped ? NULL : text, ch->dropped ? 0 : tl,
+			ch->dropped ? NULL : reasoning, ch->dropped ? 0 : rl,
+			ch->include_usage ? &usage : NULL, tac,
+		};
 		start_client_stream(ch);
-		px_emit_trip_chunk_tac(ch->out, px_answer_id(ch->answer), trip, tac);
+		px_emit_cut_stream(ch->out, px_answer_id(ch->answer), trip, &c);
 		end_stream(ch);
 		return;
 	}
 	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
-	px_emit_notice_body(ch->out, px_answer_id(ch->answer), "", "length", trip);
+	px_emit_answer_body(ch->out, px_answer_id(ch->answer), "", 0, NULL, 0, finish, trip, &usage);
 	reply_out(ch, 200);
 }
 
@@ -251,9 +314,13 @@ static void finish_trip(struct px_chat *ch, const struct px_source_end *fin)
 static void trip_answer(struct px_chat *ch)
 {
 	const struct gd_trip *trip = px_answer_trip(ch->answer);
+	size_t held;
 	px_metrics_trip(trip->guard);
 	log_req(ch, "trip: guard %s: %s", trip->guard, trip->detail);
 	record_end(ch, trip, NULL);
+	memo_store(ch, trip);
+	(void)px_answer_held(ch->answer, &held);
+	ch->dropped = held > 0;
 	px_answer_held_clear(ch->answer);
 	stop_timers(ch);
 	ch->paused = false;
@@ -488,12 +555,19 @@ static void src_body(void *ctx, const char *json, size_t len, const struct px_so
 			px_metrics_trip(trip->guard);
 			log_req(ch, "trip: guard %s: %s", trip->guard, trip->detail);
 			record_end(ch, trip, NULL);
+			memo_store(ch, trip);
 		}
+		/* The content and reasoning the guards read, up to the byte that
+		 * tripped, and the calls completed before a call tripped. */
 		struct px_cut cut;
 		px_answer_cut(ch->answer, &cut);
 		int tac = fin ? fin->tokens_after_cancel : -1;
-		if (px_emit_truncated_body_tac(ch->out, json, len, &cut, trip, tac) != 0)
-			px_emit_notice_body(ch->out, px_answer_id(ch->answer), "", "length", trip);
+		const char *finish = px_cut_finish_name(ch->s->opts.cut_finish);
+		struct px_usage usage;
+		px_usage_for_cut(&usage, -1, -1, 0);
+		if (px_emit_truncated_body_ex(ch->out, json, len, &cut, trip, finish, &usage, tac) != 0)
+			px_emit_answer_body(ch->out, px_answer_id(ch->answer), "", 0, NULL, 0, finish, trip,
+			                    &usage);
 		reply_out(ch, 200);
 		chat_free(ch);
 		return;
@@ -569,40 +643,97 @@ static void simple_error(struct px_http_conn *c, int status, const char *msg)
 		px_metrics_inc(PX_C_BAD_REQUESTS, 1);
 }
 
-/* The history already proves a loop: answer without calling the upstream. */
-static void history_answer(struct px_server *s, struct px_http_conn *c, bool stream,
-                           const char *model, const struct gd_trip *trip, uint64_t id)
+/* What a request answered without the upstream looks like. */
+struct own_answer {
+	bool stream;
+	bool include_usage;
+	const char *model;
+	const char *content, *reasoning;
+	size_t content_len, reasoning_len;
+	const char *finish;
+	const char *by;         /* "history" or "cut_memo": the log, the recording */
+	const char *usage_note;
+};
+
+/* Answers <req> with <a> (no upstream): the stream or body, its usage (zeros,
+ * marked so), and its recording (issue 12 item 13). */
+static void own_answer(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req,
+                       const struct own_answer *a, const struct gd_trip *trip)
 {
 	struct px_answer_id aid = {{0}, {0}, (int64_t)time(NULL)};
-	snprintf(aid.id, sizeof(aid.id), "chatcmpl-loopwarden-%" PRIu64, id);
-	snprintf(aid.model, sizeof(aid.model), "%s", model);
-	char text[512];
-	bool as_trip = s->opts.history_action == PX_HISTORY_TRIP;
-	px_notice_text(text, sizeof(text), trip);
-	px_metrics_inc(PX_C_HISTORY_STOPS, 1);
+	struct px_usage usage = {0, 0, a->usage_note};
+	char err[256];
+
+	snprintf(aid.id, sizeof(aid.id), "chatcmpl-loopwarden-%" PRIu64, req->id);
+	snprintf(aid.model, sizeof(aid.model), "%s", a->model);
 	px_metrics_trip(trip->guard);
 	if (!s->opts.quiet)
-		fprintf(stderr, "loopwarden: req %" PRIu64 ": history check: guard %s: %s\n", id,
+		fprintf(stderr, "loopwarden: req %" PRIu64 ": %s: guard %s: %s\n", req->id,
+		        strcmp(a->by, "history") == 0 ? "history check" : "a cut remembered",
 		        trip->guard, trip->detail);
 	struct evbuffer *b = evbuffer_new();
 	if (!b) {
 		simple_error(c, 500, "out of memory");
 		return;
 	}
-	if (stream) {
-		if (as_trip) {
-			px_emit_trip_chunk(b, &aid, trip);
-			px_emit_done(b);
-		} else
-			px_emit_notice_stream(b, &aid, text, "stop", trip);
+	if (a->stream)
+		px_emit_answer_stream(b, &aid, a->content, a->content_len, a->reasoning,
+		                      a->reasoning_len, a->finish, trip,
+		                      a->include_usage ? &usage : NULL);
+	else
+		px_emit_answer_body(b, &aid, a->content, a->content_len, a->reasoning,
+		                    a->reasoning_len, a->finish, trip, &usage);
+	size_t n = evbuffer_get_length(b);
+	const char *bytes = (const char *)evbuffer_pullup(b, -1);
+	if (s->opts.record_dir[0] &&
+	    px_record_answered(s->opts.record_dir, req->id, a->stream, req->body, req->body_len,
+	                       bytes, n, trip->guard, trip->detail, a->by, err, sizeof(err)) != 0 &&
+	    !s->record_warned) {
+		fprintf(stderr, "loopwarden: recording disabled for this request: %s\n", err);
+		s->record_warned = true;
+	}
+	if (a->stream) {
 		px_http_stream_start(c, 200, "text/event-stream");
 		px_http_stream_finish(c, b);
 	} else {
-		px_emit_notice_body(b, &aid, as_trip ? "" : text, as_trip ? "length" : "stop", trip);
-		size_t n = evbuffer_get_length(b);
-		px_http_reply(c, 200, "application/json", (const char *)evbuffer_pullup(b, -1), n, NULL);
+		px_http_reply(c, 200, "application/json", bytes, n, NULL);
 	}
 	evbuffer_free(b);
+}
+
+/* The history already proves a loop: answer without calling the upstream. */
+static void history_answer(struct px_server *s, struct px_http_conn *c,
+                           const struct px_http_req *req, bool stream, bool include_usage,
+                           const char *model, const struct gd_trip *trip)
+{
+	char text[512];
+	bool as_trip = s->opts.history_action == PX_HISTORY_TRIP;
+	px_notice_text(text, sizeof(text), trip);
+	px_metrics_inc(PX_C_HISTORY_STOPS, 1);
+	struct own_answer a = {
+		stream, include_usage, model, as_trip ? "" : text, NULL,
+		as_trip ? 0 : strlen(text), 0,
+		as_trip ? px_cut_finish_name(s->opts.cut_finish) : "stop", "history",
+		"not sent to the model (the history check answered): zeros",
+	};
+	own_answer(s, c, req, &a, trip);
+}
+
+/* A request identical to one cut a moment ago (issue 12 item 12): answered
+ * as the cut was — the same guard and detail, the end of the text the client
+ * got — without the upstream. */
+static void memo_answer(struct px_server *s, struct px_http_conn *c,
+                        const struct px_http_req *req, bool stream, bool include_usage,
+                        const char *model, const struct px_cutmemo_answer *m)
+{
+	struct gd_trip trip = m->trip;
+	px_metrics_inc(PX_C_CUT_MEMO_HITS, 1);
+	struct own_answer a = {
+		stream, include_usage, model, m->text, m->reasoning, m->text_len, m->reasoning_len,
+		px_cut_finish_name(s->opts.cut_finish), "cut_memo",
+		"not sent to the model (the same request was cut a moment ago): zeros",
+	};
+	own_answer(s, c, req, &a, &trip);
 }
 
 void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req)
@@ -644,6 +775,10 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	}
 	struct px_policy_ref *policy = px_policy_hold(s);
 	struct gd_history *hist = gd_history_new(policy->policy, preq->msgs, preq->n_msgs, err, sizeof(err));
+	bool include_usage = preq->include_usage;
+	struct px_request_span limits[2];
+	uint32_t n_limits = preq->n_limits;
+	memcpy(limits, preq->limits, sizeof(limits));
 	if (!hist) {
 		px_request_free(preq);
 		px_policy_release(policy);
@@ -655,11 +790,28 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	struct gd_trip htrip;
 	memset(&htrip, 0, sizeof(htrip));
 	if (s->opts.history_action != PX_HISTORY_OFF && gd_history_check(hist, &htrip)) {
-		history_answer(s, c, stream, model, &htrip, req->id);
+		history_answer(s, c, req, stream, include_usage, model, &htrip);
 		px_request_free(preq);
 		gd_history_free(hist);
 		px_policy_release(policy);
 		return;
+	}
+	/* The same request as one cut a moment ago? Hashed only when a cut
+	 * from a body of its length is remembered. */
+	uint64_t now = now_ms();
+	if (px_cutmemo_may_hold(s->cutmemo, px_cutmemo_hashed_len(req->body_len, limits, n_limits),
+	                        now)) {
+		struct px_cutmemo_key key;
+		px_cutmemo_key(req->body, req->body_len, limits, n_limits, req->authorization,
+		               policy->generation, &key);
+		const struct px_cutmemo_answer *m = px_cutmemo_get(s->cutmemo, &key, now);
+		if (m) {
+			memo_answer(s, c, req, stream, include_usage, model, m);
+			px_request_free(preq);
+			gd_history_free(hist);
+			px_policy_release(policy);
+			return;
+		}
 	}
 
 	struct px_chat *ch = calloc(1, sizeof(*ch));
@@ -672,8 +824,12 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	}
 	ch->s = s;
 	ch->conn = c;
+	ch->req = req;
 	ch->id = req->id;
 	ch->stream = stream;
+	ch->include_usage = include_usage;
+	ch->n_limits = n_limits;
+	memcpy(ch->limits, limits, sizeof(limits));
 	ch->hist = hist;
 	ch->policy = policy;
 	ch->t_start_us = px_now_us();

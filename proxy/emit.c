@@ -141,21 +141,15 @@ static void loopwarden_obj(struct evbuffer *out, const struct gd_trip *trip)
 	loopwarden_obj_tac(out, trip, -1);
 }
 
-void px_emit_trip_chunk_tac(struct evbuffer *out, const struct px_answer_id *a,
-                            const struct gd_trip *trip, int tokens_after_cancel)
+void px_emit_trip_chunk(struct evbuffer *out, const struct px_answer_id *a,
+                        const struct gd_trip *trip)
 {
 	evbuffer_add(out, "data: ", 6);
 	chunk_head(out, a);
 	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\","
 	                         "\"logprobs\":null}],");
-	loopwarden_obj_tac(out, trip, tokens_after_cancel);
+	loopwarden_obj(out, trip);
 	evbuffer_add(out, "}\n\n", 3);
-}
-
-void px_emit_trip_chunk(struct evbuffer *out, const struct px_answer_id *a,
-                        const struct gd_trip *trip)
-{
-	px_emit_trip_chunk_tac(out, a, trip, -1);
 }
 
 void px_emit_notice_stream(struct evbuffer *out, const struct px_answer_id *a,
@@ -264,7 +258,7 @@ int px_emit_event_chunk(struct evbuffer *out, const struct px_answer_id *a,
 	}
 }
 
-static void usage_obj(struct evbuffer *out, int64_t prompt_tokens, int64_t completion_tokens)
+static void usage_counts(struct evbuffer *out, int64_t prompt_tokens, int64_t completion_tokens)
 {
 	int64_t p = prompt_tokens < 0 ? 0 : prompt_tokens, c = completion_tokens < 0 ? 0 : completion_tokens;
 	evbuffer_add_printf(out, "\"usage\":{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%" PRId64
@@ -276,7 +270,7 @@ void px_emit_usage_chunk(struct evbuffer *out, const struct px_answer_id *a,
 {
 	chunk_head(out, a);
 	evbuffer_add_printf(out, ",\"system_fingerprint\":null,\"choices\":[],");
-	usage_obj(out, prompt_tokens, completion_tokens);
+	usage_counts(out, prompt_tokens, completion_tokens);
 	evbuffer_add(out, "}", 1);
 }
 
@@ -316,7 +310,7 @@ void px_emit_completion(struct evbuffer *out, const struct px_answer_id *a, cons
 	evbuffer_add_printf(out, "},\"finish_reason\":");
 	json_cstr(out, finish);
 	evbuffer_add_printf(out, ",\"logprobs\":null}],");
-	usage_obj(out, prompt_tokens, completion_tokens);
+	usage_counts(out, prompt_tokens, completion_tokens);
 	evbuffer_add(out, "}", 1);
 }
 
@@ -332,11 +326,14 @@ void px_notice_text(char *buf, size_t buflen, const struct gd_trip *trip)
 
 enum node_role { R_PLAIN = 0, R_CHOICE0, R_MESSAGE, R_TOP };
 
-/* What the rewrite keeps and adds. */
+/* What the rewrite puts in: the cut, the trip, the finish reason, the usage
+ * to add when the body has none. */
 struct trunc {
 	const struct px_cut *cut;
 	const struct gd_trip *trip;
-	int tac; /* tokens_after_cancel; < 0: not said */
+	const char *finish;
+	const struct px_usage *usage;
+	int tac; /* tokens_after_cancel (the co-resident engine's); < 0: not said */
 };
 
 static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct trunc *t);
@@ -346,9 +343,20 @@ static void gen_str(yajl_gen g, const char *s)
 	yajl_gen_string(g, (const unsigned char *)s, strlen(s));
 }
 
+static void gen_number(yajl_gen g, int64_t v)
+{
+	char num[32];
+	int n = snprintf(num, sizeof(num), "%" PRId64, v < 0 ? 0 : v);
+
+	yajl_gen_number(g, num, (size_t)n);
+}
+
 static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct trunc *t)
 {
 	const struct px_cut *cut = t->cut;
+	const struct gd_trip *trip = t->trip;
+	bool has_usage = false;
+
 	yajl_gen_map_open(g);
 	for (size_t i = 0; i < v->u.object.len; i++) {
 		const char *k = v->u.object.keys[i];
@@ -357,9 +365,11 @@ static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct
 			continue;
 		if (role == R_CHOICE0 && strcmp(k, "finish_reason") == 0) {
 			gen_str(g, k);
-			gen_str(g, "length");
+			gen_str(g, t->finish);
 			continue;
 		}
+		if (role == R_TOP && strcmp(k, "usage") == 0 && YAJL_IS_OBJECT(c))
+			has_usage = true;
 		if (role == R_MESSAGE && (strcmp(k, "content") == 0 || strcmp(k, "reasoning_content") == 0 ||
 		                          strcmp(k, "reasoning") == 0) && YAJL_IS_STRING(c)) {
 			const char *s = YAJL_GET_STRING(c);
@@ -393,13 +403,30 @@ static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct
 		}
 		gen_value(g, c, sub, t);
 	}
+	if (role == R_TOP && !has_usage && t->usage) {
+		int64_t p = t->usage->prompt_tokens < 0 ? 0 : t->usage->prompt_tokens;
+		int64_t q = t->usage->completion_tokens < 0 ? 0 : t->usage->completion_tokens;
+		gen_str(g, "usage");
+		yajl_gen_map_open(g);
+		gen_str(g, "prompt_tokens");
+		gen_number(g, p);
+		gen_str(g, "completion_tokens");
+		gen_number(g, q);
+		gen_str(g, "total_tokens");
+		gen_number(g, p + q);
+		yajl_gen_map_close(g);
+	}
 	if (role == R_TOP) {
 		gen_str(g, "loopwarden");
 		yajl_gen_map_open(g);
 		gen_str(g, "guard");
 		gen_str(g, t->trip->guard);
 		gen_str(g, "detail");
-		gen_str(g, t->trip->detail);
+		gen_str(g, trip->detail);
+		if (!has_usage && t->usage && t->usage->note) {
+			gen_str(g, "usage");
+			gen_str(g, t->usage->note);
+		}
 		if (t->tac >= 0) {
 			gen_str(g, "tokens_after_cancel");
 			yajl_gen_integer(g, t->tac);
@@ -445,14 +472,15 @@ static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct 
 int px_emit_truncated_body(struct evbuffer *out, const char *body, size_t len,
                            const struct px_cut *cut, const struct gd_trip *trip)
 {
-	return px_emit_truncated_body_tac(out, body, len, cut, trip, -1);
+	return px_emit_truncated_body_ex(out, body, len, cut, trip, "length", NULL, -1);
 }
 
-int px_emit_truncated_body_tac(struct evbuffer *out, const char *body, size_t len,
-                               const struct px_cut *cut, const struct gd_trip *trip,
-                               int tokens_after_cancel)
+int px_emit_truncated_body_ex(struct evbuffer *out, const char *body, size_t len,
+                              const struct px_cut *cut, const struct gd_trip *trip,
+                              const char *finish, const struct px_usage *usage,
+                              int tokens_after_cancel)
 {
-	const struct trunc t = {cut, trip, tokens_after_cancel};
+	struct trunc t = { cut, trip, finish ? finish : "length", usage, tokens_after_cancel };
 	(void)len; /* <body> is NUL-terminated by the caller */
 	char err[128];
 	yajl_val root = yajl_tree_parse(body, err, sizeof(err));
@@ -473,4 +501,162 @@ int px_emit_truncated_body_tac(struct evbuffer *out, const char *body, size_t le
 	yajl_gen_free(g);
 	yajl_tree_free(root);
 	return 0;
+}
+
+/* ---- answers loopwarden ends or writes itself ---- */
+
+void px_usage_for_cut(struct px_usage *u, int64_t up_prompt, int64_t up_completion,
+                      uint64_t relayed)
+{
+	int64_t done = up_completion > (int64_t)relayed ? up_completion : (int64_t)relayed;
+
+	if (up_prompt >= 0 && done > 0) {
+		u->prompt_tokens = up_prompt;
+		u->completion_tokens = done;
+		u->note = "prompt_tokens as the upstream reported them; completion_tokens: the "
+		          "tokens delivered before the cut";
+	} else {
+		u->prompt_tokens = 0;
+		u->completion_tokens = 0;
+		u->note = "the upstream reported no usage before the cut: zeros";
+	}
+}
+
+static void usage_obj(struct evbuffer *out, const struct px_usage *u)
+{
+	int64_t p = u && u->prompt_tokens > 0 ? u->prompt_tokens : 0;
+	int64_t q = u && u->completion_tokens > 0 ? u->completion_tokens : 0;
+
+	evbuffer_add_printf(out, "\"usage\":{\"prompt_tokens\":%" PRId64 ",\"completion_tokens\":%"
+	                    PRId64 ",\"total_tokens\":%" PRId64 "}", p, q, p + q);
+}
+
+/* "loopwarden":{"guard","detail"[,"usage"][,"tokens_after_cancel"]} (<trip>
+ * NULL: only the usage note; <tac> < 0: no count). */
+static void loopwarden_obj_usage(struct evbuffer *out, const struct gd_trip *trip,
+                                 const struct px_usage *u, int tac)
+{
+	bool first = true;
+
+	evbuffer_add_printf(out, "\"loopwarden\":{");
+	if (trip) {
+		evbuffer_add_printf(out, "\"guard\":");
+		json_cstr(out, trip->guard);
+		evbuffer_add_printf(out, ",\"detail\":");
+		json_cstr(out, trip->detail);
+		first = false;
+	}
+	if (u && u->note) {
+		evbuffer_add_printf(out, "%s\"usage\":", first ? "" : ",");
+		json_cstr(out, u->note);
+		first = false;
+	}
+	if (tac >= 0)
+		evbuffer_add_printf(out, "%s\"tokens_after_cancel\":%d", first ? "" : ",", tac);
+	evbuffer_add(out, "}", 1);
+}
+
+/* data: {…,"choices":[],"usage":{…},"loopwarden":{"guard","detail","usage":note}}:
+ * every chunk that carries a "loopwarden" object names the guard (a reader
+ * that keeps the last such object still finds it). */
+static void usage_chunk(struct evbuffer *out, const struct px_answer_id *a,
+                        const struct gd_trip *trip, const struct px_usage *u, int tac)
+{
+	evbuffer_add(out, "data: ", 6);
+	chunk_head(out, a);
+	evbuffer_add_printf(out, ",\"choices\":[],");
+	usage_obj(out, u);
+	evbuffer_add(out, ",", 1);
+	loopwarden_obj_usage(out, trip, u, tac);
+	evbuffer_add(out, "}\n\n", 3);
+}
+
+/* data: a chunk whose delta holds <role> (may be NULL), <reasoning> and
+ * <content> (each left out when NULL). */
+static void delta_chunk(struct evbuffer *out, const struct px_answer_id *a, const char *role,
+                        const char *reasoning, size_t rlen, const char *content, size_t clen)
+{
+	const char *sep = "";
+
+	evbuffer_add(out, "data: ", 6);
+	chunk_head(out, a);
+	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"delta\":{");
+	if (role) {
+		evbuffer_add_printf(out, "\"role\":\"%s\"", role);
+		sep = ",";
+	}
+	if (reasoning) {
+		evbuffer_add_printf(out, "%s\"reasoning_content\":", sep);
+		px_json_string(out, reasoning, rlen);
+		sep = ",";
+	}
+	if (content) {
+		evbuffer_add_printf(out, "%s\"content\":", sep);
+		px_json_string(out, content, clen);
+	}
+	evbuffer_add_printf(out, "},\"finish_reason\":null,\"logprobs\":null}]}\n\n");
+}
+
+static void final_chunk(struct evbuffer *out, const struct px_answer_id *a, const char *finish,
+                        const struct gd_trip *trip, int tac)
+{
+	evbuffer_add(out, "data: ", 6);
+	chunk_head(out, a);
+	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":");
+	json_cstr(out, finish);
+	evbuffer_add_printf(out, ",\"logprobs\":null}],");
+	loopwarden_obj_tac(out, trip, tac);
+	evbuffer_add(out, "}\n\n", 3);
+}
+
+void px_emit_cut_stream(struct evbuffer *out, const struct px_answer_id *a,
+                        const struct gd_trip *trip, const struct px_cut_stream *c)
+{
+	if (c->text_len || c->reasoning_len)
+		delta_chunk(out, a, NULL, c->reasoning_len ? c->reasoning : NULL, c->reasoning_len,
+		            c->text_len ? c->text : NULL, c->text_len);
+	final_chunk(out, a, c->finish ? c->finish : "length", trip, c->tokens_after_cancel);
+	if (c->usage)
+		usage_chunk(out, a, trip, c->usage, c->tokens_after_cancel);
+}
+
+void px_emit_answer_stream(struct evbuffer *out, const struct px_answer_id *a,
+                           const char *content, size_t content_len,
+                           const char *reasoning, size_t reasoning_len, const char *finish,
+                           const struct gd_trip *trip, const struct px_usage *usage)
+{
+	/* An empty answer (proxy.history_action: trip) is only its final
+	 * chunk, like a cut before any token. */
+	if (content_len || reasoning_len)
+		delta_chunk(out, a, "assistant", reasoning_len ? reasoning : NULL, reasoning_len,
+		            content ? content : "", content ? content_len : 0);
+	final_chunk(out, a, finish, trip, -1);
+	if (usage)
+		usage_chunk(out, a, trip, usage, -1);
+	px_emit_done(out);
+}
+
+void px_emit_answer_body(struct evbuffer *out, const struct px_answer_id *a,
+                         const char *content, size_t content_len,
+                         const char *reasoning, size_t reasoning_len, const char *finish,
+                         const struct gd_trip *trip, const struct px_usage *usage)
+{
+	evbuffer_add_printf(out, "{\"id\":");
+	json_cstr(out, a->id);
+	evbuffer_add_printf(out, ",\"object\":\"chat.completion\",\"created\":%" PRId64 ",\"model\":",
+	                    a->created);
+	json_cstr(out, a->model);
+	evbuffer_add_printf(out, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+	px_json_string(out, content ? content : "", content ? content_len : 0);
+	if (reasoning_len) {
+		evbuffer_add_printf(out, ",\"reasoning_content\":");
+		px_json_string(out, reasoning, reasoning_len);
+	}
+	evbuffer_add_printf(out, "},\"finish_reason\":");
+	json_cstr(out, finish);
+	evbuffer_add_printf(out, ",\"logprobs\":null}],");
+	usage_obj(out, usage);
+	evbuffer_add(out, ",", 1);
+	loopwarden_obj_usage(out, trip, usage, -1);
+	evbuffer_add(out, "}", 1);
 }

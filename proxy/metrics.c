@@ -43,7 +43,15 @@ static const char *counter_names[PX_C_COUNT][2] = {
 	{"loopwarden_client_disconnects_total", "Clients that left before their answer ended"},
 	{"loopwarden_history_stops_total", "Requests answered at once because the history already loops"},
 	{"loopwarden_client_write_timeouts_total",
-	 "Clients that took no bytes for proxy.client_write_timeout_ms while their answer was paused (closed, upstream cancelled)"},
+	 "Clients closed for taking no bytes for proxy.client_write_timeout_ms while output waited for them "
+	 "(an answer paused for them: upstream cancelled; or one already complete)"},
+	{"loopwarden_connections_refused_total",
+	 "Client connections answered 503 at accept because proxy.max_connections were open"},
+	{"loopwarden_cut_memo_hits_total",
+	 "Requests identical to one cut a moment ago (but for their token limits), answered as the cut was without the upstream"},
+	{"loopwarden_cut_memo_stores_total", "Cuts remembered for such retries"},
+	{"loopwarden_cut_memo_evictions_total",
+	 "Remembered cuts forgotten before their time to make room (proxy.cut_memo_entries)"},
 	{"loopwarden_engine_cancels_total",
 	 "Co-resident engine sequences cancelled before their end (a trip, a stop string, a client gone or too slow, shutdown)"},
 };

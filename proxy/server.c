@@ -13,6 +13,7 @@
 
 #include "engine/load.h"
 #include "engine/sched.h"
+#include "proxy/cutmemo.h"
 #include "proxy/emit.h"
 #include "proxy/metrics.h"
 #include "proxy/model.h"
@@ -365,6 +366,12 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 	}
 	s->policy->policy = pol;
 	s->policy->refs = 1;
+	s->policy->generation = 1;
+	s->cutmemo = px_cutmemo_new((uint32_t)opts->cut_memo_entries, opts->cut_memo_ttl_ms);
+	if (!s->cutmemo) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if (opts->have_upstream) {
 		s->target = px_target_new(&opts->upstream, opts->upstream_ca_file, err, errlen);
 		if (!s->target)
@@ -389,6 +396,7 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 		.idle_timeout_ms = opts->client_idle_timeout_ms,
 		.header_timeout_ms = opts->header_timeout_ms,
 		.body_timeout_ms = opts->body_timeout_ms,
+		.write_timeout_ms = opts->client_write_timeout_ms,
 	};
 	s->http = px_http_server_new(base, opts->listen_host, opts->listen_port, &lim, handle, s,
 	                             err, errlen);
@@ -399,6 +407,7 @@ fail:
 	px_model_free(s->model);
 	px_target_free(s->target);
 	px_policy_release(s->policy);
+	px_cutmemo_free(s->cutmemo);
 	free(s);
 	return NULL;
 }
@@ -424,6 +433,7 @@ void px_server_free(struct px_server *s)
 	px_model_free(s->model); /* after the answers: their requests are freed */
 	px_target_free(s->target);
 	px_policy_release(s->policy);
+	px_cutmemo_free(s->cutmemo);
 	free(s);
 }
 
@@ -454,8 +464,11 @@ int px_server_reload(struct px_server *s, const struct gd_config *gcfg, char *er
 	}
 	ref->policy = pol;
 	ref->refs = 1;
+	ref->generation = s->policy->generation + 1;
 	px_policy_release(s->policy); /* answers in progress keep the old one */
 	s->policy = ref;
+	/* The new settings may judge the remembered cuts otherwise. */
+	px_cutmemo_clear(s->cutmemo);
 	return 0;
 }
 

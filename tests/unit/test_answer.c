@@ -112,8 +112,10 @@ static void test_tool_call_held_then_released(void **state)
 	px_answer_free(a);
 }
 
-/* A text flood trips the repeat watchdog: TRIP from then on, and the cut
- * keeps the text before the loop began. */
+/* A text flood trips the repeat watchdog: TRIP from then on; the cut keeps
+ * the text the guards read, up to the byte that tripped (issue 12 item 11),
+ * and the tripping unit's part is that event's prefix; its tokens are not
+ * counted as relayed. */
 static void test_trip_and_cut(void **state)
 {
 	(void)state;
@@ -130,10 +132,16 @@ static void test_trip_and_cut(void **state)
 	print_message("tripped by %s after %d units: %s\n", t->guard, i, t->detail);
 	/* later units stay TRIP, even ones that would relay */
 	assert_int_equal(unit1(a, ev_text(GD_EV_TEXT, "other")), PX_VERDICT_TRIP);
+	const char *part, *rpart;
+	size_t pl, rl;
+	px_answer_cut_part(a, &part, &pl, &rpart, &rl);
+	assert_true(pl >= 1 && pl <= 5);
+	assert_memory_equal(part, "spam ", pl);
+	assert_int_equal(rl, 0);
 	struct px_cut cut;
 	px_answer_cut(a, &cut);
-	assert_true(cut.text_bytes >= strlen("Intro. "));
-	assert_true(cut.text_bytes < 7 + 5 * (size_t)i);
+	assert_int_equal(cut.text_bytes, 7 + 5 * (size_t)(i - 1) + pl);
+	assert_int_equal(px_answer_tokens(a), (uint64_t)i); /* the intro + the units before */
 	px_answer_free(a);
 }
 
