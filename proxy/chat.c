@@ -739,8 +739,7 @@ static void memo_answer(struct px_server *s, struct px_http_conn *c,
 void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req)
 {
 	char err[256];
-	const struct px_route *route = &s->route;
-	if (!route->ops) {
+	if (s->n_routes == 0) {
 		simple_error(c, 503, "loopwarden has no upstream and no model: start it with --upstream "
 		             "URL or --model FILE.gguf");
 		return;
@@ -768,6 +767,13 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 		model[n] = '\0';
 	}
 	px_metrics_inc(stream ? PX_C_CHAT_STREAM : PX_C_CHAT_NONSTREAM, 1);
+	int rstatus = 500;
+	const struct px_route *route = px_route_pick(s, model, &rstatus, err, sizeof(err));
+	if (!route) {
+		px_request_free(preq);
+		simple_error(c, rstatus, err);
+		return;
+	}
 	if (s->active_streams >= s->opts.max_streams) {
 		px_request_free(preq);
 		simple_error(c, 503, "loopwarden is at proxy.max_streams: retry later");

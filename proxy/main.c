@@ -87,7 +87,8 @@ static void usage(FILE *f)
 	        "                       port 0 = any free port)\n"
 	        "  --upstream URL       the engine, e.g. http://127.0.0.1:8081 (llama-server, vLLM, Ollama…)\n"
 	        "  --model FILE.gguf    serve this model with loopwarden's own engine instead (engine.* keys:\n"
-	        "                       threads, n_ctx, max_seqs, kv_cells, template, load…)\n"
+	        "                       threads, n_ctx, max_seqs, kv_cells, template, load…); several models\n"
+	        "                       by name: routes.NAME.model / routes.NAME.upstream in the config\n"
 	        "  -c, --config FILE    YAML settings (keys below, nested: guards: {repeat: {…}})\n"
 	        "  --set key=value      override one key (repeatable), e.g. --set watchdog.idle_timeout_ms=3000\n"
 	        "  --record DIR         save request.json + stream.sse per request for loopwarden-audit\n"
@@ -322,7 +323,10 @@ static int run_proxy(int argc, char **argv)
 		break;
 	}
 	char source[PX_PATH_MAX + PX_HOST_MAX + 64];
-	if (opts.model_path[0])
+	if (opts.n_routes)
+		snprintf(source, sizeof(source), "%u routes (%s%s)", (unsigned)opts.n_routes,
+		         opts.routes[0].name, opts.n_routes > 1 ? ", …" : "");
+	else if (opts.model_path[0])
 		snprintf(source, sizeof(source), "model %s", opts.model_path);
 	else
 		snprintf(source, sizeof(source), "upstream %s://%s:%u%s", opts.upstream.tls ? "https" : "http",

@@ -114,7 +114,7 @@ void px_metrics_observe(enum px_histo h, double value)
 }
 
 /* Guard names come from our own guard library, but escape anyway. */
-static void label_value(struct evbuffer *out, const char *s)
+void px_metrics_label(struct evbuffer *out, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
@@ -136,7 +136,7 @@ void px_metrics_render(struct evbuffer *out, uint64_t active_streams, uint64_t c
 	                         "# TYPE loopwarden_trips_total counter\n");
 	for (int i = 0; i < PX_METRICS_GUARDS && guard_names[i][0]; i++) {
 		evbuffer_add_printf(out, "loopwarden_trips_total{guard=\"");
-		label_value(out, guard_names[i]);
+		px_metrics_label(out, guard_names[i]);
 		evbuffer_add_printf(out, "\"} %" PRIu64 "\n", guard_trips[i]);
 	}
 	if (guard_trips[PX_METRICS_GUARDS])
@@ -158,7 +158,7 @@ void px_metrics_render(struct evbuffer *out, uint64_t active_streams, uint64_t c
 	px_alloc_name(alloc, sizeof(alloc));
 	evbuffer_add_printf(out, "# HELP loopwarden_allocator_info The memory allocator (dirty_decay_ms 0: freed pages go back at once)\n"
 	                         "# TYPE loopwarden_allocator_info gauge\nloopwarden_allocator_info{allocator=\"");
-	label_value(out, alloc);
+	px_metrics_label(out, alloc);
 	evbuffer_add_printf(out, "\",dirty_decay_ms=\"%ld\"} 1\n", px_alloc_decay_ms());
 	if (px_alloc_stats(&allocated, &resident))
 		evbuffer_add_printf(out, "# HELP loopwarden_heap_allocated_bytes Bytes allocated by loopwarden\n"

@@ -52,5 +52,7 @@ void px_metrics_observe(enum px_histo h, double value);
 /* Appends the exposition text; gauges passed in by the caller. */
 void px_metrics_render(struct evbuffer *out, uint64_t active_streams, uint64_t connections);
 uint64_t px_metrics_get(enum px_counter c);
+/* Appends <s> as a Prometheus label value (escaped). */
+void px_metrics_label(struct evbuffer *out, const char *s);
 
 #endif

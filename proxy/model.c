@@ -49,7 +49,7 @@ static int check_arch(const struct eng_gguf *g, char *err, size_t errlen)
 	return -1;
 }
 
-int px_model_check(const struct px_options *o, char *err, size_t errlen)
+int px_model_check(const struct px_options *o, const char *path, char *err, size_t errlen)
 {
 	struct eng_file *f = NULL;
 	struct eng_tok *tok = NULL;
@@ -57,23 +57,23 @@ int px_model_check(const struct px_options *o, char *err, size_t errlen)
 	char why[512];
 	int rc = -1;
 
-	if (eng_file_open(NULL, o->model_path, (enum eng_load_strategy)o->engine_load, &f, why,
+	if (eng_file_open(NULL, path, (enum eng_load_strategy)o->engine_load, &f, why,
 	                  sizeof(why)) != ENG_OK) {
 		snprintf(err, errlen, "%s", why);
 		goto out;
 	}
 	const struct eng_gguf *g = eng_file_gguf(f);
 	if (check_arch(g, why, sizeof(why)) != 0) {
-		snprintf(err, errlen, "%s: %s", o->model_path, why);
+		snprintf(err, errlen, "%s: %s", path, why);
 		goto out;
 	}
 	if (eng_tok_new_from_gguf(g, &tok, why, sizeof(why)) != ENG_OK) {
-		snprintf(err, errlen, "%s: tokenizer: %s", o->model_path, why);
+		snprintf(err, errlen, "%s: tokenizer: %s", path, why);
 		goto out;
 	}
 	if (eng_chat_template_from_gguf(&tmpl, g, (enum eng_chat_family)o->engine_template, why,
 	                                sizeof(why)) != ENG_OK) {
-		snprintf(err, errlen, "%s: chat template: %s", o->model_path, why);
+		snprintf(err, errlen, "%s: chat template: %s", path, why);
 		goto out;
 	}
 	rc = 0;
@@ -86,7 +86,8 @@ out:
 	return rc;
 }
 
-struct px_model *px_model_load(const struct px_options *o, char *err, size_t errlen)
+struct px_model *px_model_load(const struct px_options *o, const char *path, const char *name,
+                               char *err, size_t errlen)
 {
 	struct px_model *pm = calloc(1, sizeof(*pm));
 	char why[512];
@@ -96,28 +97,28 @@ struct px_model *px_model_load(const struct px_options *o, char *err, size_t err
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	snprintf(pm->path, sizeof(pm->path), "%s", o->model_path);
-	if (o->model_name[0])
-		snprintf(pm->name, sizeof(pm->name), "%s", o->model_name);
+	snprintf(pm->path, sizeof(pm->path), "%s", path);
+	if (name && name[0])
+		snprintf(pm->name, sizeof(pm->name), "%s", name);
 	else
-		px_model_default_name(o->model_path, pm->name, sizeof(pm->name));
-	if (eng_file_open(NULL, o->model_path, load, &pm->file, why, sizeof(why)) != ENG_OK) {
+		px_model_default_name(path, pm->name, sizeof(pm->name));
+	if (eng_file_open(NULL, path, load, &pm->file, why, sizeof(why)) != ENG_OK) {
 		snprintf(err, errlen, "%s", why);
 		goto fail;
 	}
 	const struct eng_gguf *g = eng_file_gguf(pm->file);
 	if (eng_tok_new_from_gguf(g, &pm->tok, why, sizeof(why)) != ENG_OK) {
-		snprintf(err, errlen, "%s: tokenizer: %s", o->model_path, why);
+		snprintf(err, errlen, "%s: tokenizer: %s", path, why);
 		goto fail;
 	}
 	if (eng_chat_template_from_gguf(&pm->tmpl, g, (enum eng_chat_family)o->engine_template, why,
 	                                sizeof(why)) != ENG_OK) {
-		snprintf(err, errlen, "%s: chat template: %s", o->model_path, why);
+		snprintf(err, errlen, "%s: chat template: %s", path, why);
 		goto fail;
 	}
 	struct eng_model_opts mo = {.release_source = load == ENG_LOAD_MMAP};
 	if (eng_model_new(g, &mo, &pm->m, why, sizeof(why)) != ENG_OK) {
-		snprintf(err, errlen, "%s: %s", o->model_path, why);
+		snprintf(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
 	pm->threads = (int)o->engine_threads;
@@ -136,7 +137,7 @@ struct px_model *px_model_load(const struct px_options *o, char *err, size_t err
 		.file = pm->file,
 	};
 	if (eng_sched_new(pm->m, &so, &pm->sched, why, sizeof(why)) != ENG_OK) {
-		snprintf(err, errlen, "%s: %s", o->model_path, why);
+		snprintf(err, errlen, "%s: %s", path, why);
 		goto fail;
 	}
 	pm->n_ctx = eng_sched_n_ctx(pm->sched);

@@ -33,14 +33,17 @@ struct px_model {
  * without the directory and a ".gguf" ending. */
 void px_model_default_name(const char *path, char *out, size_t outlen);
 
-/* What start-up would refuse about the model of <o> (engine.model), without
- * building the weights: the file opens and parses as GGUF, its architecture
- * is one the engine runs, its tokenizer builds and its chat template is
- * known (or engine.template names one). Returns 0, or -1 with <err>. */
-int px_model_check(const struct px_options *o, char *err, size_t errlen);
+/* What start-up would refuse about the model file <path> under <o>'s
+ * engine.* settings, without building the weights: the file opens and
+ * parses as GGUF, its architecture is one the engine runs, its tokenizer
+ * builds and its chat template is known (or engine.template names one).
+ * Returns 0, or -1 with <err>. */
+int px_model_check(const struct px_options *o, const char *path, char *err, size_t errlen);
 
-/* Loads the model of <o> and starts its scheduler. NULL with <err>. */
-struct px_model *px_model_load(const struct px_options *o, char *err, size_t errlen);
+/* Loads <path> under <o>'s engine.* settings and starts its scheduler;
+ * served as <name> ("" : the file's name). NULL with <err>. */
+struct px_model *px_model_load(const struct px_options *o, const char *path, const char *name,
+                               char *err, size_t errlen);
 /* Stops the scheduler (answers still running end "cancelled"; the engine
  * source frees its requests before) and unloads. NULL is a no-op. */
 void px_model_free(struct px_model *pm);

@@ -278,9 +278,56 @@ int px_listen_parse(char *host, size_t hostlen, uint16_t *port, const char *text
 	return 0;
 }
 
+/* routes.<name>.model | routes.<name>.upstream: <name> is everything between
+ * "routes." and the last dot (a model name may hold dots: qwen2.5-7b). */
+static int set_route(struct px_options *o, const char *key, const char *value, char *err,
+                     size_t errlen)
+{
+	const char *name = key + 7, *dot = strrchr(name, '.');
+	if (!dot || dot == name || (strcmp(dot, ".model") != 0 && strcmp(dot, ".upstream") != 0)) {
+		snprintf(err, errlen, "a route is routes.NAME.model (a GGUF file) or "
+		         "routes.NAME.upstream (a URL)");
+		return -1;
+	}
+	size_t nl = (size_t)(dot - name);
+	if (nl >= PX_MODEL_NAME_MAX) {
+		snprintf(err, errlen, "the model name is longer than %d bytes", PX_MODEL_NAME_MAX - 1);
+		return -1;
+	}
+	struct px_route_opts *r = NULL;
+	for (uint32_t i = 0; i < o->n_routes; i++)
+		if (strlen(o->routes[i].name) == nl && memcmp(o->routes[i].name, name, nl) == 0)
+			r = &o->routes[i];
+	if (!r) {
+		if (o->n_routes == PX_ROUTES_MAX) {
+			snprintf(err, errlen, "more than %d routes", PX_ROUTES_MAX);
+			return -1;
+		}
+		r = &o->routes[o->n_routes++];
+		memset(r, 0, sizeof(*r));
+		memcpy(r->name, name, nl);
+		r->name[nl] = '\0';
+	}
+	snprintf(r->key, sizeof(r->key), "%s", key);
+	if (strcmp(dot, ".upstream") == 0) {
+		if (px_url_parse(&r->upstream, value, err, errlen))
+			return -1;
+		r->have_upstream = true;
+		return 0;
+	}
+	if (strlen(value) >= sizeof(r->model)) {
+		snprintf(err, errlen, "value longer than %zu bytes", sizeof(r->model) - 1);
+		return -1;
+	}
+	snprintf(r->model, sizeof(r->model), "%s", value);
+	return 0;
+}
+
 int px_options_set(struct px_options *o, struct gd_config *gcfg,
                    const char *key, const char *value, char *err, size_t errlen)
 {
+	if (strncmp(key, "routes.", 7) == 0)
+		return set_route(o, key, value, err, errlen);
 	if (strncmp(key, "proxy.", 6) != 0 && strncmp(key, "engine.", 7) != 0) {
 		if (!gcfg) {
 			snprintf(err, errlen, "unknown key");
@@ -537,6 +584,35 @@ int px_options_check(struct px_options *o, const struct gd_config *gcfg, struct 
 		f->key2 = "proxy.upstream";
 		return -1;
 	}
+	if (o->n_routes > 0) {
+		if (o->model_path[0] || o->have_upstream) {
+			cfg_fault_set(f, o->routes[0].key, "routes and %s are both set: give the models "
+			              "by name in routes, or one %s, not both",
+			              o->model_path[0] ? "engine.model" : "proxy.upstream",
+			              o->model_path[0] ? "model" : "upstream");
+			f->key2 = o->model_path[0] ? "engine.model" : "proxy.upstream";
+			return -1;
+		}
+		for (uint32_t i = 0; i < o->n_routes; i++) {
+			const struct px_route_opts *r = &o->routes[i];
+			if (!r->model[0] == !r->have_upstream)
+				return cfg_fault_set(f, r->key, "route '%s' needs a model (a GGUF file) or an "
+				                     "upstream (a URL), %s", r->name,
+				                     r->model[0] ? "not both" : "and has neither");
+			if (r->model[0] && px_model_check(o, r->model, err, sizeof(err)) != 0)
+				return cfg_fault_set(f, r->key, "%s", err);
+			if (r->have_upstream) {
+				if (r->upstream.tls && o->upstream_ca_file[0] &&
+				    check_ca_file(o->upstream_ca_file, f))
+					return -1;
+				t = px_target_new(&r->upstream, o->upstream_ca_file, err, sizeof(err));
+				if (!t)
+					return cfg_fault_set(f, r->key, "%s", err);
+				px_target_free(t);
+			}
+		}
+		goto common;
+	}
 	if (o->model_path[0]) {
 		if (o->upstream_ca_file[0]) {
 			cfg_fault_set(f, "proxy.upstream_ca_file", "proxy.upstream_ca_file is set but "
@@ -544,14 +620,15 @@ int px_options_check(struct px_options *o, const struct gd_config *gcfg, struct 
 			f->key2 = "engine.model";
 			return -1;
 		}
-		if (px_model_check(o, err, sizeof(err)) != 0)
+		if (px_model_check(o, o->model_path, err, sizeof(err)) != 0)
 			return cfg_fault_set(f, "engine.model", "%s", err);
 		goto common;
 	}
 	if (!o->have_upstream)
 		return cfg_fault_set(f, "proxy.upstream", "not set: give --upstream URL (e.g. "
 		                     "http://127.0.0.1:8081 for llama-server) or --model FILE.gguf "
-		                     "(the co-resident engine), or run contrib/demo.sh");
+		                     "(the co-resident engine) or routes: in the config, or run "
+		                     "contrib/demo.sh");
 	if (o->upstream_ca_file[0]) {
 		if (!o->upstream.tls) {
 			cfg_fault_set(f, "proxy.upstream_ca_file", "proxy.upstream_ca_file is set but "

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
 #include "config/origin.h"
 #include "guards/config.h"
 
@@ -15,6 +16,8 @@
 #define PX_PATH_MAX 1024
 #define PX_KEY_MAX 512
 #define PX_MODEL_NAME_MAX 128 /* a model's name in /v1/models and its answers */
+#define PX_ROUTES_MAX 16      /* entries of routes: (models served by name) */
+
 
 enum px_history_action {
 	PX_HISTORY_MESSAGE = 0, /* answer with a short assistant message, finish_reason "stop" */
@@ -39,6 +42,16 @@ struct px_url {
 	char host[PX_HOST_MAX];
 	uint16_t port;
 	char prefix[PX_PATH_MAX];
+};
+
+/* One entry of routes: a model name clients ask for, answered from a GGUF
+ * file (co-resident) or an upstream. */
+struct px_route_opts {
+	char name[PX_MODEL_NAME_MAX];
+	char model[PX_PATH_MAX];  /* routes.<name>.model; empty: an upstream route */
+	struct px_url upstream;   /* routes.<name>.upstream */
+	bool have_upstream;
+	char key[CFG_KEY_MAX];    /* the key last set for it, for a fault to blame */
 };
 
 struct px_options {
@@ -84,6 +97,10 @@ struct px_options {
 	uint64_t engine_max_queue;          /* requests waiting for admission */
 	int engine_template;                /* enum eng_chat_family (0: auto) */
 	int engine_load;                    /* enum eng_load_strategy (0: mmap) */
+
+	/* routes: several models by name (instead of proxy.upstream / engine.model) */
+	struct px_route_opts routes[PX_ROUTES_MAX];
+	uint32_t n_routes;
 };
 
 void px_options_defaults(struct px_options *o, struct gd_config *gcfg);
@@ -107,10 +124,12 @@ int px_listen_parse(char *host, size_t hostlen, uint16_t *port, const char *text
  * and SIGHUP alike, after every key is set: the guard config
  * (gd_config_check: cross-key constraints, PCRE2 patterns; skipped when
  * <gcfg> is NULL), the listen host (resolved: on success <o>->listen_host
- * holds the numeric address to bind), an upstream or a model (exactly one),
- * the upstream (resolved, its TLS context built exactly as start-up builds
- * it), the model (a readable GGUF file of an architecture the engine runs,
- * its tokenizer and chat template: px_model_check), the CA file (readable,
+ * holds the numeric address to bind), an upstream, a model or routes
+ * (exactly one of the three), each upstream (resolved, its TLS context built
+ * exactly as start-up builds it), each model (a readable GGUF file of an
+ * architecture the engine runs, its tokenizer and chat template:
+ * px_model_check), each route (a name, and a model or an upstream, not
+ * both), the CA file (readable,
  * valid PEM, only with an https upstream) and the record folder (writable
  * or creatable). It does not bind the port: the running instance a
  * --check-config is often run beside holds it. Returns 0, or -1 with

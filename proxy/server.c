@@ -177,72 +177,120 @@ static void relay_client_gone(struct px_http_conn *c, void *arg)
 	relay_free(r);
 }
 
-/* /v1/models and /health of the co-resident model: answered here. */
-static void model_answer(struct px_server *s, struct px_http_conn *c, bool health)
+/* /v1/models and /health when loopwarden serves models itself (--model or
+ * routes:): answered here, from the routes. */
+static void routes_answer(struct px_server *s, struct px_http_conn *c, bool health)
 {
 	struct evbuffer *b = evbuffer_new();
+	bool damaged = false;
 	if (!b) {
 		reply_error(c, 500, "out of memory");
 		return;
 	}
-	const struct px_model *pm = s->model;
+	evbuffer_add_printf(b, health ? "{\"models\":[" : "{\"object\":\"list\",\"data\":[");
+	for (uint32_t i = 0; i < s->n_routes; i++) {
+		const struct px_route *r = &s->routes[i];
+		evbuffer_add_printf(b, "%s{\"id\":", i ? "," : "");
+		px_json_string(b, r->name, strlen(r->name));
+		if (health && r->model) {
+			bool d = eng_file_damaged(r->model->file);
+			damaged = damaged || d;
+			evbuffer_add_printf(b, ",\"engine\":\"loopwarden\",\"damaged\":%s}", d ? "true" : "false");
+		} else if (health) {
+			const struct px_url *u = px_target_url(r->target);
+			evbuffer_add_printf(b, ",\"upstream\":");
+			px_json_string(b, u->host, strlen(u->host));
+			evbuffer_add(b, "}", 1);
+		} else if (r->model) {
+			evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":"
+			                       "\"loopwarden\",\"meta\":{\"n_ctx\":%d,\"template\":\"%s\"}}",
+			                    s->started, r->model->n_ctx,
+			                    eng_chat_family_name(r->model->tmpl.family));
+		} else {
+			evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":"
+			                       "\"upstream\"}", s->started);
+		}
+	}
 	if (health) {
-		bool damaged = eng_file_damaged(pm->file);
-		evbuffer_add_printf(b, "{\"status\":\"%s\",\"model\":{\"id\":", damaged ? "error" : "ok");
-		px_json_string(b, pm->name, strlen(pm->name));
-		evbuffer_add_printf(b, ",\"damaged\":%s},\"active_streams\":%" PRIu64 "}",
-		                    damaged ? "true" : "false", s->active_streams);
+		evbuffer_add_printf(b, "],\"status\":\"%s\",\"active_streams\":%" PRIu64 "}",
+		                    damaged ? "error" : "ok", s->active_streams);
 		reply_json(c, damaged ? 503 : 200, b);
 	} else {
-		evbuffer_add_printf(b, "{\"object\":\"list\",\"data\":[{\"id\":");
-		px_json_string(b, pm->name, strlen(pm->name));
-		evbuffer_add_printf(b, ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":\"loopwarden\","
-		                       "\"meta\":{\"n_ctx\":%d,\"template\":\"%s\"}}]}",
-		                    s->started, pm->n_ctx, eng_chat_family_name(pm->tmpl.family));
+		evbuffer_add(b, "]}", 2);
 		reply_json(c, 200, b);
 	}
 	evbuffer_free(b);
 }
 
-/* The co-resident engine's figures for /metrics. */
+/* The co-resident engines' figures for /metrics, one line per model. */
 static void engine_metrics(struct px_server *s, struct evbuffer *b)
 {
-	if (!s->model)
+	if (s->n_models == 0)
 		return;
-	struct eng_sched_stats st;
-	eng_sched_stats(s->model->sched, &st);
-	static const char *const gauges[][2] = {
-		{"loopwarden_engine_queued", "Requests waiting for admission to the engine"},
-		{"loopwarden_engine_running", "Sequences admitted (generating or paused)"},
-		{"loopwarden_engine_paused", "Sequences paused because their client reads slowly"},
-		{"loopwarden_engine_kv_cells", "KV cache cells (tokens) of the engine"},
-		{"loopwarden_engine_kv_cells_free", "KV cache cells not reserved by a sequence"},
-	};
-	const int64_t gv[] = {st.queued, st.running, st.paused, st.kv_cells, st.kv_free};
-	for (size_t i = 0; i < sizeof(gv) / sizeof(gv[0]); i++)
-		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s gauge\n%s %" PRId64 "\n", gauges[i][0],
-		                    gauges[i][1], gauges[i][0], gauges[i][0], gv[i]);
-	static const char *const counters[][2] = {
-		{"loopwarden_engine_steps_total", "Forward steps the engine ran"},
-		{"loopwarden_engine_tokens_prefill_total", "Prompt tokens the engine evaluated"},
-		{"loopwarden_engine_tokens_generated_total", "Tokens the engine generated (decode steps)"},
-		{"loopwarden_engine_requests_done_total", "Engine requests that ended"},
-		{"loopwarden_engine_requests_cancelled_total", "Engine requests that ended by their cancel flag"},
-		{"loopwarden_engine_tokens_after_cancel_total",
+	struct eng_sched_stats st[PX_ROUTES_MAX];
+	for (uint32_t m = 0; m < s->n_models; m++)
+		eng_sched_stats(s->models[m]->sched, &st[m]);
+	static const char *const names[][3] = {
+		{"loopwarden_engine_queued", "gauge", "Requests waiting for admission to the engine"},
+		{"loopwarden_engine_running", "gauge", "Sequences admitted (generating or paused)"},
+		{"loopwarden_engine_paused", "gauge", "Sequences paused because their client reads slowly"},
+		{"loopwarden_engine_kv_cells", "gauge", "KV cache cells (tokens) of the engine"},
+		{"loopwarden_engine_kv_cells_free", "gauge", "KV cache cells not reserved by a sequence"},
+		{"loopwarden_engine_steps_total", "counter", "Forward steps the engine ran"},
+		{"loopwarden_engine_tokens_prefill_total", "counter", "Prompt tokens the engine evaluated"},
+		{"loopwarden_engine_tokens_generated_total", "counter",
+		 "Tokens the engine generated (decode steps)"},
+		{"loopwarden_engine_requests_done_total", "counter", "Engine requests that ended"},
+		{"loopwarden_engine_requests_cancelled_total", "counter",
+		 "Engine requests that ended by their cancel flag"},
+		{"loopwarden_engine_tokens_after_cancel_total", "counter",
 		 "Tokens the engine generated after a request's cancel flag was set (at most 1 per request)"},
 	};
-	const uint64_t cv[] = {st.steps, st.tokens_prefill, st.tokens_decode, st.requests_done,
-	                       st.cancelled, st.tokens_after_cancel};
-	for (size_t i = 0; i < sizeof(cv) / sizeof(cv[0]); i++)
-		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 "\n", counters[i][0],
-		                    counters[i][1], counters[i][0], counters[i][0], cv[i]);
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", names[k][0], names[k][2], names[k][0],
+		                    names[k][1]);
+		for (uint32_t m = 0; m < s->n_models; m++) {
+			const struct eng_sched_stats *t = &st[m];
+			const uint64_t v[] = {
+				(uint64_t)t->queued, (uint64_t)t->running, (uint64_t)t->paused,
+				(uint64_t)t->kv_cells, (uint64_t)t->kv_free, t->steps, t->tokens_prefill,
+				t->tokens_decode, t->requests_done, t->cancelled, t->tokens_after_cancel,
+			};
+			evbuffer_add_printf(b, "%s{model=\"", names[k][0]);
+			px_metrics_label(b, s->models[m]->name);
+			evbuffer_add_printf(b, "\"} %" PRIu64 "\n", v[k]);
+		}
+	}
+}
+
+const struct px_route *px_route_pick(const struct px_server *s, const char *model, int *status,
+                                     char *err, size_t errlen)
+{
+	if (s->n_routes == 1)
+		return &s->routes[0];
+	for (uint32_t i = 0; i < s->n_routes; i++)
+		if (strcmp(s->routes[i].name, model) == 0)
+			return &s->routes[i];
+	char list[1024] = "";
+	for (uint32_t i = 0; i < s->n_routes; i++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+		         s->routes[i].name);
+	*status = s->n_routes == 0 ? 503 : model[0] ? 404 : 400;
+	if (s->n_routes == 0)
+		snprintf(err, errlen, "loopwarden has no upstream and no model: start it with --upstream "
+		         "URL or --model FILE.gguf");
+	else if (model[0])
+		snprintf(err, errlen, "model '%s' is not served here; the models are: %s", model, list);
+	else
+		snprintf(err, errlen, "model must name one of the models served here: %s", list);
+	return NULL;
 }
 
 static void relay_start(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req,
                         const char *path, bool health)
 {
-	if (s->model) {
-		model_answer(s, c, health);
+	if (s->n_routes > 0 && !s->target) {
+		routes_answer(s, c, health);
 		return;
 	}
 	if (!s->target) {
@@ -376,16 +424,42 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 		s->target = px_target_new(&opts->upstream, opts->upstream_ca_file, err, errlen);
 		if (!s->target)
 			goto fail;
-		s->route.ops = &px_source_upstream;
-		s->route.target = s->target;
-		s->route.upstream_key = s->opts.upstream_key;
+		s->routes[0].ops = &px_source_upstream;
+		s->routes[0].target = s->target;
+		s->routes[0].upstream_key = s->opts.upstream_key;
+		s->n_routes = 1;
 	}
 	if (opts->model_path[0]) {
-		s->model = px_model_load(opts, err, errlen);
-		if (!s->model)
+		struct px_model *pm = px_model_load(opts, opts->model_path, opts->model_name, err, errlen);
+		if (!pm)
 			goto fail;
-		s->route.ops = &px_source_engine;
-		s->route.model = s->model;
+		s->models[s->n_models++] = pm;
+		snprintf(s->routes[0].name, sizeof(s->routes[0].name), "%s", pm->name);
+		s->routes[0].ops = &px_source_engine;
+		s->routes[0].model = pm;
+		s->n_routes = 1;
+	}
+	for (uint32_t i = 0; i < opts->n_routes; i++) {
+		const struct px_route_opts *ro = &opts->routes[i];
+		struct px_route *r = &s->routes[s->n_routes];
+		snprintf(r->name, sizeof(r->name), "%s", ro->name);
+		if (ro->model[0]) {
+			struct px_model *pm = px_model_load(opts, ro->model, ro->name, err, errlen);
+			if (!pm)
+				goto fail;
+			s->models[s->n_models++] = pm;
+			r->ops = &px_source_engine;
+			r->model = pm;
+		} else {
+			struct px_target *t = px_target_new(&ro->upstream, opts->upstream_ca_file, err, errlen);
+			if (!t)
+				goto fail;
+			s->targets[s->n_targets++] = t;
+			r->ops = &px_source_upstream;
+			r->target = t;
+			r->upstream_key = s->opts.upstream_key;
+		}
+		s->n_routes++;
 	}
 	s->started = (int64_t)time(NULL);
 	struct px_http_limits lim = {
@@ -404,7 +478,10 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 		goto fail;
 	return s;
 fail:
-	px_model_free(s->model);
+	for (uint32_t i = 0; i < s->n_models; i++)
+		px_model_free(s->models[i]);
+	for (uint32_t i = 0; i < s->n_targets; i++)
+		px_target_free(s->targets[i]);
 	px_target_free(s->target);
 	px_policy_release(s->policy);
 	px_cutmemo_free(s->cutmemo);
@@ -430,7 +507,10 @@ void px_server_free(struct px_server *s)
 	while (s->relays)
 		relay_free(s->relays);
 	px_http_server_free(s->http);
-	px_model_free(s->model); /* after the answers: their requests are freed */
+	for (uint32_t i = 0; i < s->n_models; i++)
+		px_model_free(s->models[i]); /* after the answers: their requests are freed */
+	for (uint32_t i = 0; i < s->n_targets; i++)
+		px_target_free(s->targets[i]);
 	px_target_free(s->target);
 	px_policy_release(s->policy);
 	px_cutmemo_free(s->cutmemo);

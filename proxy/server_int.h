@@ -38,6 +38,7 @@ void px_policy_release(struct px_policy_ref *ref);
 /* Where a chat completion is answered: a source (proxy/source.h) and what it
  * needs. */
 struct px_route {
+	char name[PX_MODEL_NAME_MAX];    /* the model clients ask for; "" for a lone --upstream */
 	const struct px_source_ops *ops;
 	const struct px_target *target;  /* upstream routes */
 	const char *upstream_key;        /* upstream routes: "" relays the client's Authorization */
@@ -49,8 +50,14 @@ struct px_server {
 	struct px_options opts;
 	struct px_policy_ref *policy;
 	struct px_target *target;
-	struct px_route route;  /* the upstream's or the model's */
-	struct px_model *model; /* the co-resident model (engine.model), or NULL */
+	/* Where chat completions go: one route (--upstream or --model), or the
+	 * routes: of the config, picked by the request's model. */
+	struct px_route routes[PX_ROUTES_MAX];
+	uint32_t n_routes;
+	struct px_model *models[PX_ROUTES_MAX];  /* loaded co-resident models (owned) */
+	uint32_t n_models;
+	struct px_target *targets[PX_ROUTES_MAX]; /* upstreams of routes: (owned) */
+	uint32_t n_targets;
 	int64_t started;        /* time(NULL) at start ("created" of /v1/models) */
 	struct px_http_server *http;
 	uint64_t active_streams;
@@ -62,6 +69,11 @@ struct px_server {
 	bool record_warned;
 	struct px_cutmemo *cutmemo; /* recent cuts (proxy/cutmemo.h) */
 };
+
+/* The route for a request asking for <model> (may be ""): the only one, or
+ * the one of that name. NULL with <status> and <err> when none fits. */
+const struct px_route *px_route_pick(const struct px_server *s, const char *model, int *status,
+                                     char *err, size_t errlen);
 
 /* POST /v1/chat/completions (chat.c). */
 void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req);

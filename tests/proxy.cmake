@@ -105,7 +105,7 @@ set_tests_properties(test_runtime PROPERTIES TIMEOUT 180)
 lw_unit_test(test_coresident integration/test_coresident.c integration/harness.c
              LIBS lw_genmodel lw_engine Threads::Threads PkgConfig::YAJL)
 target_include_directories(test_coresident PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
-add_dependencies(test_coresident loopwarden)
+add_dependencies(test_coresident loopwarden lw-upstream)
 set_tests_properties(test_coresident PROPERTIES TIMEOUT 300)
 # Integration: no client can wedge the HTTP layer or make it hold memory
 # (issue 11, second pass): the write deadline for unsent output, pipelined

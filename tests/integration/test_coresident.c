@@ -52,10 +52,11 @@
 
 static struct {
 	char dir[256];
-	char log[300], chatml_log[300], damaged_log[300];
+	char log[300], chatml_log[300], damaged_log[300], routes_log[300], routes_yaml[300];
 	char chatml_model[300], damaged_model[300];
-	pid_t pid, chatml_pid, damaged_pid;
-	int port, chatml_port, damaged_port;
+	pid_t pid, chatml_pid, damaged_pid, routes_pid, up_pid;
+	int port, chatml_port, damaged_port, routes_port, up_port;
+	char up_log[300];
 	/* references */
 	char *ref_prompt[N_REFS], *ref_text[N_REFS];
 	char *bear_alone; /* the lone greedy continuation of BEAR */
@@ -174,7 +175,30 @@ static int start_all(void **state)
 	char *dargv[] = {LW_BINARY_DIR "/loopwarden", "--model", T.damaged_model, "--listen", "127.0.0.1:0",
 	                 "--set", "engine.threads=1", NULL};
 	T.damaged_pid = start_lw(dargv, T.damaged_log, &T.damaged_port);
-	return T.damaged_pid < 0 ? -1 : 0;
+	if (T.damaged_pid < 0)
+		return -1;
+	/* two models by name (routes:), one of them with a dot in its name, and
+	 * an upstream (the scripted one, which picks its answer by the model
+	 * name: the route's name is a scenario's) */
+	snprintf(T.up_log, sizeof(T.up_log), "%s/upstream.log", T.dir);
+	char *uargv[] = {LW_BINARY_DIR "/lw-upstream", "--data", LW_SOURCE_DIR "/tests/integration/data",
+	                 "--listen", "0", NULL};
+	T.up_pid = hs_spawn(uargv, T.up_log);
+	T.up_port = (int)hs_wait_number(T.up_log, "listening on 127.0.0.1:", WAIT_MS);
+	if (T.up_port <= 0)
+		return -1;
+	snprintf(T.routes_log, sizeof(T.routes_log), "%s/routes.log", T.dir);
+	snprintf(T.routes_yaml, sizeof(T.routes_yaml), "%s/routes.yaml", T.dir);
+	FILE *y = fopen(T.routes_yaml, "w");
+	if (!y)
+		return -1;
+	fprintf(y, "engine:\n  threads: 1\n  max_seqs: 2\nroutes:\n  stories-0.26m:\n    model: %s\n"
+	        "  tiny-chat:\n    model: %s\n  px-healthy-text:\n    upstream: http://127.0.0.1:%d/v1\n",
+	        MODEL, T.chatml_model, T.up_port);
+	fclose(y);
+	char *rargv[] = {LW_BINARY_DIR "/loopwarden", "-c", T.routes_yaml, "--listen", "127.0.0.1:0", NULL};
+	T.routes_pid = start_lw(rargv, T.routes_log, &T.routes_port);
+	return T.routes_pid < 0 ? -1 : 0;
 }
 
 static bool log_has_sanitizer_report(const char *log)
@@ -194,13 +218,16 @@ static int stop_all(void **state)
 	int a = hs_stop(T.pid, 10000);
 	int b = hs_stop(T.chatml_pid, 10000);
 	int c = hs_stop(T.damaged_pid, 10000);
+	int d = hs_stop(T.routes_pid, 10000);
+	hs_stop(T.up_pid, 5000);
 	int rc = 0;
-	if (a != 0 || b != 0 || c != 0) {
-		fprintf(stderr, "loopwarden exited with %d / %d / %d on SIGTERM; logs in %s\n", a, b, c, T.dir);
+	if (a != 0 || b != 0 || c != 0 || d != 0) {
+		fprintf(stderr, "loopwarden exited with %d / %d / %d / %d on SIGTERM; logs in %s\n", a, b,
+		        c, d, T.dir);
 		rc = -1;
 	}
 	if (log_has_sanitizer_report(T.log) || log_has_sanitizer_report(T.chatml_log) ||
-	    log_has_sanitizer_report(T.damaged_log))
+	    log_has_sanitizer_report(T.damaged_log) || log_has_sanitizer_report(T.routes_log))
 		rc = -1;
 	for (int i = 0; i < N_REFS; i++) {
 		free(T.ref_prompt[i]);
@@ -228,14 +255,23 @@ static const char *str_of(yajl_val v)
 	return v && YAJL_IS_STRING(v) ? v->u.string : "";
 }
 
+/* Metric <name> (its first line: the engine's carry a model label). */
 static long metric(int port, const char *name)
 {
 	struct hs_resp r;
 	assert_int_equal(hs_http(port, "GET", "/metrics", NULL, NULL, WAIT_MS, &r), 0);
 	char needle[160];
-	snprintf(needle, sizeof(needle), "\n%s ", name);
-	const char *p = strstr(r.body, needle);
-	long v = p ? strtol(p + strlen(needle), NULL, 10) : -1;
+	snprintf(needle, sizeof(needle), "\n%s", name);
+	const char *p = r.body;
+	long v = -1;
+	while ((p = strstr(p, needle)) != NULL) {
+		p += strlen(needle);
+		if (*p == ' ' || (*p == '{' && !strchr(name, '{'))) {
+			const char *sp = strchr(p, ' ');
+			v = sp ? strtol(sp + 1, NULL, 10) : -1;
+			break;
+		}
+	}
 	hs_resp_free(&r);
 	return v;
 }
@@ -836,6 +872,61 @@ static void test_damaged_model(void **state)
 	assert_int_equal(kill(T.damaged_pid, 0), 0);
 }
 
+/* ---- several models by name ---- */
+
+/* routes: in the config serve several models, each by its name (a dot in a
+ * name is fine); the request's model picks one; an unknown model is a 404
+ * naming the models served, none at all a 400; /v1/models lists them all;
+ * the engine metrics are per model. */
+static void test_routes(void **state)
+{
+	(void)state;
+	struct hs_resp r;
+	assert_int_equal(hs_http(T.routes_port, "GET", "/v1/models", NULL, NULL, WAIT_MS, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"id\":\"stories-0.26m\""));
+	assert_non_null(strstr(r.body, "\"id\":\"tiny-chat\""));
+	assert_non_null(strstr(r.body, "\"template\":\"chatml\""));
+	assert_non_null(strstr(r.body, "\"template\":\"plain\""));
+	assert_non_null(strstr(r.body, "\"id\":\"px-healthy-text\",\"object\":\"model\""));
+	hs_resp_free(&r);
+	/* the upstream route: relayed, [DONE] at the end */
+	struct answer a;
+	chat_stream(T.routes_port, "{\"model\":\"px-healthy-text\",\"stream\":true,\"messages\":"
+	            "[{\"role\":\"user\",\"content\":\"hi\"}]}", &a);
+	assert_true(a.done);
+	assert_true(strlen(a.text) > 0);
+	answer_free(&a);
+	int status;
+	const char *stories = "{\"model\":\"stories-0.26m\",\"temperature\":0,\"max_tokens\":64,"
+	                      "\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}]}";
+	yajl_val v = chat_json(T.routes_port, stories, &status);
+	assert_int_equal(status, 200);
+	assert_string_equal(str_of(get(v, "model", NULL, NULL)), "stories-0.26m");
+	yajl_val c0 = get(v, "choices", NULL, NULL)->u.array.values[0];
+	const char *mp[] = {"message", "content", NULL};
+	assert_string_equal(str_of(yajl_tree_get(c0, mp, yajl_t_any)), T.ref_text[0]);
+	yajl_tree_free(v);
+	v = chat_json(T.routes_port, "{\"model\":\"tiny-chat\",\"max_tokens\":3,\"messages\":"
+	              "[{\"role\":\"user\",\"content\":\"hi\"}]}", &status);
+	assert_int_equal(status, 200);
+	assert_string_equal(str_of(get(v, "model", NULL, NULL)), "tiny-chat");
+	yajl_tree_free(v);
+	v = chat_json(T.routes_port, "{\"model\":\"gpt-4\",\"messages\":[{\"role\":\"user\","
+	              "\"content\":\"hi\"}]}", &status);
+	assert_int_equal(status, 404);
+	const char *msg = str_of(get(v, "error", "message", NULL));
+	assert_non_null(strstr(msg, "model 'gpt-4' is not served here"));
+	assert_non_null(strstr(msg, "stories-0.26m, tiny-chat, px-healthy-text"));
+	yajl_tree_free(v);
+	v = chat_json(T.routes_port, "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+	              &status);
+	assert_int_equal(status, 400);
+	yajl_tree_free(v);
+	assert_true(metric(T.routes_port, "loopwarden_engine_requests_done_total{model=\"stories-0.26m\"}") >= 1);
+	assert_true(metric(T.routes_port, "loopwarden_engine_requests_done_total{model=\"tiny-chat\"}") >= 1);
+}
+
 /* ---- --check-config ---- */
 
 static int run_check(const char *const *args, char *out, size_t outlen)
@@ -886,6 +977,21 @@ static void test_check_config(void **state)
 	const char *tmpl[] = {"--model", MODEL, "--set", "engine.template=jinja", NULL};
 	assert_int_equal(run_check(tmpl, out, sizeof(out)), 2);
 	assert_non_null(strstr(out, "engine.template"));
+	/* routes: each names a model file or an upstream, checked like one */
+	const char *routes_ok[] = {"-c", T.routes_yaml, NULL};
+	assert_int_equal(run_check(routes_ok, out, sizeof(out)), 0);
+	char cfg[400];
+	snprintf(cfg, sizeof(cfg), "%s/badroute.yaml", T.dir);
+	f = fopen(cfg, "w");
+	fprintf(f, "routes:\n  good:\n    model: %s\n  broken:\n    model: %s\n", MODEL, bad);
+	fclose(f);
+	const char *badroute[] = {"-c", cfg, NULL};
+	assert_int_equal(run_check(badroute, out, sizeof(out)), 2);
+	if (!strstr(out, "badroute.yaml:5: key 'routes.broken.model'"))
+		fail_msg("%s", out);
+	const char *mixed[] = {"-c", T.routes_yaml, "--model", MODEL, NULL};
+	assert_int_equal(run_check(mixed, out, sizeof(out)), 2);
+	assert_non_null(strstr(out, "routes and engine.model are both set"));
 }
 
 int main(void)
@@ -900,6 +1006,7 @@ int main(void)
 		cmocka_unit_test(test_models_health),
 		cmocka_unit_test(test_chatml_renders),
 		cmocka_unit_test(test_damaged_model),
+		cmocka_unit_test(test_routes),
 		cmocka_unit_test(test_check_config),
 	};
 	return cmocka_run_group_tests(tests, start_all, stop_all);
