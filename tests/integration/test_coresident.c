@@ -192,7 +192,8 @@ static int start_all(void **state)
 	FILE *y = fopen(T.routes_yaml, "w");
 	if (!y)
 		return -1;
-	fprintf(y, "engine:\n  threads: 1\n  max_seqs: 2\nroutes:\n  stories-0.26m:\n    model: %s\n"
+	fprintf(y, "proxy:\n  client_write_timeout_ms: 500\n  client_highwater_bytes: 1024\n"
+	        "engine:\n  threads: 1\n  max_seqs: 2\nroutes:\n  stories-0.26m:\n    model: %s\n"
 	        "  tiny-chat:\n    model: %s\n  px-healthy-text:\n    upstream: http://127.0.0.1:%d/v1\n",
 	        MODEL, T.chatml_model, T.up_port);
 	fclose(y);
@@ -633,6 +634,88 @@ static void test_slow_client_and_disconnect(void **state)
 	assert_int_equal(metric(T.port, "loopwarden_active_streams"), 0);
 }
 
+/* Sends a long sampled streaming request for <model> on <fd>. */
+static void send_long(int fd, const char *model)
+{
+	char body[512];
+	snprintf(body, sizeof(body), "{\"model\":\"%s\",\"stream\":true,\"temperature\":1.0,\"seed\":7,"
+	         "\"max_tokens\":1900,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}]}",
+	         model);
+	size_t len;
+	char *req = hs_request_text("POST", "/v1/chat/completions", body, NULL, &len);
+	assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+	free(req);
+}
+
+/* A slow client that reads again resumes its sequence: once paused (the
+ * scheduler left it out of its steps), reading to the end gets the whole
+ * answer — every token, "length", [DONE] — and nothing was cancelled. */
+static void test_slow_client_resumes(void **state)
+{
+	(void)state;
+	long cancels = metric(T.port, "loopwarden_engine_requests_cancelled_total");
+	int fd = connect_small(T.port);
+	assert_true(fd >= 0);
+	send_long(fd, "stories260K");
+	if (wait_metric(T.port, "loopwarden_paused_streams", 1) < 1 ||
+	    wait_metric(T.port, "loopwarden_engine_paused", 1) < 1)
+		fail_msg("the unread answer was never paused");
+	/* now read it all */
+	size_t cap = 1 << 20, got = 0;
+	char *raw = malloc(cap);
+	long end = now_ms() + WAIT_MS;
+	while (now_ms() < end) {
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 1000) <= 0)
+			continue;
+		if (got + 65536 > cap) {
+			cap *= 2;
+			raw = realloc(raw, cap);
+		}
+		ssize_t k = recv(fd, raw + got, 65536, 0);
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		if (got >= 7 && memcmp(raw + got - 7, "\r\n0\r\n\r\n", 7) == 0)
+			break; /* the chunked body's end */
+	}
+	close(fd);
+	struct hs_resp r;
+	assert_int_equal(hs_parse_response(raw, got, &r), 0);
+	free(raw);
+	assert_true(r.complete);
+	struct answer a;
+	parse_stream(&r, &a);
+	hs_resp_free(&r);
+	assert_true(a.done);
+	assert_string_equal(a.finish, "length");
+	assert_non_null(a.usage);
+	assert_int_equal(YAJL_GET_INTEGER(get(a.usage_chunk, "usage", "completion_tokens", NULL)), 1900);
+	answer_free(&a);
+	assert_int_equal(metric(T.port, "loopwarden_engine_requests_cancelled_total"), cancels);
+}
+
+/* A client that stops reading for proxy.client_write_timeout_ms (500 ms on
+ * the routes instance) is treated as gone: its sequence is cancelled. */
+static void test_write_timeout_cancels(void **state)
+{
+	(void)state;
+	const char *m = "loopwarden_engine_requests_cancelled_total{model=\"stories-0.26m\"}";
+	long cancels = metric(T.routes_port, m);
+	long timeouts = metric(T.routes_port, "loopwarden_client_write_timeouts_total");
+	int fd = connect_small(T.routes_port);
+	assert_true(fd >= 0);
+	send_long(fd, "stories-0.26m");
+	assert_int_equal(wait_metric(T.routes_port, "loopwarden_client_write_timeouts_total", timeouts + 1),
+	                 timeouts + 1);
+	assert_int_equal(wait_metric(T.routes_port, m, cancels + 1), cancels + 1);
+	close(fd);
+	long end = now_ms() + WAIT_MS;
+	while (metric(T.routes_port, "loopwarden_active_streams") != 0 && now_ms() < end)
+		usleep(10000);
+	assert_int_equal(metric(T.routes_port, "loopwarden_active_streams"), 0);
+}
+
 /* A client that leaves mid-stream cancels its sequence at once. */
 static void test_disconnect_mid_stream(void **state)
 {
@@ -1001,12 +1084,14 @@ int main(void)
 		cmocka_unit_test(test_concurrent_exact),
 		cmocka_unit_test(test_slow_client_and_disconnect),
 		cmocka_unit_test(test_disconnect_mid_stream),
+		cmocka_unit_test(test_slow_client_resumes),
 		cmocka_unit_test(test_sampling_errors),
 		cmocka_unit_test(test_nonstream_usage_stop),
 		cmocka_unit_test(test_models_health),
 		cmocka_unit_test(test_chatml_renders),
 		cmocka_unit_test(test_damaged_model),
 		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_write_timeout_cancels),
 		cmocka_unit_test(test_check_config),
 	};
 	return cmocka_run_group_tests(tests, start_all, stop_all);
