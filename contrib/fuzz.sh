@@ -86,7 +86,9 @@ while IFS=$'\t' read -r name prog seeds; do
 	echo "== $name: ${secs}s, $jobs job(s); corpus $dir/corpus (seeds $seeds)"
 	# New inputs go to the first folder (ours); the seeds are only read.
 	rc=0
-	"$prog" "${flags[@]}" "$dir/corpus" "$seeds" >"$log" 2>&1 || rc=$?
+	dirs=("$dir/corpus")
+	[ -d "$seeds" ] && dirs+=("$seeds")
+	"$prog" "${flags[@]}" "${dirs[@]}" >"$log" 2>&1 || rc=$?
 	# The last status line: coverage, features, corpus size, executions.
 	grep -E '^#[0-9]+' "$log" | tail -n 1 || true
 	grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$log" | tr '\n' ' ' || true

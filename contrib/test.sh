@@ -96,6 +96,10 @@ flags=()
 echo "=== install (contrib/install-deps.sh ${flags[*]})"
 bash contrib/install-deps.sh "${flags[@]}"
 report=$(printf '%-10s %6ss  %s' install $((SECONDS - t0)) ok)
+echo "=== toolchain: $(uname -m), $(nproc) CPUs, jobs $jobs"
+for c in cmake gcc clang aarch64-linux-gnu-gcc qemu-aarch64; do
+	command -v "$c" >/dev/null && echo "$("$c" --version | head -n 1)"
+done
 failed=()
 for s in "${stages[@]}"; do
 	echo "=== stage $s"
