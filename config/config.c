@@ -1,17 +1,27 @@
 /* The YAML loader (see config.h): libyaml's event parser walked by a small
- * recursive descent, depth-capped; the dotted key lives in one fixed buffer. */
+ * recursive descent, depth-capped; the dotted key lives in one fixed buffer,
+ * and every key path seen so far in a hash set (for duplicates). */
 #include "config/config.h"
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <yaml.h>
 
+/* One key path seen in this file and the line of its first appearance. */
+struct seen_key {
+	char *path; /* NULL: empty bucket */
+	unsigned long line;
+};
+
 struct loader {
 	yaml_parser_t parser;
+	struct seen_key *seen; /* open addressing, power-of-two size */
+	size_t n_seen, cap_seen;
 	const char *name;
 	cfg_setter fn;
 	void *ctx;
@@ -31,6 +41,7 @@ const char *cfg_strerror(enum cfg_status st)
 	case CFG_EKEY: return "bad key or value";
 	case CFG_ESET: return "value refused";
 	case CFG_EINVAL: return "invalid argument";
+	case CFG_EDUPLICATE: return "duplicate key";
 	}
 	return "unknown config status";
 }
@@ -38,6 +49,78 @@ const char *cfg_strerror(enum cfg_status st)
 static unsigned long line_of(const yaml_event_t *ev)
 {
 	return (unsigned long)ev->start_mark.line + 1;
+}
+
+static uint64_t hash_path(const char *s)
+{
+	uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static void seen_free(struct loader *ld)
+{
+	for (size_t i = 0; i < ld->cap_seen; i++)
+		free(ld->seen[i].path);
+	free(ld->seen);
+	ld->seen = NULL;
+	ld->n_seen = ld->cap_seen = 0;
+}
+
+/* The bucket of <path> in <tab> (of <cap> buckets): where it is, or the
+ * empty one where it would go. */
+static struct seen_key *seen_slot(struct seen_key *tab, size_t cap, const char *path)
+{
+	size_t i = (size_t)hash_path(path) & (cap - 1);
+
+	while (tab[i].path && strcmp(tab[i].path, path) != 0)
+		i = (i + 1) & (cap - 1);
+	return &tab[i];
+}
+
+/* Records the key path now in ld->key, first written at <line>. A path
+ * seen before is CFG_EDUPLICATE naming both lines. */
+static enum cfg_status seen_add(struct loader *ld, unsigned long line)
+{
+	struct seen_key *slot;
+
+	if (ld->n_seen + 1 > ld->cap_seen / 2) {
+		size_t cap = ld->cap_seen ? ld->cap_seen * 2 : 64;
+		struct seen_key *tab;
+
+		if (ld->n_seen >= CFG_KEYS_MAX) {
+			snprintf(ld->err, ld->errlen, "%s:%lu: more than %d keys in one file", ld->name,
+			         line, CFG_KEYS_MAX);
+			return CFG_EKEY;
+		}
+		tab = calloc(cap, sizeof(*tab));
+		if (!tab) {
+			snprintf(ld->err, ld->errlen, "%s:%lu: out of memory", ld->name, line);
+			return CFG_EIO;
+		}
+		for (size_t i = 0; i < ld->cap_seen; i++)
+			if (ld->seen[i].path)
+				*seen_slot(tab, cap, ld->seen[i].path) = ld->seen[i];
+		free(ld->seen);
+		ld->seen = tab;
+		ld->cap_seen = cap;
+	}
+	slot = seen_slot(ld->seen, ld->cap_seen, ld->key);
+	if (slot->path) {
+		snprintf(ld->err, ld->errlen, "%s:%lu: key '%s' appears twice (first at line %lu)",
+		         ld->name, line, ld->key, slot->line);
+		return CFG_EDUPLICATE;
+	}
+	slot->path = strdup(ld->key);
+	if (!slot->path) {
+		snprintf(ld->err, ld->errlen, "%s:%lu: out of memory", ld->name, line);
+		return CFG_EIO;
+	}
+	slot->line = line;
+	ld->n_seen++;
+	return CFG_OK;
 }
 
 /* Fetches the next event; a libyaml error becomes CFG_ESYNTAX naming the line. */
@@ -114,20 +197,22 @@ static enum cfg_status sequence(struct loader *ld, const yaml_event_t *start)
 	}
 }
 
-/* Reads a mapping's body up to its end; <depth> counts enclosing mappings. */
-static enum cfg_status mapping(struct loader *ld, int depth)
+/* Reads a mapping's body up to its end; <depth> counts enclosing mappings,
+ * <line> is where the mapping starts. */
+static enum cfg_status mapping(struct loader *ld, int depth, unsigned long line)
 {
 	enum cfg_status st = CFG_OK;
 	yaml_event_t kev, vev;
 	size_t saved = ld->key_len;
 
 	if (depth > CFG_DEPTH_MAX) {
-		snprintf(ld->err, ld->errlen, "%s: key '%s': nested deeper than %d levels", ld->name,
-		         ld->key, CFG_DEPTH_MAX);
+		snprintf(ld->err, ld->errlen, "%s:%lu: key '%s': nested deeper than %d levels",
+		         ld->name, line, ld->key, CFG_DEPTH_MAX);
 		return CFG_EKEY;
 	}
 	for (;;) {
 		size_t klen;
+		unsigned long kline;
 
 		st = next(ld, &kev);
 		if (st != CFG_OK)
@@ -157,7 +242,11 @@ static enum cfg_status mapping(struct loader *ld, int depth)
 		memcpy(ld->key + ld->key_len, kev.data.scalar.value, klen);
 		ld->key_len += klen;
 		ld->key[ld->key_len] = '\0';
+		kline = line_of(&kev);
 		yaml_event_delete(&kev);
+		st = seen_add(ld, kline);
+		if (st != CFG_OK)
+			return st;
 
 		st = next(ld, &vev);
 		if (st != CFG_OK)
@@ -167,7 +256,7 @@ static enum cfg_status mapping(struct loader *ld, int depth)
 			st = set(ld, &vev, scalar_value(&vev));
 			break;
 		case YAML_MAPPING_START_EVENT:
-			st = mapping(ld, depth + 1);
+			st = mapping(ld, depth + 1, line_of(&vev));
 			break;
 		case YAML_SEQUENCE_START_EVENT:
 			st = sequence(ld, &vev);
@@ -213,7 +302,7 @@ static enum cfg_status document(struct loader *ld)
 			seen_doc = true;
 			break;
 		case YAML_MAPPING_START_EVENT:
-			st = mapping(ld, 1);
+			st = mapping(ld, 1, line_of(&ev));
 			break;
 		case YAML_SCALAR_EVENT:
 			/* A document that is only `~` or empty is an empty config. */
@@ -251,6 +340,7 @@ enum cfg_status cfg_load_buffer(const char *name, const char *buf, size_t len,
 	ld.err = err;
 	ld.errlen = errlen;
 	st = document(&ld);
+	seen_free(&ld);
 	yaml_parser_delete(&ld.parser);
 	return st;
 }

@@ -237,7 +237,10 @@ int eng_generate_main(int argc, char **argv)
 	eng_tok_decoder_init(&dec, tok, 0);
 	const float *logits;
 	double t1 = now_s();
-	if ((st = eng_model_eval(m, ids, n_prompt, 0, &logits, err, sizeof(err))) != ENG_OK) {
+	/* The file may be truncated or rewritten under us (engine/load.h): a
+	 * result computed since is garbage, so each one is checked before use. */
+	if ((st = eng_model_eval(m, ids, n_prompt, 0, &logits, err, sizeof(err))) != ENG_OK ||
+	    (st = eng_file_check(f, err, sizeof(err))) != ENG_OK) {
 		fprintf(stderr, "\nloopwarden generate: %s\n", err);
 		goto out;
 	}
@@ -262,7 +265,8 @@ int eng_generate_main(int argc, char **argv)
 			break;
 		}
 		double t2 = now_s();
-		if ((st = eng_model_eval(m, &id, 1, pos++, &logits, err, sizeof(err))) != ENG_OK) {
+		if ((st = eng_model_eval(m, &id, 1, pos++, &logits, err, sizeof(err))) != ENG_OK ||
+		    (st = eng_file_check(f, err, sizeof(err))) != ENG_OK) {
 			fprintf(stderr, "\nloopwarden generate: %s\n", err);
 			goto out;
 		}

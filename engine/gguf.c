@@ -37,6 +37,7 @@ const char *eng_strerror(int st)
 	case ENG_ERR_POOL_FULL: return "loader mapping pool exhausted";
 	case ENG_ERR_ARG: return "invalid argument";
 	case ENG_ERR_UNMAP: return "munmap failed (slot kept busy)";
+	case ENG_ERR_CHANGED: return "the model file changed on disk while in use: reload it";
 	default: return "unknown engine status";
 	}
 }

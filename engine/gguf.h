@@ -35,7 +35,9 @@ enum eng_status {
 	ENG_ERR_POOL_FULL = -11,  /* every slot of the loader's mapping pool is busy */
 	ENG_ERR_ARG = -12,        /* invalid argument from the caller */
 	ENG_ERR_UNMAP = -13,      /* munmap failed: the slot stays busy, never reused */
-	ENG_STATUS_COUNT = 14     /* number of statuses (0 and the 13 negatives) */
+	ENG_ERR_CHANGED = -14,    /* the mapped model file was truncated or rewritten on disk
+	                             while in use: its weights are gone; reload it */
+	ENG_STATUS_COUNT = 15     /* number of statuses (0 and the 14 negatives) */
 };
 
 /* A static English description of <st>; never NULL (unknown values included). */

@@ -1,11 +1,15 @@
-/* GGUF loading strategies (mmap / read) and the bounded pool of mapping slots. */
+/* GGUF loading strategies (mmap / read), the bounded pool of mapping slots,
+ * and the watch that lets a process survive its mapped model file being
+ * truncated or rewritten (see "A model file that changes on disk" below). */
 #include "engine/load.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +44,10 @@ struct eng_file {
 	void *data;
 	uint64_t size;
 	struct eng_gguf *g;
+	/* mmap only: */
+	int fd;                 /* kept open to fstat the very file mapped (-1: none) */
+	int watch;              /* index in watched[] (-1: none) */
+	struct timespec mtime;  /* at load */
 };
 
 static void fmt_err(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -179,6 +187,236 @@ static void slot_release(struct eng_loader *ld, uint32_t i, bool lost)
 	pthread_mutex_unlock(&ld->mu);
 }
 
+/* ---- A model file that changes on disk ------------------------------------
+ *
+ * A MAP_SHARED or MAP_PRIVATE file mapping reads the file's page cache: when
+ * the file is truncated in place (`truncate`, `cp new old`, a download
+ * restarted over it), every page past the new end is gone and the next read
+ * of one raises SIGBUS, which kills the process. (Replacing the file by
+ * rename is harmless: the mapping keeps the old inode alive.) A server must
+ * not die of it, so:
+ *
+ *  - every mapping is registered in watched[] (a fixed table, lock-free for
+ *    the handler); a process-wide SIGBUS handler, installed with the first
+ *    mapping, looks the fault address up there. When it lies in one of our
+ *    mappings it maps anonymous zero pages over the rest of that mapping
+ *    (MAP_FIXED: the faulting instruction then reads zeros and the
+ *    computation runs to its end), and marks the file damaged (an atomic
+ *    flag). Any other SIGBUS goes to the previous handler (or the default
+ *    action), so real bugs still crash and sanitizers still report them.
+ *    mmap is not on POSIX's async-signal-safe list but is a plain system
+ *    call on Linux;
+ *  - eng_file_check() (one fstat of the file we mapped, kept open) also sees
+ *    a truncation before any page is touched, and a rewrite in place (size
+ *    or mtime changed: the pages may hold other bytes, no fault ever comes);
+ *  - callers check between steps (eng_file_damaged: an atomic load) and fail
+ *    the affected requests with eng_file_check's message; the model must be
+ *    closed and loaded again.
+ *
+ * The read strategy copies the file and is immune (nothing to watch).
+ */
+
+#define WATCH_MAX 1024 /* mapped files watched at once in one process */
+
+/* Under AddressSanitizer, ASan owns SIGBUS (handle_sigbus=1) and ignores a
+ * program's sigaction(SIGBUS) unless allow_user_segv_handler=1: the default
+ * of current toolchains (GCC 12, clang 14), set here so an older one does
+ * not silently keep the handler out. Faults that are not ours still reach
+ * ASan's handler through chain_sigbus. ASAN_OPTIONS overrides this. Every
+ * program with the loader links this file once, so this is its only
+ * definition. */
+#if defined(__SANITIZE_ADDRESS__)
+#define LW_LOAD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LW_LOAD_ASAN 1
+#endif
+#endif
+#ifdef LW_LOAD_ASAN
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allow_user_segv_handler=1";
+}
+#endif
+
+enum watch_damage {
+	DAMAGE_NONE = 0,
+	DAMAGE_FAULT,     /* a page past the file's end was read (SIGBUS) */
+	DAMAGE_TRUNCATED, /* fstat: smaller than when mapped */
+	DAMAGE_REWRITTEN, /* fstat: size or mtime changed, may hold other bytes */
+};
+
+struct watched_map {
+	_Atomic uintptr_t start; /* 0: entry free */
+	_Atomic uintptr_t end;   /* page-rounded end of the mapping */
+	atomic_int damage;       /* enum watch_damage; the first cause stays */
+	bool used;               /* taken (under watch_mu) */
+};
+
+static struct watched_map watched[WATCH_MAX];
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sigaction prev_sigbus;
+static uintptr_t page_size;
+
+/* Hands a SIGBUS that is not ours to whoever had it before. */
+static void chain_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+	if ((prev_sigbus.sa_flags & SA_SIGINFO) && prev_sigbus.sa_sigaction) {
+		prev_sigbus.sa_sigaction(sig, si, uctx);
+	} else if (prev_sigbus.sa_handler == SIG_DFL || prev_sigbus.sa_handler == SIG_IGN) {
+		/* Back to the default action; returning re-runs the faulting
+		 * instruction, which now kills the process as it would have. */
+		struct sigaction dfl;
+
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		sigemptyset(&dfl.sa_mask);
+		sigaction(SIGBUS, &dfl, NULL);
+	} else {
+		prev_sigbus.sa_handler(sig);
+	}
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+	int saved = errno;
+
+	/* Only a fault the kernel raised has a meaningful address (kill()'s
+	 * si_addr holds other fields). */
+	for (size_t i = 0; si->si_code > 0 && i < WATCH_MAX; i++) {
+		uintptr_t s = atomic_load_explicit(&watched[i].start, memory_order_acquire);
+		uintptr_t e = atomic_load_explicit(&watched[i].end, memory_order_acquire);
+
+		if (!s || a < s || a >= e)
+			continue;
+		uintptr_t pg = a & ~(page_size - 1);
+		if (mmap((void *)pg, e - pg, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+		    MAP_FAILED)
+			break;
+		int none = DAMAGE_NONE;
+		atomic_compare_exchange_strong(&watched[i].damage, &none, DAMAGE_FAULT);
+		errno = saved;
+		return;
+	}
+	errno = saved;
+	chain_sigbus(sig, si, uctx);
+}
+
+static bool handler_is_ours(void)
+{
+	struct sigaction now;
+
+	return sigaction(SIGBUS, NULL, &now) == 0 && (now.sa_flags & SA_SIGINFO) &&
+	       now.sa_sigaction == on_sigbus;
+}
+
+/* Puts the handler in place, chaining to whatever held SIGBUS before. Run
+ * at every mapping (under watch_mu), not once: a handler installed later by
+ * someone else (a test framework, an application) would otherwise displace
+ * ours for good; re-installing chains to theirs. */
+static void ensure_handler(void)
+{
+	struct sigaction sa, old;
+
+	if (!page_size) {
+		long ps = sysconf(_SC_PAGESIZE);
+		page_size = ps > 0 ? (uintptr_t)ps : 4096;
+	}
+	if (handler_is_ours())
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &old) == 0)
+		prev_sigbus = old; /* not ours: checked above */
+	/* A sanitizer may ignore the call (ASan with allow_user_segv_handler=0);
+	 * eng_load_fault_guard_active() then says so. */
+}
+
+bool eng_load_fault_guard_active(void)
+{
+	return handler_is_ours();
+}
+
+/* Watches [<p>, <p>+<len>); returns the entry or -1 when the table is full. */
+static int watch_add(const void *p, uint64_t len)
+{
+	int idx = -1;
+
+	pthread_mutex_lock(&watch_mu);
+	ensure_handler();
+	for (int i = 0; i < WATCH_MAX && idx < 0; i++) {
+		if (!watched[i].used) {
+			uintptr_t s = (uintptr_t)p;
+			uintptr_t e = (s + (uintptr_t)len + page_size - 1) & ~(page_size - 1);
+
+			watched[i].used = true;
+			atomic_store(&watched[i].damage, DAMAGE_NONE);
+			atomic_store_explicit(&watched[i].end, e, memory_order_release);
+			atomic_store_explicit(&watched[i].start, s, memory_order_release);
+			idx = i;
+		}
+	}
+	pthread_mutex_unlock(&watch_mu);
+	return idx;
+}
+
+/* Stops watching entry <i> (before the mapping goes away). */
+static void watch_remove(int i)
+{
+	if (i < 0)
+		return;
+	pthread_mutex_lock(&watch_mu);
+	atomic_store_explicit(&watched[i].start, 0, memory_order_release);
+	atomic_store_explicit(&watched[i].end, 0, memory_order_release);
+	watched[i].used = false;
+	pthread_mutex_unlock(&watch_mu);
+}
+
+bool eng_file_damaged(const struct eng_file *f)
+{
+	return f && f->watch >= 0 && atomic_load(&watched[f->watch].damage) != DAMAGE_NONE;
+}
+
+enum eng_status eng_file_check(const struct eng_file *f, char *err, size_t err_len)
+{
+	struct stat sb;
+	int damage, now = DAMAGE_NONE;
+	bool have_stat;
+
+	if (err && err_len)
+		err[0] = 0;
+	if (!f || f->watch < 0)
+		return ENG_OK; /* a read copy: immune */
+	have_stat = fstat(f->fd, &sb) == 0;
+	if (have_stat && (uint64_t)sb.st_size < f->size)
+		now = DAMAGE_TRUNCATED;
+	else if (have_stat && ((uint64_t)sb.st_size != f->size || sb.st_mtim.tv_sec != f->mtime.tv_sec ||
+	                       sb.st_mtim.tv_nsec != f->mtime.tv_nsec))
+		now = DAMAGE_REWRITTEN;
+	if (now != DAMAGE_NONE) {
+		int none = DAMAGE_NONE;
+		atomic_compare_exchange_strong(&watched[f->watch].damage, &none, now);
+	}
+	damage = atomic_load(&watched[f->watch].damage);
+	if (damage == DAMAGE_NONE)
+		return ENG_OK;
+	if (have_stat && (uint64_t)sb.st_size < f->size)
+		fmt_err(err, err_len, "model file %s changed on disk (truncated from %" PRIu64 " to %lld "
+		        "bytes) while in use: its weights are gone; reload it", f->path, f->size,
+		        (long long)sb.st_size);
+	else if (damage == DAMAGE_FAULT)
+		fmt_err(err, err_len, "model file %s changed on disk (truncated: reading its weights "
+		        "failed) while in use: reload it", f->path);
+	else
+		fmt_err(err, err_len, "model file %s changed on disk (rewritten in place: size or "
+		        "modification time changed) while in use: reload it", f->path);
+	return ENG_ERR_CHANGED;
+}
+
 /* ---- mapping / reading ------------------------------------------------- */
 
 static void *sys_map(size_t len, int fd)
@@ -249,6 +487,12 @@ static enum eng_status release_data(struct eng_file *f, char *err, size_t err_le
 		const struct eng_map_ops *ops = f->ld->ops;
 		int (*unmap)(void *, size_t) = ops && ops->unmap ? ops->unmap : sys_unmap;
 
+		/* Unwatched first: once unmapped, the addresses may be reused.
+		 * Not watched again when munmap fails: whether the range is
+		 * still ours is unknown, and swallowing a fault in someone
+		 * else's memory is worse than losing the watch of a lost slot. */
+		watch_remove(f->watch);
+		f->watch = -1;
 		if (unmap(f->data, (size_t)f->size) != 0) {
 			fmt_err(err, err_len, "%s: munmap of %" PRIu64 " bytes failed: %s (slot %u kept busy)",
 				f->path, f->size, strerror(errno), f->slot);
@@ -296,6 +540,8 @@ enum eng_status eng_file_open(struct eng_loader *ld, const char *path, enum eng_
 	}
 	f->ld = ld;
 	f->strategy = strategy;
+	f->fd = -1;
+	f->watch = -1;
 	if (!slot_take(ld, f)) {
 		fmt_err(err, err_len, "%s: all %u mapping slots of the loader are busy", path, ld->n_slots);
 		st = ENG_ERR_POOL_FULL;
@@ -331,12 +577,26 @@ enum eng_status eng_file_open(struct eng_loader *ld, const char *path, enum eng_
 		goto fail;
 	}
 	f->size = (uint64_t)sb.st_size;
+	f->mtime = sb.st_mtim;
 	st = strategy == ENG_LOAD_MMAP ? do_map(f, fd, err, err_len) : do_read(f, fd, err, err_len);
 	if (st)
 		goto fail;
-	close(fd);
+	if (strategy == ENG_LOAD_MMAP) {
+		f->watch = watch_add(f->data, f->size);
+		if (f->watch < 0) {
+			fmt_err(err, err_len, "%s: more than %d model files mapped in this process", path,
+				WATCH_MAX);
+			st = ENG_ERR_POOL_FULL;
+			goto fail;
+		}
+		f->fd = fd; /* kept: eng_file_check fstats the very file mapped */
+	} else {
+		close(fd);
+	}
 	fd = -1;
 	st = eng_gguf_parse(f->data, (size_t)f->size, &f->g, perr, sizeof(perr));
+	if (st == ENG_OK && eng_file_check(f, perr, sizeof(perr)) != ENG_OK)
+		st = ENG_ERR_CHANGED; /* changed while being parsed: zeros were read */
 	if (st) {
 		fmt_err(err, err_len, "%s: %s", path, perr);
 		goto fail;
@@ -347,8 +607,12 @@ fail:
 	if (fd >= 0)
 		close(fd);
 	if (f) {
-		bool lost = release_data(f, NULL, 0) == ENG_ERR_UNMAP;
+		bool lost;
 
+		eng_gguf_free(f->g);
+		lost = release_data(f, NULL, 0) == ENG_ERR_UNMAP;
+		if (f->fd >= 0)
+			close(f->fd);
 		if (have_slot)
 			slot_release(ld, f->slot, lost);
 		free(f->path);
@@ -368,6 +632,8 @@ enum eng_status eng_file_close(struct eng_file *f, char *err, size_t err_len)
 	eng_gguf_free(f->g);
 	f->g = NULL;
 	st = release_data(f, err, err_len);
+	if (f->fd >= 0)
+		close(f->fd);
 	slot_release(f->ld, f->slot, st == ENG_ERR_UNMAP);
 	free(f->path);
 	free(f);

@@ -221,7 +221,7 @@ static int parse_u64(const char *v, uint64_t *out)
 }
 
 static int list_set(char *base, uint32_t *n, size_t cap, size_t width,
-                    const char *key, const char *value, char *err, size_t errlen)
+                    const char *value, char *err, size_t errlen)
 {
 	size_t len = strlen(value);
 
@@ -230,16 +230,15 @@ static int list_set(char *base, uint32_t *n, size_t cap, size_t width,
 		return 0;
 	}
 	if (len == 0) {
-		snprintf(err, errlen, "%s: empty entry", key);
+		snprintf(err, errlen, "empty entry");
 		return -1;
 	}
 	if (len >= width) {
-		snprintf(err, errlen, "%s: entry of %zu bytes is longer than %zu", key,
-		         len, width - 1);
+		snprintf(err, errlen, "entry of %zu bytes is longer than %zu", len, width - 1);
 		return -1;
 	}
 	if (*n >= cap) {
-		snprintf(err, errlen, "%s: more than %zu entries", key, cap);
+		snprintf(err, errlen, "more than %zu entries", cap);
 		return -1;
 	}
 	memcpy(base + (size_t)*n * width, value, len + 1);
@@ -272,7 +271,7 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		switch (k->type) {
 		case K_BOOL:
 			if (parse_bool(value, &b)) {
-				snprintf(err, errlen, "%s: '%s' is not a boolean (true/false)", key, value);
+				snprintf(err, errlen, "'%s' is not a boolean (true/false)", value);
 				return -1;
 			}
 			*(bool *)(base + k->off) = b;
@@ -280,12 +279,12 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		case K_U32:
 		case K_U64:
 			if (parse_u64(value, &x)) {
-				snprintf(err, errlen, "%s: '%s' is not a non-negative integer", key, value);
+				snprintf(err, errlen, "'%s' is not a non-negative integer", value);
 				return -1;
 			}
 			if (x < k->min || x > k->max) {
-				snprintf(err, errlen, "%s: %" PRIu64 " is out of range [%" PRIu64
-				         ", %" PRIu64 "]", key, x, k->min, k->max);
+				snprintf(err, errlen, "%" PRIu64 " is out of range [%" PRIu64 ", %" PRIu64 "]",
+				         x, k->min, k->max);
 				return -1;
 			}
 			if (k->type == K_U32)
@@ -295,19 +294,19 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 			return 0;
 		case K_PATTERNS:
 			return list_set(&cfg->failure.patterns[0][0], &cfg->failure.n_patterns,
-			                GD_MAX_PATTERNS, GD_PATTERN_MAX, key, value, err, errlen);
+			                GD_MAX_PATTERNS, GD_PATTERN_MAX, value, err, errlen);
 		case K_TRANSIENT:
 			return list_set(&cfg->failure.transient[0][0], &cfg->failure.n_transient,
-			                GD_MAX_PATTERNS, GD_PATTERN_MAX, key, value, err, errlen);
+			                GD_MAX_PATTERNS, GD_PATTERN_MAX, value, err, errlen);
 		case K_MUTATING:
 			return list_set(&cfg->cross_turn.mutating[0][0], &cfg->cross_turn.n_mutating,
-			                GD_MUTATING_MAX, GD_WORD_MAX, key, value, err, errlen);
+			                GD_MUTATING_MAX, GD_WORD_MAX, value, err, errlen);
 		case K_REPEATABLE:
 			return list_set(&cfg->dedup.repeatable[0][0], &cfg->dedup.n_repeatable,
-			                GD_REPEATABLE_MAX, GD_WORD_MAX, key, value, err, errlen);
+			                GD_REPEATABLE_MAX, GD_WORD_MAX, value, err, errlen);
 		}
 	}
-	snprintf(err, errlen, "%s: unknown key", key);
+	snprintf(err, errlen, "unknown key (loopwarden --help lists them)");
 	return -1;
 }
 

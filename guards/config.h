@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/origin.h" /* struct cfg_fault: the shape of a check's verdict */
 #include "guards/limits.h"
 
 #define GD_MAX_PATTERNS 32
@@ -108,9 +109,18 @@ void gd_config_defaults(struct gd_config *cfg);
 
 /* Sets one key from its text form ("guards.name_run.max_run", "8"). List keys
  * (guards.failure.patterns) take a value per call and append; the value
- * "[]" clears the list. Returns 0, or -1 with <err> naming the key and why. */
+ * "[]" clears the list. Returns 0, or -1 with <err> saying why; <err> does
+ * not repeat <key> (the caller names it with its file and line). */
 int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
                   char *err, size_t errlen);
+
+/* Checks what gd_config_set cannot see one key at a time: every cross-key
+ * constraint, the ranges again (for configs built by hand), and that every
+ * PCRE2 pattern compiles, alone and combined. gd_policy_new runs exactly this
+ * check. Returns 0, or -1 with <fault> blaming a key (a pattern error: the
+ * entry too, its text and the offset in <fault>->why). Implemented in
+ * policy.c (it needs PCRE2). */
+int gd_config_check(const struct gd_config *cfg, struct cfg_fault *fault);
 
 /* Calls <fn> for each key with its current value in text form (for --help,
  * docs and the example config). A list key is reported once per entry, or

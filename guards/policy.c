@@ -1,4 +1,5 @@
 /* gd_policy: a validated config with its PCRE2 patterns compiled once. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,15 +9,37 @@
 
 #define PCRE2_FLAGS (PCRE2_CASELESS | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF)
 
-/* Compiles <n> patterns of <list> (each checked alone first, so an error names
- * the entry) into one alternation. */
+/* Blames <key> (and <key2>, for a cross-key constraint, when the reason
+ * names both) in <f>; returns -1. */
+static int fault(struct cfg_fault *f, const char *key, const char *key2, const char *entry,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int fault(struct cfg_fault *f, const char *key, const char *key2, const char *entry,
+                 const char *fmt, ...)
+{
+	va_list ap;
+
+	memset(f, 0, sizeof(*f));
+	f->key = key;
+	f->key2 = key2;
+	f->entry = entry;
+	va_start(ap, fmt);
+	vsnprintf(f->why, sizeof(f->why), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Compiles each of the <n> patterns of <list> alone (so an error names the
+ * entry and the offset within it), then all of them as one alternation,
+ * into *<out> (NULL when <n> is 0). */
 static int compile_list(const char *key, const char (*list)[GD_PATTERN_MAX], uint32_t n,
-                        pcre2_code **out, char *err, size_t errlen)
+                        pcre2_code **out, struct cfg_fault *f)
 {
 	size_t cap = (size_t)n * (GD_PATTERN_MAX + 8) + 1, len = 0;
+	size_t starts[GD_MAX_PATTERNS];
 	char *all = NULL;
 	int rc = -1, ec;
 	PCRE2_SIZE eo;
+	PCRE2_UCHAR msg[160];
 	pcre2_code *code;
 
 	*out = NULL;
@@ -24,25 +47,35 @@ static int compile_list(const char *key, const char (*list)[GD_PATTERN_MAX], uin
 		return 0;
 	all = malloc(cap);
 	if (!all) {
-		snprintf(err, errlen, "%s: out of memory", key);
+		fault(f, key, NULL, NULL, "out of memory");
 		goto out;
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		code = pcre2_compile((PCRE2_SPTR)list[i], PCRE2_ZERO_TERMINATED, PCRE2_FLAGS,
 		                     &ec, &eo, NULL);
 		if (!code) {
-			PCRE2_UCHAR msg[160];
 			pcre2_get_error_message(ec, msg, sizeof(msg));
-			snprintf(err, errlen, "%s[%u] '%s': %s at offset %zu", key, i, list[i],
-			         (const char *)msg, (size_t)eo);
+			fault(f, key, NULL, list[i], "pattern '%s' does not compile: %s at offset %zu",
+			      list[i], (const char *)msg, (size_t)eo);
 			goto out;
 		}
 		pcre2_code_free(code);
-		len += (size_t)snprintf(all + len, cap - len, "%s(?:%s)", i ? "|" : "", list[i]);
+		len += (size_t)snprintf(all + len, cap - len, "%s(?:", i ? "|" : "");
+		starts[i] = len;
+		len += (size_t)snprintf(all + len, cap - len, "%s)", list[i]);
 	}
 	*out = pcre2_compile((PCRE2_SPTR)all, len, PCRE2_FLAGS, &ec, &eo, NULL);
 	if (!*out) {
-		snprintf(err, errlen, "%s: the patterns do not combine", key);
+		uint32_t i = 0;
+
+		/* Name the entry the combined pattern fails in (e.g. a group
+		 * name that another entry uses too). */
+		while (i + 1 < n && starts[i + 1] <= (size_t)eo)
+			i++;
+		pcre2_get_error_message(ec, msg, sizeof(msg));
+		fault(f, key, NULL, list[i], "pattern '%s' does not combine with the entries "
+		      "before it into one alternation: %s at offset %zu", list[i],
+		      (const char *)msg, (size_t)eo > starts[i] ? (size_t)eo - starts[i] : 0);
 		goto out;
 	}
 	(void)pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE); /* an interpreter fallback is fine */
@@ -52,51 +85,93 @@ out:
 	return rc;
 }
 
-static int validate(const struct gd_config *c, char *err, size_t errlen)
+/* The cross-key constraints, and the ranges again: configs built by hand
+ * skip gd_config_set's, and these sizes decide memory. */
+static int validate(const struct gd_config *c, struct cfg_fault *f)
 {
-	/* Configs built by hand skip gd_config_set's ranges: recheck what sizes memory. */
 	if (c->repeat.window_bytes < 64 || c->repeat.window_bytes > GD_REPEAT_WINDOW_MAX ||
 	    c->repeat.max_period < 1 || c->repeat.min_repeats < 2 ||
 	    c->simhash.window < 4 || c->simhash.window > GD_SIMHASH_MAX_WINDOW ||
 	    c->simhash.shingle < 1 || c->simhash.shingle > GD_SIMHASH_MAX_SHINGLE ||
-	    c->simhash.stride < 1 || c->simhash.min_hits < 1 ||
+	    c->simhash.stride < 1 || c->simhash.min_hits < 1 || c->simhash.min_hits > 32 ||
 	    c->simhash.history < 1 || c->simhash.history > GD_SIMHASH_MAX_HISTORY ||
 	    c->dedup.max_cycle > GD_MAX_CYCLE || c->dedup.max_repeats < 2 || c->dedup.max_repeats_mutating < 2 ||
 	    c->dedup.cycle_repeats < 2 || c->name_run.max_run < 2 ||
 	    c->cross_turn.max_rounds < 2 || c->failure.max_failures < 1 ||
 	    c->limits.max_args_bytes < 256 || c->limits.max_args_bytes > GD_ARGS_MAX ||
 	    c->failure.n_patterns > GD_MAX_PATTERNS || c->failure.n_transient > GD_MAX_PATTERNS ||
-	    c->cross_turn.n_mutating > GD_MUTATING_MAX) {
-		snprintf(err, errlen, "a guard value is out of its range (see gd_config_set)");
+	    c->cross_turn.n_mutating > GD_MUTATING_MAX || c->dedup.n_repeatable > GD_REPEATABLE_MAX)
+		return fault(f, NULL, NULL, NULL, "a guard value is out of its range (see gd_config_set)");
+	if (c->repeat.max_period + 8 > c->repeat.window_bytes)
+		return fault(f, "guards.repeat.max_period", "guards.repeat.window_bytes",
+		             NULL, "guards.repeat.max_period (%u) must be at most "
+		             "guards.repeat.window_bytes - 8 (%u)", c->repeat.max_period,
+		             c->repeat.window_bytes - 8);
+	if (c->repeat.min_span > c->repeat.window_bytes)
+		return fault(f, "guards.repeat.min_span", "guards.repeat.window_bytes", NULL,
+		             "guards.repeat.min_span (%u) must be at most "
+		             "guards.repeat.window_bytes (%u)", c->repeat.min_span,
+		             c->repeat.window_bytes);
+	if (c->simhash.stride > c->simhash.window)
+		return fault(f, "guards.simhash.stride", "guards.simhash.window", NULL,
+		             "guards.simhash.stride (%u) must be at most guards.simhash.window (%u)",
+		             c->simhash.stride, c->simhash.window);
+	if (c->simhash.shingle > c->simhash.window)
+		return fault(f, "guards.simhash.shingle", "guards.simhash.window", NULL,
+		             "guards.simhash.shingle (%u) must be at most guards.simhash.window (%u)",
+		             c->simhash.shingle, c->simhash.window);
+	/* Only windows that do not overlap the current one are compared: a
+	 * shorter history holds none and the guard could never trip. */
+	if ((uint64_t)c->simhash.history * c->simhash.stride < c->simhash.window)
+		return fault(f, "guards.simhash.history", "guards.simhash.window", NULL,
+		             "guards.simhash.history (%u) x guards.simhash.stride (%u) must be at "
+		             "least guards.simhash.window (%u), or every window kept overlaps the "
+		             "current one and the guard never trips", c->simhash.history,
+		             c->simhash.stride, c->simhash.window);
+	/* A cycle is searched only within the calls remembered per answer. */
+	if ((uint64_t)c->dedup.max_cycle * c->dedup.cycle_repeats > GD_CALL_WINDOW)
+		return fault(f, "guards.dedup.max_cycle", "guards.dedup.cycle_repeats", NULL,
+		             "guards.dedup.max_cycle (%u) x guards.dedup.cycle_repeats (%u) must be "
+		             "at most %u (the calls remembered per answer), or the longer cycles are "
+		             "never detected", c->dedup.max_cycle, c->dedup.cycle_repeats,
+		             GD_CALL_WINDOW);
+	return 0;
+}
+
+/* Everything gd_config_check checks; the compiled alternations are handed
+ * to the caller in *<perm> and *<trans> (NULL for an empty list). */
+static int check(const struct gd_config *c, struct cfg_fault *f, pcre2_code **perm,
+                 pcre2_code **trans)
+{
+	*perm = *trans = NULL;
+	if (validate(c, f) ||
+	    compile_list("guards.failure.patterns", c->failure.patterns, c->failure.n_patterns,
+	                 perm, f) ||
+	    compile_list("guards.failure.transient", c->failure.transient,
+	                 c->failure.n_transient, trans, f)) {
+		pcre2_code_free(*perm);
+		*perm = NULL;
 		return -1;
 	}
-	if (c->repeat.max_period + 8 > c->repeat.window_bytes) {
-		snprintf(err, errlen, "guards.repeat.max_period (%u) must be at most "
-		         "guards.repeat.window_bytes - 8 (%u)", c->repeat.max_period,
-		         c->repeat.window_bytes - 8);
+	return 0;
+}
+
+int gd_config_check(const struct gd_config *cfg, struct cfg_fault *fault_out)
+{
+	pcre2_code *perm, *trans;
+
+	memset(fault_out, 0, sizeof(*fault_out));
+	if (check(cfg, fault_out, &perm, &trans))
 		return -1;
-	}
-	if (c->repeat.min_span > c->repeat.window_bytes) {
-		snprintf(err, errlen, "guards.repeat.min_span (%u) must be at most "
-		         "guards.repeat.window_bytes (%u)", c->repeat.min_span,
-		         c->repeat.window_bytes);
-		return -1;
-	}
-	if (c->simhash.stride > c->simhash.window || c->simhash.shingle > c->simhash.window) {
-		snprintf(err, errlen, "guards.simhash.stride and guards.simhash.shingle must be "
-		         "at most guards.simhash.window (%u)", c->simhash.window);
-		return -1;
-	}
-	if (c->simhash.min_hits * 2 > 64) {
-		snprintf(err, errlen, "guards.simhash.min_hits must be at most 32");
-		return -1;
-	}
+	pcre2_code_free(perm);
+	pcre2_code_free(trans);
 	return 0;
 }
 
 struct gd_policy *gd_policy_new(const struct gd_config *cfg, char *err, size_t errlen)
 {
 	struct gd_policy *p;
+	struct cfg_fault f;
 
 	if (err && errlen)
 		err[0] = '\0';
@@ -106,11 +181,19 @@ struct gd_policy *gd_policy_new(const struct gd_config *cfg, char *err, size_t e
 		return NULL;
 	}
 	p->cfg = *cfg;
-	if (validate(cfg, err, errlen) ||
-	    compile_list("guards.failure.patterns", cfg->failure.patterns,
-	                 cfg->failure.n_patterns, &p->permanent, err, errlen) ||
-	    compile_list("guards.failure.transient", cfg->failure.transient,
-	                 cfg->failure.n_transient, &p->transient, err, errlen)) {
+	if (check(cfg, &f, &p->permanent, &p->transient)) {
+		/* No positions here: callers with a config file use
+		 * gd_config_check and cfg_fault_format instead. */
+		if (f.entry) {
+			const char *base = strcmp(f.key, "guards.failure.patterns") == 0
+			                   ? cfg->failure.patterns[0] : cfg->failure.transient[0];
+
+			snprintf(err, errlen, "%s[%zu]: %s", f.key,
+			         (size_t)(f.entry - base) / GD_PATTERN_MAX, f.why);
+		} else if (f.key && !f.key2)
+			snprintf(err, errlen, "key '%s': %s", f.key, f.why);
+		else
+			snprintf(err, errlen, "%s", f.why);
 		gd_policy_free(p);
 		return NULL;
 	}

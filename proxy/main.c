@@ -9,6 +9,7 @@
 #include <event2/event.h>
 
 #include "config/config.h"
+#include "config/origin.h"
 #include "engine/generate.h"
 #include "guards/config.h"
 #include "guards/pipeline.h"
@@ -21,15 +22,35 @@
 struct settings {
 	struct px_options *opts;
 	struct gd_config *gcfg;
+	struct cfg_origins *origins; /* where each key was set, for later faults */
 };
+
+/* Every setting, from the file or the command line, goes through here. */
+static int set_one(struct settings *st, const char *key, const char *value, const char *file,
+                   unsigned long line, char *err, size_t errlen)
+{
+	if (px_options_set(st->opts, st->gcfg, key, value, err, errlen) != 0)
+		return -1;
+	(void)cfg_origins_note(st->origins, key, value, file, line); /* full: only the position is lost */
+	return 0;
+}
 
 static int setter(const char *key, const char *value, const char *file, unsigned long line,
                   void *ctx, char *err, size_t errlen)
 {
-	(void)file;
-	(void)line;
-	struct settings *st = ctx;
-	return px_options_set(st->opts, st->gcfg, key, value, err, errlen);
+	return set_one(ctx, key, value, file, line, err, errlen);
+}
+
+/* A setting from the command line option <opt>; a refusal is printed as
+ * "loopwarden: <opt>: key '<key>': <why>", like a file's "<file>:<line>: …". */
+static bool set_arg(struct settings *st, const char *opt, const char *key, const char *value)
+{
+	char err[512] = "";
+
+	if (set_one(st, key, value, opt, 0, err, sizeof(err)) == 0)
+		return true;
+	fprintf(stderr, "loopwarden: %s: key '%s': %s\n", opt, key, err[0] ? err : "value refused");
+	return false;
 }
 
 static void print_proxy_key(const char *key, const char *value, const char *help, void *ctx)
@@ -47,22 +68,24 @@ static void print_guard_key(const char *key, const char *value, void *ctx)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: loopwarden --upstream URL [--listen ADDR:PORT] [--config FILE]\n"
+	        "usage: loopwarden --upstream URL [--listen HOST:PORT] [-c|--config FILE]\n"
 	        "                  [--set key=value]... [--record DIR] [--quiet]\n"
-	        "       loopwarden --check-config [--config FILE] [--set key=value]...\n"
+	        "       loopwarden --check-config [same options as to start]\n"
 	        "       loopwarden generate …      (the co-resident engine; see `loopwarden generate --help`)\n"
 	        "\n"
 	        "A guard-and-watchdog proxy for OpenAI-compatible chat completions: point your\n"
 	        "agent's base URL at http://ADDR:PORT/v1 and loopwarden relays every answer\n"
 	        "from the upstream, cutting degenerate loops short with finish_reason \"length\".\n"
 	        "\n"
-	        "  --listen ADDR:PORT   where to listen (default 127.0.0.1:8080; port 0 = any free port)\n"
+	        "  --listen HOST:PORT   where to listen (default 127.0.0.1:8080; localhost:8080, [::1]:8080;\n"
+	        "                       port 0 = any free port)\n"
 	        "  --upstream URL       the engine, e.g. http://127.0.0.1:8081 (llama-server, vLLM, Ollama…)\n"
-	        "  --config FILE        YAML settings (keys below, nested: guards: {repeat: {…}})\n"
+	        "  -c, --config FILE    YAML settings (keys below, nested: guards: {repeat: {…}})\n"
 	        "  --set key=value      override one key (repeatable), e.g. --set watchdog.idle_timeout_ms=3000\n"
 	        "  --record DIR         save request.json + stream.sse per request for loopwarden-audit\n"
 	        "  --quiet              no per-request log lines\n"
-	        "  --check-config       validate the settings and exit\n"
+	        "  --check-config       check the settings exactly as start-up does (all but binding\n"
+	        "                       the port) and exit: 0 if they would start, 2 if not\n"
 	        "  --help, --version\n");
 }
 
@@ -102,21 +125,26 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 enum load_result { LOAD_OK = 0, LOAD_EXIT, LOAD_ERROR };
 
-/* Settings from scratch: defaults, then the --config file, then every other
- * argument in order (so they override the file). Also used by SIGHUP. */
-static enum load_result load_settings(int argc, char **argv, struct px_options *opts,
-                                      struct gd_config *gcfg, bool *check_only)
+static bool is_config_opt(const char *a)
 {
-	struct settings st = {opts, gcfg};
-	char err[512];
-	px_options_defaults(opts, gcfg);
+	return strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0;
+}
+
+/* Settings from scratch: defaults, then the --config file, then every other
+ * argument in order (so they override the file). Prints what is wrong. */
+static enum load_result load_settings(int argc, char **argv, struct settings *st,
+                                      bool *check_only)
+{
+	struct px_options *opts = st->opts;
+	char err[1024];
+	px_options_defaults(opts, st->gcfg);
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0) {
+		if (is_config_opt(argv[i])) {
 			if (i + 1 >= argc) {
-				fprintf(stderr, "loopwarden: --config needs a FILE\n");
+				fprintf(stderr, "loopwarden: %s needs a FILE\n", argv[i]);
 				return LOAD_ERROR;
 			}
-			if (cfg_load_file(argv[i + 1], setter, &st, err, sizeof(err)) != CFG_OK) {
+			if (cfg_load_file(argv[i + 1], setter, st, err, sizeof(err)) != CFG_OK) {
 				fprintf(stderr, "loopwarden: %s\n", err);
 				return LOAD_ERROR;
 			}
@@ -139,7 +167,7 @@ static enum load_result load_settings(int argc, char **argv, struct px_options *
 		} else if (strcmp(a, "--check-config") == 0) {
 			*check_only = true;
 			continue;
-		} else if (strcmp(a, "--config") == 0) {
+		} else if (is_config_opt(a)) {
 			i++;
 			continue;
 		} else if (strcmp(a, "--listen") == 0) {
@@ -154,11 +182,12 @@ static enum load_result load_settings(int argc, char **argv, struct px_options *
 				return LOAD_ERROR;
 			}
 			char k[CFG_KEY_MAX], val[CFG_VALUE_MAX];
-			if (cfg_parse_kv(v, k, sizeof(k), val, sizeof(val), err, sizeof(err)) != CFG_OK ||
-			    px_options_set(opts, gcfg, k, val, err, sizeof(err)) != 0) {
-				fprintf(stderr, "loopwarden: --set %s: %s\n", v, err);
+			if (cfg_parse_kv(v, k, sizeof(k), val, sizeof(val), err, sizeof(err)) != CFG_OK) {
+				fprintf(stderr, "loopwarden: %s\n", err);
 				return LOAD_ERROR;
 			}
+			if (!set_arg(st, "--set", k, val))
+				return LOAD_ERROR;
 			i++;
 			continue;
 		} else {
@@ -170,23 +199,48 @@ static enum load_result load_settings(int argc, char **argv, struct px_options *
 			fprintf(stderr, "loopwarden: %s needs a value\n", a);
 			return LOAD_ERROR;
 		}
-		if (px_options_set(opts, gcfg, key, v, err, sizeof(err)) != 0) {
-			fprintf(stderr, "loopwarden: %s %s: %s\n", a, v, err);
+		if (!set_arg(st, a, key, v))
 			return LOAD_ERROR;
-		}
 		i++;
 	}
 	return LOAD_OK;
+}
+
+/* What start-up, --check-config and SIGHUP all run: the settings from
+ * scratch, then their one check (px_options_check). Prints the first
+ * problem, naming the file and line (or option) that set the key. */
+static enum load_result load_and_check(int argc, char **argv, struct px_options *opts,
+                                       struct gd_config *gcfg, bool *check_only)
+{
+	struct settings st = {opts, gcfg, cfg_origins_new()};
+	struct cfg_fault fault;
+	char msg[2048];
+	enum load_result r;
+
+	if (!st.origins) {
+		fprintf(stderr, "loopwarden: out of memory\n");
+		return LOAD_ERROR;
+	}
+	r = load_settings(argc, argv, &st, check_only);
+	if (r == LOAD_OK && px_options_check(opts, gcfg, &fault) != 0) {
+		cfg_fault_format(&fault, st.origins, msg, sizeof(msg));
+		fprintf(stderr, "loopwarden: %s\n", msg);
+		r = LOAD_ERROR;
+	}
+	cfg_origins_free(st.origins);
+	return r;
 }
 
 struct reloader {
 	int argc;
 	char **argv;
 	struct px_server *srv;
+	const struct px_options *running; /* the proxy.* settings in force */
 };
 
-/* SIGHUP: read the settings again and install the new guard thresholds for
- * the answers that start from now on (proxy.* keys need a restart). */
+/* SIGHUP: read and check the settings again exactly as start-up does and
+ * install the new guard thresholds for the answers that start from now on;
+ * on any error the running settings stay (proxy.* keys need a restart). */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	(void)sig;
@@ -196,15 +250,20 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	static struct gd_config gcfg;
 	bool check_only = false;
 	char err[512];
-	if (load_settings(r->argc, r->argv, &opts, &gcfg, &check_only) != LOAD_OK) {
-		fprintf(stderr, "loopwarden: SIGHUP: settings not reloaded (see above)\n");
+	if (load_and_check(r->argc, r->argv, &opts, &gcfg, &check_only) != LOAD_OK) {
+		fprintf(stderr, "loopwarden: SIGHUP: settings not reloaded, the running ones stay "
+		                "(see above)\n");
 		return;
 	}
 	if (px_server_reload(r->srv, &gcfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "loopwarden: SIGHUP: settings not reloaded: %s\n", err);
+		fprintf(stderr, "loopwarden: SIGHUP: settings not reloaded, the running ones stay: %s\n",
+		        err);
 		return;
 	}
 	fprintf(stderr, "loopwarden: SIGHUP: guard settings reloaded\n");
+	if (memcmp(&opts, r->running, sizeof(opts)) != 0)
+		fprintf(stderr, "loopwarden: SIGHUP: proxy.* settings changed too: they take effect "
+		                "at the next start\n");
 }
 
 static int run_proxy(int argc, char **argv)
@@ -213,7 +272,7 @@ static int run_proxy(int argc, char **argv)
 	static struct gd_config gcfg;
 	char err[512];
 	bool check_only = false;
-	switch (load_settings(argc, argv, &opts, &gcfg, &check_only)) {
+	switch (load_and_check(argc, argv, &opts, &gcfg, &check_only)) {
 	case LOAD_EXIT:
 		return 0;
 	case LOAD_ERROR:
@@ -222,20 +281,12 @@ static int run_proxy(int argc, char **argv)
 		break;
 	}
 	if (check_only) {
-		struct gd_policy *pol = gd_policy_new(&gcfg, err, sizeof(err));
-		if (!pol) {
-			fprintf(stderr, "loopwarden: %s\n", err);
-			return 2;
-		}
-		gd_policy_free(pol);
-		printf("loopwarden: configuration ok\n");
+		bool v6 = strchr(opts.listen_host, ':') != NULL;
+		printf("loopwarden: configuration ok (listen %s%s%s:%u, upstream %s://%s:%u%s)\n",
+		       v6 ? "[" : "", opts.listen_host, v6 ? "]" : "", (unsigned)opts.listen_port,
+		       opts.upstream.tls ? "https" : "http", opts.upstream.host,
+		       (unsigned)opts.upstream.port, opts.upstream.prefix);
 		return 0;
-	}
-	if (!opts.have_upstream) {
-		fprintf(stderr, "loopwarden: no upstream: give --upstream URL (e.g. http://127.0.0.1:8081 "
-		                "for llama-server), or run contrib/demo.sh\n\n");
-		usage(stderr);
-		return 2;
 	}
 
 	signal(SIGPIPE, SIG_IGN);
@@ -258,6 +309,7 @@ static int run_proxy(int argc, char **argv)
 	reloader.argc = argc;
 	reloader.argv = argv;
 	reloader.srv = srv;
+	reloader.running = &opts;
 	sigint = evsignal_new(base, SIGINT, on_signal, &stopper);
 	sigterm = evsignal_new(base, SIGTERM, on_signal, &stopper);
 	sighup = evsignal_new(base, SIGHUP, on_hup, &reloader);

@@ -1,11 +1,24 @@
-/* The proxy's key table: names, defaults and caps in one place. */
+/* The proxy's key table: names, defaults and caps in one place; and the one
+ * check of a whole configuration (px_options_check). */
 #include "proxy/options.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "proxy/upstream.h"
 
 enum key_type { KEY_U64 = 0, KEY_BOOL, KEY_STRING, KEY_LISTEN, KEY_URL, KEY_HISTORY };
 
@@ -23,7 +36,7 @@ struct key_def {
 #define MIB (1024ull * 1024ull)
 
 static const struct key_def keys[] = {
-	{"proxy.listen", KEY_LISTEN, 0, 0, 0, 0, "ADDR:PORT to listen on (default 127.0.0.1:8080)"},
+	{"proxy.listen", KEY_LISTEN, 0, 0, 0, 0, "HOST:PORT to listen on (default 127.0.0.1:8080; localhost:8080 works)"},
 	{"proxy.upstream", KEY_URL, 0, 0, 0, 0, "base URL of the OpenAI-compatible upstream"},
 	{"proxy.upstream_key", KEY_STRING, OFF(upstream_key), 0, 0, PX_KEY_MAX,
 	 "API key sent upstream as a Bearer token (empty: relay the client's Authorization)"},
@@ -101,7 +114,7 @@ int px_url_parse(struct px_url *u, const char *text, char *err, size_t errlen)
 		u->tls = true;
 		u->port = 443;
 	} else {
-		snprintf(err, errlen, "upstream URL '%s': must start with http:// or https://", text);
+		snprintf(err, errlen, "'%s' must start with http:// or https://", text);
 		return -1;
 	}
 	const char *hend;
@@ -109,7 +122,7 @@ int px_url_parse(struct px_url *u, const char *text, char *err, size_t errlen)
 	if (*p == '[') {
 		hend = strchr(p, ']');
 		if (!hend) {
-			snprintf(err, errlen, "upstream URL '%s': unterminated [IPv6] host", text);
+			snprintf(err, errlen, "'%s': unterminated [IPv6] host", text);
 			return -1;
 		}
 		hstart = p + 1;
@@ -120,7 +133,7 @@ int px_url_parse(struct px_url *u, const char *text, char *err, size_t errlen)
 	}
 	size_t hl = (size_t)(hend - hstart);
 	if (hl == 0 || hl >= sizeof(u->host)) {
-		snprintf(err, errlen, "upstream URL '%s': bad host", text);
+		snprintf(err, errlen, "'%s': %s host", text, hl ? "too long a" : "no");
 		return -1;
 	}
 	memcpy(u->host, hstart, hl);
@@ -130,27 +143,27 @@ int px_url_parse(struct px_url *u, const char *text, char *err, size_t errlen)
 		size_t nl = strcspn(p + 1, "/");
 		uint64_t port;
 		if (nl == 0 || nl >= sizeof(num)) {
-			snprintf(err, errlen, "upstream URL '%s': bad port", text);
+			snprintf(err, errlen, "'%s': bad port", text);
 			return -1;
 		}
 		memcpy(num, p + 1, nl);
 		num[nl] = '\0';
 		if (parse_u64(num, &port) || port == 0 || port > 65535) {
-			snprintf(err, errlen, "upstream URL '%s': bad port '%s'", text, num);
+			snprintf(err, errlen, "'%s': bad port '%s' (1 to 65535)", text, num);
 			return -1;
 		}
 		u->port = (uint16_t)port;
 		p += 1 + nl;
 	}
 	if (*p && *p != '/') {
-		snprintf(err, errlen, "upstream URL '%s': unexpected '%c' after the host", text, *p);
+		snprintf(err, errlen, "'%s': unexpected '%c' after the host", text, *p);
 		return -1;
 	}
 	size_t pl = strlen(p);
 	while (pl > 0 && p[pl - 1] == '/')
 		pl--;
 	if (pl >= sizeof(u->prefix)) {
-		snprintf(err, errlen, "upstream URL '%s': path too long", text);
+		snprintf(err, errlen, "'%s': path too long", text);
 		return -1;
 	}
 	memcpy(u->prefix, p, pl);
@@ -167,7 +180,8 @@ int px_listen_parse(char *host, size_t hostlen, uint16_t *port, const char *text
 {
 	const char *colon = strrchr(text, ':');
 	if (!colon) {
-		snprintf(err, errlen, "listen address '%s': expected ADDR:PORT", text);
+		snprintf(err, errlen, "'%s' is not HOST:PORT: write e.g. 127.0.0.1:8080, "
+		         "localhost:8080, [::1]:8080 or :8080", text);
 		return -1;
 	}
 	const char *h = text;
@@ -181,12 +195,13 @@ int px_listen_parse(char *host, size_t hostlen, uint16_t *port, const char *text
 		hl = strlen(h);
 	}
 	if (hl >= hostlen) {
-		snprintf(err, errlen, "listen address '%s': host too long", text);
+		snprintf(err, errlen, "'%s': host too long", text);
 		return -1;
 	}
 	uint64_t p;
 	if (parse_u64(colon + 1, &p) || p > 65535) {
-		snprintf(err, errlen, "listen address '%s': bad port '%s'", text, colon + 1);
+		snprintf(err, errlen, "'%s': port '%s' is not a number from 0 to 65535 "
+		         "(0: any free port)", text, colon + 1);
 		return -1;
 	}
 	memcpy(host, h, hl);
@@ -200,7 +215,7 @@ int px_options_set(struct px_options *o, struct gd_config *gcfg,
 {
 	if (strncmp(key, "proxy.", 6) != 0) {
 		if (!gcfg) {
-			snprintf(err, errlen, "key '%s': unknown", key);
+			snprintf(err, errlen, "unknown key");
 			return -1;
 		}
 		return gd_config_set(gcfg, key, value, err, errlen);
@@ -210,15 +225,15 @@ int px_options_set(struct px_options *o, struct gd_config *gcfg,
 		if (strcmp(keys[i].name, key) == 0)
 			k = &keys[i];
 	if (!k) {
-		snprintf(err, errlen, "key '%s': unknown proxy key (see --help)", key);
+		snprintf(err, errlen, "unknown proxy key (loopwarden --help lists them)");
 		return -1;
 	}
 	uint64_t v;
 	switch (k->type) {
 	case KEY_U64:
 		if (parse_u64(value, &v) || v < k->min || v > k->max) {
-			snprintf(err, errlen, "key '%s': '%s' is not an integer in [%" PRIu64 ", %" PRIu64 "]",
-			         key, value, k->min, k->max);
+			snprintf(err, errlen, "'%s' is not an integer in [%" PRIu64 ", %" PRIu64 "]",
+			         value, k->min, k->max);
 			return -1;
 		}
 		*(uint64_t *)((char *)o + k->off) = v;
@@ -229,13 +244,13 @@ int px_options_set(struct px_options *o, struct gd_config *gcfg,
 		else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0 || strcmp(value, "no") == 0)
 			*(bool *)((char *)o + k->off) = false;
 		else {
-			snprintf(err, errlen, "key '%s': '%s' is not true/false", key, value);
+			snprintf(err, errlen, "'%s' is not true/false", value);
 			return -1;
 		}
 		return 0;
 	case KEY_STRING:
 		if (strlen(value) >= k->max) {
-			snprintf(err, errlen, "key '%s': value longer than %" PRIu64 " bytes", key, k->max - 1);
+			snprintf(err, errlen, "value longer than %" PRIu64 " bytes", k->max - 1);
 			return -1;
 		}
 		snprintf((char *)o + k->off, k->max, "%s", value);
@@ -256,12 +271,12 @@ int px_options_set(struct px_options *o, struct gd_config *gcfg,
 		else if (strcmp(value, "off") == 0)
 			o->history_action = PX_HISTORY_OFF;
 		else {
-			snprintf(err, errlen, "key '%s': '%s' is not message, trip or off", key, value);
+			snprintf(err, errlen, "'%s' is not message, trip or off", value);
 			return -1;
 		}
 		return 0;
 	}
-	snprintf(err, errlen, "key '%s': internal error", key);
+	snprintf(err, errlen, "internal error: no parser for this key");
 	return -1;
 }
 
@@ -289,4 +304,150 @@ void px_options_print_keys(void (*fn)(const char *key, const char *value,
 		}
 		fn(k->name, buf, k->help, ctx);
 	}
+}
+
+/* ---- the one check of a whole configuration ------------------------------ */
+
+/* Resolves the listen host (a name such as localhost, or a numeric address)
+ * and keeps the address bound: IPv4 first, as 127.0.0.1 is what most clients
+ * try for localhost, else the first IPv6 one. */
+static int check_listen(struct px_options *o, struct cfg_fault *f)
+{
+	struct addrinfo hints, *res = NULL, *pick = NULL;
+	char num[INET6_ADDRSTRLEN];
+	int rc;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(o->listen_host, NULL, &hints, &res);
+	if (rc != 0 || !res) {
+		if (res)
+			freeaddrinfo(res);
+		return cfg_fault_set(f, "proxy.listen", "cannot resolve host '%s': %s (write a numeric "
+		                     "address such as 127.0.0.1 or [::1], or a name the resolver knows "
+		                     "such as localhost)", o->listen_host,
+		                     rc ? gai_strerror(rc) : "no address");
+	}
+	for (struct addrinfo *a = res; a && !pick; a = a->ai_next)
+		if (a->ai_family == AF_INET)
+			pick = a;
+	for (struct addrinfo *a = res; a && !pick; a = a->ai_next)
+		if (a->ai_family == AF_INET6)
+			pick = a;
+	rc = -1;
+	if (pick && pick->ai_family == AF_INET)
+		rc = inet_ntop(AF_INET, &((struct sockaddr_in *)pick->ai_addr)->sin_addr, num,
+		               sizeof(num)) ? 0 : -1;
+	else if (pick)
+		rc = inet_ntop(AF_INET6, &((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr, num,
+		               sizeof(num)) ? 0 : -1;
+	freeaddrinfo(res);
+	if (rc != 0)
+		return cfg_fault_set(f, "proxy.listen", "host '%s' has no IPv4 or IPv6 address",
+		                     o->listen_host);
+	snprintf(o->listen_host, sizeof(o->listen_host), "%s", num);
+	return 0;
+}
+
+/* The CA file must be readable and hold at least one PEM certificate: the
+ * same reading OpenSSL does (X509_load_cert_crl_file), with the reason kept. */
+static int check_ca_file(const char *path, struct cfg_fault *f)
+{
+	const char *key = "proxy.upstream_ca_file";
+	STACK_OF(X509_INFO) *infos = NULL;
+	int n_certs = 0, rc = 0;
+	FILE *fp = fopen(path, "r");
+
+	if (!fp)
+		return cfg_fault_set(f, key, "cannot read '%s': %s", path, strerror(errno));
+	ERR_clear_error();
+	infos = PEM_X509_INFO_read(fp, NULL, NULL, NULL);
+	fclose(fp);
+	if (!infos) {
+		const char *why = ERR_reason_error_string(ERR_peek_last_error());
+
+		rc = cfg_fault_set(f, key, "'%s' is not a valid PEM file: %s", path,
+		                   why ? why : "unreadable");
+		goto out;
+	}
+	for (int i = 0; i < sk_X509_INFO_num(infos); i++)
+		if (sk_X509_INFO_value(infos, i)->x509)
+			n_certs++;
+	if (n_certs == 0)
+		rc = cfg_fault_set(f, key, "'%s' holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+		                   path);
+out:
+	sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	ERR_clear_error();
+	return rc;
+}
+
+/* The recorder creates one folder per request inside <dir>, and <dir>
+ * itself when it is missing (one level): either must be possible. */
+static int check_record_dir(const char *dir, struct cfg_fault *f)
+{
+	const char *key = "proxy.record_dir";
+	char parent[PX_PATH_MAX];
+	struct stat sb;
+	char *slash;
+
+	if (stat(dir, &sb) == 0) {
+		if (!S_ISDIR(sb.st_mode))
+			return cfg_fault_set(f, key, "'%s' is not a directory", dir);
+		if (access(dir, W_OK | X_OK) != 0)
+			return cfg_fault_set(f, key, "cannot write into '%s': %s", dir, strerror(errno));
+		return 0;
+	}
+	if (errno != ENOENT)
+		return cfg_fault_set(f, key, "'%s': %s", dir, strerror(errno));
+	snprintf(parent, sizeof(parent), "%s", dir);
+	while ((slash = strrchr(parent, '/')) && slash[1] == '\0' && slash != parent)
+		*slash = '\0'; /* "runs/" is "runs" */
+	slash = strrchr(parent, '/');
+	if (!slash)
+		snprintf(parent, sizeof(parent), ".");
+	else
+		slash[slash == parent ? 1 : 0] = '\0';
+	if (access(parent, W_OK | X_OK) != 0)
+		return cfg_fault_set(f, key, "'%s' does not exist and cannot be created in '%s': %s",
+		                     dir, parent, strerror(errno));
+	return 0;
+}
+
+int px_options_check(struct px_options *o, const struct gd_config *gcfg, struct cfg_fault *f)
+{
+	char err[512];
+	struct px_target *t;
+
+	cfg_fault_clear(f);
+	if (gcfg && gd_config_check(gcfg, f) != 0)
+		return -1;
+	if (check_listen(o, f))
+		return -1;
+	if (!o->have_upstream)
+		return cfg_fault_set(f, "proxy.upstream", "not set: give --upstream URL (e.g. "
+		                     "http://127.0.0.1:8081 for llama-server), or run contrib/demo.sh");
+	if (o->upstream_ca_file[0]) {
+		if (!o->upstream.tls) {
+			cfg_fault_set(f, "proxy.upstream_ca_file", "proxy.upstream_ca_file is set but "
+			              "proxy.upstream is http://%s:%u, not https://: use https:// or "
+			              "drop the CA file", o->upstream.host,
+			              (unsigned)o->upstream.port);
+			f->key2 = "proxy.upstream";
+			return -1;
+		}
+		if (check_ca_file(o->upstream_ca_file, f))
+			return -1;
+	}
+	/* The very constructor start-up uses: resolves the host, builds the
+	 * TLS context with the CA file. */
+	t = px_target_new(&o->upstream, o->upstream_ca_file, err, sizeof(err));
+	if (!t)
+		return cfg_fault_set(f, o->upstream_ca_file[0] && strstr(err, "CA file")
+		                     ? "proxy.upstream_ca_file" : "proxy.upstream", "%s", err);
+	px_target_free(t);
+	if (o->record_dir[0] && check_record_dir(o->record_dir, f))
+		return -1;
+	return 0;
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/origin.h"
 #include "guards/config.h"
 
 #define PX_HOST_MAX 256
@@ -57,16 +58,32 @@ struct px_options {
 void px_options_defaults(struct px_options *o, struct gd_config *gcfg);
 
 /* Sets one key: proxy.* here, anything else through gd_config_set into
- * <gcfg>. Returns 0, or -1 with <err> naming the key and why. */
+ * <gcfg>. Checks the value's own form and range only (see px_options_check
+ * for the rest). Returns 0, or -1 with <err> saying why; <err> does not
+ * repeat <key> (the caller names it, with its file and line). */
 int px_options_set(struct px_options *o, struct gd_config *gcfg,
                    const char *key, const char *value, char *err, size_t errlen);
 
 /* Parses "http://host[:port][/prefix]" or "https://…". Returns 0 or -1 + <err>. */
 int px_url_parse(struct px_url *u, const char *text, char *err, size_t errlen);
 
-/* Parses "ADDR:PORT" (or "[v6]:PORT", or ":PORT" for 127.0.0.1). */
+/* Parses "HOST:PORT" (or "[v6]:PORT", or ":PORT" for 127.0.0.1). HOST may be
+ * a name (localhost): px_options_check resolves it. */
 int px_listen_parse(char *host, size_t hostlen, uint16_t *port, const char *text,
                     char *err, size_t errlen);
+
+/* The one check of a whole configuration, run by start-up, --check-config
+ * and SIGHUP alike, after every key is set: the guard config
+ * (gd_config_check: cross-key constraints, PCRE2 patterns; skipped when
+ * <gcfg> is NULL), the listen host (resolved: on success <o>->listen_host
+ * holds the numeric address to bind), the upstream (set, resolved, its
+ * TLS context built exactly as start-up builds it), the CA file (readable,
+ * valid PEM, only with an https upstream) and the record folder (writable
+ * or creatable). It does not bind the port: the running instance a
+ * --check-config is often run beside holds it. Returns 0, or -1 with
+ * <fault> blaming a key (cfg_fault_format names the line that set it). */
+int px_options_check(struct px_options *o, const struct gd_config *gcfg, struct cfg_fault *fault)
+	__attribute__((warn_unused_result));
 
 /* Prints every proxy key with its default and range (for --help). */
 void px_options_print_keys(void (*fn)(const char *key, const char *value,

@@ -1365,7 +1365,9 @@ static void test_config_file(void **state)
 	f = fopen(bad, "w");
 	fprintf(f, "proxy:\n  history_action: trip\n  keepalive_ms: 1\n");
 	fclose(f);
-	snprintf(cmd, sizeof(cmd), "%s/loopwarden --check-config --config %s >/dev/null 2>&1", LW_BINARY_DIR, yaml);
+	/* --check-config checks what start-up checks: an upstream is required */
+	snprintf(cmd, sizeof(cmd), "%s/loopwarden --check-config --config %s --upstream http://127.0.0.1:1 "
+	                           ">/dev/null 2>&1", LW_BINARY_DIR, yaml);
 	assert_int_equal(run_status(cmd), 0);
 	snprintf(cmd, sizeof(cmd), "%s/loopwarden --check-config --config %s >%s 2>&1", LW_BINARY_DIR, bad, errlog);
 	assert_int_equal(run_status(cmd), 2);

@@ -1,7 +1,9 @@
-/* The YAML loader: dotted keys, lists, quoting, nulls, and errors that name
- * file, line and key. */
+/* The YAML loader: dotted keys, lists, quoting, nulls, duplicate keys, and
+ * errors that name file, line and key; setting origins and fault messages
+ * (config/origin.h). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,11 +14,13 @@
 #include <cmocka.h>
 
 #include "config/config.h"
+#include "config/origin.h"
 
 struct rec {
 	char log[4096];
 	size_t len;
 	const char *refuse; /* key the setter refuses */
+	bool quiet;         /* accept without logging */
 };
 
 static int setter(const char *key, const char *value, const char *file, unsigned long line,
@@ -26,6 +30,8 @@ static int setter(const char *key, const char *value, const char *file, unsigned
 	int n;
 
 	(void)file;
+	if (r->quiet)
+		return 0;
 	if (r->refuse && strcmp(key, r->refuse) == 0) {
 		snprintf(err, errlen, "'%s' is not a number", value);
 		return -1;
@@ -123,6 +129,103 @@ static void test_depth_cap(void **state)
 		len += (size_t)snprintf(yaml + len, sizeof(yaml) - len, "%*sk%d:\n", 2 * i, "", i);
 	snprintf(yaml + len, sizeof(yaml) - len, "%*sleaf: 1\n", 2 * (CFG_DEPTH_MAX + 2), "");
 	expect(yaml, CFG_EKEY, "nested deeper");
+	expect(yaml, CFG_EKEY, "test.yaml:17: key 'k0.k1.k2.k3.k4.k5.k6.k7.k8.k9.k10.k11.k12.k13.k14.k15': nested deeper");
+}
+
+/* Issue 11 defect 9: a key given twice was silently overridden by the
+ * second. Now an error naming both lines, whatever spelling each used. */
+static void test_defect_11_9_duplicate_keys(void **state)
+{
+	(void)state;
+	/* the same key in one mapping */
+	expect("guards:\n  repeat:\n    min_span: 8\n    min_span: 9\n", CFG_EDUPLICATE,
+	       "test.yaml:4: key 'guards.repeat.min_span' appears twice (first at line 3)");
+	/* a section twice */
+	expect("guards:\n  repeat: {min_span: 8}\nwatchdog: {}\nguards:\n  simhash: {window: 8}\n",
+	       CFG_EDUPLICATE, "test.yaml:4: key 'guards' appears twice (first at line 1)");
+	/* the dotted and the nested spelling of one key */
+	expect("guards.repeat.min_span: 8\nguards:\n  repeat:\n    min_span: 9\n", CFG_EDUPLICATE,
+	       "test.yaml:4: key 'guards.repeat.min_span' appears twice (first at line 1)");
+	/* a list key twice */
+	expect("p:\n  - a\np: [b]\n", CFG_EDUPLICATE, "test.yaml:3: key 'p' appears twice (first at line 1)");
+	/* the message names the key once */
+	struct rec r;
+	char err[256];
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(load("a: 1\na: 2\n", &r, err, sizeof(err)), CFG_EDUPLICATE);
+	assert_string_equal(err, "test.yaml:2: key 'a' appears twice (first at line 1)");
+	/* distinct keys that share a prefix are fine */
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(load("guards.repeat.min_span: 8\nguards:\n  simhash: {window: 8}\n"
+	                      "guards.repeat.window_bytes: 64\n", &r, err, sizeof(err)), CFG_OK);
+}
+
+/* The cap on keys per file holds (each key is remembered for duplicates). */
+static void test_key_cap(void **state)
+{
+	(void)state;
+	size_t cap = (size_t)(CFG_KEYS_MAX + 1) * 12 + 1, len = 0;
+	char *yaml = malloc(cap);
+	struct rec r;
+	char err[256];
+
+	assert_non_null(yaml);
+	for (int i = 0; i <= CFG_KEYS_MAX; i++)
+		len += (size_t)snprintf(yaml + len, cap - len, "k%d: 1\n", i);
+	memset(&r, 0, sizeof(r));
+	r.quiet = true;
+	assert_int_equal(cfg_load_buffer("big.yaml", yaml, len, setter, &r, err, sizeof(err)), CFG_EKEY);
+	assert_non_null(strstr(err, "more than 65536 keys"));
+	free(yaml);
+}
+
+/* Faults found after loading name the line (or option) that set the key. */
+static void test_defect_11_9_origins_place_faults(void **state)
+{
+	(void)state;
+	struct cfg_origins *o = cfg_origins_new();
+	struct cfg_fault f;
+	char msg[600];
+
+	assert_non_null(o);
+	assert_int_equal(cfg_origins_note(o, "proxy.listen", "a:1", "lw.yaml", 3), 0);
+	assert_int_equal(cfg_origins_note(o, "proxy.listen", "b:1", "--listen", 0), 0);
+	assert_int_equal(cfg_origins_note(o, "guards.failure.patterns", "[]", "lw.yaml", 7), 0);
+	assert_int_equal(cfg_origins_note(o, "guards.failure.patterns", "ok", "lw.yaml", 7), 0);
+	assert_int_equal(cfg_origins_note(o, "guards.failure.patterns", "bad (", "lw.yaml", 8), 0);
+	assert_int_equal(cfg_origins_note(o, "guards.repeat.window_bytes", "64", "lw.yaml", 12), 0);
+
+	/* the last setting wins, as it does in the config */
+	cfg_fault_set(&f, "proxy.listen", "cannot resolve host 'b'");
+	cfg_fault_format(&f, o, msg, sizeof(msg));
+	assert_string_equal(msg, "--listen: key 'proxy.listen': cannot resolve host 'b'");
+	/* a list entry: the line of that entry */
+	cfg_fault_set(&f, "guards.failure.patterns", "pattern 'bad (' does not compile");
+	f.entry = "bad (";
+	cfg_fault_format(&f, o, msg, sizeof(msg));
+	assert_string_equal(msg, "lw.yaml:8: key 'guards.failure.patterns': pattern 'bad (' does not compile");
+	/* a key at its default: no position */
+	cfg_fault_set(&f, "proxy.upstream", "not set");
+	cfg_fault_format(&f, o, msg, sizeof(msg));
+	assert_string_equal(msg, "key 'proxy.upstream': not set");
+	/* cross-key: the position of whichever key was set last, each key once */
+	cfg_fault_set(&f, "guards.repeat.max_period",
+	              "guards.repeat.max_period (4096) must be at most guards.repeat.window_bytes - 8 (56)");
+	f.key2 = "guards.repeat.window_bytes";
+	cfg_fault_format(&f, o, msg, sizeof(msg));
+	assert_string_equal(msg, "lw.yaml:12: guards.repeat.max_period (4096) must be at most "
+	                         "guards.repeat.window_bytes - 8 (56)");
+	/* clearing a list forgets where its old entries came from */
+	assert_int_equal(cfg_origins_note(o, "guards.failure.patterns", "[]", "--set", 0), 0);
+	cfg_fault_set(&f, "guards.failure.patterns", "x");
+	f.entry = "bad (";
+	cfg_fault_format(&f, o, msg, sizeof(msg));
+	assert_string_equal(msg, "--set: key 'guards.failure.patterns': x");
+	/* NULL origins: no positions, still one message */
+	cfg_fault_format(&f, NULL, msg, sizeof(msg));
+	assert_string_equal(msg, "key 'guards.failure.patterns': x");
+	cfg_origins_free(o);
+	cfg_origins_free(NULL);
 }
 
 static void test_load_file(void **state)
@@ -179,6 +282,9 @@ int main(void)
 		cmocka_unit_test(test_empty_files),
 		cmocka_unit_test(test_errors_name_file_line_key),
 		cmocka_unit_test(test_depth_cap),
+		cmocka_unit_test(test_defect_11_9_duplicate_keys),
+		cmocka_unit_test(test_key_cap),
+		cmocka_unit_test(test_defect_11_9_origins_place_faults),
 		cmocka_unit_test(test_load_file),
 		cmocka_unit_test(test_parse_kv),
 	};

@@ -1,7 +1,11 @@
 /* Loaders: mmap and read give identical bytes, the slot pool is bounded and
- * refuses when full, a failed munmap keeps its slot busy, and bad files fail
- * with an error naming the path. */
+ * refuses when full, a failed munmap keeps its slot busy, bad files fail
+ * with an error naming the path, and a mapped model file truncated or
+ * rewritten on disk is reported, never fatal (issue 11 defect 10). */
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +22,7 @@
 
 #include "engine/gguf_write.h"
 #include "engine/load.h"
+#include "engine/model.h"
 
 #define STORIES LW_SHARED_DIR "/models/stories260K.gguf"
 
@@ -365,6 +370,203 @@ static void test_strategy_names(void **state)
 	assert_int_equal(eng_load_strategy_parse(NULL, &s), ENG_ERR_ARG);
 }
 
+/* ---- a model file that changes on disk (issue 11 defect 10) ------------- */
+
+static void copy_file(const char *from, const char *to)
+{
+	size_t n;
+	void *p = NULL;
+	FILE *f = fopen(from, "rb");
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = (size_t)ftell(f);
+	rewind(f);
+	p = malloc(n);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, n, f), n);
+	fclose(f);
+	write_bytes(to, p, n);
+	free(p);
+}
+
+/* A tensor whose bytes all lie past the first 8 KiB of the file. */
+static const struct eng_tensor *far_tensor(const struct eng_file *f)
+{
+	const struct eng_tensor *t = eng_file_tensor(f, "token_embd.weight");
+
+	assert_non_null(t);
+	assert_true(t->offset >= 8192);
+	return t;
+}
+
+/* Before the fix: SIGBUS killed the process at the first read of a page past
+ * the new end. Now the read returns zeros, the file is marked damaged, and
+ * the check names the file and what happened. */
+static void test_defect_11_10_truncated_mapping_survives(void **state)
+{
+	char path[300], err[512];
+	struct eng_file *f = NULL;
+	const struct eng_tensor *t;
+	volatile const uint8_t *p;
+	uint8_t sum = 0;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "trunc.gguf");
+	copy_file(STORIES, path);
+	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	assert_true(eng_load_fault_guard_active());
+	assert_false(eng_file_damaged(f));
+	assert_int_equal(eng_file_check(f, err, sizeof(err)), ENG_OK);
+	t = far_tensor(f);
+	p = t->data;
+	for (uint64_t i = 0; i < t->n_bytes; i += 512)
+		sum |= p[i];
+	assert_true(sum != 0); /* real weights before */
+
+	assert_int_equal(truncate(path, 4096), 0);
+	sum = 0;
+	for (uint64_t i = 0; i < t->n_bytes; i += 512)
+		sum |= p[i]; /* faults: the handler maps zeros */
+	assert_int_equal(sum, 0);
+	/* only the fault handler can have said so: no check ran since */
+	assert_true(eng_file_damaged(f));
+	assert_int_equal(eng_file_check(f, err, sizeof(err)), ENG_ERR_CHANGED);
+	assert_non_null(strstr(err, path));
+	assert_non_null(strstr(err, "truncated from 1185376 to 4096 bytes"));
+	assert_non_null(strstr(err, "reload it"));
+	assert_string_equal(eng_strerror(ENG_ERR_CHANGED),
+	                    "the model file changed on disk while in use: reload it");
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+
+	/* a fresh load of what is left is refused as usual, and nothing stays
+	 * watched from the closed file */
+	assert_int_not_equal(eng_file_open(NULL, path, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+}
+
+/* An evaluation running while the file is truncated finishes (on zeros);
+ * the model reports the damage instead of the process dying. */
+static void test_defect_11_10_eval_on_truncated_model(void **state)
+{
+	char path[300], err[512];
+	struct eng_file *f = NULL;
+	struct eng_model *m = NULL;
+	struct eng_model_opts mo = {.n_ctx = 32, .n_threads = 2, .release_source = 1};
+	const int32_t toks[4] = {1, 403, 407, 261};
+	const float *logits;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "eval.gguf");
+	copy_file(STORIES, path);
+	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_model_new(eng_file_gguf(f), &mo, &m, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_model_eval(m, toks, 2, 0, &logits, err, sizeof(err)), ENG_OK);
+	assert_false(eng_file_damaged(f));
+
+	assert_int_equal(truncate(path, 4096), 0);
+	/* the embedding rows live past 4 KiB in the file: this reads them */
+	enum eng_status st = eng_model_eval(m, toks + 2, 2, 2, &logits, err, sizeof(err));
+	(void)st; /* computed on zeros: whatever it says, the damage check decides */
+	assert_true(eng_file_damaged(f));
+	assert_int_equal(eng_file_check(f, err, sizeof(err)), ENG_ERR_CHANGED);
+	assert_non_null(strstr(err, "changed on disk"));
+	eng_model_free(m);
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+}
+
+/* Rewritten in place at the same size: no fault ever comes, the pages may
+ * hold other bytes; fstat sees the new modification time. Replaced by
+ * rename: the mapping keeps the old inode and stays valid. */
+static void test_defect_11_10_rewrite_and_rename(void **state)
+{
+	char path[300], other[300], err[512];
+	struct eng_file *f = NULL;
+	struct stat sb;
+	const struct eng_tensor *t;
+	uint8_t before[64];
+	int fd;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "rewrite.gguf");
+	copy_file(STORIES, path);
+	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "\xff", 1, 100000), 1);
+	assert_int_equal(fstat(fd, &sb), 0);
+	/* a whole second later: coarse file-system clocks would hide a rewrite
+	 * made in the same tick as the load */
+	struct timespec ts[2] = {sb.st_atim, sb.st_mtim};
+	ts[1].tv_sec += 1;
+	assert_int_equal(futimens(fd, ts), 0);
+	close(fd);
+	assert_int_equal(eng_file_check(f, err, sizeof(err)), ENG_ERR_CHANGED);
+	assert_non_null(strstr(err, "rewritten in place"));
+	assert_true(eng_file_damaged(f));
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+
+	copy_file(STORIES, path);
+	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	t = far_tensor(f);
+	memcpy(before, t->data, sizeof(before));
+	tmp_path(other, sizeof(other), "other.gguf");
+	write_bytes(other, "GGUF", 4);
+	assert_int_equal(rename(other, path), 0);
+	assert_int_equal(eng_file_check(f, err, sizeof(err)), ENG_OK);
+	assert_memory_equal(t->data, before, sizeof(before));
+	assert_false(eng_file_damaged(f));
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+
+	/* read copies are immune */
+	copy_file(STORIES, path);
+	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_READ, &f, err, sizeof(err)), ENG_OK);
+	assert_int_equal(truncate(path, 4096), 0);
+	assert_int_equal(eng_file_check(f, err, sizeof(err)), ENG_OK);
+	assert_false(eng_file_damaged(f));
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+}
+
+/* The handler takes only faults inside our mappings: a SIGBUS anywhere else
+ * goes to the handler before it (here the default action: the process dies
+ * of SIGBUS as it did before). */
+static void test_defect_11_10_other_sigbus_still_fatal(void **state)
+{
+	char path[300];
+	int st;
+
+	(void)state;
+	tmp_path(path, sizeof(path), "keep.gguf");
+	copy_file(STORIES, path);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char other[300], err[512];
+		struct eng_file *f = NULL;
+		volatile const char *p;
+		int fd;
+
+		/* cmocka's own SIGBUS handler would resume the test run in
+		 * this child: start from the default action instead */
+		signal(SIGBUS, SIG_DFL);
+		if (eng_file_open(NULL, path, ENG_LOAD_MMAP, &f, err, sizeof(err)) != ENG_OK ||
+		    !eng_load_fault_guard_active())
+			_exit(3);
+		tmp_path(other, sizeof(other), "plain.bin");
+		fd = open(other, O_RDWR | O_CREAT | O_TRUNC, 0600);
+		if (fd < 0 || ftruncate(fd, 1 << 16) != 0)
+			_exit(4);
+		p = mmap(NULL, 1 << 16, PROT_READ, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED || ftruncate(fd, 0) != 0)
+			_exit(5);
+		(void)p[1 << 15]; /* not ours: must not be swallowed */
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGBUS)
+		fail_msg("the child should die of SIGBUS: %s %d", WIFSIGNALED(st) ? "signal" : "exit",
+		         WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -375,6 +577,10 @@ int main(void)
 		cmocka_unit_test(test_pool_threads),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_strategy_names),
+		cmocka_unit_test(test_defect_11_10_truncated_mapping_survives),
+		cmocka_unit_test(test_defect_11_10_eval_on_truncated_model),
+		cmocka_unit_test(test_defect_11_10_rewrite_and_rename),
+		cmocka_unit_test(test_defect_11_10_other_sigbus_still_fatal),
 	};
 
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

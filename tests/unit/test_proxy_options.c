@@ -1,17 +1,26 @@
-/* proxy/options and proxy/emit: the key table, URL and listen parsing, and
- * what loopwarden writes itself (errors, the trip chunk, truncated answers). */
+/* proxy/options and proxy/emit: the key table, URL and listen parsing, the
+ * one check of a whole configuration (px_options_check), and what loopwarden
+ * writes itself (errors, the trip chunk, truncated answers). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <yajl/yajl_tree.h>
 
+#include "config/config.h"
+#include "config/origin.h"
 #include "guards/config.h"
 #include "proxy/emit.h"
 #include "proxy/options.h"
@@ -70,7 +79,13 @@ static void test_listen_parse(void **state)
 	assert_int_equal(port, 0);
 	assert_int_equal(px_listen_parse(host, sizeof(host), &port, ":9", err, sizeof(err)), 0);
 	assert_string_equal(host, "127.0.0.1");
+	/* a host name is kept as written: px_options_check resolves it */
+	assert_int_equal(px_listen_parse(host, sizeof(host), &port, "localhost:8080", err, sizeof(err)), 0);
+	assert_string_equal(host, "localhost");
+	/* what to write instead is in the message */
 	assert_int_equal(px_listen_parse(host, sizeof(host), &port, "8080", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "localhost:8080"));
+	assert_non_null(strstr(err, "127.0.0.1:8080"));
 	assert_int_equal(px_listen_parse(host, sizeof(host), &port, "h:x", err, sizeof(err)), -1);
 }
 
@@ -85,14 +100,15 @@ static void test_options_set(void **state)
 	assert_int_equal(o.history_action, PX_HISTORY_MESSAGE);
 	assert_int_equal(px_options_set(&o, &g, "proxy.keepalive_ms", "250", err, sizeof(err)), 0);
 	assert_int_equal(o.keepalive_ms, 250);
-	/* caps: out-of-range values are refused, naming the key and the range */
+	/* caps: out-of-range values are refused, naming the range; the caller
+	 * names the key (with its file and line), so the reason does not */
 	assert_int_equal(px_options_set(&o, &g, "proxy.max_body_bytes", "10", err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "proxy.max_body_bytes"));
+	assert_null(strstr(err, "proxy.max_body_bytes"));
 	assert_non_null(strstr(err, "1024"));
 	assert_int_equal(px_options_set(&o, &g, "proxy.keepalive_ms", "-5", err, sizeof(err)), -1);
 	assert_int_equal(px_options_set(&o, &g, "proxy.keepalive_ms", "12abc", err, sizeof(err)), -1);
 	assert_int_equal(px_options_set(&o, &g, "proxy.nope", "1", err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "proxy.nope"));
+	assert_non_null(strstr(err, "unknown proxy key"));
 	assert_int_equal(px_options_set(&o, &g, "proxy.history_action", "trip", err, sizeof(err)), 0);
 	assert_int_equal(o.history_action, PX_HISTORY_TRIP);
 	assert_int_equal(px_options_set(&o, &g, "proxy.history_action", "maybe", err, sizeof(err)), -1);
@@ -107,6 +123,238 @@ static void test_options_set(void **state)
 	assert_int_equal(px_options_set(&o, &g, "watchdog.idle_timeout_ms", "3000", err, sizeof(err)), 0);
 	assert_int_equal(g.watchdog.idle_timeout_ms, 3000);
 	assert_int_equal(px_options_set(&o, &g, "guards.nope.x", "1", err, sizeof(err)), -1);
+}
+
+
+/* ---- px_options_check (issue 11 defect 9) ------------------------------- */
+
+static char tmpdir[64];
+
+static int make_tmpdir(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/lw_popts_XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+	char cmd[128];
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* A self-signed certificate in PEM at <path>, made with OpenSSL here so the
+ * test needs no openssl command-line tool. */
+static void write_self_signed(const char *path)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	assert_non_null(key);
+	assert_non_null(x);
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, key);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"lw-test", -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	assert_true(X509_sign(x, key, EVP_sha256()) > 0);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(PEM_write_X509(f, x), 1);
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(key);
+}
+
+static struct px_options co;
+static struct gd_config cg;
+
+/* Fresh settings with a resolvable upstream; then <key>=<value> pairs. */
+static void settings(const char *key, const char *value, const char *key2, const char *value2)
+{
+	char err[512];
+	px_options_defaults(&co, &cg);
+	assert_int_equal(px_options_set(&co, &cg, "proxy.upstream", "http://127.0.0.1:1", err, sizeof(err)), 0);
+	if (key && px_options_set(&co, &cg, key, value, err, sizeof(err)) != 0)
+		fail_msg("%s=%s refused: %s", key, value, err);
+	if (key2 && px_options_set(&co, &cg, key2, value2, err, sizeof(err)) != 0)
+		fail_msg("%s=%s refused: %s", key2, value2, err);
+}
+
+/* The check fails, blaming <key> with a reason holding <needle>. */
+static void expect_fault(const char *key, const char *needle)
+{
+	struct cfg_fault f;
+	assert_int_equal(px_options_check(&co, &cg, &f), -1);
+	if (!f.key || strcmp(f.key, key) != 0 || !strstr(f.why, needle))
+		fail_msg("expected a fault on %s with '%s', got %s: %s", key, needle,
+		         f.key ? f.key : "(none)", f.why);
+}
+
+static void test_defect_11_9_check_rejects_what_startup_rejects(void **state)
+{
+	(void)state;
+	char path[256], pem[256], sub[256];
+	struct cfg_fault f;
+
+	/* Every settings below is accepted key by key (px_options_set) and,
+	 * before the fix, by --check-config, yet start-up refused it. */
+	settings(NULL, NULL, NULL, NULL);
+	co.have_upstream = false;
+	expect_fault("proxy.upstream", "not set");
+
+	settings("proxy.listen", "no-such-host.invalid:8080", NULL, NULL);
+	expect_fault("proxy.listen", "cannot resolve host 'no-such-host.invalid'");
+
+	settings("proxy.upstream", "http://no-such-host.invalid:8081", NULL, NULL);
+	expect_fault("proxy.upstream", "no-such-host.invalid");
+
+	snprintf(path, sizeof(path), "%s/missing-ca.pem", tmpdir);
+	settings("proxy.upstream", "https://127.0.0.1:1", "proxy.upstream_ca_file", path);
+	expect_fault("proxy.upstream_ca_file", "No such file");
+
+	snprintf(path, sizeof(path), "%s/notpem.txt", tmpdir);
+	write_text(path, "just text, no certificate\n");
+	settings("proxy.upstream", "https://127.0.0.1:1", "proxy.upstream_ca_file", path);
+	expect_fault("proxy.upstream_ca_file", "holds no PEM certificate");
+
+	snprintf(path, sizeof(path), "%s/badpem.pem", tmpdir);
+	write_text(path, "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n");
+	settings("proxy.upstream", "https://127.0.0.1:1", "proxy.upstream_ca_file", path);
+	expect_fault("proxy.upstream_ca_file", "not a valid PEM file");
+
+	/* a CA file with a plain-http upstream: a cross-key fault naming both */
+	snprintf(pem, sizeof(pem), "%s/ca.pem", tmpdir);
+	write_self_signed(pem);
+	settings("proxy.upstream_ca_file", pem, NULL, NULL);
+	assert_int_equal(px_options_check(&co, &cg, &f), -1);
+	assert_non_null(f.key2);
+	assert_non_null(strstr(f.why, "https://"));
+
+	snprintf(path, sizeof(path), "%s/a-file", tmpdir);
+	write_text(path, "x");
+	settings("proxy.record_dir", path, NULL, NULL);
+	expect_fault("proxy.record_dir", "not a directory");
+	snprintf(sub, sizeof(sub), "%s/no/such/parent", tmpdir);
+	settings("proxy.record_dir", sub, NULL, NULL);
+	expect_fault("proxy.record_dir", "cannot be created");
+
+	/* the guard policy: a PCRE2 pattern that does not compile names the
+	 * entry, the pattern and the offset; a cross-key constraint both keys */
+	settings("guards.failure.patterns", "ok", "guards.failure.patterns", "bad (group");
+	assert_int_equal(px_options_check(&co, &cg, &f), -1);
+	assert_string_equal(f.key, "guards.failure.patterns");
+	assert_non_null(f.entry);
+	assert_string_equal(f.entry, "bad (group");
+	assert_non_null(strstr(f.why, "'bad (group'"));
+	assert_non_null(strstr(f.why, "at offset 10"));
+	settings("guards.repeat.window_bytes", "1024", NULL, NULL);
+	assert_int_equal(px_options_check(&co, &cg, &f), -1);
+	assert_string_equal(f.key2, "guards.repeat.window_bytes");
+
+	/* and what does start: host names, a valid CA, a folder to create */
+	settings("proxy.listen", "localhost:0", NULL, NULL);
+	assert_int_equal(px_options_check(&co, &cg, &f), 0);
+	assert_true(strcmp(co.listen_host, "127.0.0.1") == 0 || strcmp(co.listen_host, "::1") == 0);
+	settings("proxy.upstream", "https://127.0.0.1:1", "proxy.upstream_ca_file", pem);
+	snprintf(sub, sizeof(sub), "%s/records", tmpdir);
+	assert_int_equal(px_options_set(&co, &cg, "proxy.record_dir", sub, NULL, 0), 0);
+	if (px_options_check(&co, &cg, &f) != 0)
+		fail_msg("unexpected fault on %s: %s", f.key, f.why);
+}
+
+/* Every refusal of every key, as the loader prints it, names the key once
+ * (before the fix: "key 'x': key 'x': ..." and "key 'x': x: ..."). */
+struct each_ctx {
+	const char *keys[256];
+	size_t n;
+};
+
+static void collect_proxy(const char *key, const char *value, const char *help, void *ctx)
+{
+	(void)value;
+	(void)help;
+	struct each_ctx *c = ctx;
+	if (c->n < 256)
+		c->keys[c->n++] = key;
+}
+
+static void collect_guard(const char *key, const char *value, void *ctx)
+{
+	(void)value;
+	struct each_ctx *c = ctx;
+	if (c->n > 0 && strcmp(c->keys[c->n - 1], key) == 0)
+		return; /* a list key comes once per entry */
+	if (c->n < 256)
+		c->keys[c->n++] = key;
+}
+
+static int yaml_setter(const char *key, const char *value, const char *file, unsigned long line,
+                       void *ctx, char *err, size_t errlen)
+{
+	(void)file;
+	(void)line;
+	(void)ctx;
+	return px_options_set(&co, &cg, key, value, err, errlen);
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0, len = strlen(needle);
+	for (const char *p = strstr(hay, needle); p; p = strstr(p + len, needle))
+		n++;
+	return n;
+}
+
+static void test_defect_11_9_messages_name_the_key_once(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {"'not a value'", "-1", "99999999999999999999", "''",
+	                                  "'(unclosed'", "'a:b:c'"};
+	struct each_ctx c = {.n = 0};
+	char yaml[600], err[1024];
+	size_t refused = 0;
+
+	px_options_print_keys(collect_proxy, &c);
+	gd_config_defaults(&cg);
+	gd_config_each(&cg, collect_guard, &c);
+	assert_true(c.n > 40);
+	for (size_t i = 0; i < c.n; i++) {
+		for (size_t j = 0; j < sizeof(bad) / sizeof(bad[0]); j++) {
+			settings(NULL, NULL, NULL, NULL);
+			snprintf(yaml, sizeof(yaml), "%s: %s\n", c.keys[i], bad[j]);
+			if (cfg_load_buffer("t.yaml", yaml, strlen(yaml), yaml_setter, NULL, err,
+			                    sizeof(err)) == CFG_OK)
+				continue;
+			refused++;
+			char head[300];
+			snprintf(head, sizeof(head), "t.yaml:1: key '%s': ", c.keys[i]);
+			if (strncmp(err, head, strlen(head)) != 0 || count(err, c.keys[i]) != 1)
+				fail_msg("%s: '%s'", c.keys[i], err);
+		}
+	}
+	assert_true(refused > c.n); /* most keys refuse several of these */
+	/* unknown keys too */
+	static const char *const unknown[] = {"proxy.nope", "guards.nope.x", "watchdog.nope"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(yaml, sizeof(yaml), "%s: 1\n", unknown[i]);
+		assert_int_equal(cfg_load_buffer("t.yaml", yaml, strlen(yaml), yaml_setter, NULL, err,
+		                                 sizeof(err)), CFG_ESET);
+		if (count(err, unknown[i]) != 1 || !strstr(err, "unknown"))
+			fail_msg("%s", err);
+	}
 }
 
 static void test_emit_error(void **state)
@@ -210,6 +458,9 @@ int main(void)
 		cmocka_unit_test(test_url_parse),
 		cmocka_unit_test(test_listen_parse),
 		cmocka_unit_test(test_options_set),
+		cmocka_unit_test_setup_teardown(test_defect_11_9_check_rejects_what_startup_rejects,
+		                                make_tmpdir, remove_tmpdir),
+		cmocka_unit_test(test_defect_11_9_messages_name_the_key_once),
 		cmocka_unit_test(test_emit_error),
 		cmocka_unit_test(test_emit_trip_chunk),
 		cmocka_unit_test(test_emit_truncated_body),
