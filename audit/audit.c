@@ -27,6 +27,7 @@ struct audit {
 	struct gd_policy *policy;
 	char *request;       /* --request body, or NULL */
 	size_t request_len;
+	const char *request_path; /* its file, for messages */
 	bool expect;
 	bool quiet;
 	int worst;
@@ -481,7 +482,7 @@ static void audit_path(struct audit *a, const char *path, int depth)
 	if (*p == '{' || *p == '[' || (len > 5 && strcmp(path + strlen(path) - 5, ".json") == 0))
 		audit_scenario(a, path, buf, len);
 	else
-		audit_sse(a, path, buf, len, a->request, a->request_len, NULL);
+		audit_sse(a, path, buf, len, a->request, a->request_len, a->request_path);
 	free(buf);
 }
 
@@ -694,6 +695,7 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--request") == 0) {
 			free(a.request); /* the last --request wins */
 			a.request = NULL;
+			a.request_path = argv[i + 1];
 			if (read_all(argv[++i], &a.request, &a.request_len, err, sizeof(err)) != 0) {
 				fprintf(stderr, "loopwarden-audit: %s\n", err);
 				return EXIT_BAD;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "proxy/wire/chunk.h"
+#include "proxy/wire/request.h"
 
 #define AUD_CHUNK_CAP (4u << 20) /* one chunk or body of a recording */
 
@@ -44,7 +45,7 @@ struct aud_replay *aud_replay_new(const struct gd_policy *policy, const char *re
 		goto fail;
 	r->policy = policy;
 	if (request) {
-		r->hist = gd_history_parse(policy, request, request_len, err, errlen);
+		r->hist = px_request_history(policy, request, request_len, err, errlen);
 		if (!r->hist) {
 			*st = AUD_EREQUEST;
 			goto fail;

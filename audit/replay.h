@@ -10,7 +10,9 @@
 #include <stdint.h>
 
 #include "guards/config.h"
+#include "guards/history.h"
 #include "guards/pipeline.h"
+#include "guards/policy.h"
 
 enum aud_status {
 	AUD_OK = 0,

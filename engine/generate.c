@@ -7,7 +7,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/backend.h"
+#include "engine/forward.h"
 #include "engine/generate.h"
+#include "engine/kv.h"
 #include "engine/load.h"
 #include "engine/model.h"
 #include "engine/sampler.h"
@@ -163,6 +166,9 @@ int eng_generate_main(int argc, char **argv)
 	struct eng_file *f = NULL;
 	struct eng_tok *tok = NULL;
 	struct eng_model *m = NULL;
+	struct eng_kv *kv = NULL;
+	struct eng_compute *cmp = NULL;
+	struct eng_seq seq = {0};
 	struct eng_sampler *s = NULL;
 	int32_t *ids = NULL;
 	float *work = NULL;
@@ -199,19 +205,27 @@ int eng_generate_main(int argc, char **argv)
 		fprintf(stderr, "loopwarden generate: the prompt is empty and the vocabulary adds no BOS\n");
 		goto out;
 	}
-	struct eng_model_opts mo = {.n_threads = o.threads, .release_source = o.load == ENG_LOAD_MMAP};
-	mo.n_ctx = o.ctx ? o.ctx : n_prompt + o.n_predict;
+	struct eng_model_opts mo = {.release_source = o.load == ENG_LOAD_MMAP};
 	if ((st = eng_model_new(g, &mo, &m, err, sizeof(err))) != ENG_OK) {
 		fprintf(stderr, "loopwarden generate: %s: %s\n", o.model, err);
 		goto out;
 	}
 	const struct eng_hparams *hp = eng_model_hparams(m);
-	if (o.ctx == 0 && mo.n_ctx > hp->n_ctx_train)
+	int n_ctx = o.ctx ? o.ctx : n_prompt + o.n_predict;
+	if (o.ctx == 0 && n_ctx > hp->n_ctx_train)
 		fprintf(stderr, "loopwarden generate: warning: %d positions exceed the model's "
-			"training context of %d\n", mo.n_ctx, hp->n_ctx_train);
-	if (n_prompt + o.n_predict > eng_model_n_ctx(m)) {
+			"training context of %d\n", n_ctx, hp->n_ctx_train);
+	if (n_prompt + o.n_predict > n_ctx) {
 		fprintf(stderr, "loopwarden generate: prompt (%d tokens) + %d new tokens exceed the "
-			"context of %d\n", n_prompt, o.n_predict, eng_model_n_ctx(m));
+			"context of %d\n", n_prompt, o.n_predict, n_ctx);
+		goto out;
+	}
+	struct eng_compute_opts co = {.n_threads = o.threads, .max_ctx = n_ctx};
+	if ((st = eng_kv_new(m, n_ctx, &kv, err, sizeof(err))) != ENG_OK ||
+	    (st = eng_kv_reserve(kv, n_ctx, &seq)) != ENG_OK ||
+	    (st = eng_compute_new(m, &co, &cmp, err, sizeof(err))) != ENG_OK) {
+		fprintf(stderr, "loopwarden generate: %s: %s\n", o.model,
+			st == ENG_ERR_NOMEM || !*err ? eng_strerror(st) : err);
 		goto out;
 	}
 	if ((uint32_t)hp->n_vocab < eng_tok_n_vocab(tok)) {
@@ -239,7 +253,7 @@ int eng_generate_main(int argc, char **argv)
 	double t1 = now_s();
 	/* The file may be truncated or rewritten under us (engine/load.h): a
 	 * result computed since is garbage, so each one is checked before use. */
-	if ((st = eng_model_eval(m, ids, n_prompt, 0, &logits, err, sizeof(err))) != ENG_OK ||
+	if ((st = eng_forward_seq(cmp, kv, &seq, ids, n_prompt, 0, &logits, err, sizeof(err))) != ENG_OK ||
 	    (st = eng_file_check(f, err, sizeof(err))) != ENG_OK) {
 		fprintf(stderr, "\nloopwarden generate: %s\n", err);
 		goto out;
@@ -265,7 +279,7 @@ int eng_generate_main(int argc, char **argv)
 			break;
 		}
 		double t2 = now_s();
-		if ((st = eng_model_eval(m, &id, 1, pos++, &logits, err, sizeof(err))) != ENG_OK ||
+		if ((st = eng_forward_seq(cmp, kv, &seq, &id, 1, pos++, &logits, err, sizeof(err))) != ENG_OK ||
 		    (st = eng_file_check(f, err, sizeof(err))) != ENG_OK) {
 			fprintf(stderr, "\nloopwarden generate: %s\n", err);
 			goto out;
@@ -282,8 +296,8 @@ int eng_generate_main(int argc, char **argv)
 	}
 	if (o.bench) {
 		int n_dec = n_gen > 1 ? n_gen - 1 : 0;
-		printf("bench: model %s, kernels %s, threads %d, load %s (%.3f s)\n", o.model,
-		       eng_model_kernels(m)->name, o.threads, eng_load_strategy_name(o.load), t_load);
+		printf("bench: model %s, backend %s, threads %d, load %s (%.3f s)\n", o.model,
+		       eng_backend_name(eng_model_backend(m)), o.threads, eng_load_strategy_name(o.load), t_load);
 		printf("bench: prompt %d tokens in %.4f s = %.2f tok/s\n", n_prompt, t_prompt,
 		       t_prompt > 0 ? n_prompt / t_prompt : 0.0);
 		printf("bench: gen %d tokens in %.4f s = %.2f tok/s\n", n_dec, t_gen,
@@ -295,6 +309,8 @@ out:
 	free(out);
 	free(work);
 	eng_sampler_free(s);
+	eng_compute_free(cmp);
+	eng_kv_free(kv);
 	eng_model_free(m);
 	eng_tok_free(tok);
 	free(ids);

@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,7 @@ struct eng_sampler {
 	int n_last, last_pos;
 	int *idx;      /* candidate token ids (n_vocab) */
 	float *prob;   /* candidate probabilities (n_vocab) */
-	unsigned char *seen; /* per-token flag for the penalty (n_vocab) */
+	uint16_t *count; /* per-token occurrences in the window, for the penalties (n_vocab) */
 };
 
 struct eng_sampler_params eng_sampler_defaults(void)
@@ -67,14 +68,15 @@ void eng_sampler_free(struct eng_sampler *s)
 	free(s->last);
 	free(s->idx);
 	free(s->prob);
-	free(s->seen);
+	free(s->count);
 	free(s);
 }
 
 struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vocab)
 {
 	if (!p || n_vocab < 1 || p->repeat_last_n < 0 || isnan(p->temp) ||
-	    isnan(p->top_p) || isnan(p->min_p) || !(p->repeat_penalty > 0))
+	    isnan(p->top_p) || isnan(p->min_p) || !(p->repeat_penalty > 0) ||
+	    !isfinite(p->frequency_penalty) || !isfinite(p->presence_penalty))
 		return NULL;
 	struct eng_sampler *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -86,8 +88,8 @@ struct eng_sampler *eng_sampler_new(const struct eng_sampler_params *p, int n_vo
 	s->last = calloc((size_t)s->p.repeat_last_n + 1, sizeof(int));
 	s->idx = calloc((size_t)n_vocab, sizeof(int));
 	s->prob = calloc((size_t)n_vocab, sizeof(float));
-	s->seen = calloc((size_t)n_vocab, 1);
-	if (!s->last || !s->idx || !s->prob || !s->seen) {
+	s->count = calloc((size_t)n_vocab, sizeof(*s->count));
+	if (!s->last || !s->idx || !s->prob || !s->count) {
 		eng_sampler_free(s);
 		return NULL;
 	}
@@ -106,20 +108,25 @@ void eng_sampler_accept(struct eng_sampler *s, int token)
 		s->n_last++;
 }
 
+/* The repetition penalty (llama.cpp's: divide a positive logit, multiply a
+ * negative one) and OpenAI's frequency and presence penalties, once per
+ * distinct token of the window. */
 static void apply_penalty(struct eng_sampler *s, float *logits)
 {
-	float pen = s->p.repeat_penalty;
-	if (pen == 1.0f || s->n_last == 0)
+	float pen = s->p.repeat_penalty, fp = s->p.frequency_penalty, pp = s->p.presence_penalty;
+	if ((pen == 1.0f && fp == 0 && pp == 0) || s->n_last == 0)
 		return;
+	for (int i = 0; i < s->n_last; i++)
+		s->count[s->last[i]]++; /* at most MAX_LAST_N: fits 16 bits */
 	for (int i = 0; i < s->n_last; i++) {
 		int t = s->last[i];
-		if (s->seen[t])
-			continue;
-		s->seen[t] = 1;
-		logits[t] = logits[t] > 0 ? logits[t] / pen : logits[t] * pen;
+		if (!s->count[t])
+			continue; /* done already */
+		if (pen != 1.0f)
+			logits[t] = logits[t] > 0 ? logits[t] / pen : logits[t] * pen;
+		logits[t] -= (float)s->count[t] * fp + pp;
+		s->count[t] = 0;
 	}
-	for (int i = 0; i < s->n_last; i++)
-		s->seen[s->last[i]] = 0;
 }
 
 /* Moves the <k> largest of idx[0..n) by logit to the front, sorted
@@ -217,4 +224,100 @@ int eng_sampler_sample(struct eng_sampler *s, float *logits)
 			return s->idx[i];
 	}
 	return s->idx[keep - 1];
+}
+
+/* ---- a request's sampling fields ---------------------------------------------------- */
+
+/* <v> of field <name> must lie in the range written <lo_open><lo>, <hi><hi_open>. */
+static bool in_range(double v, double lo, bool lo_open, double hi, bool hi_open, const char *name,
+                     char *err, size_t errlen)
+{
+	if (!isfinite(v)) {
+		snprintf(err, errlen, "'%s' must be a finite number", name);
+		return false;
+	}
+	if ((lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi))
+		return true;
+	snprintf(err, errlen, "'%s' must be in %c%g, %g%c, got %g", name, lo_open ? '(' : '[', lo,
+	         hi, hi_open ? ')' : ']', v);
+	return false;
+}
+
+static bool int_range(int64_t v, int64_t lo, int64_t hi, const char *name, char *err,
+                      size_t errlen)
+{
+	if (v >= lo && v <= hi)
+		return true;
+	snprintf(err, errlen, "'%s' must be in [%lld, %lld], got %lld", name, (long long)lo,
+	         (long long)hi, (long long)v);
+	return false;
+}
+
+enum eng_status eng_sampling_from_request(const struct eng_sampling_request *req,
+                                          const struct eng_sampler_params *defaults,
+                                          struct eng_gen_params *out, char *err, size_t errlen)
+{
+	char dummy[8];
+	struct eng_sampler_params *sp;
+
+	if (!err || !errlen) {
+		err = dummy;
+		errlen = sizeof(dummy);
+	}
+	if (!req || !out || (req->n_stop && !req->stop)) {
+		snprintf(err, errlen, "missing request");
+		return ENG_ERR_ARG;
+	}
+	memset(out, 0, sizeof(*out));
+	out->sampler = defaults ? *defaults : eng_sampler_defaults();
+	sp = &out->sampler;
+#define NUM(f, lo, lo_open, hi, hi_open, dst)                                         \
+	if (req->f.set) {                                                              \
+		if (!in_range(req->f.v, lo, lo_open, hi, hi_open, #f, err, errlen))    \
+			return ENG_ERR_RANGE;                                          \
+		dst = (float)req->f.v;                                                 \
+	}
+	NUM(temperature, 0, false, 2, false, sp->temp)
+	NUM(top_p, 0, true, 1, false, sp->top_p)
+	NUM(min_p, 0, false, 1, false, sp->min_p)
+	NUM(frequency_penalty, -2, false, 2, false, sp->frequency_penalty)
+	NUM(presence_penalty, -2, false, 2, false, sp->presence_penalty)
+	NUM(repeat_penalty, 0, true, 10, false, sp->repeat_penalty)
+#undef NUM
+	if (req->top_k.set) {
+		if (!int_range(req->top_k.v, 0, INT32_MAX, "top_k", err, errlen))
+			return ENG_ERR_RANGE;
+		sp->top_k = (int)req->top_k.v;
+	}
+	if (req->seed.set)
+		sp->seed = (uint64_t)req->seed.v;
+	if (req->max_tokens.set &&
+	    !int_range(req->max_tokens.v, 1, ENG_SAMPLING_MAX_TOKENS, "max_tokens", err, errlen))
+		return ENG_ERR_RANGE;
+	if (req->max_completion_tokens.set &&
+	    !int_range(req->max_completion_tokens.v, 1, ENG_SAMPLING_MAX_TOKENS,
+	               "max_completion_tokens", err, errlen))
+		return ENG_ERR_RANGE;
+	out->max_tokens = req->max_completion_tokens.set ? req->max_completion_tokens.v
+	                  : req->max_tokens.set          ? req->max_tokens.v
+	                                                 : 0;
+	if (req->n_stop > ENG_STOP_MAX) {
+		snprintf(err, errlen, "'stop' may hold at most %d strings, got %u", ENG_STOP_MAX,
+		         req->n_stop);
+		return ENG_ERR_LIMIT;
+	}
+	for (uint32_t i = 0; i < req->n_stop; i++) {
+		if (!req->stop[i].ptr || req->stop[i].len == 0) {
+			snprintf(err, errlen, "'stop[%u]' must not be empty", i);
+			return ENG_ERR_RANGE;
+		}
+		if (req->stop[i].len > ENG_STOP_LEN_MAX) {
+			snprintf(err, errlen, "'stop[%u]' is %zu bytes long, at most %d", i,
+			         req->stop[i].len, ENG_STOP_LEN_MAX);
+			return ENG_ERR_LIMIT;
+		}
+		out->stop[i] = req->stop[i];
+	}
+	out->n_stop = req->n_stop;
+	return ENG_OK;
 }

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "guards/config.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
 
 struct gd_budget {
 	uint64_t calls;

@@ -6,6 +6,7 @@
 
 #include <yajl/yajl_tree.h>
 
+#include "guards/config.h"
 #include "guards/limits.h"
 #include "guards/util.h"
 
@@ -102,10 +103,17 @@ struct out {
 	size_t cap;
 	size_t len;
 	bool full;
+	bool hashing; /* put() hashes into <h> instead of storing (no size limit) */
+	uint64_t h;
+	const struct gd_cross_turn_config *vol; /* non-NULL: leave volatile members out */
 };
 
 static void put(struct out *o, const char *s, size_t n)
 {
+	if (o->hashing) {
+		o->h = gd_hash_bytes(o->h, s, n);
+		return;
+	}
 	if (o->full || o->cap - o->len < n) {
 		o->full = true;
 		return;
@@ -170,6 +178,112 @@ static int keyref_cmp(const void *a, const void *b)
 	return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
+static bool is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* A string that is a date with a time of day ("2025-03-01T12:00:07Z",
+ * "2025-03-01 12:00"): a stamp, whatever the key it is under. */
+static bool is_datetime(const char *s)
+{
+	static const char shape[] = "dddd-dd-dd?dd:dd";
+	size_t len = strlen(s);
+
+	if (len < sizeof(shape) - 1 || len > 40)
+		return false;
+	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (shape[i] == 'd' ? !is_digit(c) : shape[i] == '?' ? (c != 'T' && c != ' ')
+		                                                      : c != shape[i])
+			return false;
+	}
+	return true;
+}
+
+/* <s> lowercased, letters and digits only, into <out> (size <cap>). */
+static size_t fold(const char *s, size_t len, char *out, size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < len && n + 1 < cap; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 'A' && c <= 'Z')
+			out[n++] = (char)(c - 'A' + 'a');
+		else if ((c >= 'a' && c <= 'z') || is_digit(c))
+			out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+bool gd_key_is_volatile(const struct gd_cross_turn_config *ct, const char *key)
+{
+	char k[GD_WORD_MAX * 2], w[GD_WORD_MAX], part[GD_WORD_MAX * 2];
+	size_t klen = strlen(key), start = 0;
+
+	if (!ct || !ct->n_volatile)
+		return false;
+	fold(key, klen, k, sizeof(k));
+	for (uint32_t i = 0; i < ct->n_volatile; i++) {
+		size_t wl = fold(ct->volatile_keys[i], strlen(ct->volatile_keys[i]), w, sizeof(w));
+		if (wl >= 5 && strstr(k, w))
+			return true;
+	}
+	/* Shorter words ("ts", "try") only as a whole word of the key, split
+	 * at non-alphanumerics and lower-to-upper case changes. */
+	for (size_t i = 0; i <= klen; i++) {
+		unsigned char c = i < klen ? (unsigned char)key[i] : 0;
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c);
+		bool camel = i > 0 && i < klen && key[i - 1] >= 'a' && key[i - 1] <= 'z' &&
+		             c >= 'A' && c <= 'Z';
+
+		if (alnum && !camel)
+			continue;
+		if (i > start) {
+			size_t pl = fold(key + start, i - start, part, sizeof(part));
+			for (uint32_t j = 0; j < ct->n_volatile && pl; j++) {
+				fold(ct->volatile_keys[j], strlen(ct->volatile_keys[j]), w, sizeof(w));
+				if (strcmp(part, w) == 0)
+					return true;
+			}
+		}
+		start = camel ? i : i + 1;
+	}
+	return false;
+}
+
+static bool volatile_member(const struct out *o, const char *key, yajl_val v)
+{
+	return o->vol && (gd_key_is_volatile(o->vol, key) ||
+	                  (YAJL_IS_STRING(v) && is_datetime(v->u.string)));
+}
+
+/* <v>'s object members in canonical order (bytewise by key, duplicates in
+ * their order). Caller frees the result; NULL for an empty object or no memory
+ * (<*nomem> tells which). */
+static struct keyref *sorted_members(yajl_val v, bool *nomem)
+{
+	size_t n = v->u.object.len;
+	struct keyref *refs;
+
+	*nomem = false;
+	if (!n)
+		return NULL;
+	refs = malloc(n * sizeof(*refs));
+	if (!refs) {
+		*nomem = true;
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		refs[i].key = v->u.object.keys[i];
+		refs[i].val = v->u.object.values[i];
+		refs[i].pos = i;
+	}
+	qsort(refs, n, sizeof(*refs), keyref_cmp);
+	return refs;
+}
+
 static enum gd_canon_status put_value(struct out *o, yajl_val v)
 {
 	enum gd_canon_status st = GD_CANON_OK;
@@ -201,23 +315,18 @@ static enum gd_canon_status put_value(struct out *o, yajl_val v)
 		break;
 	case yajl_t_object: {
 		size_t n = v->u.object.len;
-		struct keyref *refs = NULL;
+		bool nomem, first = true;
+		struct keyref *refs = sorted_members(v, &nomem);
 
-		if (n) {
-			refs = malloc(n * sizeof(*refs));
-			if (!refs)
-				return GD_CANON_ENOMEM;
-			for (size_t i = 0; i < n; i++) {
-				refs[i].key = v->u.object.keys[i];
-				refs[i].val = v->u.object.values[i];
-				refs[i].pos = i;
-			}
-			qsort(refs, n, sizeof(*refs), keyref_cmp);
-		}
+		if (nomem)
+			return GD_CANON_ENOMEM;
 		put(o, "{", 1);
 		for (size_t i = 0; i < n && st == GD_CANON_OK; i++) {
-			if (i)
+			if (volatile_member(o, refs[i].key, refs[i].val))
+				continue;
+			if (!first)
 				put(o, ",", 1);
+			first = false;
 			put_string(o, refs[i].key);
 			put(o, ":", 1);
 			st = put_value(o, refs[i].val);
@@ -240,7 +349,7 @@ enum gd_canon_status gd_canon(const char *json, size_t len, char *out, size_t ou
 	char *copy = NULL;
 	yajl_val tree = NULL;
 	char yerr[256];
-	struct out o = { out, outcap, 0, false };
+	struct out o = { .buf = out, .cap = outcap };
 
 	if (err && errlen)
 		err[0] = '\0';
@@ -325,6 +434,66 @@ out:
 	return st;
 }
 
+/* The values of <v>, case-folded, letters and digits only, one separator
+ * after each scalar, objects in canonical key order, keys left out: what
+ * stays of a call's arguments when case, spacing and punctuation do not count. */
+static enum gd_canon_status similar_value(struct out *o, yajl_val v)
+{
+	char buf[256];
+	const char *text = NULL;
+	enum gd_canon_status st = GD_CANON_OK;
+
+	switch (v->type) {
+	case yajl_t_string:
+		text = v->u.string;
+		break;
+	case yajl_t_number:
+		text = v->u.number.r;
+		break;
+	case yajl_t_true:
+		text = "true";
+		break;
+	case yajl_t_false:
+		text = "false";
+		break;
+	case yajl_t_null:
+		text = "null";
+		break;
+	case yajl_t_array:
+		for (size_t i = 0; i < v->u.array.len && st == GD_CANON_OK; i++)
+			st = similar_value(o, v->u.array.values[i]);
+		return st;
+	case yajl_t_object: {
+		bool nomem;
+		struct keyref *refs = sorted_members(v, &nomem);
+
+		if (nomem)
+			return GD_CANON_ENOMEM;
+		for (size_t i = 0; i < v->u.object.len && st == GD_CANON_OK; i++)
+			if (!volatile_member(o, refs[i].key, refs[i].val))
+				st = similar_value(o, refs[i].val);
+		free(refs);
+		return st;
+	}
+	case yajl_t_any:
+		return st;
+	}
+	for (const unsigned char *p = (const unsigned char *)text; *p;) {
+		size_t n = 0;
+		/* Non-ASCII bytes are kept: folding them needs more than ASCII. */
+		for (; *p && n < sizeof(buf); p++) {
+			unsigned char c = *p;
+			if (c >= 'A' && c <= 'Z')
+				buf[n++] = (char)(c - 'A' + 'a');
+			else if ((c >= 'a' && c <= 'z') || is_digit(c) || c >= 0x80)
+				buf[n++] = (char)c;
+		}
+		put(o, buf, n);
+	}
+	put(o, "\x1f", 1);
+	return st;
+}
+
 static uint64_t identity_of(const char *name, size_t name_len, const char *form, size_t len)
 {
 	uint64_t h = gd_hash_bytes(GD_FNV_OFFSET, name, name_len);
@@ -360,11 +529,95 @@ uint64_t gd_call_identity_raw(const char *name, size_t name_len, uint64_t raw_ha
 uint64_t gd_call_identity_tree(const char *name, size_t name_len, const void *val,
                                char *scratch, size_t scratchcap, bool *canonical)
 {
-	struct out o = { scratch, scratchcap, 0, false };
+	struct out o = { .buf = scratch, .cap = scratchcap };
 
 	*canonical = false;
 	if (!val || !scratch || put_value(&o, (yajl_val)val) != GD_CANON_OK || o.full)
 		return identity_of(name, name_len, "", 0);
 	*canonical = true;
 	return identity_of(name, name_len, scratch, o.len);
+}
+
+static uint64_t name_seed(const char *name, size_t name_len, const char *sep)
+{
+	return gd_hash_bytes(gd_hash_bytes(GD_FNV_OFFSET, name, name_len), sep, strlen(sep) + 1);
+}
+
+/* Fills <out> from the parsed arguments <tree>; false when out of memory. */
+static bool ids_of_tree(const struct gd_cross_turn_config *ct, const char *name,
+                        size_t name_len, yajl_val tree, struct gd_call_id *out)
+{
+	struct out o = { .hashing = true };
+
+	/* name "\0" canonical form: the same bytes gd_call_identity hashes. */
+	o.h = name_seed(name, name_len, "");
+	if (put_value(&o, tree) != GD_CANON_OK)
+		return false;
+	out->exact = gd_hash_mix(o.h);
+	o.h = name_seed(name, name_len, "");
+	o.vol = ct;
+	if (put_value(&o, tree) != GD_CANON_OK)
+		return false;
+	out->stable = gd_hash_mix(o.h);
+	o.h = name_seed(name, name_len, "\x01");
+	if (similar_value(&o, tree) != GD_CANON_OK)
+		return false;
+	out->similar = gd_hash_mix(o.h);
+	out->canonical = true;
+	return true;
+}
+
+void gd_call_id_raw(const char *name, size_t name_len, uint64_t raw_hash,
+                    struct gd_call_id *out)
+{
+	out->exact = out->stable = out->similar = gd_call_identity_raw(name, name_len, raw_hash);
+	out->canonical = false;
+}
+
+/* Identified by the raw bytes <args, len> (whitespace trimmed), as
+ * gd_call_identity does for text that is not JSON. */
+static void ids_of_bytes(const char *name, size_t name_len, const char *args, size_t len,
+                         struct gd_call_id *out)
+{
+	out->exact = out->stable = out->similar = identity_of(name, name_len, args, len);
+	out->canonical = false;
+}
+
+void gd_call_id(const struct gd_cross_turn_config *ct, const char *name, size_t name_len,
+                const char *args, size_t args_len, struct gd_call_id *out)
+{
+	size_t b = 0, e = args_len;
+	struct gd_json_scan scan;
+	char *copy = NULL;
+	yajl_val tree = NULL;
+
+	while (b < e && is_ws((unsigned char)args[b]))
+		b++;
+	while (e > b && is_ws((unsigned char)args[e - 1]))
+		e--;
+	if (b == e) {
+		ids_of_bytes(name, name_len, "{}", 2, out);
+		out->canonical = true;
+		return;
+	}
+	gd_json_scan_init(&scan);
+	if (e - b <= GD_CANON_MAX_INPUT && gd_json_scan_feed(&scan, args + b, e - b) != GD_SCAN_OPEN &&
+	    !(scan.state == GD_SCAN_BAD && scan.depth >= GD_CANON_MAX_DEPTH) &&
+	    (copy = malloc(e - b + 1)) != NULL) {
+		memcpy(copy, args + b, e - b);
+		copy[e - b] = '\0';
+		if (strlen(copy) == e - b)
+			tree = yajl_tree_parse(copy, NULL, 0);
+	}
+	if (!tree || !ids_of_tree(ct, name, name_len, tree, out))
+		ids_of_bytes(name, name_len, args + b, e - b, out);
+	yajl_tree_free(tree);
+	free(copy);
+}
+
+void gd_call_id_tree(const struct gd_cross_turn_config *ct, const char *name, size_t name_len,
+                     const void *val, struct gd_call_id *out)
+{
+	if (!val || !ids_of_tree(ct, name, name_len, (yajl_val)val, out))
+		ids_of_bytes(name, name_len, "", 0, out);
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guards/config.h"
+
 enum gd_canon_status {
 	GD_CANON_OK = 0,
 	GD_CANON_EINVAL = -1,      /* not JSON */
@@ -77,5 +79,40 @@ uint64_t gd_call_identity_raw(const char *name, size_t name_len, uint64_t raw_ha
  * <val> is a yajl_val. */
 uint64_t gd_call_identity_tree(const char *name, size_t name_len, const void *val,
                                char *scratch, size_t scratchcap, bool *canonical);
+
+/* The identities of one tool call, from one parse of its arguments. */
+struct gd_call_id {
+	uint64_t exact;   /* name + canonical arguments: gd_call_identity */
+	uint64_t stable;  /* the same with volatile members left out (an attempt
+	                     counter, a timestamp, a request id: gd_key_is_volatile,
+	                     or a date-time string value); == <exact> when none */
+	uint64_t similar; /* name + the argument values only, case-folded, letters
+	                     and digits only, volatile members left out: the same
+	                     search spelled another way ("oldLogger", "old_logger") */
+	bool canonical;   /* false: identified by the raw bytes (not JSON, too big) */
+};
+
+/* All three identities of call <name>(<args>) (arguments as text, as a
+ * stream or a history's "arguments" string). <ct> names the volatile keys
+ * (NULL: none). Arguments that are empty count as "{}"; arguments that are not
+ * JSON get the raw-bytes identity of gd_call_identity in all three fields.
+ * Allocates while parsing (once per call). */
+void gd_call_id(const struct gd_cross_turn_config *ct, const char *name, size_t name_len,
+                const char *args, size_t args_len, struct gd_call_id *out);
+
+/* The same for a parsed yajl value (a history's object-valued arguments). */
+void gd_call_id_tree(const struct gd_cross_turn_config *ct, const char *name, size_t name_len,
+                     const void *val, struct gd_call_id *out);
+
+/* The same for arguments too long to keep (gd_call_identity_raw in all three
+ * fields). */
+void gd_call_id_raw(const char *name, size_t name_len, uint64_t raw_hash,
+                    struct gd_call_id *out);
+
+/* True when object key <key> only counts or stamps (guards.cross_turn.
+ * volatile_keys): a word of 5+ letters anywhere in the key, letters and digits
+ * only and case-folded ("maxAttempts", "x_request_id"), a shorter one as a
+ * whole word of it ("ts", "created_ts"). */
+bool gd_key_is_volatile(const struct gd_cross_turn_config *ct, const char *key);
 
 #endif

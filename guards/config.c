@@ -28,13 +28,13 @@ static const char *const default_permanent[] = {
 };
 
 static const char *const default_transient[] = {
-	"connection (?:refused|reset|aborted)",
+	"connection[ _-]?(?:refused|reset|aborted)(?:[ _-]?error)?", /* also ConnectionRefusedError */
 	"\\bE(?:CONNREFUSED|CONNRESET|TIMEDOUT|AGAIN|HOSTUNREACH|NETUNREACH)\\b",
 	"\\btimed ?out\\b", /* "timed out"; "timeout" alone below */
 	/* "timeout" alone is a setting ("timeout: 30" in a file that is read
 	 * again and again), not a failure: only a timeout that happened. */
-	"\\btime-?out(?: ?error| ?exception| exceeded| expired| reached| waiting| while| after| of \\d)",
-	"\\b(?:request|read|write|connect(?:ion)?|socket|operation|network|gateway|upstream|idle|lock) time-?out\\b",
+	"\\btime-?out(?: ?error| ?exception| exceeded| expired| reached| waiting| while| after| of \\d\\w*)",
+	"\\b(?:request|read|write|connect(?:ion)?|socket|operation|network|gateway|upstream|idle|lock) ?time-?out(?: ?error| ?exception)?\\b",
 	"\\bdeadline exceeded\\b",
 	/* A status code only next to a word that makes it one: "line 503",
 	 * "src/main.c:429" and "logs/503.log" are not transient. */
@@ -42,10 +42,11 @@ static const char *const default_transient[] = {
 	"\\bbad gateway\\b",
 	"\\bgateway time-?out\\b",
 	"temporar(?:il)?y (?:unavailable|failure|error)",
-	"service unavailable",
+	"service[ _-]?unavailable(?:[ _-]?(?:error|exception))?",
 	"\\btry again\\b",
-	"\\brate[ _-]?limit", /* not "separate limits", "accurate limit" */
-	"too many requests",
+	/* Whole words like every pattern: not "rate limiter", "separate limits". */
+	"\\brate[ _-]?limit(?:[ _-]?(?:ed|ing|errors?|exceeded|reached|hit))?",
+	"too[ _-]?many[ _-]?requests(?:[ _-]?(?:error|exception))?",
 	"\\bnot (?:yet )?ready\\b",
 };
 
@@ -68,12 +69,40 @@ static const char *const default_mutating[] = {
 	"scroll", "key", "type", "mouse", "drag",
 };
 
+/* Tools that read one named thing per call (read, read_file, view): a run
+ * of them reading distinct files is an agent being thorough, so they get a
+ * longer run than searches and listings. Identical calls trip dedup at 2 and
+ * near-identical ones at dedup.max_similar, so a run this long is distinct. */
+static const struct { const char *word; uint32_t max_run; } default_per_tool[] = {
+	{ "read", 64 },
+	{ "view", 64 },
+};
+
+/* Argument keys that only count attempts or stamp a call: two calls that
+ * differ only in them, answered identically, are the same call. */
+static const char *const default_volatile[] = {
+	"attempt", "retry", "retries", "try", "tries", "nonce", "timestamp", "ts",
+	"request_id", "req_id", "trace_id", "span_id", "correlation_id",
+	"idempotency_key", "cache_buster", "cachebust",
+};
+
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 _Static_assert(N_ELEMS(default_permanent) <= GD_MAX_PATTERNS, "too many default patterns");
 _Static_assert(N_ELEMS(default_transient) <= GD_MAX_PATTERNS, "too many default patterns");
 _Static_assert(N_ELEMS(default_mutating) <= GD_MUTATING_MAX, "too many default words");
 _Static_assert(N_ELEMS(default_repeatable) <= GD_REPEATABLE_MAX, "too many default words");
+_Static_assert(N_ELEMS(default_volatile) <= GD_VOLATILE_MAX, "too many default words");
+_Static_assert(N_ELEMS(default_per_tool) <= GD_PER_TOOL_MAX, "too many default entries");
+
+static void set_tool(struct gd_name_run_tool *t, const char *name, const char *word,
+                     uint32_t max_run)
+{
+	memset(t, 0, sizeof(*t));
+	snprintf(t->word, sizeof(t->word), "%s", word);
+	snprintf(t->key, sizeof(t->key), "%s.%s", name, word);
+	t->max_run = max_run;
+}
 
 void gd_config_defaults(struct gd_config *cfg)
 {
@@ -81,6 +110,10 @@ void gd_config_defaults(struct gd_config *cfg)
 
 	cfg->name_run.enabled = true;
 	cfg->name_run.max_run = 16;
+	for (size_t i = 0; i < N_ELEMS(default_per_tool); i++)
+		set_tool(&cfg->name_run.per_tool[cfg->name_run.n_per_tool++],
+		         "guards.name_run.per_tool", default_per_tool[i].word,
+		         default_per_tool[i].max_run);
 
 	cfg->dedup.enabled = true;
 	cfg->dedup.max_repeats = 2;
@@ -88,6 +121,7 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->dedup.max_repeats_repeatable = 3;
 	cfg->dedup.max_cycle = 4;
 	cfg->dedup.cycle_repeats = 2;
+	cfg->dedup.max_similar = 4;
 	for (size_t i = 0; i < N_ELEMS(default_repeatable); i++)
 		snprintf(cfg->dedup.repeatable[cfg->dedup.n_repeatable++],
 		         GD_WORD_MAX, "%s", default_repeatable[i]);
@@ -98,6 +132,9 @@ void gd_config_defaults(struct gd_config *cfg)
 	for (size_t i = 0; i < N_ELEMS(default_mutating); i++)
 		snprintf(cfg->cross_turn.mutating[cfg->cross_turn.n_mutating++],
 		         GD_WORD_MAX, "%s", default_mutating[i]);
+	for (size_t i = 0; i < N_ELEMS(default_volatile); i++)
+		snprintf(cfg->cross_turn.volatile_keys[cfg->cross_turn.n_volatile++],
+		         GD_WORD_MAX, "%s", default_volatile[i]);
 
 	cfg->failure.enabled = true;
 	cfg->failure.max_failures = 2;
@@ -115,6 +152,8 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->repeat.min_span = 256;
 	cfg->repeat.min_blank_lines = 16;
 	cfg->repeat.min_word_repeats = 8;
+	cfg->repeat.counter_repeats = 4;
+	cfg->repeat.counter_span = 80;
 
 	cfg->simhash.enabled = true;
 	cfg->simhash.shingle = 3;
@@ -124,6 +163,12 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->simhash.min_hits = 4;
 	cfg->simhash.history = 128;
 	cfg->simhash.min_distinct = 10;
+
+	cfg->paraphrase.enabled = true;
+	cfg->paraphrase.min_words = 3;
+	cfg->paraphrase.overlap_percent = 50;
+	cfg->paraphrase.min_restated = 4;
+	cfg->paraphrase.window = 5;
 
 	cfg->budget.max_tool_calls = 128;
 	cfg->budget.max_output_bytes = 4u << 20;
@@ -135,7 +180,10 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->limits.max_args_bytes = 32u << 10;
 }
 
-enum key_type { K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING, K_REPEATABLE };
+enum key_type {
+	K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING, K_REPEATABLE, K_VOLATILE,
+	K_PER_TOOL, /* a map: "<key>.<word>" = max_run; "<key>" = "{}" clears it */
+};
 
 struct key {
 	const char *name;
@@ -149,17 +197,20 @@ struct key {
 static const struct key keys[] = {
 	{ "guards.name_run.enabled", K_BOOL, F(name_run.enabled), 0, 1 },
 	{ "guards.name_run.max_run", K_U32, F(name_run.max_run), 2, 100000 },
+	{ "guards.name_run.per_tool", K_PER_TOOL, 0, 0, 100000 },
 	{ "guards.dedup.enabled", K_BOOL, F(dedup.enabled), 0, 1 },
 	{ "guards.dedup.max_repeats", K_U32, F(dedup.max_repeats), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_repeats_mutating", K_U32, F(dedup.max_repeats_mutating), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_repeats_repeatable", K_U32, F(dedup.max_repeats_repeatable), 2, GD_CALL_WINDOW },
 	{ "guards.dedup.max_cycle", K_U32, F(dedup.max_cycle), 1, GD_MAX_CYCLE },
 	{ "guards.dedup.cycle_repeats", K_U32, F(dedup.cycle_repeats), 2, 64 },
+	{ "guards.dedup.max_similar", K_U32, F(dedup.max_similar), 0, GD_CALL_WINDOW },
 	{ "guards.dedup.repeatable", K_REPEATABLE, 0, 0, 0 },
 	{ "guards.cross_turn.enabled", K_BOOL, F(cross_turn.enabled), 0, 1 },
 	{ "guards.cross_turn.max_rounds", K_U32, F(cross_turn.max_rounds), 2, 1000 },
 	{ "guards.cross_turn.lookback", K_U32, F(cross_turn.lookback), 1, 100000 },
 	{ "guards.cross_turn.mutating", K_MUTATING, 0, 0, 0 },
+	{ "guards.cross_turn.volatile_keys", K_VOLATILE, 0, 0, 0 },
 	{ "guards.failure.enabled", K_BOOL, F(failure.enabled), 0, 1 },
 	{ "guards.failure.max_failures", K_U32, F(failure.max_failures), 1, 1000 },
 	{ "guards.failure.patterns", K_PATTERNS, 0, 0, 0 },
@@ -171,6 +222,8 @@ static const struct key keys[] = {
 	{ "guards.repeat.min_span", K_U32, F(repeat.min_span), 8, GD_REPEAT_WINDOW_MAX },
 	{ "guards.repeat.min_blank_lines", K_U32, F(repeat.min_blank_lines), 0, GD_REPEAT_WINDOW_MAX },
 	{ "guards.repeat.min_word_repeats", K_U32, F(repeat.min_word_repeats), 0, 100000 },
+	{ "guards.repeat.counter_repeats", K_U32, F(repeat.counter_repeats), 0, 100000 },
+	{ "guards.repeat.counter_span", K_U32, F(repeat.counter_span), 8, GD_COUNTER_WINDOW / 2 },
 	{ "guards.simhash.enabled", K_BOOL, F(simhash.enabled), 0, 1 },
 	{ "guards.simhash.shingle", K_U32, F(simhash.shingle), 1, GD_SIMHASH_MAX_SHINGLE },
 	{ "guards.simhash.window", K_U32, F(simhash.window), 4, GD_SIMHASH_MAX_WINDOW },
@@ -179,6 +232,11 @@ static const struct key keys[] = {
 	{ "guards.simhash.min_hits", K_U32, F(simhash.min_hits), 1, 32 },
 	{ "guards.simhash.history", K_U32, F(simhash.history), 1, GD_SIMHASH_MAX_HISTORY },
 	{ "guards.simhash.min_distinct", K_U32, F(simhash.min_distinct), 0, GD_SIMHASH_MAX_WINDOW },
+	{ "guards.paraphrase.enabled", K_BOOL, F(paraphrase.enabled), 0, 1 },
+	{ "guards.paraphrase.min_words", K_U32, F(paraphrase.min_words), 1, GD_PARAPHRASE_WORDS },
+	{ "guards.paraphrase.overlap_percent", K_U32, F(paraphrase.overlap_percent), 1, 100 },
+	{ "guards.paraphrase.min_restated", K_U32, F(paraphrase.min_restated), 1, 31 },
+	{ "guards.paraphrase.window", K_U32, F(paraphrase.window), 1, 31 },
 	{ "guards.budget.max_tool_calls", K_U32, F(budget.max_tool_calls), 0, UINT32_MAX },
 	{ "guards.budget.max_output_bytes", K_U64, F(budget.max_output_bytes), 0, UINT64_MAX },
 	{ "guards.budget.max_wall_ms", K_U32, F(budget.max_wall_ms), 0, UINT32_MAX },
@@ -246,6 +304,46 @@ static int list_set(char *base, uint32_t *n, size_t cap, size_t width,
 	return 0;
 }
 
+/* guards.name_run.per_tool.<word> = <value>, or the map cleared with "{}". */
+static int per_tool_set(struct gd_name_run_config *nr, const struct key *k, const char *key,
+                        const char *value, char *err, size_t errlen)
+{
+	size_t plen = strlen(k->name);
+	const char *word = key + plen + 1;
+	uint64_t x;
+
+	if (key[plen] == '\0') {
+		if (strcmp(value, "{}") != 0) {
+			snprintf(err, errlen, "a map of tool words to run lengths (%s.read: 64), "
+			         "or '{}' to clear it", k->name);
+			return -1;
+		}
+		nr->n_per_tool = 0;
+		return 0;
+	}
+	if (!*word || strlen(word) >= GD_WORD_MAX || strchr(word, '.')) {
+		snprintf(err, errlen, "'%s' is not a tool word of 1 to %d bytes", word,
+		         GD_WORD_MAX - 1);
+		return -1;
+	}
+	if (parse_u64(value, &x) || x > k->max) {
+		snprintf(err, errlen, "'%s' is not an integer in [0, %" PRIu64 "]", value, k->max);
+		return -1;
+	}
+	for (uint32_t i = 0; i < nr->n_per_tool; i++) {
+		if (strcasecmp(nr->per_tool[i].word, word) == 0) {
+			nr->per_tool[i].max_run = (uint32_t)x;
+			return 0;
+		}
+	}
+	if (nr->n_per_tool >= GD_PER_TOOL_MAX) {
+		snprintf(err, errlen, "more than %d tools", GD_PER_TOOL_MAX);
+		return -1;
+	}
+	set_tool(&nr->per_tool[nr->n_per_tool++], k->name, word, (uint32_t)x);
+	return 0;
+}
+
 int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
                   char *err, size_t errlen)
 {
@@ -266,6 +364,12 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 	for (size_t i = 0; i < N_ELEMS(keys); i++) {
 		const struct key *k = &keys[i];
 
+		if (k->type == K_PER_TOOL) {
+			size_t plen = strlen(k->name);
+			if (strncmp(k->name, key, plen) != 0 || (key[plen] && key[plen] != '.'))
+				continue;
+			return per_tool_set(&cfg->name_run, k, key, value, err, errlen);
+		}
 		if (strcmp(k->name, key) != 0)
 			continue;
 		switch (k->type) {
@@ -304,6 +408,11 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		case K_REPEATABLE:
 			return list_set(&cfg->dedup.repeatable[0][0], &cfg->dedup.n_repeatable,
 			                GD_REPEATABLE_MAX, GD_WORD_MAX, value, err, errlen);
+		case K_PER_TOOL:
+			break; /* above */
+		case K_VOLATILE:
+			return list_set(&cfg->cross_turn.volatile_keys[0][0], &cfg->cross_turn.n_volatile,
+			                GD_VOLATILE_MAX, GD_WORD_MAX, value, err, errlen);
 		}
 	}
 	snprintf(err, errlen, "unknown key (loopwarden --help lists them)");
@@ -355,6 +464,19 @@ void gd_config_each(const struct gd_config *cfg,
 			break;
 		case K_REPEATABLE:
 			each_list(k->name, &cfg->dedup.repeatable[0][0], cfg->dedup.n_repeatable,
+			          GD_WORD_MAX, fn, ctx);
+			break;
+		case K_PER_TOOL:
+			if (cfg->name_run.n_per_tool == 0)
+				fn(k->name, "{}", ctx);
+			/* The key lives in the config: callers may keep the pointer. */
+			for (uint32_t j = 0; j < cfg->name_run.n_per_tool; j++) {
+				snprintf(buf, sizeof(buf), "%" PRIu32, cfg->name_run.per_tool[j].max_run);
+				fn(cfg->name_run.per_tool[j].key, buf, ctx);
+			}
+			break;
+		case K_VOLATILE:
+			each_list(k->name, &cfg->cross_turn.volatile_keys[0][0], cfg->cross_turn.n_volatile,
 			          GD_WORD_MAX, fn, ctx);
 			break;
 		}

@@ -14,9 +14,19 @@
 #define GD_MAX_PATTERNS 32
 #define GD_PATTERN_MAX 256
 
+/* One guards.name_run.per_tool entry: tools whose name holds <word> (matched
+ * like cross_turn.mutating) trip at <max_run> calls in a row (0 = never). */
+struct gd_name_run_tool {
+	char word[GD_WORD_MAX];
+	uint32_t max_run;
+	char key[GD_WORD_MAX + 32]; /* "guards.name_run.per_tool.<word>", for gd_config_each */
+};
+
 struct gd_name_run_config {
 	bool enabled;
 	uint32_t max_run; /* trips when the same tool name comes this many times in a row */
+	uint32_t n_per_tool;
+	struct gd_name_run_tool per_tool[GD_PER_TOOL_MAX]; /* the first match wins */
 };
 
 struct gd_dedup_config {
@@ -26,6 +36,10 @@ struct gd_dedup_config {
 	uint32_t max_repeats_repeatable; /* the same for a repeatable action (key press, scroll…) */
 	uint32_t max_cycle;   /* longest call cycle (A,B,A,B…) detected */
 	uint32_t cycle_repeats; /* a cycle repeated this many times trips */
+	/* Calls of one tool whose arguments are the same but for case, spacing
+	 * and punctuation ("oldLogger", "old_logger", "OLD-LOGGER"): this many
+	 * trip (0 = off; repeatable actions excepted). */
+	uint32_t max_similar;
 	/* A call whose name holds one of these words (matched like
 	 * cross_turn.mutating) is an input action that may be meant twice in one
 	 * answer (press Down twice): max_repeats_repeatable applies to it. */
@@ -44,6 +58,11 @@ struct gd_cross_turn_config {
 	 * guards.dedup.max_repeats_mutating applies to it). */
 	uint32_t n_mutating;
 	char mutating[GD_MUTATING_MAX][GD_WORD_MAX];
+	/* Argument keys that only count or stamp (attempt, timestamp, request
+	 * id…): left out of a call's stable identity, which the history guards
+	 * compare (the results must be identical too). gd_key_is_volatile. */
+	uint32_t n_volatile;
+	char volatile_keys[GD_VOLATILE_MAX][GD_WORD_MAX];
 };
 
 struct gd_failure_config {
@@ -64,6 +83,10 @@ struct gd_repeat_config {
 	/* Class rules, each trips short of min_span (0 = off): */
 	uint32_t min_blank_lines;  /* a unit of whitespace holding a line break: this many line breaks */
 	uint32_t min_word_repeats; /* a unit of plain words ("the ", "very very "): this many repeats */
+	/* The counter rule (0 = off): the stream without whitespace, numbers
+	 * as '#'; a unit with a word whose copies differ only in a counter. */
+	uint32_t counter_repeats;  /* copies needed */
+	uint32_t counter_span;     /* normalized characters the copies must cover */
 };
 
 struct gd_simhash_config {
@@ -75,6 +98,14 @@ struct gd_simhash_config {
 	uint32_t min_hits;     /* near-repeat windows needed to trip */
 	uint32_t history;      /* earlier window hashes kept */
 	uint32_t min_distinct; /* windows with fewer distinct words (numbers not counted) never hit */
+};
+
+struct gd_paraphrase_config {
+	bool enabled;
+	uint32_t min_words;       /* words (3+ letters, function words left out) a sentence needs to count */
+	uint32_t overlap_percent; /* share of its words found in one earlier sentence: restated */
+	uint32_t min_restated;    /* restated sentences among the last <window> counted ones trip */
+	uint32_t window;
 };
 
 struct gd_budget_config {
@@ -100,6 +131,7 @@ struct gd_config {
 	struct gd_failure_config failure;
 	struct gd_repeat_config repeat;
 	struct gd_simhash_config simhash;
+	struct gd_paraphrase_config paraphrase;
 	struct gd_budget_config budget;
 	struct gd_watchdog_config watchdog;
 	struct gd_limits_config limits;

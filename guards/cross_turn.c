@@ -12,7 +12,7 @@ bool gd_cross_turn_is_mutating(const struct gd_cross_turn_config *cfg,
 }
 
 uint32_t gd_cross_turn_rounds(const struct gd_cross_turn_config *cfg,
-                              const struct gd_history *hist, uint64_t hash)
+                              const struct gd_history *hist, uint64_t stable)
 {
 	uint32_t first_turn = 0, rounds = 0, last_turn = UINT32_MAX;
 	uint64_t result = 0;
@@ -27,8 +27,10 @@ uint32_t gd_cross_turn_rounds(const struct gd_cross_turn_config *cfg,
 
 		if (c->turn < first_turn)
 			break;
-		if (c->hash != hash) {
-			if (c->mutating)
+		if (c->stable != stable) {
+			/* The results of <stable> are identical on both sides of it:
+			 * a repeated mutating call changed nothing they show. */
+			if (c->mutating && !c->inert && !c->repeated)
 				break;
 			continue;
 		}
@@ -47,7 +49,7 @@ uint32_t gd_cross_turn_rounds(const struct gd_cross_turn_config *cfg,
 }
 
 enum gd_verdict gd_cross_turn_check(const struct gd_cross_turn_config *cfg,
-                                    const struct gd_history *hist, uint64_t hash,
+                                    const struct gd_history *hist, const struct gd_call_id *id,
                                     bool answer_mutated, const char *name,
                                     uint64_t calls_before, struct gd_trip *trip)
 {
@@ -55,7 +57,7 @@ enum gd_verdict gd_cross_turn_check(const struct gd_cross_turn_config *cfg,
 
 	if (!cfg->enabled || !hist || answer_mutated)
 		return GD_PASS;
-	rounds = gd_cross_turn_rounds(cfg, hist, hash);
+	rounds = gd_cross_turn_rounds(cfg, hist, id->stable);
 	if (rounds + 1 < cfg->max_rounds)
 		return GD_PASS;
 	gd_trip_set(trip, "cross_turn", GD_STREAM_TOOLS, calls_before,

@@ -45,12 +45,14 @@ enum gd_result_kind gd_failure_classify(const struct gd_policy *policy,
 }
 
 enum gd_verdict gd_failure_check(const struct gd_policy *policy,
-                                 const struct gd_history *hist, uint64_t hash,
+                                 const struct gd_history *hist, const struct gd_call_id *id,
                                  bool answer_mutated, const char *name,
                                  struct gd_trip *trip)
 {
 	const struct gd_failure_config *cfg = &policy->cfg.failure;
 	uint32_t first_turn = 0, failures = 0;
+	uint64_t loose_result = 0;
+	bool have_loose = false;
 
 	if (!cfg->enabled || !hist || answer_mutated)
 		return GD_PASS;
@@ -61,10 +63,22 @@ enum gd_verdict gd_failure_check(const struct gd_policy *policy,
 
 		if (c->turn < first_turn)
 			break;
-		if (c->hash != hash && c->mutating)
-			break;
-		if (c->hash == hash && c->has_result && c->kind == GD_RESULT_PERMANENT)
-			failures++;
+		if (c->stable != id->stable) {
+			if (c->mutating && !c->inert)
+				break;
+			continue;
+		}
+		if (!c->has_result || c->kind != GD_RESULT_PERMANENT)
+			continue;
+		if (c->hash != id->exact) {
+			/* The same call but for a volatile member (attempt 2, 3…):
+			 * it counts when its failures are byte-identical. */
+			if (have_loose && c->result_hash != loose_result)
+				continue;
+			loose_result = c->result_hash;
+			have_loose = true;
+		}
+		failures++;
 	}
 	if (failures < cfg->max_failures)
 		return GD_PASS;

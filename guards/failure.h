@@ -10,7 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "guards/pipeline.h"
+#include "guards/canon.h"
+#include "guards/trip.h"
+
+struct gd_policy;
+struct gd_history;
 
 enum gd_result_kind {
 	GD_RESULT_OK = 0,     /* no failure pattern matched */
@@ -25,14 +29,16 @@ const char *gd_result_kind_name(enum gd_result_kind kind);
 enum gd_result_kind gd_failure_classify(const struct gd_policy *policy,
                                         const char *text, size_t len);
 
-/* Checks a completed call (identity <hash>, <name>) against <hist>: its
+/* Checks a completed call (identities <id>, <name>) against <hist>: its
  * permanent failures are counted back to the latest other call with a
- * mutating name (an edit may have fixed the cause: re-running tests that fail
- * with "No such file or directory" after each edit is legitimate), and not at
- * all when <answer_mutated> (a mutating call came earlier in this answer).
+ * mutating name that is not inert (an edit may have fixed the cause:
+ * re-running tests that fail with "No such file or directory" after each edit
+ * is legitimate), and not at all when <answer_mutated> (a mutating call came
+ * earlier in this answer). A call that differs only in volatile members
+ * (gd_call_id .stable) counts when its failures are byte-identical.
  * Returns GD_TRIP with <trip> filled, or GD_PASS. */
 enum gd_verdict gd_failure_check(const struct gd_policy *policy,
-                                 const struct gd_history *hist, uint64_t hash,
+                                 const struct gd_history *hist, const struct gd_call_id *id,
                                  bool answer_mutated, const char *name,
                                  struct gd_trip *trip);
 

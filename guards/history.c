@@ -4,50 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <yajl/yajl_tree.h>
-
 #include "guards/canon.h"
 #include "guards/cross_turn.h"
 #include "guards/history_int.h"
+#include "guards/pipeline.h"
 #include "guards/policy_int.h"
 #include "guards/util.h"
 
-static yajl_val get(yajl_val obj, const char *key)
-{
-	if (!YAJL_IS_OBJECT(obj))
-		return NULL;
-	for (size_t i = 0; i < obj->u.object.len; i++)
-		if (strcmp(obj->u.object.keys[i], key) == 0)
-			return obj->u.object.values[i];
-	return NULL;
-}
-
-static const char *get_str(yajl_val obj, const char *key)
-{
-	yajl_val v = get(obj, key);
-	return YAJL_IS_STRING(v) ? v->u.string : NULL;
-}
-
-/* Calls <fn> with each text piece of a message content: a string, or an
- * array of {type: "text", text} parts (other parts are skipped). */
-static void each_text(yajl_val content, void (*fn)(const char *s, size_t n, void *ctx),
-                      void *ctx)
-{
-	if (YAJL_IS_STRING(content)) {
-		fn(content->u.string, strlen(content->u.string), ctx);
-		return;
-	}
-	if (!YAJL_IS_ARRAY(content))
-		return;
-	for (size_t i = 0; i < content->u.array.len; i++) {
-		yajl_val part = content->u.array.values[i];
-		const char *text = get_str(part, "text");
-		const char *type = get_str(part, "type");
-
-		if (text && (!type || strcmp(type, "text") == 0))
-			fn(text, strlen(text), ctx);
-	}
-}
+/* The history is built from messages the request reader parsed
+ * (guards/conv.h): no JSON is read here. A message's content is one text
+ * (a string, or its text parts joined), so hashing it whole equals hashing
+ * its parts in turn (FNV continues across pieces). */
 
 struct textbuf {
 	char *buf;
@@ -57,9 +24,8 @@ struct textbuf {
 };
 
 /* Keeps the first <cap> bytes (for failure matching) and hashes all. */
-static void head_add(const char *s, size_t n, void *ctx)
+static void head_add(struct textbuf *t, const char *s, size_t n)
 {
-	struct textbuf *t = ctx;
 	size_t room = t->cap - t->len;
 
 	t->hash = gd_hash_bytes(t->hash, s, n);
@@ -71,10 +37,8 @@ static void head_add(const char *s, size_t n, void *ctx)
 }
 
 /* Keeps the last <cap> bytes. */
-static void tail_add(const char *s, size_t n, void *ctx)
+static void tail_add(struct textbuf *t, const char *s, size_t n)
 {
-	struct textbuf *t = ctx;
-
 	if (n >= t->cap) {
 		memcpy(t->buf, s + n - t->cap, t->cap);
 		t->len = t->cap;
@@ -89,19 +53,20 @@ static void tail_add(const char *s, size_t n, void *ctx)
 	t->len += n;
 }
 
-static int keep_tail(yajl_val content, char **out, size_t *outlen)
+/* <*out> becomes the tail of <text> (NULL when the message had none). */
+static int keep_tail(const struct gd_str *text, char **out, size_t *outlen)
 {
 	struct textbuf t = { NULL, 0, GD_HISTORY_MAX_CONTENT, 0, 0 };
 
 	free(*out);
 	*out = NULL;
 	*outlen = 0;
-	if (!content)
+	if (!text->ptr)
 		return 0;
 	t.buf = malloc(t.cap);
 	if (!t.buf)
 		return -1;
-	each_text(content, tail_add, &t);
+	tail_add(&t, text->ptr, text->len);
 	*out = t.buf;
 	*outlen = t.len;
 	return 0;
@@ -127,24 +92,37 @@ static struct gd_hist_call *add_call(struct gd_history *h, size_t *cap)
 	return &h->calls[h->n_calls++];
 }
 
-static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
-                           char **scratch, size_t *scratchcap, size_t msg,
-                           char *err, size_t errlen)
+/* Copies <s> into <out> (size <cap>), cut to fit and NUL-terminated. */
+static void copy_str(char *out, size_t cap, const struct gd_str *s)
+{
+	size_t n = s->ptr ? s->len : 0;
+
+	if (n >= cap)
+		n = cap - 1;
+	if (n)
+		memcpy(out, s->ptr, n);
+	out[n] = '\0';
+}
+
+static int read_tool_calls(struct gd_history *h, const struct gd_conv_msg *m, size_t *cap,
+                           size_t msg, char *err, size_t errlen)
 {
 	const struct gd_config *cfg = &h->policy->cfg;
 	uint32_t turn = h->n_turns++;
 
-	for (size_t i = 0; i < calls->u.array.len; i++) {
-		yajl_val tc = calls->u.array.values[i];
-		yajl_val fn = get(tc, "function");
-		const char *name = get_str(fn, "name");
-		const char *id = get_str(tc, "id");
-		yajl_val args = get(fn, "arguments");
+	for (size_t i = 0; i < m->n_calls; i++) {
+		const struct gd_conv_call *tc = &m->calls[i];
+		const char *name = tc->name.ptr, *args = tc->args.ptr ? tc->args.ptr : "";
+		size_t name_len = tc->name.len, alen = tc->args.ptr ? tc->args.len : 0;
 		struct gd_hist_call *c;
-		bool canonical = true;
+		struct gd_call_id id_of;
 
 		if (!name) {
 			snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: no function.name", msg, i);
+			return -1;
+		}
+		if (tc->args_json && alen > GD_CANON_MAX_INPUT) {
+			snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: arguments too large", msg, i);
 			return -1;
 		}
 		c = add_call(h, cap);
@@ -153,64 +131,34 @@ static int read_tool_calls(struct gd_history *h, yajl_val calls, size_t *cap,
 			return -1;
 		}
 		c->turn = turn;
-		c->mutating = gd_cross_turn_is_mutating(&cfg->cross_turn, name, strlen(name));
-		snprintf(c->name, sizeof(c->name), "%s", name);
-		snprintf(c->id, sizeof(c->id), "%s", id ? id : "");
-		if (YAJL_IS_STRING(args) && strlen(args->u.string) > cfg->limits.max_args_bytes) {
+		c->mutating = gd_cross_turn_is_mutating(&cfg->cross_turn, name, name_len);
+		copy_str(c->name, sizeof(c->name), &tc->name);
+		copy_str(c->id, sizeof(c->id), &tc->id);
+		if (!tc->args_json && alen > cfg->limits.max_args_bytes) {
 			/* As the pipeline identifies a call too long to keep. */
-			c->hash = gd_call_identity_raw(name, strlen(name),
-			                               gd_hash_bytes(GD_FNV_OFFSET, args->u.string,
-			                                             strlen(args->u.string)));
-		} else if (YAJL_IS_STRING(args)) {
-			size_t alen = strlen(args->u.string);
-			if (alen + 16 > *scratchcap) {
-				char *ns = realloc(*scratch, alen + 16);
-				if (!ns) {
-					snprintf(err, errlen, "out of memory");
-					return -1;
-				}
-				*scratch = ns;
-				*scratchcap = alen + 16;
-			}
-			c->hash = gd_call_identity(name, strlen(name), args->u.string, alen,
-			                           *scratch, *scratchcap, &canonical);
-		} else if (YAJL_IS_OBJECT(args) || YAJL_IS_ARRAY(args)) {
-			/* Arguments as an object (Ollama's native form): serialize into
-			 * a scratch buffer that grows until the canonical form fits. */
-			for (;;) {
-				if (*scratchcap < 4096 || (!canonical && *scratch)) {
-					size_t ncap = *scratchcap < 4096 ? 4096 : *scratchcap * 2;
-					char *ns = ncap <= GD_CANON_MAX_INPUT ? realloc(*scratch, ncap) : NULL;
-					if (!ns) {
-						snprintf(err, errlen, "messages[%zu].tool_calls[%zu]: "
-						         "arguments too large", msg, i);
-						return -1;
-					}
-					*scratch = ns;
-					*scratchcap = ncap;
-				}
-				c->hash = gd_call_identity_tree(name, strlen(name), args, *scratch,
-				                                *scratchcap, &canonical);
-				if (canonical)
-					break;
-			}
+			gd_call_id_raw(name, name_len, gd_hash_bytes(GD_FNV_OFFSET, args, alen), &id_of);
 		} else {
-			c->hash = gd_call_identity(name, strlen(name), "", 0, NULL, 0, &canonical);
+			/* A string's value, or an object's raw text (Ollama's native
+			 * form): both canonicalized alike, so the two forms of one
+			 * call have one identity. */
+			gd_call_id(&cfg->cross_turn, name, name_len, args, alen, &id_of);
 		}
+		c->hash = id_of.exact;
+		c->stable = id_of.stable;
 	}
 	return 0;
 }
 
-static void read_result(struct gd_history *h, yajl_val msg)
+static void read_result(struct gd_history *h, const struct gd_conv_msg *m)
 {
-	const char *id = get_str(msg, "tool_call_id");
+	const struct gd_str *id = &m->tool_call_id;
 	struct gd_hist_call *c = NULL;
 	char head[GD_FAILURE_SCAN];
 	struct textbuf t = { head, 0, sizeof(head), GD_FNV_OFFSET, 0 };
 
-	for (size_t i = h->n_calls; id && *id && i-- > 0 && !c;) {
+	for (size_t i = h->n_calls; id->ptr && id->len && i-- > 0 && !c;) {
 		struct gd_hist_call *k = &h->calls[i];
-		if (!k->has_result && strcmp(k->id, id) == 0)
+		if (!k->has_result && strlen(k->id) == id->len && memcmp(k->id, id->ptr, id->len) == 0)
 			c = k;
 	}
 	if (!c) {
@@ -226,107 +174,113 @@ static void read_result(struct gd_history *h, yajl_val msg)
 	}
 	if (!c)
 		return;
-	each_text(get(msg, "content"), head_add, &t);
+	if (m->content.ptr)
+		head_add(&t, m->content.ptr, m->content.len);
 	c->has_result = true;
 	c->result_hash = gd_hash_mix(t.hash);
 	c->kind = gd_failure_classify(h->policy, head, t.len);
 }
 
-struct gd_history *gd_history_parse(const struct gd_policy *policy,
-                                    const char *body, size_t len,
-                                    char *err, size_t errlen)
+struct gd_history *gd_history_new(const struct gd_policy *policy,
+                                  const struct gd_conv_msg *msgs, size_t n_msgs,
+                                  char *err, size_t errlen)
 {
 	struct gd_history *h = NULL;
-	char *copy = NULL, *scratch = NULL;
-	size_t cap = 0, scratchcap = 0;
-	yajl_val root = NULL, msgs;
-	char yerr[256];
+	size_t cap = 0;
 	bool ok = false;
 
 	if (err && errlen)
 		err[0] = '\0';
-	if (!policy || (!body && len)) {
+	if (!policy || (!msgs && n_msgs)) {
 		snprintf(err, errlen, "bad argument");
 		goto out;
 	}
-	if (len > GD_HISTORY_MAX_BODY) {
-		snprintf(err, errlen, "request body of %zu bytes exceeds the cap of %u",
-		         len, GD_HISTORY_MAX_BODY);
-		goto out;
-	}
-	copy = malloc(len + 1);
 	h = calloc(1, sizeof(*h));
-	if (!copy || !h) {
+	if (!h) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
 	h->policy = policy;
-	if (len)
-		memcpy(copy, body, len);
-	copy[len] = '\0';
-	if (strlen(copy) != len) {
-		snprintf(err, errlen, "request body: NUL byte at offset %zu", strlen(copy));
-		goto out;
-	}
-	/* yajl_tree frees recursively and so does our serializer: refuse a
-	 * body nested deeper than the canonicalizer's cap before parsing it. */
-	struct gd_json_scan scan;
-	gd_json_scan_init(&scan);
-	if (gd_json_scan_feed(&scan, copy, len) == GD_SCAN_BAD &&
-	    scan.depth >= GD_CANON_MAX_DEPTH) {
-		snprintf(err, errlen, "request body is nested deeper than %u", GD_CANON_MAX_DEPTH);
-		goto out;
-	}
-	yerr[0] = '\0';
-	root = yajl_tree_parse(copy, yerr, sizeof(yerr));
-	if (!root) {
-		for (char *p = yerr; *p; p++)
-			if (*p == '\n' || *p == '\r')
-				*p = ' ';
-		snprintf(err, errlen, "request body is not JSON: %s", yerr);
-		goto out;
-	}
-	msgs = get(root, "messages");
-	if (!YAJL_IS_ARRAY(msgs)) {
-		snprintf(err, errlen, "request body has no \"messages\" array");
-		goto out;
-	}
-	for (size_t i = 0; i < msgs->u.array.len; i++) {
-		yajl_val m = msgs->u.array.values[i];
-		const char *role = get_str(m, "role");
-		yajl_val calls;
+	for (size_t i = 0; i < n_msgs; i++) {
+		const struct gd_conv_msg *m = &msgs[i];
 
-		if (!YAJL_IS_OBJECT(m) || !role) {
-			snprintf(err, errlen, "messages[%zu]: not an object with a \"role\"", i);
-			goto out;
-		}
-		if (strcmp(role, "assistant") == 0) {
-			yajl_val reasoning = get(m, "reasoning_content");
-			if (!reasoning)
-				reasoning = get(m, "reasoning");
-			if (keep_tail(get(m, "content"), &h->last_text, &h->last_text_len) ||
-			    keep_tail(reasoning, &h->last_reasoning, &h->last_reasoning_len)) {
+		if (m->role == GD_ROLE_ASSISTANT) {
+			if (keep_tail(&m->content, &h->last_text, &h->last_text_len) ||
+			    keep_tail(&m->reasoning, &h->last_reasoning, &h->last_reasoning_len)) {
 				snprintf(err, errlen, "out of memory");
 				goto out;
 			}
-			calls = get(m, "tool_calls");
-			if (YAJL_IS_ARRAY(calls) && calls->u.array.len &&
-			    read_tool_calls(h, calls, &cap, &scratch, &scratchcap, i, err, errlen))
+			if (m->n_calls && read_tool_calls(h, m, &cap, i, err, errlen))
 				goto out;
-		} else if (strcmp(role, "tool") == 0) {
+		} else if (m->role == GD_ROLE_TOOL) {
 			read_result(h, m);
 		}
 	}
+	gd_history_link(h);
 	ok = true;
 out:
-	yajl_tree_free(root);
-	free(copy);
-	free(scratch);
 	if (!ok) {
 		gd_history_free(h);
 		return NULL;
 	}
 	return h;
+}
+
+struct link_key {
+	uint64_t stable, result;
+	uint32_t i;
+};
+
+static int by_call_and_result(const void *a, const void *b)
+{
+	const struct link_key *x = a, *y = b;
+
+	if (x->stable != y->stable)
+		return x->stable < y->stable ? -1 : 1;
+	if (x->result != y->result)
+		return x->result < y->result ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Mutating calls that changed nothing (issue 12 item 3: read → a failing
+ * edit → the same failing tests, round after round, was never cut because
+ * the edit and the test run reset the count):
+ * - inert: it failed permanently ("oldString not found"), or an earlier
+ *   twin (same stable identity) got the byte-identical result — a repeat
+ *   that did nothing the first one had not done;
+ * - repeated: some twin, earlier or later, got the identical result. Between
+ *   two identical results of another call, even the first of such twins
+ *   changed nothing that call sees (the cross-turn guard, which requires
+ *   identical results, skips it; the failure breaker, which does not, only
+ *   skips inert calls).
+ * O(n log n), once per history; without memory nothing is marked (every
+ * mutating call resets, as before). */
+void gd_history_link(struct gd_history *h)
+{
+	struct link_key *keys;
+	uint32_t n = 0;
+
+	if (!h || !h->n_calls)
+		return;
+	keys = malloc(h->n_calls * sizeof(*keys));
+	if (!keys)
+		return;
+	for (size_t i = 0; i < h->n_calls; i++) {
+		struct gd_hist_call *c = &h->calls[i];
+		if (!c->mutating || !c->has_result)
+			continue;
+		c->inert = c->kind == GD_RESULT_PERMANENT;
+		keys[n++] = (struct link_key){ c->stable, c->result_hash, (uint32_t)i };
+	}
+	qsort(keys, n, sizeof(*keys), by_call_and_result);
+	for (uint32_t a = 0, b; a < n; a = b) {
+		for (b = a + 1; b < n && keys[b].stable == keys[a].stable &&
+		                keys[b].result == keys[a].result; b++)
+			h->calls[keys[b].i].inert = true; /* later than keys[a] */
+		for (uint32_t k = a; b - a > 1 && k < b; k++)
+			h->calls[keys[k].i].repeated = true;
+	}
+	free(keys);
 }
 
 void gd_history_free(struct gd_history *hist)
@@ -362,7 +316,7 @@ bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip)
 	/* The last K rounds already are one call with one result. */
 	if (cfg->cross_turn.enabled && hist->n_calls) {
 		const struct gd_hist_call *last = &hist->calls[hist->n_calls - 1];
-		uint32_t rounds = gd_cross_turn_rounds(&cfg->cross_turn, hist, last->hash);
+		uint32_t rounds = gd_cross_turn_rounds(&cfg->cross_turn, hist, last->stable);
 		if (rounds >= cfg->cross_turn.max_rounds) {
 			gd_trip_set(trip, "cross_turn", GD_STREAM_NONE, 0,
 			            "history: the last %u rounds are call %s with the same "

@@ -10,11 +10,16 @@
 #include "guards/limits.h"
 
 struct gd_hist_call {
-	uint64_t hash;        /* identity: name + canonical arguments (gd_call_identity) */
+	uint64_t hash;        /* identity: name + canonical arguments (gd_call_id .exact) */
+	uint64_t stable;      /* the same without volatile members (gd_call_id .stable) */
 	uint64_t result_hash; /* hash of the tool result text (valid when has_result) */
 	uint32_t turn;        /* 0-based assistant turn holding the call */
 	bool has_result;
 	bool mutating;        /* its name holds a guards.cross_turn.mutating word */
+	bool inert;           /* mutating, but it changed nothing: it failed
+	                         permanently, or an earlier twin got the identical
+	                         result (gd_history_link) */
+	bool repeated;        /* mutating, and some twin got the identical result */
 	enum gd_result_kind kind;
 	char name[GD_NAME_MAX];
 	char id[GD_ID_MAX];
@@ -30,5 +35,9 @@ struct gd_history {
 	char *last_reasoning;       /* and of its reasoning_content */
 	size_t last_reasoning_len;
 };
+
+/* After the last call and result of <h> are read: marks the inert
+ * mutating calls. Every reader of a history calls it once at the end. */
+void gd_history_link(struct gd_history *h);
 
 #endif

@@ -16,9 +16,17 @@
 #define GD_REPEAT_TABLE_BITS 11
 #define GD_REPEAT_TABLE (1u << GD_REPEAT_TABLE_BITS) /* 8-byte block hash slots per stream */
 #define GD_REPEAT_CANDIDATES 8    /* periods tracked at once per stream */
+#define GD_REPEAT_LAST_COPY 64    /* bytes of the last of min_repeats copies that must repeat */
+#define GD_COUNTER_WINDOW 2048    /* normalized bytes kept by the counter rule per stream */
+#define GD_COUNTER_TABLE_BITS 9   /* its block table: 512 slots */
+#define GD_COUNTER_NUMBERS 128    /* numbers remembered by the counter rule per stream */
+#define GD_COUNTER_SLOTS 16       /* numbers per unit the counter rule compares */
 #define GD_SIMHASH_MAX_WINDOW 256 /* tokens per SimHash window, upper bound */
 #define GD_SIMHASH_MAX_SHINGLE 8  /* tokens per shingle, upper bound */
 #define GD_SIMHASH_MAX_HISTORY 512 /* earlier window hashes kept, upper bound */
+#define GD_SIMHASH_SEEN_BITS 32768 /* Bloom filter of the words a stream has used */
+#define GD_PARAPHRASE_SENTENCES 16 /* earlier sentences the paraphrase watchdog compares with */
+#define GD_PARAPHRASE_WORDS 24    /* distinct words kept per sentence */
 #define GD_HISTORY_MAX_BODY (64u << 20) /* request bodies larger than this are refused */
 #define GD_HISTORY_MAX_CALLS 8192 /* tool calls read from one history */
 #define GD_HISTORY_MAX_CONTENT (256u << 10) /* tail of the last assistant text kept */
@@ -26,5 +34,7 @@
 #define GD_MUTATING_MAX 128       /* words in guards.cross_turn.mutating */
 #define GD_WORD_MAX 32            /* bytes of one such word */
 #define GD_REPEATABLE_MAX 64      /* words in guards.dedup.repeatable */
+#define GD_VOLATILE_MAX 64        /* words in guards.cross_turn.volatile_keys */
+#define GD_PER_TOOL_MAX 32        /* entries in guards.name_run.per_tool */
 
 #endif

@@ -17,6 +17,7 @@
 #include "guards/failure.h"
 #include "guards/limits.h"
 #include "guards/name_run.h"
+#include "guards/paraphrase.h"
 #include "guards/policy_int.h"
 #include "guards/repeat.h"
 #include "guards/simhash.h"
@@ -30,6 +31,7 @@
 
 struct watch {
 	struct gd_repeat rep;
+	struct gd_repeat ctr; /* the counter rule: gd_repeat_init_counter */
 	struct gd_simhash sim;
 };
 
@@ -66,8 +68,6 @@ struct gd_pipeline {
 	uint32_t n_open;
 	uint64_t seq;
 	struct call calls[GD_MAX_OPEN_CALLS];
-	char *scratch;
-	size_t scratch_cap;
 	struct gd_name_run name_run;
 	struct gd_dedup dedup;
 	struct gd_budget budget;
@@ -78,36 +78,40 @@ struct gd_pipeline {
 	 * reasoning watch is cleared at the first reasoning event, a heavy
 	 * slot's watch when open_call takes the slot. */
 	struct watch reasoning;
+	struct gd_paraphrase paraphrase; /* the reasoning stream's */
 	struct heavy heavy[GD_WATCHED_CALLS];
 };
 
-const char *gd_verdict_name(enum gd_verdict v)
+static int watch_init(struct watch *w, const struct gd_policy *policy)
 {
-	switch (v) {
-	case GD_PASS: return "pass";
-	case GD_HOLD: return "hold";
-	case GD_TRIP: return "trip";
-	case GD_VERDICT_COUNT: break;
-	}
-	return "unknown";
+	gd_simhash_init(&w->sim, &policy->cfg.simhash);
+	w->ctr.ring = NULL;
+	if (gd_repeat_init(&w->rep, &policy->cfg.repeat))
+		return -1;
+	return gd_repeat_init_counter(&w->ctr, &policy->counter);
 }
 
-static int watch_init(struct watch *w, const struct gd_config *cfg)
+/* Allocates <w>'s windows without clearing the rest: watch_reset before use. */
+static int watch_prepare(struct watch *w, const struct gd_policy *policy)
 {
-	gd_simhash_init(&w->sim, &cfg->simhash);
-	return gd_repeat_init(&w->rep, &cfg->repeat);
+	w->sim.cfg = &policy->cfg.simhash;
+	w->ctr.ring = NULL;
+	w->ctr.norm = NULL;
+	if (gd_repeat_init(&w->rep, &policy->cfg.repeat))
+		return -1;
+	return gd_repeat_init_counter(&w->ctr, &policy->counter);
 }
 
-/* Allocates <w>'s window without clearing the rest: watch_reset before use. */
-static int watch_prepare(struct watch *w, const struct gd_config *cfg)
+static void watch_fini(struct watch *w)
 {
-	w->sim.cfg = &cfg->simhash;
-	return gd_repeat_init(&w->rep, &cfg->repeat);
+	gd_repeat_fini(&w->ctr);
+	gd_repeat_fini(&w->rep);
 }
 
 static void watch_reset(struct watch *w)
 {
 	gd_repeat_reset(&w->rep);
+	gd_repeat_reset(&w->ctr);
 	gd_simhash_init(&w->sim, w->sim.cfg);
 }
 
@@ -116,6 +120,9 @@ static enum gd_verdict watch_feed(struct gd_pipeline *p, struct watch *w, const 
 {
 	if (p->cfg->repeat.enabled &&
 	    gd_repeat_feed(&w->rep, data, len, stream, &p->trip) == GD_TRIP)
+		return GD_TRIP;
+	if (p->policy->counter.enabled &&
+	    gd_repeat_feed(&w->ctr, data, len, stream, &p->trip) == GD_TRIP)
 		return GD_TRIP;
 	if (p->cfg->simhash.enabled &&
 	    gd_simhash_feed(&w->sim, data, len, stream, &p->trip) == GD_TRIP)
@@ -135,21 +142,23 @@ struct gd_pipeline *gd_pipeline_new(const struct gd_policy *policy,
 		return NULL;
 	memset(p, 0, offsetof(struct gd_pipeline, reasoning));
 	p->reasoning.rep.ring = NULL;
+	p->reasoning.ctr.ring = NULL;
+	p->reasoning.ctr.norm = NULL;
 	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
 		p->heavy[i].busy = false;
 		p->heavy[i].args = NULL;
 		p->heavy[i].w.rep.ring = NULL;
+		p->heavy[i].w.ctr.ring = NULL;
+		p->heavy[i].w.ctr.norm = NULL;
 	}
 	p->policy = policy;
 	p->cfg = &policy->cfg;
 	p->hist = hist;
-	p->scratch_cap = (size_t)p->cfg->limits.max_args_bytes + 16;
-	p->scratch = malloc(p->scratch_cap);
-	if (!p->scratch || watch_init(&p->text, p->cfg) || watch_prepare(&p->reasoning, p->cfg))
+	if (watch_init(&p->text, policy) || watch_prepare(&p->reasoning, policy))
 		goto fail;
 	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
 		p->heavy[i].args = malloc(p->cfg->limits.max_args_bytes);
-		if (!p->heavy[i].args || watch_prepare(&p->heavy[i].w, p->cfg))
+		if (!p->heavy[i].args || watch_prepare(&p->heavy[i].w, policy))
 			goto fail;
 	}
 	gd_name_run_init(&p->name_run);
@@ -166,12 +175,11 @@ void gd_pipeline_free(struct gd_pipeline *p)
 	if (!p)
 		return;
 	for (int i = GD_WATCHED_CALLS; i-- > 0;) {
-		gd_repeat_fini(&p->heavy[i].w.rep);
+		watch_fini(&p->heavy[i].w);
 		free(p->heavy[i].args);
 	}
-	gd_repeat_fini(&p->reasoning.rep);
-	gd_repeat_fini(&p->text.rep);
-	free(p->scratch);
+	watch_fini(&p->reasoning);
+	watch_fini(&p->text);
 	free(p);
 }
 
@@ -267,28 +275,27 @@ static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
 {
 	const struct gd_config *cfg = p->cfg;
 	uint64_t before = p->budget.calls;
-	uint64_t hash;
-	bool canonical;
+	struct gd_call_id id;
 	const char *name = c->name_len ? c->name : "(unnamed)";
 	bool mutating = gd_cross_turn_is_mutating(&cfg->cross_turn, c->name, c->name_len);
 	enum gd_verdict v = GD_PASS;
 
 	if (c->heavy && !c->overflow)
-		hash = gd_call_identity(c->name, c->name_len, c->heavy->args, c->args_len,
-		                        p->scratch, p->scratch_cap, &canonical);
+		gd_call_id(&cfg->cross_turn, c->name, c->name_len, c->heavy->args, c->args_len, &id);
 	else
-		hash = gd_call_identity_raw(c->name, c->name_len, c->raw_hash);
+		gd_call_id_raw(c->name, c->name_len, c->raw_hash, &id);
 	close_call(p, c);
 	p->stats.tool_calls++;
 	if (gd_budget_call(&p->budget, &cfg->budget, &p->trip) == GD_TRIP ||
-	    gd_name_run_check(&p->name_run, &cfg->name_run, c->name_hash, name, before,
-	                      &p->trip) == GD_TRIP ||
-	    gd_dedup_check(&p->dedup, &cfg->dedup, hash,
-	                   gd_dedup_limit(&cfg->dedup, c->name, c->name_len, mutating), name,
+	    gd_name_run_check(&p->name_run, &cfg->name_run, c->name_hash, name, c->name_len,
+	                      before, &p->trip) == GD_TRIP ||
+	    gd_dedup_check(&p->dedup, &cfg->dedup, &id,
+	                   gd_dedup_limit(&cfg->dedup, c->name, c->name_len, mutating),
+	                   gd_dedup_repeatable(&cfg->dedup, c->name, c->name_len), name,
 	                   &p->trip) == GD_TRIP ||
-	    gd_cross_turn_check(&cfg->cross_turn, p->hist, hash, p->answer_mutated, name,
+	    gd_cross_turn_check(&cfg->cross_turn, p->hist, &id, p->answer_mutated, name,
 	                        before, &p->trip) == GD_TRIP ||
-	    gd_failure_check(p->policy, p->hist, hash, p->answer_mutated, name,
+	    gd_failure_check(p->policy, p->hist, &id, p->answer_mutated, name,
 	                     &p->trip) == GD_TRIP) {
 		p->trip.stream = GD_STREAM_TOOLS;
 		p->trip.cut = before;
@@ -360,11 +367,16 @@ enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *e
 			p->stats.reasoning_bytes += ev->len;
 		if (!text && !p->reasoning_ready) {
 			watch_reset(&p->reasoning);
+			gd_paraphrase_init(&p->paraphrase, &p->cfg->paraphrase);
 			p->reasoning_ready = true;
 		}
 		if (gd_budget_bytes(&p->budget, &p->cfg->budget, ev->len, &p->trip) == GD_TRIP ||
 		    watch_feed(p, text ? &p->text : &p->reasoning, ev->data, ev->len,
 		               text ? GD_STREAM_TEXT : GD_STREAM_REASONING) == GD_TRIP)
+			return trip_now(p);
+		if (!text && p->cfg->paraphrase.enabled &&
+		    gd_paraphrase_feed(&p->paraphrase, ev->data, ev->len, GD_STREAM_REASONING,
+		                       &p->trip) == GD_TRIP)
 			return trip_now(p);
 		break;
 	}

@@ -1,6 +1,8 @@
 /* The guard pipeline: one object per answer that owns every guard's state,
  * consumes normalized events and returns the first trip. Pure C: no I/O, no
- * clock (the caller passes time to the stall watchdog), no libevent types. */
+ * clock (the caller passes time to the stall watchdog), no libevent types.
+ * The policy (policy.h) and the request history (history.h) it reads are
+ * built by their own modules. */
 #ifndef LW_GUARDS_PIPELINE_H
 #define LW_GUARDS_PIPELINE_H
 
@@ -8,54 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "guards/config.h"
 #include "guards/event.h"
+#include "guards/trip.h"
 
-enum gd_verdict {
-	GD_PASS = 0, /* relay the event now */
-	GD_HOLD,     /* keep it: a tool call is incomplete (release on a later PASS) */
-	GD_TRIP,     /* a loop: cancel the source, drop what is held, end the answer */
-	GD_VERDICT_COUNT
-};
-
-/* Which stream a trip's <cut> offset refers to. */
-enum gd_stream {
-	GD_STREAM_NONE = 0,
-	GD_STREAM_TEXT,
-	GD_STREAM_REASONING,
-	GD_STREAM_TOOL_ARGS,
-	GD_STREAM_TOOLS, /* <cut> counts complete tool calls to keep */
-	GD_STREAM_COUNT
-};
-
-struct gd_trip {
-	char guard[32];    /* e.g. "name_run", "repeat", "simhash", "stall" */
-	char detail[256];  /* human-readable: what repeated, how often */
-	uint64_t event_no; /* 1-based number of the event that tripped */
-	enum gd_stream stream;
-	uint64_t cut;      /* bytes of <stream> (or calls) before the looping part */
-};
-
-/* An immutable, compiled form of a config (PCRE2 patterns compiled once),
- * shared by every request; a reload builds a new one. Returns NULL and fills
- * <err> when a pattern or value is invalid. */
-struct gd_policy *gd_policy_new(const struct gd_config *cfg, char *err, size_t errlen);
-void gd_policy_free(struct gd_policy *policy);
-const struct gd_config *gd_policy_config(const struct gd_policy *policy);
-
-/* The conversation so far, from a chat-completions request body: assistant
- * tool_calls and the tool results that answered them. Returns NULL and fills
- * <err> on invalid JSON or a body without a "messages" array. Caller owns the
- * result. */
-struct gd_history *gd_history_parse(const struct gd_policy *policy,
-                                    const char *body, size_t len,
-                                    char *err, size_t errlen);
-void gd_history_free(struct gd_history *hist);
-
-/* Before forwarding: true when the history alone already proves a loop
- * (e.g. an agent re-requesting the continuation of a looping answer); fills
- * <trip>. */
-bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip);
+struct gd_policy;
+struct gd_history;
 
 /* One answer. <hist> may be NULL (no cross-turn guards); it must outlive the
  * pipeline. */
@@ -97,7 +56,5 @@ struct gd_stats {
 	uint64_t reasoning_bytes;
 };
 void gd_pipeline_stats(const struct gd_pipeline *p, struct gd_stats *out);
-
-const char *gd_verdict_name(enum gd_verdict v);
 
 #endif

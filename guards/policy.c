@@ -4,10 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guards/pipeline.h"
+#include "guards/policy.h"
 #include "guards/policy_int.h"
 
-#define PCRE2_FLAGS (PCRE2_CASELESS | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF)
+#define PCRE2_FLAGS (PCRE2_CASELESS | PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF)
+
+/* Every pattern matches whole words: a match may neither begin nor end in
+ * the middle of a word (a letter, digit or '_' on both sides of its edge).
+ * "rate limit" then does not match "Add rate limiter middleware", nor "503"
+ * "v5031". An edge that is not a word character ("Error:", "(7)") is free. */
+#define WORD_EDGE "(?:(?<!\\w)|(?!\\w))"
 
 /* Blames <key> (and <key2>, for a cross-key constraint, when the reason
  * names both) in <f>; returns -1. */
@@ -29,12 +35,12 @@ static int fault(struct cfg_fault *f, const char *key, const char *key2, const c
 }
 
 /* Compiles each of the <n> patterns of <list> alone (so an error names the
- * entry and the offset within it), then all of them as one alternation,
- * into *<out> (NULL when <n> is 0). */
+ * entry and the offset within it), then all of them as one alternation of
+ * whole-word matches, into *<out> (NULL when <n> is 0). */
 static int compile_list(const char *key, const char (*list)[GD_PATTERN_MAX], uint32_t n,
                         pcre2_code **out, struct cfg_fault *f)
 {
-	size_t cap = (size_t)n * (GD_PATTERN_MAX + 8) + 1, len = 0;
+	size_t cap = (size_t)n * (GD_PATTERN_MAX + 8 + 2 * sizeof(WORD_EDGE)) + 1, len = 0;
 	size_t starts[GD_MAX_PATTERNS];
 	char *all = NULL;
 	int rc = -1, ec;
@@ -60,9 +66,9 @@ static int compile_list(const char *key, const char (*list)[GD_PATTERN_MAX], uin
 			goto out;
 		}
 		pcre2_code_free(code);
-		len += (size_t)snprintf(all + len, cap - len, "%s(?:", i ? "|" : "");
+		len += (size_t)snprintf(all + len, cap - len, "%s" WORD_EDGE "(?:", i ? "|" : "");
 		starts[i] = len;
-		len += (size_t)snprintf(all + len, cap - len, "%s)", list[i]);
+		len += (size_t)snprintf(all + len, cap - len, "%s)" WORD_EDGE, list[i]);
 	}
 	*out = pcre2_compile((PCRE2_SPTR)all, len, PCRE2_FLAGS, &ec, &eo, NULL);
 	if (!*out) {
@@ -100,8 +106,22 @@ static int validate(const struct gd_config *c, struct cfg_fault *f)
 	    c->cross_turn.max_rounds < 2 || c->failure.max_failures < 1 ||
 	    c->limits.max_args_bytes < 256 || c->limits.max_args_bytes > GD_ARGS_MAX ||
 	    c->failure.n_patterns > GD_MAX_PATTERNS || c->failure.n_transient > GD_MAX_PATTERNS ||
-	    c->cross_turn.n_mutating > GD_MUTATING_MAX || c->dedup.n_repeatable > GD_REPEATABLE_MAX)
+	    c->cross_turn.n_mutating > GD_MUTATING_MAX || c->dedup.n_repeatable > GD_REPEATABLE_MAX ||
+	    c->cross_turn.n_volatile > GD_VOLATILE_MAX || c->name_run.n_per_tool > GD_PER_TOOL_MAX)
 		return fault(f, NULL, NULL, NULL, "a guard value is out of its range (see gd_config_set)");
+	if (c->repeat.counter_repeats == 1)
+		return fault(f, "guards.repeat.counter_repeats", NULL, NULL,
+		             "guards.repeat.counter_repeats must be 0 (off) or at least 2");
+	if (c->repeat.counter_span < 8 || c->repeat.counter_span > GD_COUNTER_WINDOW / 2)
+		return fault(f, "guards.repeat.counter_span", NULL, NULL,
+		             "guards.repeat.counter_span (%u) must be in [8, %u]",
+		             c->repeat.counter_span, GD_COUNTER_WINDOW / 2);
+	if (c->paraphrase.window < 1 || c->paraphrase.window > 31 || c->paraphrase.min_restated < 1 ||
+	    c->paraphrase.min_restated > c->paraphrase.window)
+		return fault(f, "guards.paraphrase.min_restated", "guards.paraphrase.window", NULL,
+		             "guards.paraphrase.min_restated (%u) must be in [1, "
+		             "guards.paraphrase.window (%u)], the window at most 31",
+		             c->paraphrase.min_restated, c->paraphrase.window);
 	if (c->repeat.max_period + 8 > c->repeat.window_bytes)
 		return fault(f, "guards.repeat.max_period", "guards.repeat.window_bytes",
 		             NULL, "guards.repeat.max_period (%u) must be at most "
@@ -181,6 +201,10 @@ struct gd_policy *gd_policy_new(const struct gd_config *cfg, char *err, size_t e
 		return NULL;
 	}
 	p->cfg = *cfg;
+	p->counter = cfg->repeat;
+	p->counter.window_bytes = GD_COUNTER_WINDOW;
+	p->counter.max_period = GD_COUNTER_WINDOW / 2;
+	p->counter.enabled = cfg->repeat.enabled && cfg->repeat.counter_repeats > 0;
 	if (check(cfg, &f, &p->permanent, &p->transient)) {
 		/* No positions here: callers with a config file use
 		 * gd_config_check and cfg_fault_format instead. */

@@ -6,7 +6,8 @@
 
 #include "guards/util.h"
 
-int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+/* One allocation: the ring, then the block table (<bits> bits of slots). */
+static int init_with(struct gd_repeat *r, const struct gd_repeat_config *cfg, uint32_t bits)
 {
 	uint32_t size = 64;
 
@@ -14,10 +15,34 @@ int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
 	r->cfg = cfg;
 	while (size < cfg->window_bytes)
 		size <<= 1;
-	r->ring = malloc(size);
+	r->ring = malloc(size + ((size_t)4 << bits));
 	if (!r->ring)
 		return -1;
 	r->mask = size - 1;
+	r->table = (uint32_t *)(void *)(r->ring + size);
+	r->table_bits = bits;
+	memset(r->table, 0, (size_t)4 << bits);
+	return 0;
+}
+
+int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+{
+	return init_with(r, cfg, GD_REPEAT_TABLE_BITS);
+}
+
+int gd_repeat_init_counter(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+{
+	/* The normalized stream's window is small: a small table stays in
+	 * cache. */
+	if (init_with(r, cfg, GD_COUNTER_TABLE_BITS))
+		return -1;
+	r->norm = calloc(1, sizeof(*r->norm));
+	if (r->norm)
+		r->norm->raw_lo = malloc(((size_t)r->mask + 1) * sizeof(*r->norm->raw_lo));
+	if (!r->norm || !r->norm->raw_lo) {
+		gd_repeat_fini(r);
+		return -1;
+	}
 	return 0;
 }
 
@@ -25,6 +50,10 @@ void gd_repeat_fini(struct gd_repeat *r)
 {
 	free(r->ring);
 	r->ring = NULL;
+	if (r->norm)
+		free(r->norm->raw_lo);
+	free(r->norm);
+	r->norm = NULL;
 }
 
 void gd_repeat_reset(struct gd_repeat *r)
@@ -32,7 +61,19 @@ void gd_repeat_reset(struct gd_repeat *r)
 	r->pos = 0;
 	r->block = 0;
 	r->n_cand = 0;
-	memset(r->table, 0, sizeof(r->table));
+	memset(r->table, 0, (size_t)4 << r->table_bits);
+	if (r->norm) {
+		uint32_t *raw_lo = r->norm->raw_lo;
+		memset(r->norm, 0, sizeof(*r->norm));
+		r->norm->raw_lo = raw_lo;
+	}
+}
+
+/* Counter mode: what a unit needs, in normalized bytes, when it holds a word. */
+static uint64_t need_counter(const struct gd_repeat_config *cfg, uint32_t p)
+{
+	uint64_t a = (uint64_t)cfg->counter_repeats * p;
+	return a > cfg->counter_span ? a : cfg->counter_span;
 }
 
 /* The shortest tail a class rule can trip on: min_blank_lines line breaks
@@ -48,19 +89,38 @@ static uint64_t class_lower(const struct gd_repeat_config *cfg, uint32_t p)
 	return low;
 }
 
-/* What a tail needs without the class rules, in bytes at most. */
-static uint64_t need_default(const struct gd_repeat_config *cfg, uint32_t p)
+/* Bytes of min_repeats copies of a period-<p> unit, the last one counted
+ * once its first GD_REPEAT_LAST_COPY bytes repeat: after two back-to-back
+ * copies of a long paragraph, the start of a third is the loop (a passage
+ * quoted twice is followed by something else). */
+static uint64_t copies(const struct gd_repeat_config *cfg, uint32_t p)
 {
-	uint64_t a = (uint64_t)cfg->min_repeats * p;
+	uint32_t last = p < GD_REPEAT_LAST_COPY ? p : GD_REPEAT_LAST_COPY;
+
+	return (uint64_t)(cfg->min_repeats - 1) * p + last;
+}
+
+/* What a tail needs without the class rules, in bytes at most. */
+static uint64_t need_default(const struct gd_repeat *r, uint32_t p)
+{
+	const struct gd_repeat_config *cfg = r->cfg;
+	uint64_t a = copies(cfg, p);
+
+	if (r->norm)
+		return need_counter(cfg, p);
 	return a > cfg->min_span ? a : cfg->min_span;
 }
 
 /* A lower bound of need_span that costs nothing: a unit has at most one
  * character per byte, and a class rule never asks for less than this. */
-static uint64_t need_lower(const struct gd_repeat_config *cfg, uint32_t p)
+static uint64_t need_lower(const struct gd_repeat *r, uint32_t p)
 {
-	uint64_t a = (uint64_t)cfg->min_repeats * p;
+	const struct gd_repeat_config *cfg = r->cfg;
+	uint64_t a = copies(cfg, p);
 	uint64_t b = class_lower(cfg, p);
+
+	if (r->norm)
+		return need_counter(cfg, p);
 	return a > b ? a : b;
 }
 
@@ -145,6 +205,34 @@ static bool plain_words(const struct gd_repeat *r, uint32_t p, uint64_t n)
 	return word;
 }
 
+/* True when the unit holds a word: a run of 3+ ASCII letters that is not a
+ * hex number ("type", "GET"; not "ff", "0xff", "abc"). Read cyclically from
+ * a non-letter so a rotation never splits a word; a unit of letters only
+ * (a rotation of "thethe") counts when its letters are not all hex. */
+static bool has_word(const struct gd_repeat *r, uint32_t p, uint64_t n)
+{
+	uint64_t start = 0;
+	uint32_t run = 0;
+	bool nonhex = false;
+
+	while (start < p && is_letter(unit_at(r, p, n, start)))
+		start++;
+	for (uint64_t i = start; i < start + p; i++) {
+		unsigned char c = unit_at(r, p, n, i);
+
+		if (is_letter(c)) {
+			run++;
+			nonhex |= !((c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'));
+			if (run >= 3 && nonhex)
+				return true;
+		} else {
+			run = 0;
+			nonhex = false;
+		}
+	}
+	return false;
+}
+
 /* Bytes a period-<p> tail ending at byte <n> must cover: min_repeats units,
  * and min_span characters (counted at the unit's bytes per character) unless
  * a class rule asks for less: min_blank_lines line breaks for a blank unit,
@@ -156,11 +244,13 @@ static uint64_t need_span(const struct gd_repeat *r, uint32_t p, uint64_t n)
 	uint64_t chars = 0, a, b;
 	uint32_t breaks;
 
+	if (r->norm)
+		return has_word(r, p, n) ? need_counter(cfg, p) : UINT64_MAX;
 	for (uint32_t i = 0; i < p; i++)
 		chars += (r->ring[(n - i) & r->mask] & 0xc0) != 0x80;
 	if (chars == 0)
 		chars = 1;
-	a = (uint64_t)cfg->min_repeats * p;
+	a = copies(cfg, p);
 	b = ((uint64_t)cfg->min_span * p + chars - 1) / chars;
 	if (cfg->min_blank_lines && (breaks = blank_breaks(r, p, n)) != 0) {
 		uint64_t blank = (cfg->min_blank_lines + breaks - 1) / breaks * (uint64_t)p;
@@ -186,9 +276,9 @@ static void add_candidate(struct gd_repeat *r, uint32_t p, uint64_t n)
 	limit = n + 1 >= p ? n + 1 - p : 0;
 	if (limit > (uint64_t)r->mask - p)
 		limit = (uint64_t)r->mask - p;
-	need = need_lower(r->cfg, p);
-	if (limit > need_default(r->cfg, p))
-		limit = need_default(r->cfg, p);
+	need = need_lower(r, p);
+	if (limit > need_default(r, p))
+		limit = need_default(r, p);
 	while (run < limit && r->ring[(n - run) & r->mask] == r->ring[(n - run - p) & r->mask])
 		run++;
 	if (r->n_cand < GD_REPEAT_CANDIDATES) {
@@ -206,6 +296,16 @@ static void add_candidate(struct gd_repeat *r, uint32_t p, uint64_t n)
 	r->cand[victim].exact = false;
 }
 
+/* Counter mode: the raw stream offset of normalized byte <x> (still in the
+ * ring). */
+static uint64_t raw_offset(const struct gd_repeat *r, uint64_t x)
+{
+	const struct gd_repeat_norm *nm = r->norm;
+	uint32_t lo = nm->raw_lo[x & r->mask];
+
+	return nm->raw_pos - (uint32_t)((uint32_t)nm->raw_pos - lo);
+}
+
 static enum gd_verdict trip_on(struct gd_repeat *r, const struct gd_repeat_cand *c,
                                uint64_t n, enum gd_stream stream, struct gd_trip *trip)
 {
@@ -218,11 +318,91 @@ static enum gd_verdict trip_on(struct gd_repeat *r, const struct gd_repeat_cand 
 	for (uint32_t i = 0; i < shown; i++)
 		buf[i] = (char)r->ring[(start + i) & r->mask];
 	gd_snippet(unit, sizeof(unit), buf, c->period, shown);
+	if (r->norm) {
+		uint64_t from = raw_offset(r, start);
+		gd_trip_set(trip, "repeat", stream, raw_offset(r, start + c->period),
+		            "a %" PRIu32 "-character unit repeated %" PRIu64 " times with only a "
+		            "counter and spacing changing (from offset %" PRIu64 "): \"%s\" "
+		            "(# is a number)", c->period, span / c->period, from, unit);
+		return GD_TRIP;
+	}
 	gd_trip_set(trip, "repeat", stream, start + c->period,
 	            "a %" PRIu32 "-byte unit repeated %" PRIu64 " times (%" PRIu64
 	            " bytes from offset %" PRIu64 "): \"%s\"",
 	            c->period, span / c->period, span, start, unit);
 	return GD_TRIP;
+}
+
+/* The committed number at normalized position <pos>, searched among the
+ * records before index <below>; NULL when it is not (or no longer) kept. */
+static const struct gd_repeat_num *number_at(const struct gd_repeat_norm *nm, uint64_t pos,
+                                             uint64_t below)
+{
+	uint64_t lo = nm->n_nums > GD_COUNTER_NUMBERS ? nm->n_nums - GD_COUNTER_NUMBERS : 0;
+	uint64_t hi = below;
+
+	while (lo < hi) { /* records are in increasing position order */
+		uint64_t mid = lo + (hi - lo) / 2;
+		const struct gd_repeat_num *m = &nm->nums[mid % GD_COUNTER_NUMBERS];
+		if (m->pos == pos)
+			return m;
+		if (m->pos < pos)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Counter mode: the copies of the unit may differ only in a counter. Each
+ * number of a copy is compared with the one a period earlier: per place in
+ * the unit the step must not change from copy to copy, and every place that
+ * changes must change by the same step (one counter, possibly printed more
+ * than once: "| 7 | Item 7 |"). A table of measurements, CSV rows or
+ * "f(1) == 2, f(2) == 4" fail this; a row number, "Attempt 7" or a constant
+ * "3.0" pass. False when a number needed is no longer kept. */
+static bool counter_ok(const struct gd_repeat *r, const struct gd_repeat_cand *c, uint64_t n)
+{
+	const struct gd_repeat_norm *nm = r->norm;
+	uint64_t p = c->period, start = n + 1 - (c->run + p);
+	uint64_t oldest = nm->n_nums > GD_COUNTER_NUMBERS ? nm->n_nums - GD_COUNTER_NUMBERS : 0;
+	struct counter_slot { uint64_t off; int64_t step; } slot[GD_COUNTER_SLOTS];
+	uint32_t n_slots = 0;
+	int64_t common = 0;
+
+	for (uint64_t k = nm->n_nums; k-- > oldest;) {
+		const struct gd_repeat_num *a = &nm->nums[k % GD_COUNTER_NUMBERS];
+		const struct gd_repeat_num *b;
+		uint64_t off;
+		int64_t step;
+		uint32_t j;
+
+		if (a->pos > n)
+			continue;
+		if (a->pos < start + p)
+			break;
+		b = number_at(nm, a->pos - p, k);
+		if (!b)
+			return false;
+		if ((a->big || b->big) && a->value != b->value)
+			return false;
+		step = (int64_t)(a->value - b->value);
+		off = (n - a->pos) % p;
+		for (j = 0; j < n_slots && slot[j].off != off; j++)
+			;
+		if (j == n_slots) {
+			if (n_slots == GD_COUNTER_SLOTS)
+				return false;
+			slot[n_slots++] = (struct counter_slot){ off, step };
+		} else if (slot[j].step != step) {
+			return false;
+		}
+		if (step && common && step != common)
+			return false;
+		if (step)
+			common = step;
+	}
+	return true;
 }
 
 /* True when candidate <c> covers enough to trip at byte <n>. */
@@ -233,54 +413,152 @@ static bool reached(struct gd_repeat *r, struct gd_repeat_cand *c, uint64_t n)
 	if (!c->exact) {
 		c->exact = true;
 		c->need = need_span(r, c->period, n);
-		return c->run + c->period >= c->need;
+		if (c->run + c->period < c->need)
+			return false;
+	}
+	if (r->norm && !counter_ok(r, c, n)) {
+		/* Not a counter (yet): look again one period later. */
+		c->need = c->run + 2 * (uint64_t)c->period;
+		return false;
 	}
 	return true;
+}
+
+/* One byte of the stream (in counter mode, of the normalized stream). */
+static inline __attribute__((always_inline)) enum gd_verdict push_byte(struct gd_repeat *r, unsigned char c,
+                                        enum gd_stream stream, struct gd_trip *trip)
+{
+	const struct gd_repeat_config *cfg = r->cfg;
+	uint64_t n = r->pos++;
+
+	r->ring[n & r->mask] = c;
+	r->block = (r->block << 8) | c;
+	for (uint32_t k = 0; k < r->n_cand;) {
+		struct gd_repeat_cand *cd = &r->cand[k];
+		if (n >= cd->period && r->ring[(n - cd->period) & r->mask] == c) {
+			cd->run++;
+			if (reached(r, cd, n))
+				return trip_on(r, cd, n, stream, trip);
+			k++;
+		} else {
+			*cd = r->cand[--r->n_cand];
+		}
+	}
+	if (n < 7)
+		return GD_PASS;
+	uint32_t h = (uint32_t)((r->block * 0x9e3779b97f4a7c15ULL) >> (64 - r->table_bits));
+	uint32_t prev = r->table[h];
+	r->table[h] = (uint32_t)(n + 1);
+	if (!prev)
+		return GD_PASS;
+	uint32_t d = (uint32_t)(n + 1) - prev;
+	if (d == 0 || d > cfg->max_period || (uint64_t)d + 8 > (uint64_t)r->mask + 1 ||
+	    n < (uint64_t)d + 7)
+		return GD_PASS;
+	bool same = true;
+	for (uint32_t b = 0; b < 8 && same; b++)
+		same = r->ring[(n - b) & r->mask] == r->ring[(n - b - d) & r->mask];
+	if (!same)
+		return GD_PASS;
+	add_candidate(r, d, n);
+	for (uint32_t k = 0; k < r->n_cand; k++)
+		if (r->cand[k].period == d && reached(r, &r->cand[k], n))
+			return trip_on(r, &r->cand[k], n, stream, trip);
+	return GD_PASS;
+}
+
+/* Counter mode: ends the number being read, keeping its record. */
+static void end_number(struct gd_repeat_norm *nm)
+{
+	if (!nm->in_number)
+		return;
+	nm->in_number = false;
+	nm->nums[nm->n_nums % GD_COUNTER_NUMBERS] = (struct gd_repeat_num){
+		nm->num_pos, nm->num_value, nm->num_digits > 18 };
+	nm->n_nums++;
+}
+
+static inline enum gd_verdict emit(struct gd_repeat *r, unsigned char c, uint64_t raw,
+                                   enum gd_stream stream, struct gd_trip *trip)
+{
+	r->norm->raw_lo[r->pos & r->mask] = (uint32_t)raw;
+	return push_byte(r, c, stream, trip);
+}
+
+static bool is_word_byte(unsigned char c)
+{
+	return is_letter(c) || (c >= '0' && c <= '9') || c == '_' || c >= 0x80;
+}
+
+/* Counter mode: the stream without whitespace (nor the JSON escapes \n \r
+ * \t of a call's arguments), each number that is not part of a word ("7",
+ * "3.0" is "#.#"; not "v2", "handle_7") replaced by '#' and its value kept. */
+static enum gd_verdict feed_counter(struct gd_repeat *r, const unsigned char *p, size_t len,
+                                    enum gd_stream stream, struct gd_trip *trip)
+{
+	struct gd_repeat_norm *nm = r->norm;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = p[i];
+		uint64_t raw = nm->raw_pos++;
+
+		if (nm->backslash) {
+			nm->backslash = false;
+			if (c == 'n' || c == 'r' || c == 't') {
+				nm->after_word = false;
+				continue;
+			}
+			if (emit(r, '\\', raw - 1, stream, trip) == GD_TRIP)
+				return GD_TRIP;
+			nm->after_word = false;
+		}
+		if (c >= '0' && c <= '9') {
+			if (nm->in_number) {
+				if (++nm->num_digits <= 18)
+					nm->num_value = nm->num_value * 10 + (c - '0');
+				else
+					nm->num_value = gd_hash_mix(nm->num_value ^ c);
+				continue;
+			}
+			if (nm->after_word) {
+				if (emit(r, c, raw, stream, trip) == GD_TRIP)
+					return GD_TRIP;
+				continue;
+			}
+			nm->in_number = true;
+			nm->num_pos = r->pos;
+			nm->num_value = (uint64_t)(c - '0');
+			nm->num_digits = 1;
+			nm->after_word = true;
+			if (emit(r, '#', raw, stream, trip) == GD_TRIP)
+				return GD_TRIP;
+			continue;
+		}
+		end_number(nm);
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			nm->after_word = false;
+			continue;
+		}
+		if (c == '\\') {
+			nm->backslash = true;
+			continue;
+		}
+		nm->after_word = is_word_byte(c);
+		if (emit(r, c, raw, stream, trip) == GD_TRIP)
+			return GD_TRIP;
+	}
+	return GD_PASS;
 }
 
 enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len,
                                enum gd_stream stream, struct gd_trip *trip)
 {
-	const struct gd_repeat_config *cfg = r->cfg;
 	const unsigned char *p = (const unsigned char *)data;
 
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = p[i];
-		uint64_t n = r->pos++;
-
-		r->ring[n & r->mask] = c;
-		r->block = (r->block << 8) | c;
-		for (uint32_t k = 0; k < r->n_cand;) {
-			struct gd_repeat_cand *cd = &r->cand[k];
-			if (n >= cd->period && r->ring[(n - cd->period) & r->mask] == c) {
-				cd->run++;
-				if (reached(r, cd, n))
-					return trip_on(r, cd, n, stream, trip);
-				k++;
-			} else {
-				*cd = r->cand[--r->n_cand];
-			}
-		}
-		if (n < 7)
-			continue;
-		uint32_t h = (uint32_t)((r->block * 0x9e3779b97f4a7c15ULL) >> (64 - GD_REPEAT_TABLE_BITS));
-		uint32_t prev = r->table[h];
-		r->table[h] = (uint32_t)(n + 1);
-		if (!prev)
-			continue;
-		uint32_t d = (uint32_t)(n + 1) - prev;
-		if (d == 0 || d > cfg->max_period || (uint64_t)d + 8 > (uint64_t)r->mask + 1 ||
-		    n < (uint64_t)d + 7)
-			continue;
-		bool same = true;
-		for (uint32_t b = 0; b < 8 && same; b++)
-			same = r->ring[(n - b) & r->mask] == r->ring[(n - b - d) & r->mask];
-		if (!same)
-			continue;
-		add_candidate(r, d, n);
-		for (uint32_t k = 0; k < r->n_cand; k++)
-			if (r->cand[k].period == d && reached(r, &r->cand[k], n))
-				return trip_on(r, &r->cand[k], n, stream, trip);
-	}
+	if (r->norm)
+		return feed_counter(r, p, len, stream, trip);
+	for (size_t i = 0; i < len; i++)
+		if (push_byte(r, p[i], stream, trip) == GD_TRIP)
+			return GD_TRIP;
 	return GD_PASS;
 }

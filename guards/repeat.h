@@ -15,7 +15,7 @@
 
 #include "guards/config.h"
 #include "guards/limits.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
 
 struct gd_repeat_cand {
 	uint32_t period;
@@ -24,19 +24,53 @@ struct gd_repeat_cand {
 	bool exact;    /* <need> counts the unit's characters (else a lower bound) */
 };
 
+/* A number of the normalized stream (counter mode). */
+struct gd_repeat_num {
+	uint64_t pos;   /* normalized position of its '#' */
+	uint64_t value; /* up to 18 digits; longer: a hash (<big>) */
+	bool big;
+};
+
+/* Counter mode's state: the normalizer and the numbers it replaced. */
+struct gd_repeat_norm {
+	uint32_t *raw_lo;      /* per normalized byte of the ring: low 32 bits of its raw offset */
+	uint64_t raw_pos;      /* raw bytes consumed */
+	bool after_word;       /* the last byte kept was a letter, digit, '_' or non-ASCII */
+	bool backslash;        /* a '\\' waits: "\\n" "\\r" "\\t" are whitespace */
+	bool in_number;
+	uint32_t num_digits;
+	uint64_t num_value;
+	uint64_t num_pos;
+	uint64_t n_nums;
+	struct gd_repeat_num nums[GD_COUNTER_NUMBERS]; /* ring, in position order */
+};
+
 struct gd_repeat {
 	const struct gd_repeat_config *cfg;
+	struct gd_repeat_norm *norm; /* counter mode; NULL: exact */
 	unsigned char *ring; /* the last <mask>+1 bytes */
 	uint32_t mask;
 	uint64_t pos;        /* bytes consumed */
 	uint64_t block;      /* the last 8 bytes */
 	uint32_t n_cand;
 	struct gd_repeat_cand cand[GD_REPEAT_CANDIDATES];
-	uint32_t table[GD_REPEAT_TABLE]; /* block hash -> (position + 1) mod 2^32 */
+	uint32_t *table;     /* block hash -> (position + 1) mod 2^32; in <ring>'s allocation */
+	uint32_t table_bits; /* 2^table_bits slots */
 };
 
 /* Allocates the window. Returns 0, or -1 when out of memory. */
 int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+	__attribute__((warn_unused_result));
+
+/* Counter mode (the counter rule): the same detector on the stream with
+ * whitespace dropped and every number that is not part of a word replaced by
+ * '#'. A unit holding a word (3+ letters, not hex) that repeats
+ * counter_repeats times over counter_span characters trips when its copies
+ * differ only in a counter (counter_ok in repeat.c): one table row with only
+ * its number changing, `"type": 3.0,` with varying spaces, "Attempt 7: …".
+ * <cfg> gives window_bytes and max_period of the normalized stream and the
+ * counter_* thresholds; offsets in a trip are raw stream offsets. */
+int gd_repeat_init_counter(struct gd_repeat *r, const struct gd_repeat_config *cfg)
 	__attribute__((warn_unused_result));
 void gd_repeat_fini(struct gd_repeat *r);
 /* Forgets the stream (keeps the window allocated). */

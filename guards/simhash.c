@@ -65,9 +65,9 @@ static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
                                     struct gd_trip *trip)
 {
 	const struct gd_simhash_config *cfg = s->cfg;
-	uint64_t fp = 0, start = s->n_sh - cfg->window;
+	uint64_t fp = 0, start = s->n_sh - cfg->window, latest = 0, first = UINT64_MAX;
 	uint32_t best = 65, span = cfg->min_hits * 2;
-	bool hit = false;
+	bool hit = false, matched = false;
 	uint64_t spanmask = span >= 64 ? ~0ULL : (1ULL << span) - 1;
 
 	for (int j = 0; j < 16; j++)
@@ -81,19 +81,38 @@ static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
 		uint32_t d = gd_popcount64(fp ^ pp->fp);
 		if (d < best)
 			best = d;
+		if (d > cfg->max_distance)
+			continue;
+		matched = true;
+		if (pp->start < first)
+			first = pp->start;
+		/* The end of the latest matching window (in shingles). */
+		if (pp->start + cfg->window > latest)
+			latest = pp->start + cfg->window;
 	}
+	/* Neutral windows leave the hit record as it is:
+	 * - every match lies in one earlier place: the second copy of a passage,
+	 *   which exact repetition allows (a third copy matches two places);
+	 * - a word never seen before came after the latest match. */
+	bool neutral = matched && (latest - first <= cfg->window + 2 * (uint64_t)cfg->stride ||
+	                           s->last_fresh > latest);
 	/* Counting distinct tokens costs a sort: only for would-be hits. */
-	hit = best <= cfg->max_distance && distinct_tokens(s) >= cfg->min_distinct;
+	if (!neutral)
+		hit = matched && distinct_tokens(s) >= cfg->min_distinct;
 	s->past[s->n_checks % cfg->history] = (struct gd_simhash_past){ fp, start };
 	if (s->n_past < cfg->history)
 		s->n_past++;
 	s->check_off[s->n_checks % 64] = s->sh_off[start % cfg->window];
 	s->n_checks++;
+	if (neutral)
+		return GD_PASS;
+	s->n_counted++;
+	s->counted_off[s->n_counted % 64] = s->sh_off[start % cfg->window];
 	s->hitmask = (s->hitmask << 1) | (hit ? 1 : 0);
 	uint32_t hits = gd_popcount64(s->hitmask & spanmask);
 	if (hit && hits >= cfg->min_hits) {
 		uint32_t oldest = 63 - (uint32_t)__builtin_clzll(s->hitmask & spanmask);
-		uint64_t off = s->check_off[(s->n_checks - 1 - oldest) % 64];
+		uint64_t off = s->counted_off[(s->n_counted - oldest) % 64];
 		gd_trip_set(trip, "simhash", stream, off,
 		            "%" PRIu32 " of the last %" PRIu32 " windows of %" PRIu32
 		            " tokens are within %" PRIu32 " bits of earlier text (from offset %" PRIu64 ")",
@@ -122,6 +141,18 @@ static enum gd_verdict push_token(struct gd_simhash *s, uint64_t tok, uint64_t o
 	uint64_t old = s->n_sh >= w ? s->sh[idx] : 0;
 	for (int j = 0; j < 16; j++)
 		s->ones[j] += spread[(h >> (4 * j)) & 15] - spread[(old >> (4 * j)) & 15];
+	if (tok != DIGITS_TOKEN) {
+		/* A word never seen before (two bits of a Bloom filter: a word
+		 * mistaken for seen only makes a window count, never the reverse). */
+		uint64_t m = gd_hash_mix(tok);
+		uint32_t b1 = (uint32_t)m % GD_SIMHASH_SEEN_BITS;
+		uint32_t b2 = (uint32_t)(m >> 32) % GD_SIMHASH_SEEN_BITS;
+		if (!((s->seen[b1 / 64] >> (b1 % 64)) & (s->seen[b2 / 64] >> (b2 % 64)) & 1)) {
+			s->seen[b1 / 64] |= 1ULL << (b1 % 64);
+			s->seen[b2 / 64] |= 1ULL << (b2 % 64);
+			s->last_fresh = s->n_sh + 1;
+		}
+	}
 	s->sh[idx] = h;
 	s->sh_tok[idx] = tok;
 	s->sh_off[idx] = off;

@@ -4,9 +4,18 @@
  * tokens into shingles of <shingle>, and every <stride> tokens the 64-bit
  * SimHash of the last <window> shingles is compared with earlier,
  * non-overlapping windows. A window within <max_distance> bits of one of them
- * is a hit; <min_hits> hits among the last 2 * <min_hits> windows trip.
- * Windows with fewer than <min_distinct> distinct words, numbers not
- * counted (tables, number lists, `} } }`, metrics lines), are never hits: the exact-repeat watchdog covers those.
+ * is a hit; <min_hits> hits among the last 2 * <min_hits> counted windows
+ * trip. Windows that are never hits:
+ * - fewer than <min_distinct> distinct words, numbers not counted (tables,
+ *   number lists, `} } }`, metrics lines: the exact-repeat watchdog covers
+ *   those), or one token filling more than a quarter of the window;
+ * Windows that do not count at all (neutral: the hit record does not move):
+ * - every window it matches lies in one earlier place: the second copy of
+ *   a passage, which exact repetition allows (a data URI used for the
+ *   favicon and the logo); a third copy matches two places and is a hit;
+ * - matching an earlier window when a word never seen before appeared
+ *   between the two: the text is still bringing new identifiers (generated
+ *   handlers handle_0, handle_7, … that differ in numbers and names).
  * Fixed-size state, no allocation. */
 #ifndef LW_GUARDS_SIMHASH_H
 #define LW_GUARDS_SIMHASH_H
@@ -16,7 +25,7 @@
 
 #include "guards/config.h"
 #include "guards/limits.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
 
 struct gd_simhash_past {
 	uint64_t fp;
@@ -38,9 +47,13 @@ struct gd_simhash {
 	uint64_t sh_off[GD_SIMHASH_MAX_WINDOW]; /* ring: stream offset of that token */
 	uint64_t ones[16];       /* per fingerprint bit, 1-bits among the window's shingles:
 	                            4 lanes of 16 bits per word, lane i of word j = bit 4j+i */
+	uint64_t last_fresh;     /* 1 + shingle index of the latest word never seen before */
+	uint64_t seen[GD_SIMHASH_SEEN_BITS / 64]; /* words seen (two bits each, Bloom) */
 	uint64_t n_checks;
-	uint64_t hitmask;        /* bit 0 = the latest window */
+	uint64_t n_counted;      /* windows that were not neutral */
+	uint64_t hitmask;        /* bit 0 = the latest counted window */
 	uint64_t check_off[64];  /* ring: start offset of each checked window */
+	uint64_t counted_off[64]; /* ring: start offset of each counted window */
 	uint32_t n_past;
 	struct gd_simhash_past past[GD_SIMHASH_MAX_HISTORY]; /* ring */
 };

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "guards/config.h"
-#include "guards/pipeline.h"
+#include "guards/trip.h"
 
 struct gd_stall {
 	bool started;

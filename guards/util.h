@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "guards/pipeline.h"
+#include "guards/limits.h"
+#include "guards/trip.h"
 
 #define GD_FNV_OFFSET 0xcbf29ce484222325ULL
 #define GD_FNV_PRIME 0x100000001b3ULL

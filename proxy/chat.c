@@ -15,11 +15,13 @@
 #include <yajl/yajl_tree.h>
 
 #include "guards/pipeline.h"
+#include "guards/utf8.h"
 #include "proxy/emit.h"
 #include "proxy/metrics.h"
 #include "proxy/record.h"
 #include "proxy/server_int.h"
 #include "proxy/wire/chunk.h"
+#include "proxy/wire/request.h"
 #include "proxy/wire/sse.h"
 
 #define ERROR_BODY_MAX (64 * 1024) /* an upstream's 4xx/5xx body kept for the client */
@@ -768,48 +770,36 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 		simple_error(c, 503, "loopwarden has no upstream: start it with --upstream URL");
 		return;
 	}
-	yajl_val root = yajl_tree_parse(req->body, err, sizeof(err));
-	if (!root) {
-		char msg[400];
-		/* yajl's message spans lines: keep the first. */
-		err[strcspn(err, "\n")] = '\0';
-		snprintf(msg, sizeof(msg), "request body is not valid JSON: %s", err);
-		simple_error(c, 400, msg);
+	/* The one parse of the body (proxy/wire/request.h): every limit is
+	 * checked while parsing, and the history is built from its result. */
+	struct px_request *preq = NULL;
+	enum px_request_status rst = px_request_read(req->body, req->body_len, &preq, err, sizeof(err));
+	if (rst != PX_REQUEST_OK) {
+		simple_error(c, rst == PX_REQUEST_ENOMEM ? 500 : 400, err);
 		return;
 	}
-	const char *p_messages[] = {"messages", NULL};
-	const char *p_stream[] = {"stream", NULL};
-	const char *p_model[] = {"model", NULL};
-	yajl_val messages = YAJL_IS_OBJECT(root) ? yajl_tree_get(root, p_messages, yajl_t_any) : NULL;
-	yajl_val vstream = YAJL_IS_OBJECT(root) ? yajl_tree_get(root, p_stream, yajl_t_any) : NULL;
-	yajl_val vmodel = YAJL_IS_OBJECT(root) ? yajl_tree_get(root, p_model, yajl_t_any) : NULL;
-	const char *bad = NULL;
-	if (!YAJL_IS_OBJECT(root))
-		bad = "request body must be a JSON object";
-	else if (!messages || !YAJL_IS_ARRAY(messages))
-		bad = "'messages' must be an array";
-	else if (messages->u.array.len == 0)
-		bad = "'messages' must not be empty";
-	else if (vstream && !YAJL_IS_TRUE(vstream) && !YAJL_IS_FALSE(vstream) && !YAJL_IS_NULL(vstream))
-		bad = "'stream' must be a boolean";
-	else if (vmodel && !YAJL_IS_STRING(vmodel))
-		bad = "'model' must be a string";
-	bool stream = vstream && YAJL_IS_TRUE(vstream);
-	char model[128] = "";
-	if (vmodel && YAJL_IS_STRING(vmodel))
-		snprintf(model, sizeof(model), "%s", YAJL_GET_STRING(vmodel));
-	yajl_tree_free(root);
-	if (bad) {
-		simple_error(c, 400, bad);
+	if (preq->n_msgs == 0) {
+		px_request_free(preq);
+		simple_error(c, 400, "messages must not be empty");
 		return;
+	}
+	bool stream = preq->stream;
+	char model[128] = "";
+	if (preq->model.ptr) {
+		/* Cut on a character boundary: the model name goes into our JSON. */
+		size_t n = gd_utf8_cut(preq->model.ptr, preq->model.len, sizeof(model) - 1);
+		memcpy(model, preq->model.ptr, n);
+		model[n] = '\0';
 	}
 	px_metrics_inc(stream ? PX_C_CHAT_STREAM : PX_C_CHAT_NONSTREAM, 1);
 	if (s->active_streams >= s->opts.max_streams) {
+		px_request_free(preq);
 		simple_error(c, 503, "loopwarden is at proxy.max_streams: retry later");
 		return;
 	}
 	struct px_policy_ref *policy = px_policy_hold(s);
-	struct gd_history *hist = gd_history_parse(policy->policy, req->body, req->body_len, err, sizeof(err));
+	struct gd_history *hist = gd_history_new(policy->policy, preq->msgs, preq->n_msgs, err, sizeof(err));
+	px_request_free(preq); /* the history keeps its own copies */
 	if (!hist) {
 		px_policy_release(policy);
 		char msg[400];

@@ -9,17 +9,42 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "guards/utf8.h"
+
+/* The one JSON string writer: every string loopwarden composes itself
+ * (error messages that quote a path or an upstream's text, ids, models,
+ * guard details) goes through here, so what we emit is valid JSON and valid
+ * UTF-8 whatever bytes the input held: control characters are escaped, and
+ * each byte that does not start a valid UTF-8 character becomes U+FFFD
+ * (guards/utf8.h, strict: no overlongs, surrogates or values past
+ * U+10FFFF). Valid characters are copied as they are. */
 void px_json_string(struct evbuffer *out, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
+	static const char replacement[] = "\xEF\xBF\xBD";
+	const unsigned char *u = (const unsigned char *)s;
 	evbuffer_add(out, "\"", 1);
-	size_t run = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		if (ch >= 0x20 && ch != '"' && ch != '\\')
+	size_t run = 0; /* start of the bytes not yet written */
+	for (size_t i = 0; i < len;) {
+		unsigned char ch = u[i];
+		if (ch >= 0x80) {
+			uint32_t cp;
+			size_t k = gd_utf8_decode(u + i, len - i, &cp);
+			if (k > 0) {
+				i += k;
+				continue;
+			}
+			evbuffer_add(out, s + run, i - run);
+			evbuffer_add(out, replacement, 3);
+			run = ++i;
 			continue;
+		}
+		if (ch >= 0x20 && ch != '"' && ch != '\\') {
+			i++;
+			continue;
+		}
 		evbuffer_add(out, s + run, i - run);
-		run = i + 1;
+		run = ++i;
 		char esc[7] = {'\\', 0};
 		size_t n = 2;
 		switch (ch) {
@@ -165,15 +190,6 @@ void px_notice_text(char *buf, size_t buflen, const struct gd_trip *trip)
 
 /* ---- truncating a non-streaming answer ---- */
 
-static size_t utf8_floor(const char *s, size_t n, size_t cut)
-{
-	if (cut >= n)
-		return n;
-	while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
-		cut--;
-	return cut;
-}
-
 enum node_role { R_PLAIN = 0, R_CHOICE0, R_MESSAGE, R_TOP };
 
 static void gen_value(yajl_gen g, yajl_val v, enum node_role role, const struct px_cut *cut,
@@ -204,7 +220,7 @@ static void gen_object(yajl_gen g, yajl_val v, enum node_role role, const struct
 			size_t n = strlen(s);
 			size_t keep = strcmp(k, "content") == 0 ? cut->text_bytes : cut->reasoning_bytes;
 			gen_str(g, k);
-			yajl_gen_string(g, (const unsigned char *)s, utf8_floor(s, n, keep));
+			yajl_gen_string(g, (const unsigned char *)s, gd_utf8_cut(s, n, keep));
 			continue;
 		}
 		if (role == R_MESSAGE && strcmp(k, "tool_calls") == 0 && YAJL_IS_ARRAY(c)) {

@@ -1,8 +1,8 @@
 /* HTTP/1.1 server connections on bufferevents. */
 #include "proxy/http.h"
 
-#include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +18,29 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "proxy/emit.h"
+
+/* Empty lines allowed before a request-line (RFC 9112 2.2: a CRLF some
+ * clients send after a POST body); more is not a client, and would keep a
+ * connection alive without ever starting a head. */
+#define HTTP_BLANK_MAX 64
+
 enum conn_state { CS_HEAD = 0, CS_BODY, CS_HANDLING, CS_CLOSING };
 
 struct px_http_conn {
 	struct px_http_server *srv;
 	struct bufferevent *bev;
 	struct event *next_ev; /* parses pipelined input on the next loop turn */
+	struct event *deadline_ev; /* the head's or the body's deadline */
 	enum conn_state state;
 	struct px_http_req req;
+	struct px_head_scan scan; /* where the head being read ends */
+	size_t blank;             /* empty-line bytes skipped before this head */
 	char *body;
 	size_t body_want;
-	bool chunked_reply;
+	uint64_t body_held; /* this request's share of the server's body_bytes */
+	bool http10;        /* the request was HTTP/1.0 */
+	bool raw_stream;    /* a streamed reply without chunking (HTTP/1.0): ends at close */
 	bool close_after;
 	bool lingering; /* our side is shut: discard input until the client closes */
 	px_http_conn_cb on_close, on_drain;
@@ -45,8 +57,25 @@ struct px_http_server {
 	uint16_t port;
 	uint64_t n_conns;
 	uint64_t next_id;
+	uint64_t body_bytes; /* request bodies held, see px_http_limits.max_total_body_bytes */
 	struct px_http_conn *conns;
+	/* accept() failing (EMFILE…): the listener is paused and retried from
+	 * <accept_ev>; one log line when it starts failing, one from
+	 * <quiet_ev> once it has not failed for a while, with the count. */
+	struct event *accept_ev;
+	struct event *quiet_ev;
+	uint64_t accept_failures; /* in this episode; 0: none going on */
+	uint64_t accept_backoff_ms;
 };
+
+uint64_t px_http_connections_for_fds(uint64_t fd_limit, unsigned fds_per_conn)
+{
+	if (fds_per_conn == 0)
+		fds_per_conn = 1;
+	if (fd_limit < PX_HTTP_FD_RESERVE + fds_per_conn)
+		return 1;
+	return (fd_limit - PX_HTTP_FD_RESERVE) / fds_per_conn;
+}
 
 const char *px_http_status_text(int status)
 {
@@ -62,6 +91,7 @@ const char *px_http_status_text(int status)
 	case 408: return "Request Timeout";
 	case 411: return "Length Required";
 	case 413: return "Payload Too Large";
+	case 414: return "URI Too Long";
 	case 422: return "Unprocessable Entity";
 	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
@@ -74,9 +104,17 @@ const char *px_http_status_text(int status)
 	}
 }
 
+/* Gives this request's body bytes back to the server's total. */
+static void body_release(struct px_http_conn *c)
+{
+	c->srv->body_bytes -= c->body_held;
+	c->body_held = 0;
+}
+
 static void conn_free(struct px_http_conn *c)
 {
 	struct px_http_server *s = c->srv;
+	body_release(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -86,6 +124,7 @@ static void conn_free(struct px_http_conn *c)
 	s->n_conns--;
 	bufferevent_free(c->bev);
 	event_free(c->next_ev);
+	event_free(c->deadline_ev);
 	free(c->body);
 	free(c);
 }
@@ -119,6 +158,18 @@ static void linger_close(struct px_http_conn *c)
 	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
 }
 
+/* The head's or the body's deadline: <ms> from now, or off (0). Unlike the
+ * idle timeout it does not restart when a byte arrives. */
+static void set_deadline(struct px_http_conn *c, uint64_t ms)
+{
+	if (ms == 0) {
+		evtimer_del(c->deadline_ev);
+		return;
+	}
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(c->deadline_ev, &tv);
+}
+
 static void set_idle_timeout(struct px_http_conn *c, bool on)
 {
 	if (on) {
@@ -136,9 +187,13 @@ static void request_done(struct px_http_conn *c)
 {
 	free(c->body);
 	c->body = NULL;
+	body_release(c);
+	set_deadline(c, 0);
+	memset(&c->scan, 0, sizeof(c->scan));
+	c->blank = 0;
 	c->on_close = NULL;
 	c->on_drain = NULL;
-	c->chunked_reply = false;
+	c->raw_stream = false;
 	if (c->close_after || !c->req.keep_alive) {
 		c->state = CS_CLOSING;
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
@@ -172,7 +227,7 @@ void px_http_reply(struct px_http_conn *c, int status, const char *content_type,
 	snprintf(framing, sizeof(framing), "Content-Length: %zu\r\n%s", len,
 	         (c->close_after || !c->req.keep_alive) ? "Connection: close\r\n" : "");
 	write_head(c, status, content_type, framing, extra);
-	if (len)
+	if (len && strcmp(c->req.method, "HEAD") != 0)
 		evbuffer_add(bufferevent_get_output(c->bev), body, len);
 	request_done(c);
 }
@@ -181,10 +236,17 @@ static size_t send_now(struct px_http_conn *c, struct iovec *iov, int n);
 
 void px_http_stream_start(struct px_http_conn *c, int status, const char *content_type)
 {
-	const char *framing = (c->close_after || !c->req.keep_alive)
-	                          ? "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n"
-	                          : "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
-	c->chunked_reply = true;
+	const char *framing;
+	if (c->http10) {
+		/* HTTP/1.0 has no chunked encoding: the body ends when we close */
+		c->raw_stream = true;
+		c->close_after = true;
+		framing = "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n";
+	} else {
+		framing = (c->close_after || !c->req.keep_alive)
+		              ? "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n"
+		              : "Transfer-Encoding: chunked\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+	}
 	/* Sent at once like the chunks (see send_now), so the first chunk
 	 * need not wait a loop turn behind a queued head. */
 	char head[512];
@@ -278,6 +340,13 @@ void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len)
 {
 	if (len == 0)
 		return;
+	if (c->raw_stream) {
+		struct iovec one = {(void *)data, len};
+		size_t sent = send_now(c, &one, 1);
+		if (sent < len)
+			evbuffer_add(bufferevent_get_output(c->bev), (const char *)data + sent, len - sent);
+		return;
+	}
 	struct iovec iov[3];
 	iov[1].iov_base = (void *)data;
 	iov[1].iov_len = len;
@@ -292,6 +361,17 @@ void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len)
 
 #define WRITE_IOV 64 /* pieces of one chunk written straight away; more are queued */
 _Static_assert(sizeof(struct evbuffer_iovec) == sizeof(struct iovec), "evbuffer_iovec is an iovec");
+
+/* All of <buf> as it is (a close-delimited HTTP/1.0 body). */
+static void write_raw(struct px_http_conn *c, struct evbuffer *buf)
+{
+	size_t len = evbuffer_get_length(buf);
+	struct iovec iov[WRITE_IOV];
+	int nv = evbuffer_peek(buf, (ev_ssize_t)len, NULL, (struct evbuffer_iovec *)iov, WRITE_IOV);
+	if (nv > 0 && nv <= WRITE_IOV)
+		evbuffer_drain(buf, send_now(c, iov, nv));
+	evbuffer_add_buffer(bufferevent_get_output(c->bev), buf);
+}
 
 /* All of <buf> as one chunk followed by <trailer> (see send_chunk). */
 static void write_buf(struct px_http_conn *c, struct evbuffer *buf, const char *trailer, size_t tl)
@@ -316,7 +396,11 @@ static void write_buf(struct px_http_conn *c, struct evbuffer *buf, const char *
 
 void px_http_stream_write_buf(struct px_http_conn *c, struct evbuffer *buf)
 {
-	if (evbuffer_get_length(buf) > 0)
+	if (evbuffer_get_length(buf) == 0)
+		return;
+	if (c->raw_stream)
+		write_raw(c, buf);
+	else
 		write_buf(c, buf, "\r\n", 2);
 }
 
@@ -326,12 +410,19 @@ void px_http_stream_finish(struct px_http_conn *c, struct evbuffer *buf)
 		px_http_stream_end(c);
 		return;
 	}
-	write_buf(c, buf, "\r\n0\r\n\r\n", 7);
+	if (c->raw_stream)
+		write_raw(c, buf);
+	else
+		write_buf(c, buf, "\r\n0\r\n\r\n", 7);
 	request_done(c);
 }
 
 void px_http_stream_end(struct px_http_conn *c)
 {
+	if (c->raw_stream) { /* the close ends the body */
+		request_done(c);
+		return;
+	}
 	struct iovec iov = {(void *)"0\r\n\r\n", 5};
 	size_t sent = send_now(c, &iov, 1);
 	if (sent < 5)
@@ -352,108 +443,134 @@ void px_http_conn_watch(struct px_http_conn *c, px_http_conn_cb on_close,
 	c->watch_ctx = ctx;
 }
 
-/* Errors found while reading a request: answer and close. */
-static void fail_request(struct px_http_conn *c, int status, const char *msg)
+/* Errors found while reading a request: answer (the OpenAI error body, see
+ * px_emit_error) and close, since what follows on the connection can no
+ * longer be framed. <extra> as for px_http_reply. */
+static void fail_request(struct px_http_conn *c, int status, const char *msg, const char *extra)
 {
-	char body[512];
-	int n = snprintf(body, sizeof(body),
-	                 "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\",\"code\":%d}}",
-	                 msg, status);
 	c->close_after = true;
 	c->state = CS_HANDLING;
-	px_http_reply(c, status, "application/json", body, (size_t)n, NULL);
+	struct evbuffer *b = evbuffer_new();
+	if (!b) {
+		px_http_reply(c, status, "application/json", "{}", 2, extra);
+		return;
+	}
+	px_emit_error(b, status, msg);
+	size_t n = evbuffer_get_length(b);
+	px_http_reply(c, status, "application/json", (const char *)evbuffer_pullup(b, -1), n, extra);
+	evbuffer_free(b);
 }
 
-static bool header_is(const char *line, size_t nlen, const char *name)
+/* The head's or the body's deadline passed. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
-	return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
+	(void)fd;
+	(void)what;
+	struct px_http_conn *c = arg;
+	char msg[160];
+	if (c->state == CS_HEAD) {
+		snprintf(msg, sizeof(msg), "the request head did not arrive within proxy.header_timeout_ms (%" PRIu64 " ms)",
+		         c->srv->lim.header_timeout_ms);
+	} else if (c->state == CS_BODY) {
+		snprintf(msg, sizeof(msg), "the request body did not arrive within proxy.body_timeout_ms (%" PRIu64 " ms)",
+		         c->srv->lim.body_timeout_ms);
+	} else {
+		return;
+	}
+	fail_request(c, 408, msg, NULL);
 }
 
-/* Parses the head in <h> (NUL-terminated, CRLF or LF lines). Returns 0 or
- * an HTTP status to fail with, <msg> saying why. */
-static int parse_head(struct px_http_conn *c, char *h, const char **msg)
+/* Skips the empty lines allowed before a request-line; false (the
+ * connection failed) when there are too many. */
+static bool skip_blank(struct px_http_conn *c, struct evbuffer *in)
 {
-	struct px_http_req *r = &c->req;
-	char *line = h;
-	char *eol = strchr(line, '\n');
-	if (!eol)
-		return (*msg = "malformed request line", 400);
-	*eol = '\0';
-	if (eol > line && eol[-1] == '\r')
-		eol[-1] = '\0';
-	char *sp1 = strchr(line, ' ');
-	char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-	if (!sp1 || !sp2)
-		return (*msg = "malformed request line", 400);
-	size_t ml = (size_t)(sp1 - line), pl = (size_t)(sp2 - sp1 - 1);
-	if (ml == 0 || ml >= sizeof(r->method) || pl == 0 || pl >= sizeof(r->path))
-		return (*msg = "request line too long", 400);
-	memcpy(r->method, line, ml);
-	memcpy(r->path, sp1 + 1, pl);
-	bool http10;
-	if (strcmp(sp2 + 1, "HTTP/1.1") == 0)
-		http10 = false;
-	else if (strcmp(sp2 + 1, "HTTP/1.0") == 0)
-		http10 = true;
-	else
-		return (*msg = "unsupported HTTP version", 400);
-	r->keep_alive = !http10;
-	bool have_len = false, chunked = false, expect_continue = false;
-	uint64_t clen = 0;
-	for (line = eol + 1; *line; line = eol + 1) {
-		eol = strchr(line, '\n');
-		if (!eol)
-			break;
-		*eol = '\0';
-		if (eol > line && eol[-1] == '\r')
-			eol[-1] = '\0';
-		if (*line == '\0')
-			break;
-		char *colon = strchr(line, ':');
-		if (!colon)
-			return (*msg = "malformed header line", 400);
-		size_t nlen = (size_t)(colon - line);
-		char *v = colon + 1;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		size_t vl = strlen(v);
-		while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-			v[--vl] = '\0';
-		if (header_is(line, nlen, "Content-Length")) {
-			char *end;
-			errno = 0;
-			unsigned long long n = strtoull(v, &end, 10);
-			if (errno || *end || !isdigit((unsigned char)*v))
-				return (*msg = "bad Content-Length", 400);
-			if (have_len && n != clen)
-				return (*msg = "conflicting Content-Length headers", 400);
-			have_len = true;
-			clen = n;
-		} else if (header_is(line, nlen, "Transfer-Encoding")) {
-			if (strcasecmp(v, "identity") != 0)
-				chunked = true;
-		} else if (header_is(line, nlen, "Connection")) {
-			if (strcasestr(v, "close"))
-				r->keep_alive = false;
-			else if (strcasestr(v, "keep-alive"))
-				r->keep_alive = true;
-		} else if (header_is(line, nlen, "Authorization")) {
-			if (vl >= sizeof(r->authorization))
-				return (*msg = "Authorization header too long", 400);
-			memcpy(r->authorization, v, vl + 1);
-		} else if (header_is(line, nlen, "Expect")) {
-			if (strcasecmp(v, "100-continue") == 0)
-				expect_continue = true;
+	size_t len = evbuffer_get_length(in);
+	size_t look = len < HTTP_BLANK_MAX + 1 ? len : HTTP_BLANK_MAX + 1;
+	const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)look);
+	size_t k = 0;
+	while (k < look && (p[k] == '\r' || p[k] == '\n'))
+		k++;
+	if (k == 0)
+		return true;
+	evbuffer_drain(in, k);
+	c->blank += k;
+	if (c->blank > HTTP_BLANK_MAX) {
+		fail_request(c, 400, "too many empty lines before the request line", NULL);
+		return false;
+	}
+	return true;
+}
+
+/* Feeds the input not yet scanned to the head scanner. Returns the head's
+ * length once its end is in <in>, else 0. Each byte is scanned once, so a
+ * head trickled byte by byte costs no more than one sent whole. */
+static size_t scan_head(struct px_http_conn *c, struct evbuffer *in)
+{
+	size_t len = evbuffer_get_length(in);
+	size_t limit = c->srv->lim.max_header_bytes + 4; /* enough to tell "too large" */
+	while (c->scan.pos < len && c->scan.pos < limit) {
+		struct evbuffer_ptr at;
+		if (evbuffer_ptr_set(in, &at, c->scan.pos, EVBUFFER_PTR_SET) != 0)
+			return 0;
+		struct evbuffer_iovec v[8];
+		int n = evbuffer_peek(in, -1, &at, v, 8);
+		if (n <= 0)
+			return 0;
+		for (int i = 0; i < n && i < 8; i++) {
+			size_t hl = px_head_scan_feed(&c->scan, v[i].iov_base, v[i].iov_len);
+			if (hl)
+				return hl;
 		}
 	}
-	if (chunked)
-		return (*msg = "chunked request bodies are not supported: send Content-Length", 411);
-	if (clen > c->srv->lim.max_body_bytes)
-		return (*msg = "request body exceeds proxy.max_body_bytes", 400);
-	c->body_want = (size_t)clen;
-	if (expect_continue && clen > 0)
-		evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
 	return 0;
+}
+
+/* A whole head is at the start of <in> (<hl> bytes): parse it, take it off
+ * the input, and get ready for the body. False when the request failed. */
+static bool take_head(struct px_http_conn *c, struct evbuffer *in, size_t hl)
+{
+	struct px_http_server *s = c->srv;
+	struct px_http_head ph;
+	char err[256];
+	const char *h = (const char *)evbuffer_pullup(in, (ev_ssize_t)hl);
+	enum px_head_status st = h ? px_http_head_parse(h, hl, &ph, err, sizeof(err)) : PX_HEAD_EBAD;
+	if (!h)
+		snprintf(err, sizeof(err), "out of memory");
+	evbuffer_drain(in, hl);
+	memset(&c->scan, 0, sizeof(c->scan));
+	c->blank = 0;
+	memset(&c->req, 0, sizeof(c->req));
+	if (st != PX_HEAD_OK) {
+		fail_request(c, px_head_http_status(st), err, NULL);
+		return false;
+	}
+	snprintf(c->req.method, sizeof(c->req.method), "%s", ph.method);
+	snprintf(c->req.path, sizeof(c->req.path), "%s", ph.target);
+	snprintf(c->req.authorization, sizeof(c->req.authorization), "%s", ph.authorization);
+	c->req.keep_alive = ph.keep_alive;
+	c->http10 = ph.minor == 0;
+	uint64_t clen = ph.content_length;
+	if (clen > s->lim.max_body_bytes) {
+		snprintf(err, sizeof(err), "request body of %" PRIu64 " bytes exceeds proxy.max_body_bytes (%zu)",
+		         clen, s->lim.max_body_bytes);
+		fail_request(c, 413, err, NULL);
+		return false;
+	}
+	if (clen > s->lim.max_total_body_bytes - s->body_bytes) {
+		/* before a byte of it is read: the client retries when memory is free */
+		fail_request(c, 503, "loopwarden holds proxy.max_total_body_bytes of request bodies: retry later",
+		             "Retry-After: 1\r\n");
+		return false;
+	}
+	s->body_bytes += clen;
+	c->body_held = clen;
+	c->body_want = (size_t)clen;
+	c->body = NULL;
+	if (ph.expect_continue && clen > 0 && !c->http10)
+		evbuffer_add_printf(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n");
+	set_deadline(c, clen > 0 ? s->lim.body_timeout_ms : 0);
+	c->state = CS_BODY;
+	return true;
 }
 
 static void dispatch(struct px_http_conn *c)
@@ -462,6 +579,7 @@ static void dispatch(struct px_http_conn *c)
 	c->req.body_len = c->body_want;
 	c->req.id = ++c->srv->next_id;
 	c->state = CS_HANDLING;
+	set_deadline(c, 0);
 	set_idle_timeout(c, false);
 	c->srv->handler(c, &c->req, c->srv->ctx);
 }
@@ -482,55 +600,30 @@ static void process_input(struct px_http_conn *c)
 		return;
 	}
 	if (c->state == CS_HEAD) {
+		if (c->scan.pos == 0 && !skip_blank(c, in))
+			return;
 		size_t len = evbuffer_get_length(in);
 		if (len == 0)
 			return;
-		struct evbuffer_ptr p = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-		size_t hl;
-		if (p.pos >= 0) {
-			hl = (size_t)p.pos + 4;
-		} else {
-			p = evbuffer_search(in, "\n\n", 2, NULL);
-			if (p.pos < 0) {
-				if (len > c->srv->lim.max_header_bytes)
-					fail_request(c, 431, "request head exceeds proxy.max_header_bytes");
-				return;
-			}
-			hl = (size_t)p.pos + 2;
-		}
-		if (hl > c->srv->lim.max_header_bytes) {
-			fail_request(c, 431, "request head exceeds proxy.max_header_bytes");
+		if (c->scan.pos == 0 && !evtimer_pending(c->deadline_ev, NULL))
+			set_deadline(c, c->srv->lim.header_timeout_ms); /* from the head's first byte */
+		size_t hl = scan_head(c, in);
+		if (hl == 0 ? c->scan.pos > c->srv->lim.max_header_bytes : hl > c->srv->lim.max_header_bytes) {
+			fail_request(c, 431, "request head exceeds proxy.max_header_bytes", NULL);
 			return;
 		}
-		char *head = malloc(hl + 1);
-		if (!head) {
-			fail_request(c, 500, "out of memory");
+		if (hl == 0 || !take_head(c, in, hl))
 			return;
-		}
-		evbuffer_remove(in, head, hl);
-		head[hl] = '\0';
-		memset(&c->req, 0, sizeof(c->req));
-		const char *msg = NULL;
-		int st = parse_head(c, head, &msg);
-		free(head);
-		if (st) {
-			fail_request(c, st, msg);
-			return;
-		}
-		c->body = NULL;
-		if (c->body_want) {
-			c->body = malloc(c->body_want + 1);
-			if (!c->body) {
-				fail_request(c, 500, "out of memory");
-				return;
-			}
-		}
-		c->state = CS_BODY;
 	}
 	if (c->state == CS_BODY) {
 		if (evbuffer_get_length(in) < c->body_want)
 			return;
 		if (c->body_want) {
+			c->body = malloc(c->body_want + 1);
+			if (!c->body) {
+				fail_request(c, 500, "out of memory", NULL);
+				return;
+			}
 			evbuffer_remove(in, c->body, c->body_want);
 			c->body[c->body_want] = '\0';
 		}
@@ -597,13 +690,16 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	c->srv = s;
 	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->next_ev = event_new(s->base, -1, 0, next_cb, c);
-	if (!c->bev || !c->next_ev) {
+	c->deadline_ev = evtimer_new(s->base, deadline_cb, c);
+	if (!c->bev || !c->next_ev || !c->deadline_ev) {
 		if (c->bev)
 			bufferevent_free(c->bev);
 		else
 			evutil_closesocket(fd);
 		if (c->next_ev)
 			event_free(c->next_ev);
+		if (c->deadline_ev)
+			event_free(c->deadline_ev);
 		free(c);
 		return;
 	}
@@ -615,6 +711,55 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
 	set_idle_timeout(c, true);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* accept() failed with something other than a retriable error: out of file
+ * descriptors (EMFILE, ENFILE) or memory (ENOBUFS, ENOMEM) most likely.
+ * libevent would call accept() again at once, forever, since the pending
+ * connection stays readable: stop listening instead and look again after a
+ * pause that doubles while it keeps failing. The kernel queues new clients
+ * meanwhile (up to the backlog); they are served once descriptors are free. */
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct px_http_server *s = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	if (s->accept_failures++ == 0) {
+		fprintf(stderr, "loopwarden: accept(): %s: not accepting connections for now (%" PRIu64
+		                " open; proxy.max_connections %" PRIu64 "); retrying%s\n",
+		        evutil_socket_error_to_string(e), s->n_conns, s->lim.max_connections,
+		        e == EMFILE || e == ENFILE ? ": raise the open-file limit (ulimit -n) or lower "
+		                                     "proxy.max_connections" : "");
+	}
+	evconnlistener_disable(l);
+	uint64_t ms = s->accept_backoff_ms ? s->accept_backoff_ms : PX_HTTP_ACCEPT_BACKOFF_MIN_MS;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(s->accept_ev, &tv);
+	s->accept_backoff_ms = ms * 2 < PX_HTTP_ACCEPT_BACKOFF_MAX_MS ? ms * 2 : PX_HTTP_ACCEPT_BACKOFF_MAX_MS;
+	/* connections freed one by one let a few accepts through between
+	 * failures: the episode ends only after a quiet period */
+	struct timeval quiet = {PX_HTTP_ACCEPT_QUIET_MS / 1000, (PX_HTTP_ACCEPT_QUIET_MS % 1000) * 1000};
+	evtimer_add(s->quiet_ev, &quiet);
+}
+
+/* No accept() failure for PX_HTTP_ACCEPT_QUIET_MS: the episode is over. */
+static void accept_quiet_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct px_http_server *s = arg;
+	fprintf(stderr, "loopwarden: accepting connections again (%" PRIu64 " accept() failures "
+	                "while paused; %" PRIu64 " connections open)\n", s->accept_failures, s->n_conns);
+	s->accept_failures = 0;
+	s->accept_backoff_ms = PX_HTTP_ACCEPT_BACKOFF_MIN_MS;
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct px_http_server *s = arg;
+	if (s->lst)
+		evconnlistener_enable(s->lst);
 }
 
 struct px_http_server *px_http_server_new(struct event_base *base, const char *host,
@@ -650,14 +795,21 @@ struct px_http_server *px_http_server_new(struct event_base *base, const char *h
 	s->lim = *lim;
 	s->handler = handler;
 	s->ctx = ctx;
+	s->accept_backoff_ms = PX_HTTP_ACCEPT_BACKOFF_MIN_MS;
+	s->accept_ev = evtimer_new(base, accept_retry_cb, s);
+	s->quiet_ev = evtimer_new(base, accept_quiet_cb, s);
+	if (!s->accept_ev || !s->quiet_ev) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	s->lst = evconnlistener_new_bind(base, accept_cb, s,
 	                                 LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 1024,
 	                                 (struct sockaddr *)&ss, sslen);
 	if (!s->lst) {
 		snprintf(err, errlen, "listen on %s: %s", spec, strerror(errno));
-		free(s);
-		return NULL;
+		goto fail;
 	}
+	evconnlistener_set_error_cb(s->lst, accept_error_cb);
 	struct sockaddr_storage bound;
 	socklen_t bl = sizeof(bound);
 	if (getsockname(evconnlistener_get_fd(s->lst), (struct sockaddr *)&bound, &bl) == 0) {
@@ -667,6 +819,13 @@ struct px_http_server *px_http_server_new(struct event_base *base, const char *h
 			s->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
 	}
 	return s;
+fail:
+	if (s->accept_ev)
+		event_free(s->accept_ev);
+	if (s->quiet_ev)
+		event_free(s->quiet_ev);
+	free(s);
+	return NULL;
 }
 
 void px_http_server_stop_accepting(struct px_http_server *s)
@@ -674,6 +833,8 @@ void px_http_server_stop_accepting(struct px_http_server *s)
 	if (s && s->lst) {
 		evconnlistener_free(s->lst);
 		s->lst = NULL;
+		evtimer_del(s->accept_ev);
+		evtimer_del(s->quiet_ev);
 	}
 }
 
@@ -684,6 +845,8 @@ void px_http_server_free(struct px_http_server *s)
 	px_http_server_stop_accepting(s);
 	while (s->conns)
 		conn_close(s->conns);
+	event_free(s->accept_ev);
+	event_free(s->quiet_ev);
 	free(s);
 }
 
@@ -695,4 +858,9 @@ uint16_t px_http_server_port(const struct px_http_server *s)
 uint64_t px_http_server_connections(const struct px_http_server *s)
 {
 	return s->n_conns;
+}
+
+uint64_t px_http_server_body_bytes(const struct px_http_server *s)
+{
+	return s->body_bytes;
 }

@@ -1,7 +1,9 @@
 /* A small HTTP/1.1 server on libevent bufferevents: keep-alive, bounded
- * request heads and bodies, plain and chunked (streaming) responses, and
- * immediate notice when a client goes away or its output drains. One event
- * loop; no threads. */
+ * request heads and bodies (each with a deadline, and all bodies together
+ * under one cap), plain and streamed responses (chunked, or close-delimited
+ * for HTTP/1.0), immediate notice when a client goes away or its output
+ * drains, and an accept loop that backs off when file descriptors run out.
+ * Heads are parsed by proxy/wire/http_head.h. One event loop; no threads. */
 #ifndef LW_PROXY_HTTP_H
 #define LW_PROXY_HTTP_H
 
@@ -14,13 +16,27 @@ struct evbuffer;
 struct px_http_server;
 struct px_http_conn;
 
-#define PX_HTTP_AUTH_MAX 1024
+#include "proxy/wire/http_head.h"
+
+#define PX_HTTP_AUTH_MAX PX_HEAD_AUTH_MAX
+
+/* File descriptors: each connection may hold its client socket, an upstream
+ * socket and a recording file; PX_HTTP_FD_RESERVE more are kept for the
+ * listener, the event loop, logs, configuration and model files. */
+#define PX_HTTP_FD_RESERVE 64
+/* Pause after accept() fails for want of descriptors or memory, doubling
+ * from the first to the last while it keeps failing; the episode (one log
+ * line when it starts, one with the count when it ends) is over after
+ * PX_HTTP_ACCEPT_QUIET_MS without a failure. */
+#define PX_HTTP_ACCEPT_BACKOFF_MIN_MS 50
+#define PX_HTTP_ACCEPT_BACKOFF_MAX_MS 1000
+#define PX_HTTP_ACCEPT_QUIET_MS 2000
 
 /* One parsed request. <body> belongs to the connection and stays valid until
  * the response ends or the connection closes. */
 struct px_http_req {
-	char method[16];
-	char path[1024];
+	char method[PX_HEAD_METHOD_MAX];
+	char path[PX_HEAD_TARGET_MAX];
 	char authorization[PX_HTTP_AUTH_MAX]; /* empty when absent */
 	const char *body;
 	size_t body_len;
@@ -34,10 +50,17 @@ typedef void (*px_http_handler)(struct px_http_conn *c, const struct px_http_req
 
 struct px_http_limits {
 	size_t max_header_bytes;
-	size_t max_body_bytes;
+	size_t max_body_bytes;       /* one body; more: 413 */
+	uint64_t max_total_body_bytes; /* all bodies held at once; more: 503 + Retry-After */
 	uint64_t max_connections;
-	uint64_t idle_timeout_ms;
+	uint64_t idle_timeout_ms;    /* no byte from a client between requests */
+	uint64_t header_timeout_ms;  /* a head, from its first byte; then 408 */
+	uint64_t body_timeout_ms;    /* a body, from the end of its head; then 408 */
 };
+
+/* The most connections <fd_limit> open files allow when each may need
+ * <fds_per_conn> descriptors, PX_HTTP_FD_RESERVE kept aside (at least 1). */
+uint64_t px_http_connections_for_fds(uint64_t fd_limit, unsigned fds_per_conn);
 
 /* Binds <host>:<port> (0 = any free port). Returns NULL with <err> on failure. */
 struct px_http_server *px_http_server_new(struct event_base *base, const char *host,
@@ -50,12 +73,18 @@ uint16_t px_http_server_port(const struct px_http_server *s);
 /* Stops accepting new connections; open ones finish. */
 void px_http_server_stop_accepting(struct px_http_server *s);
 uint64_t px_http_server_connections(const struct px_http_server *s);
+/* Request-body bytes held now (counted from each head's Content-Length
+ * until its response ends). */
+uint64_t px_http_server_body_bytes(const struct px_http_server *s);
 
-/* A whole response with Content-Length. <extra> is "Name: value\r\n"… or NULL. */
+/* A whole response with Content-Length (no body is sent to a HEAD request).
+ * <extra> is "Name: value\r\n"… or NULL. */
 void px_http_reply(struct px_http_conn *c, int status, const char *content_type,
                    const char *body, size_t len, const char *extra);
 
-/* A streamed (chunked) response: start, write any number of pieces, end. */
+/* A streamed response: start, write any number of pieces, end. Chunked for
+ * HTTP/1.1 clients; an HTTP/1.0 client gets the bytes as they are and the
+ * connection closes at the end (it cannot read chunked encoding). */
 void px_http_stream_start(struct px_http_conn *c, int status, const char *content_type);
 void px_http_stream_write(struct px_http_conn *c, const void *data, size_t len);
 /* Moves all of <buf> into one chunk (no copy). */

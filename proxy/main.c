@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
+#include <sys/resource.h>
 
 #include <event2/event.h>
 
@@ -13,6 +15,8 @@
 #include "engine/generate.h"
 #include "guards/config.h"
 #include "guards/pipeline.h"
+#include "guards/policy.h"
+#include "proxy/http.h"
 #include "proxy/options.h"
 #include "proxy/server.h"
 
@@ -266,6 +270,37 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 		                "at the next start\n");
 }
 
+/* A server needs many descriptors; the usual soft limit (1024) is meant for
+ * shells. Raises it to the hard limit, then lowers proxy.max_connections to
+ * what the limit allows (each connection may hold a client socket, an
+ * upstream socket and a recording file), saying so: past it accept() would
+ * fail (issue 11 defect 2). */
+static void fit_fd_limit(struct px_options *o)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur != rl.rlim_max) {
+		struct rlimit want = {rl.rlim_max, rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &want) != 0 && rl.rlim_max == RLIM_INFINITY)
+			want.rlim_cur = 1048576; /* an unlimited hard limit is capped by fs.nr_open */
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+	}
+	uint64_t limit = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+	unsigned per = o->record_dir[0] ? 3 : 2;
+	uint64_t most = px_http_connections_for_fds(limit, per);
+	if (o->max_connections > most) {
+		fprintf(stderr, "loopwarden: proxy.max_connections lowered from %" PRIu64 " to %" PRIu64
+		                ": the open-file limit is %" PRIu64 " and each connection may need %u "
+		                "(client, upstream%s) with %d kept in reserve; raise the limit (ulimit -n, "
+		                "systemd LimitNOFILE=) to allow more\n",
+		        o->max_connections, most, limit, per, per == 3 ? ", recording" : "",
+		        PX_HTTP_FD_RESERVE);
+		o->max_connections = most;
+	}
+}
+
 static int run_proxy(int argc, char **argv)
 {
 	static struct px_options opts;
@@ -290,6 +325,7 @@ static int run_proxy(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	fit_fd_limit(&opts);
 	struct event_base *base = event_base_new();
 	if (!base) {
 		fprintf(stderr, "loopwarden: cannot create the event loop\n");

@@ -47,7 +47,7 @@ static const struct key_def keys[] = {
 	{"proxy.history_action", KEY_HISTORY, 0, 0, 0, 0,
 	 "when the history already proves a loop: message | trip | off"},
 	{"proxy.max_body_bytes", KEY_U64, OFF(max_body_bytes), 8 * MIB, 1 * KIB, 512 * MIB,
-	 "largest request body accepted"},
+	 "largest request body accepted (413 above it)"},
 	{"proxy.max_header_bytes", KEY_U64, OFF(max_header_bytes), 32 * KIB, 1 * KIB, 1 * MIB,
 	 "largest request or response head"},
 	{"proxy.max_event_bytes", KEY_U64, OFF(max_event_bytes), 4 * MIB, 1 * KIB, 256 * MIB,
@@ -65,9 +65,25 @@ static const struct key_def keys[] = {
 	{"proxy.max_streams", KEY_U64, OFF(max_streams), 4096, 1, 1000000,
 	 "concurrent upstream requests; more get 503"},
 	{"proxy.max_connections", KEY_U64, OFF(max_connections), 8192, 1, 1000000,
-	 "concurrent client connections; more are closed at accept"},
+	 "concurrent client connections; more are closed at accept (lowered to fit the open-file limit)"},
 	{"proxy.client_idle_timeout_ms", KEY_U64, OFF(client_idle_timeout_ms), 120000, 10, 86400000,
 	 "close an idle keep-alive client connection after this long"},
+	/* From a request's first byte: a client trickling its head (slowloris)
+	 * cannot hold a connection; 10 s is far more than any real client
+	 * needs for a head of at most max_header_bytes. */
+	{"proxy.header_timeout_ms", KEY_U64, OFF(header_timeout_ms), 10000, 10, 3600000,
+	 "a request head must arrive within this (from its first byte), else 408"},
+	/* From the end of the head: the default max_body_bytes (8 MiB) arrives
+	 * in 60 s at 1.2 Mbit/s; agents send their JSON in one go, usually in
+	 * milliseconds. A client on a slower link raises it. */
+	{"proxy.body_timeout_ms", KEY_U64, OFF(body_timeout_ms), 60000, 10, 3600000,
+	 "a request body must arrive within this (from the end of its head), else 408"},
+	/* Bodies are held from their head (Content-Length) until the answer
+	 * ends. 512 MiB: 64 bodies of the default max_body_bytes, or some 2600
+	 * agent requests of 200 KB (a 50k-token context) at once, more than one
+	 * upstream serves; without a cap 8192 connections could ask for 64 GiB. */
+	{"proxy.max_total_body_bytes", KEY_U64, OFF(max_total_body_bytes), 512 * MIB, 1 * KIB,
+	 65536 * MIB, "request bodies held at once across all connections; more get 503 + Retry-After"},
 	{"proxy.quiet", KEY_BOOL, OFF(quiet), 0, 0, 1, "no per-request log lines"},
 };
 
@@ -449,5 +465,13 @@ int px_options_check(struct px_options *o, const struct gd_config *gcfg, struct 
 	px_target_free(t);
 	if (o->record_dir[0] && check_record_dir(o->record_dir, f))
 		return -1;
+	if (o->max_total_body_bytes < o->max_body_bytes) {
+		cfg_fault_set(f, "proxy.max_total_body_bytes", "proxy.max_total_body_bytes (%" PRIu64
+		              ") is less than proxy.max_body_bytes (%" PRIu64 "): a body of the "
+		              "largest size could never be accepted", o->max_total_body_bytes,
+		              o->max_body_bytes);
+		f->key2 = "proxy.max_body_bytes";
+		return -1;
+	}
 	return 0;
 }

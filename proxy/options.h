@@ -52,6 +52,9 @@ struct px_options {
 	uint64_t max_streams;
 	uint64_t max_connections;
 	uint64_t client_idle_timeout_ms;
+	uint64_t header_timeout_ms;     /* a request head must arrive within this */
+	uint64_t body_timeout_ms;       /* a request body must arrive within this */
+	uint64_t max_total_body_bytes;  /* request bodies buffered across all connections */
 	bool quiet; /* no per-request log lines */
 };
 

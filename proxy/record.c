@@ -10,6 +10,10 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include <event2/buffer.h>
+
+#include "proxy/emit.h"
+
 struct px_record {
 	char path[1200];
 	FILE *stream;
@@ -75,21 +79,6 @@ void px_record_write(struct px_record *r, const char *data, size_t len)
 		fwrite(data, 1, len, r->stream);
 }
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
-}
-
 void px_record_close(struct px_record *r, const char *guard, const char *detail,
                      const char *error)
 {
@@ -99,21 +88,25 @@ void px_record_close(struct px_record *r, const char *guard, const char *detail,
 		fclose(r->stream);
 	char file[1300];
 	snprintf(file, sizeof(file), "%s/outcome.json", r->path);
-	FILE *f = fopen(file, "wb");
-	if (f) {
-		fprintf(f, "{\"trip\":%s", guard ? "true" : "false");
+	/* the strings go through px_json_string like all JSON we write: an
+	 * upstream's error text may hold anything */
+	struct evbuffer *b = evbuffer_new();
+	if (b) {
+		evbuffer_add_printf(b, "{\"trip\":%s", guard ? "true" : "false");
 		if (guard) {
-			fprintf(f, ",\"guard\":");
-			json_str(f, guard);
-			fprintf(f, ",\"detail\":");
-			json_str(f, detail ? detail : "");
+			evbuffer_add_printf(b, ",\"guard\":");
+			px_json_string(b, guard, strlen(guard));
+			evbuffer_add_printf(b, ",\"detail\":");
+			px_json_string(b, detail ? detail : "", detail ? strlen(detail) : 0);
 		}
 		if (error) {
-			fprintf(f, ",\"error\":");
-			json_str(f, error);
+			evbuffer_add_printf(b, ",\"error\":");
+			px_json_string(b, error, strlen(error));
 		}
-		fprintf(f, "}\n");
-		fclose(f);
+		evbuffer_add(b, "}\n", 2);
+		size_t n = evbuffer_get_length(b);
+		(void)write_file(file, (const char *)evbuffer_pullup(b, -1), n);
+		evbuffer_free(b);
 	}
 	free(r);
 }

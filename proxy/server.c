@@ -1,5 +1,5 @@
 /* Routing and the small endpoints: GET /v1/models (relayed), GET /health,
- * GET /metrics. Chat completions live in chat.c. */
+ * GET /metrics (each also HEAD). Chat completions live in chat.c. */
 #include "proxy/server.h"
 
 #include <inttypes.h>
@@ -56,7 +56,8 @@ static void reply_json(struct px_http_conn *c, int status, struct evbuffer *b)
 	px_http_reply(c, status, "application/json", (const char *)evbuffer_pullup(b, -1), n, NULL);
 }
 
-static void reply_error(struct px_http_conn *c, int status, const char *msg)
+/* An OpenAI-style error; <extra> as for px_http_reply (e.g. Allow). */
+static void reply_error_ex(struct px_http_conn *c, int status, const char *msg, const char *extra)
 {
 	struct evbuffer *b = evbuffer_new();
 	if (!b) {
@@ -64,10 +65,26 @@ static void reply_error(struct px_http_conn *c, int status, const char *msg)
 		return;
 	}
 	px_emit_error(b, status, msg);
-	reply_json(c, status, b);
+	size_t n = evbuffer_get_length(b);
+	px_http_reply(c, status, "application/json", (const char *)evbuffer_pullup(b, -1), n, extra);
 	evbuffer_free(b);
 	if (status >= 400 && status < 500)
 		px_metrics_inc(PX_C_BAD_REQUESTS, 1);
+}
+
+static void reply_error(struct px_http_conn *c, int status, const char *msg)
+{
+	reply_error_ex(c, status, msg, NULL);
+}
+
+/* 405 naming the methods <path> takes (RFC 9110 15.5.6: with Allow). */
+static void wrong_method(struct px_http_conn *c, const char *method, const char *path,
+                         const char *allow)
+{
+	char msg[PX_HEAD_TARGET_MAX + 96], extra[64];
+	snprintf(msg, sizeof(msg), "method %s is not allowed for %s: use %s", method, path, allow);
+	snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+	reply_error_ex(c, 405, msg, extra);
 }
 
 /* Ends relay <r> with the upstream's answer (<ok>) or an error. */
@@ -212,23 +229,23 @@ static void handle(struct px_http_conn *c, const struct px_http_req *req, void *
 	char path[sizeof(req->path)];
 	snprintf(path, sizeof(path), "%s", req->path);
 	path[strcspn(path, "?")] = '\0';
-	bool get = strcmp(req->method, "GET") == 0;
+	/* HEAD is GET without the body (px_http_reply leaves it out) */
+	bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 	bool post = strcmp(req->method, "POST") == 0;
-	if (strcmp(path, "/v1/chat/completions") == 0 || strcmp(path, "/chat/completions") == 0) {
-		if (!post) {
-			reply_error(c, 405, "use POST for /v1/chat/completions");
-			return;
-		}
+	bool chat = strcmp(path, "/v1/chat/completions") == 0 || strcmp(path, "/chat/completions") == 0;
+	bool models = strcmp(path, "/v1/models") == 0 || strcmp(path, "/models") == 0;
+	bool health = strcmp(path, "/health") == 0, metrics = strcmp(path, "/metrics") == 0;
+	if (chat && !post) {
+		wrong_method(c, req->method, path, "POST");
+	} else if ((models || health || metrics) && !get) {
+		wrong_method(c, req->method, path, "GET, HEAD");
+	} else if (chat) {
 		px_chat_handle(s, c, req);
-	} else if (strcmp(path, "/v1/models") == 0 || strcmp(path, "/models") == 0) {
-		if (!get) {
-			reply_error(c, 405, "use GET for /v1/models");
-			return;
-		}
+	} else if (models) {
 		relay_start(s, c, req, "/v1/models", false);
-	} else if (strcmp(path, "/health") == 0) {
+	} else if (health) {
 		relay_start(s, c, req, "/health", true);
-	} else if (strcmp(path, "/metrics") == 0) {
+	} else if (metrics) {
 		struct evbuffer *b = evbuffer_new();
 		if (!b) {
 			reply_error(c, 500, "out of memory");
@@ -240,8 +257,10 @@ static void handle(struct px_http_conn *c, const struct px_http_req *req, void *
 		evbuffer_add_printf(b, "# HELP loopwarden_paused_streams Answers whose upstream is paused for a slow client\n"
 		                       "# TYPE loopwarden_paused_streams gauge\nloopwarden_paused_streams %" PRIu64 "\n"
 		                       "# HELP loopwarden_client_backlog_bytes Bytes waiting for clients (unsent + held)\n"
-		                       "# TYPE loopwarden_client_backlog_bytes gauge\nloopwarden_client_backlog_bytes %" PRIu64 "\n",
-		                    paused, backlog);
+		                       "# TYPE loopwarden_client_backlog_bytes gauge\nloopwarden_client_backlog_bytes %" PRIu64 "\n"
+		                       "# HELP loopwarden_request_body_bytes Request-body bytes held (see proxy.max_total_body_bytes)\n"
+		                       "# TYPE loopwarden_request_body_bytes gauge\nloopwarden_request_body_bytes %" PRIu64 "\n",
+		                    paused, backlog, px_http_server_body_bytes(s->http));
 		size_t n = evbuffer_get_length(b);
 		px_http_reply(c, 200, "text/plain; version=0.0.4", (const char *)evbuffer_pullup(b, -1), n,
 		              NULL);
@@ -283,8 +302,11 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 	struct px_http_limits lim = {
 		.max_header_bytes = (size_t)opts->max_header_bytes,
 		.max_body_bytes = (size_t)opts->max_body_bytes,
+		.max_total_body_bytes = opts->max_total_body_bytes,
 		.max_connections = opts->max_connections,
 		.idle_timeout_ms = opts->client_idle_timeout_ms,
+		.header_timeout_ms = opts->header_timeout_ms,
+		.body_timeout_ms = opts->body_timeout_ms,
 	};
 	s->http = px_http_server_new(base, opts->listen_host, opts->listen_port, &lim, handle, s,
 	                             err, errlen);

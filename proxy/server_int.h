@@ -4,7 +4,9 @@
 
 #include <stdint.h>
 
+#include "guards/history.h"
 #include "guards/pipeline.h"
+#include "guards/policy.h"
 #include "proxy/http.h"
 #include "proxy/options.h"
 #include "proxy/upstream.h"

@@ -21,6 +21,8 @@
 #include <openssl/x509v3.h>
 #include <arpa/inet.h>
 
+#include "proxy/wire/http_head.h"
+
 #define CHUNK_LINE_MAX 1024
 #define SCRATCH 16384
 
@@ -44,6 +46,7 @@ struct px_upstream {
 	enum body_mode mode;
 	enum chunk_state ch;
 	uint64_t remaining; /* BM_LENGTH: body bytes left; CH_DATA: chunk bytes left */
+	struct px_head_scan scan; /* UP_HEAD: where the response head ends */
 	size_t max_head;
 	bool paused;
 	int in_cb;
@@ -178,59 +181,55 @@ static bool finish(struct px_upstream *u)
 	return true;
 }
 
-/* Parses the response head. Returns false when <u> is gone. */
+/* Feeds what has not been scanned yet to the head scanner; returns the
+ * head's length once its end is in <in>, else 0. */
+static size_t scan_head(struct px_upstream *u, struct evbuffer *in)
+{
+	size_t len = evbuffer_get_length(in);
+	while (u->scan.pos < len && u->scan.pos <= u->max_head) {
+		struct evbuffer_ptr at;
+		if (evbuffer_ptr_set(in, &at, u->scan.pos, EVBUFFER_PTR_SET) != 0)
+			return 0;
+		struct evbuffer_iovec v[8];
+		int n = evbuffer_peek(in, -1, &at, v, 8);
+		if (n <= 0)
+			return 0;
+		for (int i = 0; i < n && i < 8; i++) {
+			size_t hl = px_head_scan_feed(&u->scan, v[i].iov_base, v[i].iov_len);
+			if (hl)
+				return hl;
+		}
+	}
+	return 0;
+}
+
+/* Parses the response head (proxy/wire/http_head.h: the first empty line
+ * ends it, whether lines end in CRLF or LF). Returns false when <u> is gone. */
 static bool read_head(struct px_upstream *u, struct evbuffer *in, bool *more)
 {
 	*more = false;
-	struct evbuffer_ptr p = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-	if (p.pos < 0) {
-		if (evbuffer_get_length(in) > u->max_head)
+	size_t hl = scan_head(u, in);
+	if (hl == 0) {
+		if (u->scan.pos > u->max_head)
 			return fail(u, PX_UP_PROTOCOL, "response head too large");
 		return true;
 	}
-	size_t hl = (size_t)p.pos + 4;
 	if (hl > u->max_head)
 		return fail(u, PX_UP_PROTOCOL, "response head too large");
-	char *h = malloc(hl + 1);
+	memset(&u->scan, 0, sizeof(u->scan));
+	const char *h = (const char *)evbuffer_pullup(in, (ev_ssize_t)hl);
 	if (!h)
 		return fail(u, PX_UP_PROTOCOL, "out of memory");
-	evbuffer_remove(in, h, hl);
-	h[hl] = '\0';
-	int status = 0;
-	char ctype[128] = "";
-	bool chunked = false, have_len = false;
-	uint64_t clen = 0;
-	if (strncmp(h, "HTTP/1.", 7) != 0 || sscanf(h + 8, " %3d", &status) != 1 ||
-	    status < 100 || status > 599) {
-		free(h);
-		return fail(u, PX_UP_PROTOCOL, "not an HTTP response");
-	}
-	for (char *line = strstr(h, "\r\n"); line && line[2]; line = strstr(line + 2, "\r\n")) {
-		char *l = line + 2;
-		char *eol = strstr(l, "\r\n");
-		if (!eol || eol == l)
-			break;
-		char *colon = memchr(l, ':', (size_t)(eol - l));
-		if (!colon)
-			continue;
-		char *v = colon + 1;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		size_t vl = (size_t)(eol - v);
-		size_t nl = (size_t)(colon - l);
-		if (nl == 14 && strncasecmp(l, "Content-Length", 14) == 0) {
-			have_len = true;
-			clen = strtoull(v, NULL, 10);
-		} else if (nl == 17 && strncasecmp(l, "Transfer-Encoding", 17) == 0) {
-			if (vl >= 7 && strncasecmp(v, "chunked", 7) == 0)
-				chunked = true;
-		} else if (nl == 12 && strncasecmp(l, "Content-Type", 12) == 0) {
-			size_t n = vl < sizeof(ctype) - 1 ? vl : sizeof(ctype) - 1;
-			memcpy(ctype, v, n);
-			ctype[n] = '\0';
-		}
-	}
-	free(h);
+	struct px_http_response rh;
+	char err[200];
+	int rc = px_http_response_parse(h, hl, &rh, err, sizeof(err));
+	evbuffer_drain(in, hl);
+	if (rc != 0)
+		return fail(u, PX_UP_PROTOCOL, err);
+	int status = rh.status;
+	bool chunked = rh.chunked, have_len = rh.have_length;
+	uint64_t clen = rh.content_length;
+	const char *ctype = rh.content_type;
 	if (status >= 100 && status < 200) /* 100 Continue and friends: skip */
 		return (*more = true);
 	u->state = UP_BODY;
@@ -370,10 +369,8 @@ static bool process(struct px_upstream *u)
 					more = true;
 					break;
 				}
-				char *end;
-				errno = 0;
-				unsigned long long n = strtoull(line, &end, 16);
-				if (end == line || errno || (*end && *end != ';' && *end != ' ')) {
+				uint64_t n;
+				if (px_http_chunk_size(line, ll, &n) != 0) {
 					bad = "bad chunk size";
 					break;
 				}
@@ -478,6 +475,18 @@ struct px_upstream *px_upstream_start(struct event_base *base, const struct px_t
                                       const struct px_upstream_cbs *cbs, void *ctx,
                                       char *err, size_t errlen)
 {
+	/* Nothing we send may split our request: these come from the client
+	 * (its Authorization, checked by the head parser) or the settings. */
+	size_t pl = strlen(path);
+	bool path_ok = pl > 0 && path[0] == '/';
+	for (size_t i = 0; i < pl && path_ok; i++)
+		path_ok = (unsigned char)path[i] > 0x20 && path[i] != 0x7F;
+	if (!px_http_token_ok(method, strlen(method)) || !path_ok ||
+	    (authorization && !px_http_value_ok(authorization, strlen(authorization)))) {
+		snprintf(err, errlen, "refusing to send a request line or Authorization value with "
+		                      "control characters upstream");
+		return NULL;
+	}
 	struct px_upstream *u = calloc(1, sizeof(*u));
 	if (!u) {
 		snprintf(err, errlen, "out of memory");

@@ -10,3 +10,11 @@ add_executable(gen_model tools/gen_model.c)
 lw_target_warnings(gen_model)
 target_link_libraries(gen_model PRIVATE lw_genmodel)
 lw_unit_test(test_model unit/test_model.c ref/ref.c LIBS lw_genmodel lw_engine)
+lw_unit_test(test_sched unit/test_sched.c LIBS lw_engine Threads::Threads)
+# Bounded: a deadlock in the scheduler fails instead of stalling CI.
+set_tests_properties(test_sched PROPERTIES TIMEOUT 300)
+# Scheduler throughput at 1, 2, 4, 8 concurrent streams (bench/bench_sched.sh).
+add_executable(bench_sched bench/bench_sched.c)
+lw_target_warnings(bench_sched)
+target_include_directories(bench_sched PRIVATE ${PROJECT_SOURCE_DIR})
+target_link_libraries(bench_sched PRIVATE lw_engine Threads::Threads)

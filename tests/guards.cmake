@@ -4,8 +4,10 @@ lw_unit_test(test_canon unit/test_canon.c LIBS lw_guards)
 lw_unit_test(test_utf8 unit/test_utf8.c LIBS lw_guards)
 lw_unit_test(test_guard_repeat unit/test_guard_repeat.c LIBS lw_guards)
 lw_unit_test(test_guard_simhash unit/test_guard_simhash.c LIBS lw_guards)
+lw_unit_test(test_guard_paraphrase unit/test_guard_paraphrase.c LIBS lw_guards)
 lw_unit_test(test_guard_calls unit/test_guard_calls.c LIBS lw_guards)
-lw_unit_test(test_history unit/test_history.c LIBS lw_guards)
+# (the history is built from the request reader in lw_wire)
+lw_unit_test(test_history unit/test_history.c LIBS lw_wire lw_guards)
 lw_unit_test(test_guard_config unit/test_guard_config.c LIBS lw_guards)
 lw_unit_test(test_pipeline unit/test_pipeline.c LIBS lw_guards)
 # Count every allocation made by our code (the guard library is linked
@@ -18,7 +20,4 @@ add_executable(bench_guards bench/bench_guards.c)
 lw_target_warnings(bench_guards)
 target_link_libraries(bench_guards PRIVATE lw_guards)
 
-# fuzz_request: what loopwarden reads from a request body before the upstream
-# answers (history parse and check, canonical arguments, one answer's pipeline
-# against that history).
-lw_fuzz_target(fuzz_request 2000 LIBS lw_guards)
+# fuzz_request moved to wire.cmake: it drives the request reader (lw_wire).

@@ -22,6 +22,13 @@ if(TARGET loopwarden-audit)
 endif()
 set_tests_properties(test_proxy PROPERTIES TIMEOUT 180)
 
+# Integration: the request reader in the real binary (issue 11 defects 1 and 6).
+lw_unit_test(test_request_limits integration/test_request_limits.c integration/harness.c
+             LIBS lw_scripted)
+target_include_directories(test_request_limits PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_request_limits loopwarden lw-upstream)
+set_tests_properties(test_request_limits PROPERTIES TIMEOUT 180)
+
 # The official openai npm client through loopwarden (skipped when node/npm are absent).
 add_test(NAME test_openai_npm
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/npm/run.sh ${PROJECT_BINARY_DIR} ${PROJECT_SOURCE_DIR})
@@ -37,3 +44,20 @@ target_compile_definitions(bench_proxy PRIVATE LW_SOURCE_DIR="${PROJECT_SOURCE_D
 target_link_libraries(bench_proxy PRIVATE lw_scripted PkgConfig::LIBEVENT Threads::Threads)
 add_dependencies(bench_proxy loopwarden)
 set_target_properties(bench_proxy PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+
+# HTTP hardening (issue 11 defects 2, 3, 5, 6, 7): the real binary against a
+# raw upstream thread that sends exact bytes (bad chunk sizes, bare CRs), a
+# low RLIMIT_NOFILE, trickling clients, the global body cap.
+lw_unit_test(test_http_hardening integration/test_http_hardening.c integration/harness.c
+             LIBS lw_guards Threads::Threads PkgConfig::YAJL)
+target_include_directories(test_http_hardening PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_http_hardening loopwarden)
+set_tests_properties(test_http_hardening PROPERTIES TIMEOUT 180)
+
+# The HTTP head parser (proxy/wire/http_head.c): unit tests and its fuzz target.
+lw_unit_test(test_http_head unit/test_http_head.c LIBS lw_wire)
+lw_fuzz_target(fuzz_http_head 20000 LIBS lw_wire)
+# The HTTP layer under the binary: accept() backoff at EMFILE, JSON strings.
+lw_unit_test(test_http_server unit/test_http_server.c integration/harness.c LIBS lw_proxy)
+target_include_directories(test_http_server PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+set_tests_properties(test_http_server test_http_head PROPERTIES TIMEOUT 120)

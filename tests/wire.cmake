@@ -2,6 +2,7 @@
 # loopwarden-audit (owned with proxy/wire, config/, audit/).
 lw_unit_test(test_sse unit/test_sse.c LIBS lw_wire)
 lw_unit_test(test_chunk unit/test_chunk.c LIBS lw_wire)
+lw_unit_test(test_request unit/test_request.c LIBS lw_wire)
 lw_unit_test(test_config unit/test_config.c LIBS lw_config)
 lw_unit_test(test_corpus unit/test_corpus.c LIBS lw_audit_replay)
 # loopwarden-audit end to end: scenarios, SSE files, a record folder, bad input.
@@ -13,4 +14,19 @@ add_test(NAME test_audit
 lw_fuzz_target(fuzz_sse 10000 LIBS lw_wire)
 lw_fuzz_target(fuzz_chunk 10000 LIBS lw_wire)
 lw_fuzz_target(fuzz_config 10000 LIBS lw_config)
-set_tests_properties(test_sse test_chunk test_config test_corpus test_audit PROPERTIES TIMEOUT 120)
+# fuzz_request: what loopwarden reads from a request body before the upstream
+# answers (the request reader, the history built from it and its check,
+# canonical arguments, one answer's pipeline against that history).
+lw_fuzz_target(fuzz_request 1000 LIBS lw_wire)
+# fuzz_chat: the whole request path, body in -> response out: an in-process
+# server whose upstream is the scripted one (tests/upstream), on loopback.
+lw_fuzz_target(fuzz_chat 1000 LIBS lw_proxy lw_scripted)
+target_sources(fuzz_chat PRIVATE integration/harness.c)
+target_include_directories(fuzz_chat PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+target_compile_definitions(fuzz_chat PRIVATE LW_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+set_tests_properties(test_sse test_chunk test_request test_config test_corpus test_audit
+                     PROPERTIES TIMEOUT 120)
+if(NOT LW_LIBFUZZER)
+  # About 80 s each under ASan on a loaded 2-core machine.
+  set_tests_properties(fuzz_request_corpus fuzz_chat_corpus PROPERTIES TIMEOUT 300)
+endif()

@@ -1,6 +1,7 @@
 /* Scenario files (see scenario.h). Two passes over the text: yajl's event
- * parser finds syntax errors (with their line) and where each element of
- * "chunks" starts; yajl's tree then gives the structure, and sub-trees are
+ * parser finds syntax errors (with their line), refuses nesting deeper than
+ * PX_SCENARIO_MAX_DEPTH and finds where each element of "chunks" starts;
+ * yajl's tree then gives the structure, and sub-trees are
  * re-serialized compactly (numbers and strings byte-exact). */
 #include "proxy/wire/scenario.h"
 
@@ -49,6 +50,7 @@ void px_text_position(const char *buf, size_t len, size_t offset,
 struct scan {
 	yajl_handle h;
 	int depth;
+	bool too_deep;        /* stopped at PX_SCENARIO_MAX_DEPTH */
 	bool root_key_chunks; /* the current key of the root map is "chunks" */
 	int chunks_depth;     /* depth of the chunks array, 0 when not inside */
 	size_t *starts;
@@ -83,6 +85,11 @@ static int scan_start(void *ctx, bool is_array)
 
 	if (!scan_elem(s))
 		return 0;
+	/* Refused here, before yajl_tree builds (and frees, recursively) it. */
+	if (s->depth >= PX_SCENARIO_MAX_DEPTH) {
+		s->too_deep = true;
+		return 0;
+	}
 	s->depth++;
 	if (is_array && s->depth == 2 && s->root_key_chunks)
 		s->chunks_depth = 2;
@@ -262,6 +269,7 @@ enum px_scenario_status px_scenario_parse(const char *name, const char *buf, siz
 	char *text = NULL;
 	char perr[256];
 	unsigned long line, col;
+	yajl_status ys;
 
 	*out = NULL;
 	memset(&scan, 0, sizeof(scan));
@@ -270,8 +278,17 @@ enum px_scenario_status px_scenario_parse(const char *name, const char *buf, siz
 		st = PX_SCENARIO_ENOMEM;
 		goto out;
 	}
-	if (yajl_parse(scan.h, (const unsigned char *)buf, len) != yajl_status_ok ||
-	    yajl_complete_parse(scan.h) != yajl_status_ok) {
+	ys = yajl_parse(scan.h, (const unsigned char *)buf, len);
+	if (ys != yajl_status_ok && scan.too_deep) {
+		px_text_position(buf, len, yajl_get_bytes_consumed(scan.h), &line, &col);
+		snprintf(err, errlen, "%s:%lu:%lu: nested deeper than %d levels", name, line, col,
+		         PX_SCENARIO_MAX_DEPTH);
+		st = PX_SCENARIO_EJSON;
+		goto out;
+	}
+	if (ys == yajl_status_ok)
+		ys = yajl_complete_parse(scan.h);
+	if (ys != yajl_status_ok) {
 		unsigned char *msg = yajl_get_error(scan.h, 0, (const unsigned char *)buf, len);
 		size_t n = msg ? strlen((char *)msg) : 0;
 

@@ -11,11 +11,14 @@
 #define PX_SCENARIO_MAX_GUARDS 8
 #define PX_SCENARIO_MAX_CONFIG 32
 #define PX_SCENARIO_FILE_MAX (16u << 20)
+/* A request or a chunk may nest 64 levels (the request reader's and chunk
+ * converter's caps), two levels down in the file. */
+#define PX_SCENARIO_MAX_DEPTH 66
 
 enum px_scenario_status {
 	PX_SCENARIO_OK = 0,
 	PX_SCENARIO_EIO = -1,    /* cannot read the file, or it is too large */
-	PX_SCENARIO_EJSON = -2,  /* not JSON: <err> names the line and column */
+	PX_SCENARIO_EJSON = -2,  /* not JSON, or nested too deep: <err> names the line and column */
 	PX_SCENARIO_ESHAPE = -3, /* JSON, but a required key is missing or has the wrong type */
 	PX_SCENARIO_ENOMEM = -4,
 };

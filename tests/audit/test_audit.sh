@@ -62,6 +62,26 @@ check truncated 2 'truncated.sse:11: truncated stream' -- "$AUDIT" "$TMP/truncat
 check bad-config 2 'bad.yaml:3: key .guards.name_run.max_run.' -- \
 	"$AUDIT" --config "$TMP/bad.yaml" "$TMP/answer.sse"
 check missing 2 'nothere.json: No such file' -- "$AUDIT" "$TMP/nothere.json"
+# Issue 11 defect 1: a request nested 300 000 deep crashed the audit as it
+# crashed the proxy (yajl_tree_free recursing per level). Now: a message
+# naming the file, exit 2, as a scenario, a --request file and a recording.
+deep() { printf '%*s' 300000 '' | tr ' ' "$1"; }
+{ printf '{"request":{"messages":[],"x":'; deep '['; deep ']'; printf '},"chunks":["[DONE]"]}'; } \
+	> "$TMP/deep-scenario.json"
+{ printf '{"messages":[{"role":"user","content":"hi"}],"x":'; deep '['; deep ']'; printf '}'; } \
+	> "$TMP/deep-request.json"
+check deep-scenario 2 'deep-scenario.json:1:[0-9]+: nested deeper than' -- "$AUDIT" "$TMP/deep-scenario.json"
+check deep-request 2 'deep-request.json: request is nested deeper than 64 levels \(at byte [0-9]+\)' -- \
+	"$AUDIT" --request "$TMP/deep-request.json" "$TMP/answer.sse"
+mkdir -p "$TMP/deeprec/1"
+cp "$TMP/deep-request.json" "$TMP/deeprec/1/request.json"
+cp "$TMP/answer.sse" "$TMP/deeprec/1/stream.sse"
+check deep-record 2 'deeprec/1/request.json: request is nested deeper than 64 levels' -- \
+	"$AUDIT" "$TMP/deeprec"
+# Defect 6: a request with "messages" twice is refused, not read one way.
+printf '{"messages":[],"messages":[{"role":"user","content":"hi"}]}' > "$TMP/dup-request.json"
+check duplicate-key 2 "dup-request.json: duplicate key 'messages' in the request" -- \
+	"$AUDIT" --request "$TMP/dup-request.json" "$TMP/answer.sse"
 # A missing [DONE] is a warning, not an error.
 head -n 4 "$TMP/answer.sse" > "$TMP/short.sse"
 check no-done-warning 0 'warning: the stream ends without \[DONE\]' -- "$AUDIT" "$TMP/short.sse"

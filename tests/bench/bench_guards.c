@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "guards/pipeline.h"
+#include "guards/policy.h"
 
 static const char *const words[] = {
 	"the", "parser", "reads", "one", "header", "line", "at", "a", "time", "and",
@@ -20,6 +21,8 @@ static const char *const words[] = {
 	"config", "value", "default", "limit", "bytes", "per", "second", "thread",
 };
 #define N_WORDS (sizeof(words) / sizeof(words[0]))
+static const char *const suffixes[] = { "", "s", "ed", "er", "ing", "ly", "ness", "able" };
+#define N_SUFFIXES (sizeof(suffixes) / sizeof(suffixes[0]))
 
 static uint32_t rng = 2463534242u;
 static uint32_t next(void)
@@ -35,8 +38,10 @@ static size_t token(char *buf, int kind)
 {
 	uint32_t r = next();
 	switch (kind) {
-	case 0: /* prose */
-		return (size_t)sprintf(buf, "%s%s", r % 11 == 0 ? ".\n" : " ", words[r % N_WORDS]);
+	case 0: /* prose, from a few hundred words (prose drawn from 52 words
+	         * restates itself: the paraphrase watchdog trips on it) */
+		return (size_t)sprintf(buf, "%s%s%s", r % 11 == 0 ? ".\n" : " ", words[r % N_WORDS],
+		                       suffixes[(r >> 12) % N_SUFFIXES]);
 	case 1: /* code */
 		switch (r % 6) {
 		case 0: return (size_t)sprintf(buf, "\n    ");

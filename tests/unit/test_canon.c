@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "guards/canon.h"
+#include "guards/config.h"
 
 static void expect_canon(const char *in, const char *want)
 {
@@ -181,6 +182,84 @@ static void test_call_identity(void **state)
 	assert_true(r1 == r2);
 }
 
+static struct gd_call_id ids(const char *name, const char *args)
+{
+	static struct gd_config cfg;
+	struct gd_call_id id;
+
+	gd_config_defaults(&cfg);
+	gd_call_id(&cfg.cross_turn, name, strlen(name), args, strlen(args), &id);
+	return id;
+}
+
+/* gd_call_id: the exact identity is gd_call_identity's; the stable one leaves
+ * out what only counts or stamps (issue 12 item 2: the same failing call
+ * every turn with only an attempt counter changing was never cut); the
+ * similar one ignores case, spacing and punctuation of the values. */
+static void test_call_ids(void **state)
+{
+	char scratch[512];
+	bool canonical;
+	(void)state;
+	const char *x = "{\"url\":\"https://api.example.com/v2/items\",\"attempt\":2}";
+	struct gd_call_id a = ids("web_fetch", x);
+	assert_true(a.canonical);
+	assert_true(a.exact == gd_call_identity("web_fetch", 9, x, strlen(x), scratch,
+	                                        sizeof(scratch), &canonical));
+	struct gd_call_id b = ids("web_fetch", "{\"attempt\":3,\"url\":\"https://api.example.com/v2/items\"}");
+	assert_true(a.exact != b.exact);
+	assert_true(a.stable == b.stable);
+	/* Without volatile members the stable identity is the exact one. */
+	struct gd_call_id c = ids("web_fetch", "{\"url\":\"https://api.example.com/v2/items\"}");
+	assert_true(c.stable == c.exact && c.stable == a.stable);
+	/* Stamps under any volatile key, at any depth, and date-time values. */
+	assert_true(ids("call_api", "{\"q\":\"x\",\"meta\":{\"requestId\":\"9f1c\",\"ts\":1732000000}}").stable ==
+	            ids("call_api", "{\"q\":\"x\",\"meta\":{\"requestId\":\"77aa\",\"ts\":1732000999}}").stable);
+	assert_true(ids("log", "{\"msg\":\"retrying\",\"at\":\"2025-03-01T12:00:07Z\"}").stable ==
+	            ids("log", "{\"msg\":\"retrying\",\"at\":\"2025-03-01T12:00:19Z\"}").stable);
+	/* Not volatile: an offset, a page, a plain date, an id. */
+	assert_true(ids("read", "{\"path\":\"a\",\"offset\":0}").stable !=
+	            ids("read", "{\"path\":\"a\",\"offset\":200}").stable);
+	assert_true(ids("list", "{\"page\":2}").stable != ids("list", "{\"page\":3}").stable);
+	assert_true(ids("report", "{\"day\":\"2025-03-01\"}").stable !=
+	            ids("report", "{\"day\":\"2025-03-02\"}").stable);
+	assert_true(ids("get_user", "{\"id\":\"u1\"}").stable != ids("get_user", "{\"id\":\"u2\"}").stable);
+	/* Similar: one search spelled three ways; another path is another call. */
+	struct gd_call_id g1 = ids("grep", "{\"pattern\":\"oldLogger\",\"path\":\"src/\"}");
+	struct gd_call_id g2 = ids("grep", "{\"path\":\"./src\",\"pattern\":\"old_logger\"}");
+	struct gd_call_id g3 = ids("grep", "{\"pattern\":\"OLD-LOGGER\",\"path\":\"src\"}");
+	struct gd_call_id g4 = ids("grep", "{\"pattern\":\"oldLogger\",\"path\":\"lib/\"}");
+	assert_true(g1.exact != g2.exact && g1.similar == g2.similar && g2.similar == g3.similar);
+	assert_true(g4.similar != g1.similar);
+	assert_true(ids("grep", "{\"pattern\":\"a1\"}").similar != ids("grep", "{\"pattern\":\"a2\"}").similar);
+	/* Not JSON: the raw-bytes identity everywhere. */
+	struct gd_call_id r = ids("x", " {oops ");
+	assert_false(r.canonical);
+	assert_true(r.exact == r.stable && r.exact == r.similar &&
+	            r.exact == gd_call_identity("x", 1, "{oops", 5, scratch, sizeof(scratch), &canonical));
+}
+
+static void test_volatile_keys(void **state)
+{
+	(void)state;
+	struct gd_config cfg;
+	gd_config_defaults(&cfg);
+	static const char *const yes[] = { "attempt", "attempt_no", "maxAttempts", "retry",
+		"retryCount", "retries", "try", "nonce", "timestamp", "createdTimestamp", "ts",
+		"sent_ts", "request_id", "requestId", "X-Request-ID", "trace_id", "traceId",
+		"idempotencyKey" };
+	static const char *const no[] = { "path", "id", "offset", "page", "timeout", "tsconfig",
+		"country", "entry", "now_playing_list", "status", "date", "time", "count" };
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!gd_key_is_volatile(&cfg.cross_turn, yes[i]))
+			fail_msg("%s should be volatile", yes[i]);
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (gd_key_is_volatile(&cfg.cross_turn, no[i]))
+			fail_msg("%s should not be volatile", no[i]);
+	cfg.cross_turn.n_volatile = 0;
+	assert_false(gd_key_is_volatile(&cfg.cross_turn, "attempt"));
+}
+
 /* Random JSON-ish inputs (fixed seed): a status, never a crash; whatever
  * canonicalizes is a fixed point (canon(canon(x)) == canon(x)). */
 static void test_random_inputs_idempotent(void **state)
@@ -228,6 +307,8 @@ int main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_scan_incremental),
 		cmocka_unit_test(test_call_identity),
+		cmocka_unit_test(test_call_ids),
+		cmocka_unit_test(test_volatile_keys),
 		cmocka_unit_test(test_random_inputs_idempotent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /* The scenario corpus (every .json file in tests/data, see tests/data/README.md): every
  * loop must trip by its by_chunk with an expected guard, every healthy answer
  * must pass untouched with the default config. Replays through the chunk
- * converter, gd_history_parse/check and gd_pipeline, as the proxy does. */
+ * converter, px_request_history/gd_history_check and gd_pipeline, as the proxy does. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -345,6 +345,27 @@ static void test_scenario_reader(void **state)
 	expect_parse("{\"expect\": {\"trip\": 1}, \"chunks\": []}", PX_SCENARIO_ESHAPE, "expect.trip");
 	expect_parse("{\"chunks\": [1]}", PX_SCENARIO_ESHAPE, "chunk 1 is neither");
 	expect_parse("{\"config\": {\"k\": [1]}, \"chunks\": []}", PX_SCENARIO_ESHAPE, "config.k");
+	/* Issue 11 defect 1: nesting is refused by the event pass, before
+	 * yajl_tree builds it (its free recursed once per level and crashed
+	 * loopwarden-audit on a file nested 300 000 deep). */
+	{
+		size_t depth = 300000, n = 0;
+		char *deep = malloc(2 * depth + 64);
+
+		assert_non_null(deep);
+		n += (size_t)sprintf(deep, "{\"chunks\": [], \"x\": ");
+		memset(deep + n, '[', depth);
+		memset(deep + n + depth, ']', depth);
+		strcpy(deep + n + 2 * depth, "}");
+		expect_parse(deep, PX_SCENARIO_EJSON, "nested deeper than 66 levels");
+		/* At the cap: the file reads. */
+		n = (size_t)sprintf(deep, "{\"chunks\": [], \"x\": ");
+		memset(deep + n, '[', PX_SCENARIO_MAX_DEPTH - 1);
+		memset(deep + n + PX_SCENARIO_MAX_DEPTH - 1, ']', PX_SCENARIO_MAX_DEPTH - 1);
+		strcpy(deep + n + 2 * (PX_SCENARIO_MAX_DEPTH - 1), "}");
+		expect_parse(deep, PX_SCENARIO_OK, "");
+		free(deep);
+	}
 	assert_int_equal(px_scenario_load("/nonexistent/x.json", &sc, err, sizeof(err)), PX_SCENARIO_EIO);
 	assert_non_null(strstr(err, "/nonexistent/x.json"));
 }

@@ -67,6 +67,107 @@ static void test_name_run(void **state)
 	gd_pipeline_free(p);
 }
 
+/* Issue 12 item 6: twenty reads of twenty different files in one answer is
+ * an agent being thorough, not a name run; a search spelled again and again
+ * is a loop (dedup.max_similar) long before the run cap. */
+static void test_name_run_per_tool(void **state)
+{
+	(void)state;
+	const char *names[80], *args[80];
+	char buf[80][96];
+	static const char *const readers[] = { "read", "read_file", "Read", "view", "read_many_files" };
+
+	for (size_t k = 0; k < sizeof(readers) / sizeof(readers[0]); k++) {
+		struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+		for (int i = 0; i < 80; i++) {
+			names[i] = readers[k];
+			snprintf(buf[i], sizeof(buf[i]), "{\"filePath\":\"src/module%02d/index.ts\"}", i);
+			args[i] = buf[i];
+		}
+		if (calls(p, 63, names, args) != 0)
+			fail_msg("%s: 63 distinct reads should pass", readers[k]);
+		gd_pipeline_free(p);
+		p = gd_pipeline_new(pol, NULL);
+		if (calls(p, 80, names, args) != 64)
+			fail_msg("%s: the 64th read in a row should trip", readers[k]);
+		assert_string_equal(gd_pipeline_trip(p)->guard, "name_run");
+		gd_pipeline_free(p);
+	}
+	/* Searches and listings keep max_run (16); "thread_dump" is not "read". */
+	static const char *const others[] = { "grep", "list_dir", "thread_dump", "readdir" };
+	for (size_t k = 0; k < sizeof(others) / sizeof(others[0]); k++) {
+		struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+		for (int i = 0; i < 20; i++)
+			names[i] = others[k];
+		if (calls(p, 20, names, args) != 16)
+			fail_msg("%s: the 16th call in a row should trip", others[k]);
+		gd_pipeline_free(p);
+	}
+	/* Per tool from the config, 0 = no cap. */
+	struct gd_policy *own = tg_policy((const char *const[]){
+		"guards.name_run.per_tool.list=40", "guards.name_run.per_tool.read=0", NULL });
+	struct gd_pipeline *p = gd_pipeline_new(own, NULL);
+	for (int i = 0; i < 50; i++)
+		names[i] = "list_dir";
+	assert_int_equal(calls(p, 50, names, args), 40);
+	gd_pipeline_free(p);
+	p = gd_pipeline_new(own, NULL);
+	for (int i = 0; i < 80; i++)
+		names[i] = "read";
+	assert_int_equal(calls(p, 80, names, args), 0);
+	gd_pipeline_free(p);
+	gd_policy_free(own);
+}
+
+static void test_dedup_similar(void **state)
+{
+	(void)state;
+	static const char *const spell[] = { "oldLogger", "old_logger", "OldLogger", "OLD-LOGGER",
+		"old logger" };
+	const char *names[5], *args[5];
+	char buf[5][96];
+
+	for (int i = 0; i < 5; i++) {
+		names[i] = "grep";
+		snprintf(buf[i], sizeof(buf[i]), "{\"pattern\":\"%s\",\"path\":\"%s\"}", spell[i],
+		         i % 2 ? "./src" : "src/");
+		args[i] = buf[i];
+	}
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(calls(p, 5, names, args), 4);
+	assert_string_equal(gd_pipeline_trip(p)->guard, "dedup");
+	gd_pipeline_free(p);
+	/* Three spellings searched at once: thorough, not a loop. */
+	p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(calls(p, 3, names, args), 0);
+	gd_pipeline_free(p);
+	/* Other paths, other values: different calls. */
+	for (int i = 0; i < 5; i++) {
+		snprintf(buf[i], sizeof(buf[i]), "{\"pattern\":\"%s\",\"path\":\"pkg%d/\"}", spell[i], i);
+		args[i] = buf[i];
+	}
+	p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(calls(p, 5, names, args), 0);
+	gd_pipeline_free(p);
+	/* Typing "a", "A", "a!" is three key strokes (repeatable actions). */
+	const char *tn[] = { "computer", "computer", "computer", "computer" };
+	const char *ta[] = { "{\"action\":\"type\",\"text\":\"a\"}", "{\"action\":\"type\",\"text\":\"A\"}",
+	                     "{\"action\":\"type\",\"text\":\"a!\"}", "{\"action\":\"type\",\"text\":\"A.\"}" };
+	p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(calls(p, 4, tn, ta), 0);
+	gd_pipeline_free(p);
+	/* 0 turns the rule off. */
+	struct gd_policy *off = tg_policy((const char *const[]){ "guards.dedup.max_similar=0", NULL });
+	for (int i = 0; i < 5; i++) {
+		snprintf(buf[i], sizeof(buf[i]), "{\"pattern\":\"%s\"}", spell[i]);
+		args[i] = buf[i];
+	}
+	p = gd_pipeline_new(off, NULL);
+	assert_int_equal(calls(p, 5, names, args), 0);
+	gd_pipeline_free(p);
+	gd_policy_free(off);
+}
+
 static void test_dedup_same_call(void **state)
 {
 	(void)state;
@@ -215,6 +316,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_name_run),
+		cmocka_unit_test(test_name_run_per_tool),
+		cmocka_unit_test(test_dedup_similar),
 		cmocka_unit_test(test_dedup_same_call),
 		cmocka_unit_test(test_dedup_cycles),
 		cmocka_unit_test(test_budgets),

@@ -129,6 +129,42 @@ static void test_list_keys(void **state)
 	assert_int_equal(c.cross_turn.n_mutating, 1);
 }
 
+/* guards.name_run.per_tool is a map: one key per tool word. */
+static void test_per_tool_map(void **state)
+{
+	(void)state;
+	struct gd_config c;
+	char err[256];
+	gd_config_defaults(&c);
+
+	assert_int_equal(c.name_run.n_per_tool, 2);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.read", "32", err, sizeof(err)), 0);
+	assert_int_equal(c.name_run.n_per_tool, 2);
+	assert_int_equal(c.name_run.per_tool[0].max_run, 32);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.list_dir", "0", err, sizeof(err)), 0);
+	assert_int_equal(c.name_run.n_per_tool, 3);
+	assert_string_equal(c.name_run.per_tool[2].word, "list_dir");
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.grep", "x", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "'x' is not an integer"));
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.", "3", err, sizeof(err)), -1);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.a.b", "3", err, sizeof(err)), -1);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool", "64", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "map"));
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_toolx", "3", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unknown key"));
+	/* "{}" clears it (a list's "[]" does not: it is not a list). */
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool", "[]", err, sizeof(err)), -1);
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool", "{}", err, sizeof(err)), 0);
+	assert_int_equal(c.name_run.n_per_tool, 0);
+	for (int i = 0; i < GD_PER_TOOL_MAX; i++) {
+		char key[64];
+		snprintf(key, sizeof(key), "guards.name_run.per_tool.t%d", i);
+		assert_int_equal(gd_config_set(&c, key, "5", err, sizeof(err)), 0);
+	}
+	assert_int_equal(gd_config_set(&c, "guards.name_run.per_tool.more", "5", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "more than"));
+}
+
 static void test_policy_validation(void **state)
 {
 	(void)state;
@@ -180,6 +216,10 @@ static void test_default_failure_patterns(void **state)
 		"asyncio.exceptions.TimeoutError",
 		"Get \"http://localhost:8080/health\": context deadline exceeded",
 		"psql: error: connection timeout expired; could not find the database",
+		"ConnectionRefusedError: [Errno 111] could not open settings.json: not found",
+		"requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api.example.com')",
+		"TooManyRequests: slow down",
+		"RATE_LIMIT_EXCEEDED: quota reached (file not found in cache)",
 	};
 	static const char *const permanent[] = {
 		"Error: ENOENT: no such file or directory, open 'logs/503.log'",
@@ -190,12 +230,48 @@ static void test_default_failure_patterns(void **state)
 		"server:\n  timeout: 30\n  retries: 3\nError: config key 'proxy' not found",
 		"usage: fetch [--timeout SECONDS] URL\nfetch: urls.txt: No such file or directory",
 	};
+	/* Ordinary text that only holds a pattern inside a longer word (issue 12
+	 * item 4: "rate limit" matched "rate limiter" in an echoed todo list, so
+	 * the same todowrite was never cut). */
+	static const char *const ok[] = {
+		("[{\"content\":\"Add rate limiter middleware\",\"status\":\"pending\"},"
+		 "{\"content\":\"Write tests for the ratelimiter\",\"status\":\"pending\"}]"),
+		"server:\n  read_timeout: 30\n  write_timeout: 30\n",
+		"See notfound.html and the tryagain() helper; v5031 of the spec.",
+		"Deploying the unreadyQueue and TimeoutScheduler modules.",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (gd_failure_classify(p, ok[i], strlen(ok[i])) != GD_RESULT_OK)
+			fail_msg("should be ok: %s", ok[i]);
 	for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
 		if (gd_failure_classify(p, transient[i], strlen(transient[i])) != GD_RESULT_TRANSIENT)
 			fail_msg("should be transient: %s", transient[i]);
 	for (size_t i = 0; i < sizeof(permanent) / sizeof(permanent[0]); i++)
 		if (gd_failure_classify(p, permanent[i], strlen(permanent[i])) != GD_RESULT_PERMANENT)
 			fail_msg("should be permanent: %s", permanent[i]);
+	gd_policy_free(p);
+}
+
+/* A user's pattern matches whole words as the defaults do (issue 12 item 4):
+ * a word inside a longer word is not a match, an edge that is not a word
+ * character is free, and \w* still reaches into a word when wanted. */
+static void test_user_patterns_match_words(void **state)
+{
+	(void)state;
+	struct gd_policy *p = tg_policy((const char *const[]){
+		"guards.failure.patterns=[]", "guards.failure.patterns=fail",
+		"guards.failure.patterns=E\\d+:", "guards.failure.patterns=quota\\w*",
+		"guards.failure.transient=[]", "guards.failure.transient=busy", NULL });
+
+	assert_int_equal(gd_failure_classify(p, "build fail", 10), GD_RESULT_PERMANENT);
+	assert_int_equal(gd_failure_classify(p, "failover done", 13), GD_RESULT_OK);
+	assert_int_equal(gd_failure_classify(p, "unfailing", 9), GD_RESULT_OK);
+	assert_int_equal(gd_failure_classify(p, "code E42:x", 10), GD_RESULT_PERMANENT);
+	assert_int_equal(gd_failure_classify(p, "QuotaExceeded", 13), GD_RESULT_PERMANENT);
+	assert_int_equal(gd_failure_classify(p, "busybox fail", 12), GD_RESULT_PERMANENT);
+	assert_int_equal(gd_failure_classify(p, "server busy, fail", 17), GD_RESULT_TRANSIENT);
+	/* Words are Unicode words: "é" continues a word. */
+	assert_int_equal(gd_failure_classify(p, "failé", 6), GD_RESULT_OK);
 	gd_policy_free(p);
 }
 
@@ -219,8 +295,10 @@ int main(void)
 		cmocka_unit_test(test_each_round_trips_through_set),
 		cmocka_unit_test(test_set_values_and_errors),
 		cmocka_unit_test(test_list_keys),
+		cmocka_unit_test(test_per_tool_map),
 		cmocka_unit_test(test_policy_validation),
 		cmocka_unit_test(test_default_failure_patterns),
+		cmocka_unit_test(test_user_patterns_match_words),
 		cmocka_unit_test(test_thresholds_take_effect),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -393,6 +393,101 @@ static void test_word_units(void **state)
 	free(s);
 }
 
+/* The counter rule (issue 12 item 1): the copies differ only in a counter
+ * and spacing. Exact repetition never saw these, and SimHash ignores windows
+ * this poor in words. */
+static void test_counter_rule(void **state)
+{
+	(void)state;
+	char *s = NULL;
+	size_t len = 0, head;
+	struct gd_policy *only = tg_policy((const char *const[]){ "guards.simhash.enabled=false", NULL });
+	struct gd_pipeline *p;
+	const struct gd_trip *t;
+
+	/* One table row, only its number changing: 4 copies (and 80+ characters). */
+	tg_appendf(&s, &len, "| # | Method | Path |\n|---|---|---|\n");
+	head = len;
+	for (int i = 1; i <= 30; i++)
+		tg_appendf(&s, &len, "| %d | GET | /api/v1/users/{id} | get_user |\n", i);
+	p = gd_pipeline_new(only, NULL);
+	tg_text_chunks(p, GD_EV_TEXT, s, 2);
+	t = gd_pipeline_trip(p);
+	assert_non_null(t);
+	assert_string_equal(t->guard, "repeat");
+	assert_non_null(strstr(t->detail, "counter"));
+	/* The cut keeps (a rotation of) the first copy, in raw offsets. */
+	assert_true(t->cut > head && t->cut <= head + strlen("| 1 | GET | /api/v1/users/{id} | get_user |\n"));
+	assert_true(t->event_no * 2 < head + 5 * 44);
+	gd_pipeline_free(p);
+	free(s);
+
+	/* One JSON line, varying indentation and spaces, the same number. */
+	s = NULL;
+	len = 0;
+	tg_appendf(&s, &len, "{\n  \"layers\": [\n");
+	for (int i = 0; i < 40; i++)
+		tg_appendf(&s, &len, "%*s\"type\":%s3.0,\n", 4 + i % 3, "", i % 4 ? " " : "  ");
+	p = gd_pipeline_new(only, NULL);
+	assert_true(tg_text_chunks(p, GD_EV_TEXT, s, 3) > 0);
+	assert_string_equal(gd_pipeline_trip(p)->guard, "repeat");
+	gd_pipeline_free(p);
+	free(s);
+
+	/* Inside a call's arguments, "\n" escapes are whitespace too. */
+	p = gd_pipeline_new(only, NULL);
+	assert_int_equal(tg_begin(p, 0, "w", "write_file"), GD_HOLD);
+	assert_int_equal(tg_args(p, 0, NULL, "{\"path\":\"a.py\",\"content\":\""), GD_HOLD);
+	enum gd_verdict v = GD_HOLD;
+	for (int i = 0; i < 40 && v == GD_HOLD; i++) {
+		char line[96];
+		snprintf(line, sizeof(line), "@app.get(\\\"/ops/%d\\\")\\ndef handle_op():\\n    return run(%d)\\n\\n",
+		         i, i);
+		v = tg_args(p, 0, NULL, line);
+	}
+	assert_int_equal(v, GD_TRIP);
+	gd_pipeline_free(p);
+
+	/* Look-alikes: numbers that really vary, two counters with their own
+	 * steps, identifiers that carry the number, rows with other words. */
+	for (int k = 0; k < 4; k++) {
+		s = NULL;
+		len = 0;
+		uint32_t x = 9;
+		for (int i = 1; i <= 30; i++) {
+			x = x * 1103515245u + 12345u;
+			if (k == 0)
+				tg_appendf(&s, &len, "| %d | 12.%d ms | 4%d3 req/s |\n", i * i % 97,
+				           (int)(x >> 20) % 90, (int)(x >> 8) % 10);
+			else if (k == 1)
+				tg_appendf(&s, &len, "assert double(%d) == %d\n", i, 2 * i);
+			else if (k == 2)
+				tg_appendf(&s, &len, "def handle_%d(req):\n    return dispatch(req)\n\n", i);
+			else
+				tg_appendf(&s, &len, "| %d | user%d@example.com | active |\n", i, i);
+		}
+		p = gd_pipeline_new(only, NULL);
+		size_t n = tg_text_chunks(p, GD_EV_TEXT, s, 3);
+		if (n)
+			fail_msg("look-alike %d tripped: %s", k, gd_pipeline_trip(p)->detail);
+		gd_pipeline_free(p);
+		free(s);
+	}
+	/* counter_repeats = 0 turns the rule off. */
+	struct gd_policy *off = tg_policy((const char *const[]){ "guards.simhash.enabled=false",
+		"guards.repeat.counter_repeats=0", NULL });
+	s = NULL;
+	len = 0;
+	for (int i = 1; i <= 12; i++)
+		tg_appendf(&s, &len, "| %d | GET | /api/v1/users/{id} | get_user |\n", i);
+	p = gd_pipeline_new(off, NULL);
+	assert_int_equal(tg_text_chunks(p, GD_EV_TEXT, s, 2), 0);
+	gd_pipeline_free(p);
+	gd_policy_free(off);
+	free(s);
+	gd_policy_free(only);
+}
+
 static void test_module_direct(void **state)
 {
 	(void)state;
@@ -437,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_long_period),
 		cmocka_unit_test(test_blank_lines),
 		cmocka_unit_test(test_word_units),
+		cmocka_unit_test(test_counter_rule),
 		cmocka_unit_test(test_module_direct),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

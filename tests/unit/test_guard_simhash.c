@@ -149,8 +149,88 @@ static void test_dump_then_text_passes(void **state)
 	for (int i = 1; i <= 30; i++)
 		tg_appendf(&s, &len, "Attempt %d: I will change the import to app.lib.parser and run "
 		           "it again, which should resolve the missing module error.\n", i);
+	/* (The counter rule of the exact watchdog catches it too: off here.) */
+	struct gd_policy *keep = pol;
+	pol = tg_policy((const char *const[]){ "guards.repeat.counter_repeats=0", NULL });
 	assert_true(feed(s, 3, guard) > 0);
 	assert_string_equal(guard, "simhash");
+	gd_policy_free(pol);
+	pol = keep;
+	free(s);
+}
+
+/* Random base64, as an inlined image. */
+static void base64ish(char *out, size_t n, uint32_t seed)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		out[i] = b64[(seed >> 16) & 63];
+	}
+	out[n] = '\0';
+}
+
+/* Issue 12 item 7: a long passage written twice (the same data URI for
+ * the favicon and the logo) is what exact repetition deliberately allows:
+ * SimHash lets it through too. Written three times, it trips. */
+static void test_passage_twice_passes(void **state)
+{
+	(void)state;
+	char blob[4801], *s = NULL, guard[32];
+	size_t len = 0;
+
+	base64ish(blob, 4800, 11);
+	tg_appendf(&s, &len, "<link rel=\"icon\" href=\"data:image/png;base64,%s\">\n"
+	           "<header><img class=\"logo\" alt=\"Acme\" src=\"data:image/png;base64,%s\">"
+	           "<h1>Acme</h1></header>\n", blob, blob);
+	assert_int_equal(feed(s, 6, guard), 0);
+	free(s);
+	/* A shorter one (three copies within the windows SimHash keeps). */
+	s = NULL;
+	len = 0;
+	blob[1200] = '\0';
+	for (int i = 0; i < 2; i++)
+		tg_appendf(&s, &len, "<img class=\"icon-%d\" src=\"data:image/png;base64,%s\">\n", i, blob);
+	assert_int_equal(feed(s, 6, guard), 0);
+	tg_appendf(&s, &len, "<img class=\"icon-2\" src=\"data:image/png;base64,%s\">\n", blob);
+	assert_true(feed(s, 6, guard) > 0);
+	assert_string_equal(guard, "simhash");
+	free(s);
+}
+
+/* Issue 12 item 8: generated code that differs only in numbers and names;
+ * every copy brings a new identifier. The same code with one name is a
+ * loop. */
+static void test_generated_code_passes(void **state)
+{
+	(void)state;
+	char *s = NULL, guard[32];
+	size_t len = 0;
+	static const int codes[] = { 0, 7, 12, 13, 19, 21, 22, 30, 31, 37, 40, 44, 45, 51, 58, 60,
+	                             61, 64, 70, 77, 80, 88, 93, 99 };
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		tg_appendf(&s, &len, "@router.post(\"/ops/%d\")\nasync def handle_%d(req: Request):\n"
+		           "    payload = decode(await req.body(), schema=SCHEMAS[%d], strict=True)\n"
+		           "    log.debug(\"dispatching opcode\", extra={\"op\": %d})\n"
+		           "    return dispatch(%d, payload, timeout=DEFAULT_TIMEOUT)\n\n",
+		           codes[i], codes[i], codes[i], codes[i], codes[i]);
+	assert_int_equal(feed(s, 5, guard), 0);
+	free(s);
+	s = NULL;
+	len = 0;
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		tg_appendf(&s, &len, "@router.post(\"/ops/%d\")\nasync def handle_op(req: Request):\n"
+		           "    payload = decode(await req.body(), schema=SCHEMAS[%d], strict=True)\n"
+		           "    log.debug(\"dispatching opcode\", extra={\"op\": %d})\n"
+		           "    return dispatch(%d, payload, timeout=DEFAULT_TIMEOUT)\n\n",
+		           codes[i], codes[i], codes[i], codes[i]);
+	struct gd_policy *keep = pol;
+	pol = tg_policy((const char *const[]){ "guards.repeat.counter_repeats=0", NULL });
+	assert_true(feed(s, 5, guard) > 0);
+	assert_string_equal(guard, "simhash");
+	gd_policy_free(pol);
+	pol = keep;
 	free(s);
 }
 
@@ -196,6 +276,8 @@ int main(void)
 		cmocka_unit_test(test_prose_and_lists_pass),
 		cmocka_unit_test(test_switch_and_json_array_pass),
 		cmocka_unit_test(test_dump_then_text_passes),
+		cmocka_unit_test(test_passage_twice_passes),
+		cmocka_unit_test(test_generated_code_passes),
 		cmocka_unit_test(test_fingerprint_distance),
 		cmocka_unit_test(test_window_config_respected),
 	};

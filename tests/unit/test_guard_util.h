@@ -11,7 +11,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "guards/history.h"
 #include "guards/pipeline.h"
+#include "guards/policy.h"
 
 /* A policy from the defaults plus NULL-terminated "key=value" overrides. */
 static inline struct gd_policy *tg_policy(const char *const *sets)

@@ -5,6 +5,7 @@
 
 #include "guards/cross_turn.h"
 #include "guards/history.h"
+#include "proxy/wire/request.h"
 
 static struct gd_policy *pol;
 
@@ -52,9 +53,9 @@ static char *body(const struct round *r, int n, const char *tail)
 static struct gd_history *parse(const char *s)
 {
 	char err[256];
-	struct gd_history *h = gd_history_parse(pol, s, strlen(s), err, sizeof(err));
+	struct gd_history *h = px_request_history(pol, s, strlen(s), err, sizeof(err));
 	if (!h)
-		fail_msg("gd_history_parse: %s", err);
+		fail_msg("px_request_history: %s", err);
 	return h;
 }
 
@@ -106,14 +107,14 @@ static void test_parse_errors(void **state)
 {
 	(void)state;
 	char err[256];
-	assert_null(gd_history_parse(pol, "{\"messages\":", 12, err, sizeof(err)));
-	assert_non_null(strstr(err, "not JSON"));
-	assert_null(gd_history_parse(pol, "{\"model\":\"x\"}", 13, err, sizeof(err)));
+	assert_null(px_request_history(pol, "{\"messages\":", 12, err, sizeof(err)));
+	assert_non_null(strstr(err, "not valid JSON"));
+	assert_null(px_request_history(pol, "{\"model\":\"x\"}", 13, err, sizeof(err)));
 	assert_non_null(strstr(err, "messages"));
-	assert_null(gd_history_parse(pol, "{\"messages\":[1]}", 16, err, sizeof(err)));
+	assert_null(px_request_history(pol, "{\"messages\":[1]}", 16, err, sizeof(err)));
 	assert_non_null(strstr(err, "messages[0]"));
 	const char *noname = "{\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{}}]}]}";
-	assert_null(gd_history_parse(pol, noname, strlen(noname), err, sizeof(err)));
+	assert_null(px_request_history(pol, noname, strlen(noname), err, sizeof(err)));
 	assert_non_null(strstr(err, "tool_calls[0]"));
 }
 
@@ -195,6 +196,143 @@ static void test_cross_turn_legit_repeats_pass(void **state)
 	assert_int_equal(tg_call(p, 0, "c1", "write_file", "{\"path\":\"a\",\"content\":\"y\"}", 9), GD_PASS);
 	assert_int_equal(tg_call(p, 1, "c2", "read_file", "{\"path\":\"a\"}", 9), GD_PASS);
 	gd_pipeline_free(p);
+	gd_history_free(h);
+	free(s);
+}
+
+/* Issue 12 item 2: the same failing call every turn, only an attempt
+ * counter (or a timestamp, a request id) changing, answered identically:
+ * one call. Look-alikes: the counter with results that change (progress),
+ * and paging (the offset is not volatile). */
+static void test_volatile_fields(void **state)
+{
+	(void)state;
+	char guard[32];
+	const char *res = "{\\\"error\\\":\\\"upstream returned an empty body\\\"}";
+	struct round r[] = {
+		{ "call_api", "{\\\"endpoint\\\":\\\"/v1/orders\\\",\\\"attempt\\\":1}", res },
+		{ "call_api", "{\\\"endpoint\\\":\\\"/v1/orders\\\",\\\"attempt\\\":2}", res },
+		{ "call_api", "{\\\"attempt\\\":3,\\\"endpoint\\\":\\\"/v1/orders\\\"}", res },
+	};
+	char *s = body(r, 3, NULL);
+	struct gd_history *h = parse(s);
+	assert_int_equal(next_call(h, "call_api", "{\"endpoint\":\"/v1/orders\",\"attempt\":4}", guard),
+	                 GD_TRIP);
+	assert_string_equal(guard, "cross_turn");
+	assert_int_equal(next_call(h, "call_api", "{\"endpoint\":\"/v1/users\",\"attempt\":4}", guard),
+	                 GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* A request id and a timestamp, with a permanent failure: the third
+	 * attempt trips the failure breaker. */
+	struct round f[] = {
+		{ "web_fetch", "{\\\"url\\\":\\\"https://x/a\\\",\\\"request_id\\\":\\\"5f0e\\\",\\\"sent_at\\\":\\\"2025-03-01T12:00:07Z\\\"}",
+		  "404 Not Found" },
+		{ "web_fetch", "{\\\"url\\\":\\\"https://x/a\\\",\\\"request_id\\\":\\\"91ab\\\",\\\"sent_at\\\":\\\"2025-03-01T12:00:19Z\\\"}",
+		  "404 Not Found" },
+	};
+	s = body(f, 2, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "web_fetch", "{\"url\":\"https://x/a\",\"request_id\":\"c3d2\","
+	                           "\"sent_at\":\"2025-03-01T12:00:31Z\"}", guard), GD_TRIP);
+	assert_string_equal(guard, "failure");
+	gd_history_free(h);
+	free(s);
+	/* ...but failures that differ only count for the exactly same call. */
+	f[1].result = "404 Not Found (attempt 2)";
+	s = body(f, 2, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "web_fetch", "{\"url\":\"https://x/a\",\"request_id\":\"c3d2\","
+	                           "\"sent_at\":\"2025-03-01T12:00:31Z\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* The counter with results that change: a job making progress. */
+	struct round prog[] = {
+		{ "job_status", "{\\\"job\\\":\\\"build-7\\\",\\\"attempt\\\":1}", "running 10%" },
+		{ "job_status", "{\\\"job\\\":\\\"build-7\\\",\\\"attempt\\\":2}", "running 40%" },
+		{ "job_status", "{\\\"job\\\":\\\"build-7\\\",\\\"attempt\\\":3}", "running 70%" },
+	};
+	s = body(prog, 3, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "job_status", "{\"job\":\"build-7\",\"attempt\":4}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* Paging: the offset is a real argument, even when two pages are
+	 * alike. */
+	struct round page[] = {
+		{ "read_file", "{\\\"path\\\":\\\"a.log\\\",\\\"offset\\\":0}", "(empty)" },
+		{ "read_file", "{\\\"path\\\":\\\"a.log\\\",\\\"offset\\\":200}", "(empty)" },
+		{ "read_file", "{\\\"path\\\":\\\"a.log\\\",\\\"offset\\\":400}", "(empty)" },
+	};
+	s = body(page, 3, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "read_file", "{\"path\":\"a.log\",\"offset\":600}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+}
+
+/* Issue 12 item 3: read → edit (fails: "oldString not found") → the same
+ * failing tests, three rounds: the edit and the test run changed nothing
+ * and must not reset the count of the read. Look-alikes: the edit succeeds
+ * and the output changes; the tests fail identically after different edits. */
+static void test_mutating_call_that_changes_nothing(void **state)
+{
+	(void)state;
+	char guard[32];
+	const char *rd = "{\\\"filePath\\\":\\\"src/auth.ts\\\"}";
+	const char *ed = "{\\\"filePath\\\":\\\"src/auth.ts\\\",\\\"oldString\\\":\\\"if (token)\\\","
+	                 "\\\"newString\\\":\\\"if (token && !expired(token))\\\"}";
+	const char *ts = "{\\\"command\\\":\\\"npm test\\\"}";
+	const char *src = "export function check(token) {\\n  if (token) return true;\\n}";
+	const char *nf = "Error: oldString not found in content";
+	const char *out = "FAIL src/auth.test.ts\\n  expired token is rejected\\nTests: 1 failed, 12 passed";
+	struct round r[9];
+	for (int i = 0; i < 3; i++) {
+		r[3 * i] = (struct round){ "read", rd, src };
+		r[3 * i + 1] = (struct round){ "edit", ed, nf };
+		r[3 * i + 2] = (struct round){ "bash", ts, out };
+	}
+	char *s = body(r, 9, NULL);
+	struct gd_history *h = parse(s);
+	assert_int_equal(next_call(h, "read", "{\"filePath\":\"src/auth.ts\"}", guard), GD_TRIP);
+	assert_string_equal(guard, "cross_turn");
+	assert_int_equal(next_call(h, "edit", "{\"filePath\":\"src/auth.ts\",\"oldString\":\"if (token)\","
+	                           "\"newString\":\"if (token && !expired(token))\"}", guard), GD_TRIP);
+	assert_int_equal(next_call(h, "bash", "{\"command\":\"npm test\"}", guard), GD_TRIP);
+	gd_history_free(h);
+	free(s);
+
+	/* The edit succeeds and the output changes: work going on. */
+	r[1].result = "Edit applied successfully.";
+	r[2].result = "FAIL src/auth.test.ts\\n  refresh keeps the session\\nTests: 1 failed, 12 passed";
+	r[3].result = "export function check(token) {\\n  if (token && !expired(token)) return true;\\n}";
+	r[4] = (struct round){ "edit", "{\\\"filePath\\\":\\\"src/auth.ts\\\",\\\"oldString\\\":\\\"return true\\\","
+	                       "\\\"newString\\\":\\\"return refresh(token)\\\"}", "Edit applied successfully." };
+	r[5].result = "PASS src/auth.test.ts\\nTests: 13 passed";
+	s = body(r, 6, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "read", "{\"filePath\":\"src/auth.ts\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* Identical test failures after three different successful edits. */
+	struct round d[8];
+	static const char *const edits[] = {
+		"{\\\"filePath\\\":\\\"a.ts\\\",\\\"oldString\\\":\\\"x\\\",\\\"newString\\\":\\\"y\\\"}",
+		"{\\\"filePath\\\":\\\"a.ts\\\",\\\"oldString\\\":\\\"y\\\",\\\"newString\\\":\\\"z\\\"}",
+		"{\\\"filePath\\\":\\\"b.ts\\\",\\\"oldString\\\":\\\"p\\\",\\\"newString\\\":\\\"q\\\"}",
+		"{\\\"filePath\\\":\\\"c.ts\\\",\\\"oldString\\\":\\\"m\\\",\\\"newString\\\":\\\"n\\\"}",
+	};
+	for (int i = 0; i < 4; i++) {
+		d[2 * i] = (struct round){ "bash", ts, out };
+		d[2 * i + 1] = (struct round){ "edit", edits[i], "Edit applied successfully." };
+	}
+	s = body(d, 8, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "bash", "{\"command\":\"npm test\"}", guard), GD_PASS);
 	gd_history_free(h);
 	free(s);
 }
@@ -377,7 +515,7 @@ static void test_identity_matches_across_forms(void **state)
 		           i ? "," : "", i, esc, i);
 	tg_appendf(&s, &len, "]}");
 	char err[256];
-	h = gd_history_parse(small, s, strlen(s), err, sizeof(err));
+	h = px_request_history(small, s, strlen(s), err, sizeof(err));
 	assert_non_null(h);
 	struct gd_pipeline *p = gd_pipeline_new(small, h);
 	assert_int_equal(tg_call(p, 0, "n", "write_file", args, 16), GD_TRIP);
@@ -393,10 +531,10 @@ static void test_deep_body_refused(void **state)
 	(void)state;
 	char *s = NULL, err[256];
 	size_t len = 0;
-	tg_appendf(&s, &len, "{\"messages\":[{\"role\":\"user\",\"content\":");
+	tg_appendf(&s, &len, "{\"messages\":[{\"role\":\"user\",\"x\":");
 	for (int i = 0; i < 100000; i++)
 		tg_appendf(&s, &len, "[");
-	assert_null(gd_history_parse(pol, s, len, err, sizeof(err)));
+	assert_null(px_request_history(pol, s, len, err, sizeof(err)));
 	assert_non_null(strstr(err, "nested deeper"));
 	free(s);
 }
@@ -408,6 +546,8 @@ int main(void)
 		cmocka_unit_test(test_parse_errors),
 		cmocka_unit_test(test_cross_turn_trips),
 		cmocka_unit_test(test_cross_turn_legit_repeats_pass),
+		cmocka_unit_test(test_volatile_fields),
+		cmocka_unit_test(test_mutating_call_that_changes_nothing),
 		cmocka_unit_test(test_mutating_names),
 		cmocka_unit_test(test_failure_breaker),
 		cmocka_unit_test(test_history_check),

@@ -20,7 +20,9 @@
 
 #include <cmocka.h>
 
+#include "engine/forward.h"
 #include "engine/gguf_write.h"
+#include "engine/kv.h"
 #include "engine/load.h"
 #include "engine/model.h"
 
@@ -451,7 +453,11 @@ static void test_defect_11_10_eval_on_truncated_model(void **state)
 	char path[300], err[512];
 	struct eng_file *f = NULL;
 	struct eng_model *m = NULL;
-	struct eng_model_opts mo = {.n_ctx = 32, .n_threads = 2, .release_source = 1};
+	struct eng_kv *kv = NULL;
+	struct eng_compute *c = NULL;
+	struct eng_seq seq;
+	struct eng_model_opts mo = {.release_source = 1};
+	struct eng_compute_opts co = {.n_threads = 2, .max_ctx = 32};
 	const int32_t toks[4] = {1, 403, 407, 261};
 	const float *logits;
 
@@ -460,16 +466,21 @@ static void test_defect_11_10_eval_on_truncated_model(void **state)
 	copy_file(STORIES, path);
 	assert_int_equal(eng_file_open(NULL, path, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
 	assert_int_equal(eng_model_new(eng_file_gguf(f), &mo, &m, err, sizeof(err)), ENG_OK);
-	assert_int_equal(eng_model_eval(m, toks, 2, 0, &logits, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_kv_new(m, 32, &kv, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_kv_reserve(kv, 32, &seq), ENG_OK);
+	assert_int_equal(eng_compute_new(m, &co, &c, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_forward_seq(c, kv, &seq, toks, 2, 0, &logits, err, sizeof(err)), ENG_OK);
 	assert_false(eng_file_damaged(f));
 
 	assert_int_equal(truncate(path, 4096), 0);
 	/* the embedding rows live past 4 KiB in the file: this reads them */
-	enum eng_status st = eng_model_eval(m, toks + 2, 2, 2, &logits, err, sizeof(err));
+	enum eng_status st = eng_forward_seq(c, kv, &seq, toks + 2, 2, 2, &logits, err, sizeof(err));
 	(void)st; /* computed on zeros: whatever it says, the damage check decides */
 	assert_true(eng_file_damaged(f));
 	assert_int_equal(eng_file_check(f, err, sizeof(err)), ENG_ERR_CHANGED);
 	assert_non_null(strstr(err, "changed on disk"));
+	eng_compute_free(c);
+	eng_kv_free(kv);
 	eng_model_free(m);
 	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
 }

@@ -205,12 +205,15 @@ static void test_no_allocation_per_event(void **state)
 	size_t before = n_allocs;
 	uint32_t x = 3;
 
-	/* Text, reasoning and call-argument fragments of incomplete calls. */
+	/* Text, reasoning and call-argument fragments of incomplete calls.
+	 * Words are pairs from the list (400 of them): six words drawn from 20
+	 * would be a reasoning that restates itself (the paraphrase watchdog). */
 	for (int i = 0; i < 2000; i++) {
 		size_t n = 0;
 		for (int w = 0; w < 6; w++) {
 			x = x * 1103515245u + 12345u;
-			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s ", words[(x >> 16) % 20]);
+			n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s ", words[(x >> 16) % 20],
+			                      words[(x >> 8) % 20]);
 		}
 		line[n - 1] = '\n';
 		assert_int_not_equal(tg_text(p, line), GD_TRIP);

@@ -22,6 +22,7 @@
 #include "engine/model.h"
 #include "engine/sampler.h"
 #include "engine/tokenizer.h"
+#include "tests/unit/eng_test_util.h"
 
 #define MODEL LW_SOURCE_DIR "/contrib/models/stories260K.gguf"
 #define REFS LW_SHARED_DIR "/models/stories260K.refs.json"
@@ -107,14 +108,12 @@ static int run_cases(const struct eng_kernels *k, int threads, int batched,
 {
 	char err[256] = "";
 	struct eng_file *f = NULL;
-	struct eng_model *m = NULL;
 	enum eng_status st = eng_file_open(NULL, MODEL, strat, &f, err, sizeof(err));
 	if (st != ENG_OK)
 		fail_msg("open: %s", err);
-	struct eng_model_opts o = {.n_ctx = 256, .n_threads = threads, .kernels = k};
-	st = eng_model_new(eng_file_gguf(f), &o, &m, err, sizeof(err));
-	if (st != ENG_OK)
-		fail_msg("model: %s", err);
+	struct eng_one one;
+	eng_one_open(&one, eng_file_gguf(f), k, 256, threads, 0);
+	struct eng_model *m = one.m;
 	const struct eng_hparams *hp = eng_model_hparams(m);
 	assert_int_equal(hp->n_vocab, 512);
 	assert_int_equal(hp->n_layer, 5);
@@ -127,11 +126,11 @@ static int run_cases(const struct eng_kernels *k, int threads, int batched,
 		const struct ref_case *rc = &cases[c];
 		const float *logits = NULL;
 		if (batched) {
-			st = eng_model_eval(m, rc->prompt, rc->n_prompt, 0, &logits, err, sizeof(err));
+			st = eng_one_eval(&one, rc->prompt, rc->n_prompt, 0, &logits, err, sizeof(err));
 			assert_int_equal(st, ENG_OK);
 		} else {
 			for (int i = 0; i < rc->n_prompt; i++) {
-				st = eng_model_eval(m, rc->prompt + i, 1, i, &logits, err, sizeof(err));
+				st = eng_one_eval(&one, rc->prompt + i, 1, i, &logits, err, sizeof(err));
 				assert_int_equal(st, ENG_OK);
 			}
 		}
@@ -147,12 +146,12 @@ static int run_cases(const struct eng_kernels *k, int threads, int batched,
 					 k->name, threads, batched ? "batched" : "one by one",
 					 c, i, id, rc->gen[i]);
 			matched++;
-			st = eng_model_eval(m, &id, 1, pos++, &logits, err, sizeof(err));
+			st = eng_one_eval(&one, &id, 1, pos++, &logits, err, sizeof(err));
 			assert_int_equal(st, ENG_OK);
 		}
 	}
 	eng_sampler_free(s);
-	eng_model_free(m);
+	eng_one_close(&one);
 	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
 	return matched;
 }
@@ -179,19 +178,18 @@ static void test_stories_bad_token_and_context(void **state)
 	(void)state;
 	char err[256] = "";
 	struct eng_file *f = NULL;
-	struct eng_model *m = NULL;
 	assert_int_equal(eng_file_open(NULL, MODEL, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
-	struct eng_model_opts o = {.n_ctx = 8};
-	assert_int_equal(eng_model_new(eng_file_gguf(f), &o, &m, err, sizeof(err)), ENG_OK);
+	struct eng_one one;
+	eng_one_open(&one, eng_file_gguf(f), NULL, 8, 1, 0);
 	const float *lg;
 	int32_t toks[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-	assert_int_equal(eng_model_eval(m, toks, 9, 0, &lg, err, sizeof(err)), ENG_ERR_RANGE);
+	assert_int_equal(eng_one_eval(&one, toks, 9, 0, &lg, err, sizeof(err)), ENG_ERR_RANGE);
 	assert_non_null(strstr(err, "context"));
 	int32_t bad = 512;
-	assert_int_equal(eng_model_eval(m, &bad, 1, 0, &lg, err, sizeof(err)), ENG_ERR_RANGE);
+	assert_int_equal(eng_one_eval(&one, &bad, 1, 0, &lg, err, sizeof(err)), ENG_ERR_RANGE);
 	assert_non_null(strstr(err, "512"));
-	assert_int_equal(eng_model_eval(m, toks, 8, 0, &lg, err, sizeof(err)), ENG_OK);
-	eng_model_free(m);
+	assert_int_equal(eng_one_eval(&one, toks, 8, 0, &lg, err, sizeof(err)), ENG_OK);
+	eng_one_close(&one);
 	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
 }
 
@@ -203,12 +201,11 @@ static void test_stories_text_round_trip(void **state)
 	(void)state;
 	char err[256] = "";
 	struct eng_file *f = NULL;
-	struct eng_model *m = NULL;
 	struct eng_tok *tok = NULL;
 	assert_int_equal(eng_file_open(NULL, MODEL, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
 	assert_int_equal(eng_tok_new_from_gguf(eng_file_gguf(f), &tok, err, sizeof(err)), ENG_OK);
-	struct eng_model_opts o = {.n_ctx = 128, .n_threads = 2};
-	assert_int_equal(eng_model_new(eng_file_gguf(f), &o, &m, err, sizeof(err)), ENG_OK);
+	struct eng_one one;
+	eng_one_open(&one, eng_file_gguf(f), NULL, 128, 2, 0);
 	size_t cap = eng_tok_decoder_out_max(tok);
 	char *piece = malloc(cap);
 	for (int c = 0; c < n_cases; c++) {
@@ -219,7 +216,7 @@ static void test_stories_text_round_trip(void **state)
 		assert_int_equal(n, rc->n_prompt);
 		assert_memory_equal(ids, rc->prompt, (size_t)n * sizeof(int32_t));
 		const float *lg;
-		assert_int_equal(eng_model_eval(m, ids, n, 0, &lg, err, sizeof(err)), ENG_OK);
+		assert_int_equal(eng_one_eval(&one, ids, n, 0, &lg, err, sizeof(err)), ENG_OK);
 		struct eng_tok_decoder dec;
 		eng_tok_decoder_init(&dec, tok, 0);
 		char text[1024];
@@ -234,7 +231,7 @@ static void test_stories_text_round_trip(void **state)
 			memcpy(text + len, piece, (size_t)w);
 			len += (size_t)w;
 			int32_t id = best;
-			assert_int_equal(eng_model_eval(m, &id, 1, n + i, &lg, err, sizeof(err)), ENG_OK);
+			assert_int_equal(eng_one_eval(&one, &id, 1, n + i, &lg, err, sizeof(err)), ENG_OK);
 		}
 		assert_true(len > 20);
 		if (strncmp(text, rc->text, len) != 0)
@@ -242,7 +239,63 @@ static void test_stories_text_round_trip(void **state)
 	}
 	free(piece);
 	eng_tok_free(tok);
-	eng_model_free(m);
+	eng_one_close(&one);
+	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
+}
+
+/* Every reference prompt plus "One day, a big bear" decoded together in
+ * shared steps (sequences joining at different steps, prefill chunks of 4
+ * mixed with decode tokens) give each one's lone greedy ids and llama.cpp's
+ * (up to the file's near-tie), with every kernel variant (issue 13). */
+static void test_stories_batched_equals_alone(void **state)
+{
+	(void)state;
+	char err[256] = "";
+	struct eng_file *f = NULL;
+	struct eng_tok *tok = NULL;
+	assert_int_equal(eng_file_open(NULL, MODEL, ENG_LOAD_MMAP, &f, err, sizeof(err)), ENG_OK);
+	assert_int_equal(eng_tok_new_from_gguf(eng_file_gguf(f), &tok, err, sizeof(err)), ENG_OK);
+	static int32_t bear[64];
+	const char *bt = "One day, a big bear";
+	int nb = eng_tok_encode(tok, bt, strlen(bt), true, true, bear, 64);
+	assert_true(nb > 3);
+	struct eb_case c = {.n_seq = 0, .n_gen = 64, .chunk = 4};
+	for (int i = 0; i < n_cases && i < EB_MAX_SEQ - 1; i++, c.n_seq++) {
+		c.prompt[i] = cases[i].prompt;
+		c.n_prompt[i] = cases[i].n_prompt;
+		c.start[i] = 3 * i;
+	}
+	c.prompt[c.n_seq] = bear;
+	c.n_prompt[c.n_seq] = nb;
+	c.start[c.n_seq++] = 1;
+	for (int v = 0; v <= ENG_KERNELS_COUNT; v++) {
+		const struct eng_kernels *k = v < ENG_KERNELS_COUNT ? eng_kernels_variant((enum eng_kernel_id)v)
+								    : NULL;
+		if (v < ENG_KERNELS_COUNT && !k)
+			continue;
+		int threads = v < ENG_KERNELS_COUNT ? 1 : 2;
+		struct eng_one one;
+		eng_one_open(&one, eng_file_gguf(f), k, 128, threads, 0);
+		struct eb_result alone, bat;
+		eb_alone(&one, &c, &alone);
+		eb_batched(one.m, &c, threads, &bat);
+		char what[64];
+		snprintf(what, sizeof(what), "%s, %d thread(s)", eng_backend_name(one.be), threads);
+		int n;
+		double worst = eb_compare(&c, &alone, &bat, 512, 1e-5, 1e-3f, what, &n);
+		print_message("stories260K batched, %s: %d ids identical, worst relative logit "
+			      "difference %.2e\n", what, n, worst);
+		for (int i = 0; i < n_cases && i < c.n_seq; i++)
+			for (int g = 0; g < c.n_gen && g < cases[i].n_gen && cases[i].margin[g] >= 0.01; g++)
+				if (bat.ids[i][g] != cases[i].gen[g])
+					fail_msg("%s: case %d token %d: batched %d, llama.cpp %d", what, i, g,
+						 bat.ids[i][g], cases[i].gen[g]);
+		assert_true(n > 250);
+		eb_result_free(&alone, c.n_seq);
+		eb_result_free(&bat, c.n_seq);
+		eng_one_close(&one);
+	}
+	eng_tok_free(tok);
 	assert_int_equal(eng_file_close(f, err, sizeof(err)), ENG_OK);
 }
 
@@ -311,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_stories_greedy_matches_llama_cpp),
 		cmocka_unit_test(test_stories_bad_token_and_context),
 		cmocka_unit_test(test_stories_text_round_trip),
+		cmocka_unit_test(test_stories_batched_equals_alone),
 		cmocka_unit_test(test_generate_command),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);

@@ -32,6 +32,15 @@ TOOLS = {
     "glob": ("Find files by glob pattern", {"pattern": "string"}),
     "computer": ("Use a mouse and keyboard to interact with the screen, and take screenshots",
                  {"action": "string", "text": "string", "coordinate": "array"}),
+    # opencode's own tools (filePath / oldString / newString)
+    "read": ("Reads a file from the local filesystem", {"filePath": "string", "offset": "number", "limit": "number"}),
+    "write": ("Writes a file to the local filesystem", {"filePath": "string", "content": "string"}),
+    "edit@oc": ("Performs exact string replacements in files", {"filePath": "string", "oldString": "string", "newString": "string"}),
+    "todowrite": ("Create and manage a structured task list", {"todos": "array"}),
+    "list": ("Lists files and directories in a given path", {"path": "string"}),
+    "http_request": ("Send an HTTP request", {"method": "string", "url": "string", "headers": "object", "attempt": "integer"}),
+    "check_deploy": ("Status of a deployment", {"deployment": "string", "attempt": "integer"}),
+    "list_issues": ("List issues of the repository", {"state": "string", "page": "integer"}),
 }
 
 SYSTEM = ("You are a coding agent working in the user's repository. Use the tools to read, "
@@ -42,6 +51,7 @@ def tool_defs(names):
     out = []
     for n in names:
         desc, params = TOOLS[n]
+        n = n.split("@")[0]
         out.append({"type": "function", "function": {
             "name": n, "description": desc,
             "parameters": {"type": "object",
@@ -313,11 +323,12 @@ def l_name_run(num):
         ends.append(s.call("grep", {"pattern": p, "path": "src/"}))
     s.finish()
     # 25 grep calls in a row, each with a different pattern: the model searches
-    # forever instead of reading a result. Must stop by the 16th call.
+    # forever instead of reading a result. Must stop by the 16th call; the
+    # 4th spelling of "oldLogger" (dedup.max_similar) comes sooner.
     write(num, "name-run-grep", "name-run: grep 25 times with varied patterns",
           "A llama.cpp-served model keeps re-running grep with one more spelling of the pattern "
           "instead of reading results (seen with small coder models in opencode).",
-          "loop", {"trip": True, "guard": ["name_run"], "onset_chunk": ends[0] + 1, "by_chunk": ends[15]},
+          "loop", {"trip": True, "guard": ["name_run", "dedup"], "onset_chunk": ends[0] + 1, "by_chunk": ends[15]},
           conv, s)
 
 
@@ -492,7 +503,7 @@ def l_reasoning_circling(num):
     write(num, "reasoning-circling", "simhash: reasoning that circles with near-repeats",
           "Reasoning model (llama.cpp reasoning_content) that keeps 'reconsidering' the same four "
           "hypotheses in near-identical sentences.",
-          "loop", {"trip": True, "guard": ["simhash", "repeat"], "onset_chunk": onset, "by_chunk": by}, conv, s)
+          "loop", {"trip": True, "guard": ["simhash", "repeat", "paraphrase"], "onset_chunk": onset, "by_chunk": by}, conv, s)
 
 
 @scenario
@@ -675,7 +686,7 @@ def l_reasoning_exact(num):
     s.finish("length")
     write(num, "reasoning-exact-loop", "repeat: reasoning stuck on one sentence",
           "Ollama `reasoning` field repeating one sentence verbatim.",
-          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
+          "loop", {"trip": True, "guard": ["repeat", "simhash", "paraphrase"], "onset_chunk": m.onset, "by_chunk": m.by}, conv, s)
 
 
 @scenario
@@ -1301,6 +1312,655 @@ def h_key_presses(num):
             "Pressing Down twice is two moves, not a loop: `computer` is a repeatable input action "
             "(guards.dedup.repeatable, 3 identical calls trip), unlike a second identical `bash`.",
             conv, s)
+
+
+# ------------------------------ issue 12: guards that generalize ----
+# Each class both ways: the loop and its nearest healthy twin.
+
+def near_by(onset, bound):
+    """by_chunk for a text loop: the corpus convention, at most 64 chunks past the onset."""
+    return min(bound, onset + 64)
+
+
+TODOS = [{"content": "Add rate limiter middleware", "status": "in_progress", "priority": "high", "id": "1"},
+         {"content": "Configure limits per API key in config/limits.yaml", "status": "pending", "priority": "high", "id": "2"},
+         {"content": "Return 429 with a Retry-After header", "status": "pending", "priority": "medium", "id": "3"},
+         {"content": "Write tests for the rate limiter", "status": "pending", "priority": "medium", "id": "4"}]
+
+
+@scenario
+def l_todowrite_same(num):
+    # Item 4: the echoed todo list holds "rate limiter"; a substring match of
+    # the transient pattern "rate limit" made every result transient.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash", "todowrite"], "Add rate limiting to the public API.",
+                stream_usage=True, model="qwen3-coder")
+    args = {"todos": TODOS}
+    echo = json.dumps(TODOS, indent=2)
+    conv.turn("", [("read", {"filePath": "/home/dev/api/src/server.ts"},
+                    "00001| import express from 'express'\n00002| const app = express()\n00003| app.use(express.json())\n")])
+    for _ in range(3):
+        conv.turn("I'll track the work in a todo list first.", [("todowrite", args, echo)])
+    s = Stream("vllm", rng, model="Qwen/Qwen3-Coder-30B-A3B-Instruct", usage=True)
+    s.text("I'll track the work in a todo list first.")
+    end = s.call("todowrite", args, per=4)
+    s.finish()
+    write(num, "todowrite-same-list", "cross-turn: the same todowrite every turn, list mentions a rate limiter",
+          "opencode + Qwen3-Coder: three rounds of the identical todowrite, each answered with the echoed "
+          "list ('Add rate limiter middleware'); the fourth must trip. A transient pattern matching inside "
+          "the word 'limiter' used to make every result transient (issue 12 item 4).",
+          "loop", {"trip": True, "guard": ["cross_turn"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def h_todowrite_progress(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash", "todowrite"], "Add rate limiting to the public API.",
+                stream_usage=True, model="qwen3-coder")
+    todos = [dict(t) for t in TODOS]
+    conv.turn("Planning the work.", [("todowrite", {"todos": todos}, json.dumps(todos, indent=2))])
+    steps = [("edit@oc", {"filePath": "/home/dev/api/src/server.ts", "oldString": "app.use(express.json())",
+                          "newString": "app.use(express.json())\napp.use(rateLimit(limits))"}, "Edit applied successfully."),
+             ("write", {"filePath": "/home/dev/api/config/limits.yaml", "content": "default: 100\nburst: 20\n"},
+              "Wrote file successfully."),
+             ("bash", {"command": "npm test -- ratelimit"}, "PASS test/ratelimit.test.ts (4 tests)")]
+    for k, (name, a, res) in enumerate(steps):
+        conv.turn("", [(name.split("@")[0], a, res)])
+        todos[k]["status"] = "completed"
+        todos[k + 1]["status"] = "in_progress"
+        conv.turn("Updating the todo list.", [("todowrite", {"todos": todos}, json.dumps(todos, indent=2))])
+    todos[3]["status"] = "completed"
+    s = Stream("vllm", rng, model="Qwen/Qwen3-Coder-30B-A3B-Instruct", usage=True)
+    s.text("All four items are done; updating the todo list.")
+    s.call("todowrite", {"todos": todos}, per=4)
+    s.finish()
+    healthy(num, "todowrite-progress", "todowrite every turn while the work progresses",
+            "The same tool every turn, but each list differs (statuses move on) and real work "
+            "happens in between.", conv, s)
+
+
+@scenario
+def h_rate_limited_fetch(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["web_fetch", "read_file"], "Summarize the open issues labelled 'bug' on our GitHub repo.")
+    res = ("HTTP 429 Too Many Requests\nx-ratelimit-remaining: 0\nx-ratelimit-reset: 1732047600\n"
+           "{\"message\":\"API rate limit exceeded for 203.0.113.7.\"}")
+    for _ in range(4):
+        conv.turn("The API is rate limited; trying again.",
+                  [("web_fetch", {"url": "https://api.github.com/repos/acme/app/issues?labels=bug"}, res)])
+    s = Stream("llama", rng)
+    s.text("Still rate limited; one more try after the reset.")
+    s.call("web_fetch", {"url": "https://api.github.com/repos/acme/app/issues?labels=bug"})
+    s.finish()
+    healthy(num, "rate-limited-fetch", "retrying a rate-limited fetch",
+            "Four identical 429 answers: a transient failure (the word 'rate limit'), so retrying "
+            "is not a loop.", conv, s)
+
+
+@scenario
+def l_attempt_counter(num):
+    # Item 2: only the attempt counter changes; the result is identical.
+    rng = random.Random(num)
+    conv = Conv(rng, ["http_request", "read_file"], "Why does the orders export come back empty?")
+    res = "{\"status\":200,\"headers\":{\"content-type\":\"application/json\"},\"body\":{\"orders\":[],\"next\":null}}"
+    for k in range(1, 4):
+        conv.turn("The export was empty; requesting it again." if k > 1 else "",
+                  [("http_request", {"method": "GET", "url": "http://localhost:8080/v1/orders/export?since=2024-11-01",
+                                     "headers": {"Accept": "application/json"}, "attempt": k}, res)])
+    s = Stream("ollama", rng, model="qwen3:14b")
+    s.text("Still empty, retrying the export.", per=2)
+    end = s.call("http_request", {"method": "GET", "url": "http://localhost:8080/v1/orders/export?since=2024-11-01",
+                                  "headers": {"Accept": "application/json"}, "attempt": 4})
+    s.finish()
+    write(num, "attempt-counter-call", "cross-turn: the same request every turn, only `attempt` changes",
+          "Ollama + qwen3: the identical GET each turn with an attempt counter 1, 2, 3, 4 and the "
+          "identical empty result; the counter must not make the calls different (issue 12 item 2).",
+          "loop", {"trip": True, "guard": ["cross_turn"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def l_request_id_failure(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["web_fetch", "read_file"], "Check the v2 pricing endpoint of our API.")
+    err = "Error: 404 Not Found: GET https://api.example.com/v2/pricing does not exist"
+    for k, (rid, ts) in enumerate([("4f2a9c1e-55d2-4a8b-9e31-0b6f2d7c8a10", "2024-11-21T09:14:03Z"),
+                                   ("b7e0c3d4-1a2b-4c5d-8e9f-a0b1c2d3e4f5", "2024-11-21T09:14:31Z")]):
+        conv.turn("Fetching the endpoint." if k == 0 else "Let me try that again.",
+                  [("web_fetch", {"url": "https://api.example.com/v2/pricing", "request_id": rid,
+                                  "timestamp": ts}, err)])
+    s = Stream("llama", rng)
+    s.text("Retrying the pricing endpoint.")
+    end = s.call("web_fetch", {"url": "https://api.example.com/v2/pricing",
+                               "request_id": "0c9d8e7f-6a5b-4c3d-2e1f-001122334455", "timestamp": "2024-11-21T09:15:02Z"})
+    s.finish()
+    write(num, "request-id-failure", "failure: the same failing fetch with a fresh request id and timestamp",
+          "Two identical 404s; the third attempt differs only in request_id and timestamp, which stamp "
+          "the call and must not make it a new one (issue 12 item 2).",
+          "loop", {"trip": True, "guard": ["failure", "cross_turn"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def h_counter_progress(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["check_deploy", "bash"], "Deploy the api service and tell me when it is live.")
+    conv.turn("", [("bash", {"command": "kubectl apply -f deploy/api.yaml"}, "deployment.apps/api configured")])
+    for k, ready in enumerate([1, 2, 3, 4], start=1):
+        conv.turn("Rolling out; checking again.",
+                  [("check_deploy", {"deployment": "api", "attempt": k},
+                    "{\"deployment\":\"api\",\"ready\":%d,\"desired\":5,\"status\":\"progressing\"}" % ready)])
+    s = Stream("llama", rng)
+    s.text("4 of 5 pods are ready; checking once more.")
+    s.call("check_deploy", {"deployment": "api", "attempt": 5})
+    s.finish()
+    healthy(num, "counter-with-progress", "the same call with an attempt counter while the result changes",
+            "An attempt counter, but every answer shows progress (1/5 ... 4/5 pods ready).", conv, s)
+
+
+@scenario
+def h_pagination(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["list_issues", "read_file"], "List every open issue labelled 'flaky'.", stream_usage=True)
+    for page in range(1, 5):
+        items = ",".join("{\"number\":%d,\"title\":\"%s\"}" % (400 - 10 * page - i, prose(rng, 1)[:40].strip())
+                         for i in range(3))
+        conv.turn("Next page." if page > 1 else "", [("list_issues", {"state": "open", "page": page}, "[" + items + "]")])
+    s = Stream("vllm", rng, usage=True)
+    s.text("Fetching page 5.")
+    s.call("list_issues", {"state": "open", "page": 5})
+    s.finish()
+    healthy(num, "pagination", "paging through a list: only the page changes, results differ",
+            "Five rounds of the same call with page 1..5; every page holds other issues.", conv, s)
+
+
+def oc_cycle(conv, rounds, edit_ok):
+    src = ("00001| export function isValid(token: Token): boolean {\n00002|   if (token) return true\n"
+           "00003|   return false\n00004| }\n")
+    fail = ("FAIL src/auth/token.test.ts\n  x rejects an expired token (3 ms)\n\n  Expected: false\n  Received: true\n\n"
+            "Tests:       1 failed, 17 passed, 18 total")
+    for k in range(rounds):
+        conv.turn("Let me look at the token check.", [("read", {"filePath": "/home/dev/app/src/auth/token.ts"}, src)])
+        if edit_ok:
+            new = "if (token && token.exp > now()) return true" if k == 0 else "if (token && token.exp > now() - SKEW) return true"
+            old = "if (token) return true" if k == 0 else "if (token && token.exp > now()) return true"
+            conv.turn("Fixing the expiry check.", [("edit", {"filePath": "/home/dev/app/src/auth/token.ts",
+                                                              "oldString": old, "newString": new},
+                                                    "Edit applied successfully.")])
+            src = src.replace(old, new)
+            res = fail.replace("1 failed, 17 passed", "%d failed, %d passed" % (1 - (k > 0), 17 + (k > 0)))
+            if k > 0:
+                res = "PASS src/auth/token.test.ts\n\nTests:       18 passed, 18 total"
+            conv.turn("Running the tests.", [("bash", {"command": "npx vitest run src/auth"}, res)])
+        else:
+            conv.turn("Fixing the expiry check.", [("edit", {"filePath": "/home/dev/app/src/auth/token.ts",
+                                                              "oldString": "if (token) return true;",
+                                                              "newString": "if (token && token.exp > now()) return true;"},
+                                                    "Error: oldString not found in content")])
+            conv.turn("Running the tests.", [("bash", {"command": "npx vitest run src/auth"}, fail)])
+
+
+@scenario
+def l_edit_fails_cycle(num):
+    # Item 3: the failing edit and the identical test run changed nothing.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "The expired-token test fails. Fix it.", model="glm-4.5-air")
+    oc_cycle(conv, 3, False)
+    s = Stream("vllm", rng, model="zai-org/GLM-4.5-Air")
+    s.text("Let me look at the token check.")
+    end = s.call("read", {"filePath": "/home/dev/app/src/auth/token.ts"})
+    s.finish()
+    write(num, "edit-fails-cycle", "cross-turn: read, a failing edit, the same failing tests, three rounds",
+          "opencode + GLM: read -> edit (oldString not found: a stray ';') -> vitest with byte-identical "
+          "output, three rounds; the fourth read must trip. A mutating call whose result is identical "
+          "round after round changed nothing (issue 12 item 3).",
+          "loop", {"trip": True, "guard": ["cross_turn", "failure"], "onset_chunk": end, "by_chunk": end}, conv, s)
+
+
+@scenario
+def h_edit_succeeds_cycle(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "The expired-token test fails. Fix it.", model="glm-4.5-air")
+    oc_cycle(conv, 2, True)
+    s = Stream("vllm", rng, model="zai-org/GLM-4.5-Air")
+    s.text("Tests pass; let me read the final version once more.")
+    s.call("read", {"filePath": "/home/dev/app/src/auth/token.ts"})
+    s.finish()
+    healthy(num, "edit-succeeds-cycle", "read, edit, test: the edit applies and the output changes",
+            "The same read -> edit -> test cycle, but each edit succeeds and the test output moves on.",
+            conv, s)
+
+
+READ_FILES = ["package.json", "tsconfig.json", "src/index.ts", "src/server.ts", "src/routes/users.ts",
+              "src/routes/orders.ts", "src/routes/items.ts", "src/models/user.ts", "src/models/order.ts",
+              "src/models/item.ts", "src/db/pool.ts", "src/db/migrate.ts", "src/middleware/auth.ts",
+              "src/middleware/errors.ts", "src/lib/logger.ts", "src/lib/config.ts", "test/users.test.ts",
+              "test/orders.test.ts", "test/helpers.ts", "README.md"]
+
+
+@scenario
+def h_twenty_reads(num):
+    # Item 6: twenty reads of twenty files in one answer is thoroughness.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "grep", "glob"], "Review the whole API for missing authorization checks.")
+    conv.turn("", [("glob", {"pattern": "**/*.ts"}, "\n".join(READ_FILES))])
+    s = Stream("llama", rng)
+    s.text("I'll read every source file before reviewing.")
+    for f in READ_FILES:
+        s.call("read", {"filePath": "/home/dev/api/" + f}, per=3)
+    s.finish()
+    healthy(num, "twenty-reads", "twenty reads of twenty different files in one answer",
+            "opencode-style `read` fanned out over a whole project (llama.cpp): distinct files, "
+            "not a name run (issue 12 item 6).", conv, s)
+
+
+@scenario
+def h_many_reads_ollama(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "list_dir", "grep"], "Summarize how each service handles retries.")
+    s = Stream("ollama", rng, model="qwen3:30b-a3b")
+    s.reasoning("There are 12 services; I need to read each client and its config.", per=2)
+    for svc in ["billing", "catalog", "checkout", "email", "gateway", "inventory", "notify", "orders",
+                "payments", "search", "shipping", "users"]:
+        s.call("read_file", {"path": "services/%s/client.go" % svc})
+        s.call("read_file", {"path": "services/%s/config.yaml" % svc})
+    s.finish()
+    healthy(num, "many-reads-ollama", "24 read_file calls of 24 files, Ollama index 0",
+            "Two files per service for twelve services in one batch.", conv, s)
+
+
+@scenario
+def l_grep_spellings(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["grep", "read_file", "edit"], "Remove the deprecated fetchUserProfile helper.",
+                stream_usage=True)
+    s = Stream("vllm", rng, model="Qwen/Qwen2.5-Coder-7B-Instruct", usage=True)
+    s.text("Searching for every use of the helper.")
+    spellings = ["fetchUserProfile", "fetch_user_profile", "FetchUserProfile", "fetchUserProfile(",
+                 "FETCH_USER_PROFILE", "fetch-user-profile", "fetchuserprofile", "fetchUserProfile\\(",
+                 "fetch_User_Profile", "Fetch_User_Profile"]
+    ends = [s.call("grep", {"pattern": p, "path": "src"}, per=2) for p in spellings]
+    s.finish()
+    write(num, "grep-spellings", "dedup: one search spelled ten ways in one answer",
+          "A small coder model greps for the same symbol in every case and separator style; the "
+          "fourth spelling trips (guards.dedup.max_similar), three are a legitimate search.",
+          "loop", {"trip": True, "guard": ["dedup", "name_run"], "onset_chunk": ends[0] + 1, "by_chunk": ends[3]},
+          conv, s)
+
+
+def counter_loop(s, make, first, times, per, field="content"):
+    """Emits make(first), make(first+1)...: a unit that changes only in a
+    counter. Returns (onset, by) with by from the bytes rule, capped at 64."""
+    emit = s.reasoning if field == "reasoning" else s.text
+    emit(make(first), per=per)
+    m = LoopMark(bound_bytes(len(make(first).encode())))
+    m.start(s.n + 1)
+    for k in range(first + 1, first + times):
+        emit(make(k), per=per, on_piece=m.piece)
+    return m.onset, near_by(m.onset, m.by)
+
+
+@scenario
+def l_table_row_counter(num):
+    # Item 1: one row repeated, only its number changing.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "grep"], "List every route of the API as a table.")
+    s = Stream("llama", rng, model="qwen2.5-coder-7b-instruct-q4_k_m.gguf")
+    s.text("Here are the routes:\n\n| # | Method | Path | Handler | Auth |\n|---|---|---|---|---|\n"
+           "| 1 | GET | /api/v1/users | list_users | yes |\n| 2 | POST | /api/v1/users | create_user | yes |\n")
+    onset, by = counter_loop(s, lambda k: "| %d | GET | /api/v1/users/{id} | get_user | yes |\n" % k, 3, 24, 1)
+    s.finish("length")
+    write(num, "table-row-counter", "counter: a table row repeated with only its number changing",
+          "llama.cpp, one token per chunk: the model is stuck on one route and only the row number "
+          "moves on. Exact repetition never sees it, and SimHash ignores windows this poor in words "
+          "(issue 12 item 1).",
+          "loop", {"trip": True, "guard": ["repeat"], "onset_chunk": onset, "by_chunk": by}, conv, s)
+
+
+@scenario
+def l_json_type_spaces(num):
+    # Item 1: one JSON line repeated with varying spaces.
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Give me the layer config of the model as JSON.",
+                stream_usage=True)
+    s = Stream("vllm", rng, model="zai-org/GLM-4.5-Air", usage=True)
+    s.text("```json\n{\n  \"model\": \"tiny-conv\",\n  \"layers\": [\n    {\n      \"name\": \"conv1\",\n"
+           "      \"kernel\": [3, 3],\n")
+    pads = [6, 6, 7, 6, 8, 6, 6, 7]
+    line = lambda k: " " * pads[k % len(pads)] + "\"type\":" + " " * (1 + (k % 5 == 3)) + "3.0,\n"
+    onset, by = counter_loop(s, line, 0, 60, 1)
+    s.finish("length")
+    write(num, "json-line-spaces", "counter: one JSON line repeated with varying spaces",
+          "GLM via vLLM writes `\"type\": 3.0,` again and again, indented and spaced a little "
+          "differently each time: not an exact repeat, and its only words are `type` and numbers "
+          "(issue 12 item 1).",
+          "loop", {"trip": True, "guard": ["repeat"], "onset_chunk": onset, "by_chunk": by}, conv, s)
+
+
+@scenario
+def h_benchmark_table(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file"], "Summarize the benchmark results as a table.")
+    conv.turn("", [("bash", {"command": "./bench --threads 1,2,4,8,16,32"}, "see table")])
+    s = Stream("llama", rng)
+    rows = "| Threads | Requests/s | p50 (ms) | p99 (ms) | Speedup |\n|---:|---:|---:|---:|---:|\n"
+    base = 8120
+    for t in [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]:
+        rps = int(base * min(t, 24) ** 0.93 * rng.uniform(0.97, 1.03))
+        rows += "| %d | %d | %.1f | %.1f | %.2fx |\n" % (t, rps, rng.uniform(0.8, 3.5), rng.uniform(4, 40), rps / base)
+    s.text("Throughput scales until 24 threads:\n\n" + rows, per=1)
+    s.finish()
+    healthy(num, "benchmark-table", "a numeric table: the same shape, numbers that really vary",
+            "Twelve rows alike but for their numbers, none of them a counter.", conv, s)
+
+
+@scenario
+def h_json_schema(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Write the JSON schema for the user record.", stream_usage=True)
+    fields = [("id", "integer"), ("email", "string"), ("name", "string"), ("created_at", "string"),
+              ("updated_at", "string"), ("is_admin", "boolean"), ("age", "integer"), ("country", "string"),
+              ("locale", "string"), ("timezone", "string"), ("plan", "string"), ("seats", "integer"),
+              ("score", "number"), ("tags", "array"), ("avatar_url", "string"), ("last_login", "string")]
+    props = ",\n".join('    "%s": { "type": "%s" }' % (n, t) for n, t in fields)
+    body = '{\n  "$schema": "https://json-schema.org/draft/2020-12/schema",\n  "type": "object",\n  "properties": {\n' + props + '\n  },\n  "required": ["id", "email"]\n}\n'
+    s = Stream("vllm", rng, usage=True)
+    s.call("write_file", {"path": "schemas/user.json", "content": body}, per=2)
+    s.finish()
+    healthy(num, "json-schema-properties", "a JSON schema: many properties of the same shape",
+            "`\"x\": { \"type\": \"string\" }` again and again, each with its own name.", conv, s)
+
+
+@scenario
+def h_numbered_checklist(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Give me a release checklist.")
+    items = ["Bump the version in package.json", "Update CHANGELOG.md", "Run the full test suite",
+             "Build the Docker image", "Push the image to the registry", "Tag the release in git",
+             "Deploy to staging", "Run the smoke tests on staging", "Deploy to production",
+             "Watch the error rate for 30 minutes", "Announce the release in #eng", "Close the milestone"]
+    text = "".join("%d. [ ] %s\n" % (i + 1, it) for i, it in enumerate(items))
+    s = Stream("ollama", rng)
+    s.text("Release checklist:\n\n" + text, per=1)
+    s.finish()
+    healthy(num, "numbered-checklist", "a numbered checklist", "Counters with real, different items.",
+            conv, s)
+
+
+def data_uri(rng, nbytes):
+    return "data:image/png;base64," + base64.b64encode(bytes(rng.randrange(256) for _ in range(nbytes))).decode()
+
+
+@scenario
+def h_data_uri_twice(num):
+    # Item 7: the same long passage twice in one file.
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Make a single-file landing page, no external assets.")
+    uri = data_uri(rng, 3600)
+    html = ("<!doctype html>\n<html lang=\"en\">\n<head>\n  <meta charset=\"utf-8\">\n  <title>Acme</title>\n"
+            "  <link rel=\"icon\" type=\"image/png\" href=\"%s\">\n  <style>body{font-family:system-ui;margin:0}"
+            "header{display:flex;gap:1rem;align-items:center;padding:1rem}</style>\n</head>\n<body>\n"
+            "  <header>\n    <img class=\"logo\" alt=\"Acme\" width=\"48\" height=\"48\" src=\"%s\">\n"
+            "    <h1>Acme</h1>\n  </header>\n  <main><p>Everything in one file.</p></main>\n</body>\n</html>\n"
+            % (uri, uri))
+    s = Stream("llama", rng)
+    s.text("Here is the page, with the icon inlined for both the favicon and the logo.")
+    s.call("write_file", {"path": "index.html", "content": html}, per=6)
+    s.finish()
+    healthy(num, "data-uri-twice", "the same 4.8 KB data URI twice in one file",
+            "Favicon and logo share one base64 image: a long passage written twice, which exact "
+            "repetition allows and SimHash must too (issue 12 item 7).", conv, s)
+
+
+@scenario
+def l_data_uri_flood(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file"], "Add the star icon to every rating row.")
+    tag = "    <img class=\"star\" alt=\"\" src=\"%s\">\n" % data_uri(rng, 180)
+    head = "<div class=\"rating\">\n"
+    content = head + tag * 12 + "</div>\n"
+    s = Stream("llama", rng)
+    s.text("Adding the stars.")
+    a = args_json({"path": "partials/rating.html", "content": content})
+    esc_first = args_json({"path": "partials/rating.html", "content": head + tag})[:-2]
+    m = LoopMark(bound_bytes(len(json.dumps(tag)[1:-1].encode())))
+    idx = s.n_calls
+    s.n_calls += 1
+    s._chunk({"tool_calls": [{"index": idx, "id": s._call_id(), "type": "function",
+                              "function": {"name": "write_file", "arguments": ""}}]})
+    sent = 0
+    for p in s._pieces(a, 6):
+        s._chunk({"tool_calls": [{"index": idx, "function": {"arguments": p}}]})
+        sent += len(p)
+        if m.onset is None and sent > len(esc_first):
+            m.start(s.n)
+            m.piece(s.n, a[len(esc_first):sent])
+        elif m.onset is not None:
+            m.piece(s.n, p)
+    s.finish()
+    write(num, "data-uri-flood", "repeat: the same inlined image again and again",
+          "A write whose content repeats one `<img>` with a 240-byte data URI 12 times: exact "
+          "repetition, cut at the third copy (the twin of 064, where it appears twice).",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset, "by_chunk": m.by},
+          conv, s)
+
+
+@scenario
+def h_generated_handlers(num):
+    # Item 8: generated code that differs only in numbers and names.
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Generate one HTTP handler per opcode in ops.py.")
+    codes = [0, 7, 12, 13, 19, 21, 22, 30, 31, 37, 40, 44, 45, 51, 58, 60, 61, 64, 70, 77, 80, 88, 93, 99]
+    code = ("from fastapi import APIRouter, Request\n\nfrom .dispatch import SCHEMAS, decode, dispatch\n\n"
+            "router = APIRouter()\n\n")
+    for c in codes:
+        code += ("\n@router.post(\"/ops/%d\")\nasync def handle_%d(req: Request):\n"
+                 "    payload = decode(await req.body(), schema=SCHEMAS[%d])\n"
+                 "    return dispatch(%d, payload)\n\n" % (c, c, c, c))
+    s = Stream("llama", rng)
+    s.text("I'll generate the handlers.")
+    s.call("write_file", {"path": "app/ops.py", "content": code}, per=3)
+    s.finish()
+    healthy(num, "generated-handlers", "24 generated handlers that differ only in numbers and names",
+            "Table-driven code: `handle_0`, `handle_7`, ... each the same body; every handler adds a "
+            "new identifier (issue 12 item 8).", conv, s)
+
+
+@scenario
+def h_generated_go_code(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file"], "Show me the route handlers for the admin API in Go.", stream_usage=True)
+    names = ["ListUsers", "GetUser", "CreateUser", "UpdateUser", "DeleteUser", "ListTeams", "GetTeam",
+             "CreateTeam", "DeleteTeam", "ListKeys", "CreateKey", "RevokeKey", "ListAudit", "ExportAudit",
+             "GetSettings", "UpdateSettings"]
+    code = "```go\npackage admin\n\nimport \"net/http\"\n\n"
+    for i, n in enumerate(names):
+        code += ("// handle%s serves op %d.\nfunc handle%s(w http.ResponseWriter, r *http.Request) {\n"
+                 "\tserve(w, r, op%s, %d)\n}\n\n" % (n, i + 1, n, n, i + 1))
+    code += "```\n"
+    s = Stream("vllm", rng, usage=True)
+    s.text("Each handler forwards to `serve` with its op:\n\n" + code, per=1)
+    s.finish()
+    healthy(num, "generated-go-handlers", "generated Go handlers in a fenced block of the answer",
+            "Sixteen functions alike but for their names, shown in the answer text.", conv, s)
+
+
+@scenario
+def l_handler_same_name(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Generate one HTTP handler per opcode in ops.py.")
+    head = ("from fastapi import APIRouter, Request\n\nfrom .dispatch import SCHEMAS, decode, dispatch\n\n"
+            "router = APIRouter()\n\n")
+    fn = lambda c: ("\n@router.post(\"/ops/%d\")\nasync def handle_op(req: Request):\n"
+                    "    payload = decode(await req.body(), schema=SCHEMAS[%d])\n"
+                    "    return dispatch(%d, payload)\n\n" % (c, c, c))
+    content = head + "".join(fn(c) for c in range(16))
+    s = Stream("llama", rng)
+    s.text("I'll generate the handlers.")
+    a = args_json({"path": "app/ops.py", "content": content})
+    esc_first = args_json({"path": "app/ops.py", "content": head + fn(0)})[:-2]
+    m = LoopMark(bound_bytes(len(json.dumps(fn(0))[1:-1].encode())))
+    idx = s.n_calls
+    s.n_calls += 1
+    s._chunk({"tool_calls": [{"index": idx, "id": s._call_id(), "type": "function",
+                              "function": {"name": "write_file", "arguments": ""}}]})
+    sent = 0
+    for p in s._pieces(a, 3):
+        s._chunk({"tool_calls": [{"index": idx, "function": {"arguments": p}}]})
+        sent += len(p)
+        if m.onset is None and sent > len(esc_first):
+            m.start(s.n)
+            m.piece(s.n, a[len(esc_first):sent])
+        elif m.onset is not None:
+            m.piece(s.n, p)
+    s.finish()
+    write(num, "handler-same-name", "counter: the same handler again, only its opcode counting up",
+          "The twin of 066: every copy is `handle_op` with the opcode counting 0, 1, 2...: nothing "
+          "new but a counter.",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": m.onset,
+                   "by_chunk": near_by(m.onset, m.by)}, conv, s)
+
+
+def paraphrase_loop(s, rng, intro, slots, cycles, per=1, field="reasoning"):
+    """Reasoning that restates one plan again and again: each cycle picks one
+    phrasing per slot (never the same sentence twice in a row). Returns the
+    onset (the first chunk of the second statement of the plan)."""
+    emit = s.reasoning if field == "reasoning" else s.text
+    emit(intro, per=per)
+    onset = None
+    last = [None] * len(slots)
+    for c in range(cycles):
+        if c == 1:
+            onset = s.n + 1
+        for i, variants in enumerate(slots):
+            choices = [v for v in variants if v != last[i]] or variants
+            last[i] = rng.choice(choices)
+            emit(last[i] + " ", per=per)
+    return onset
+
+
+@scenario
+def l_paraphrase_gpt_oss(num):
+    # Item 5: gpt-oss keeps rephrasing the same plan.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "Make fetchJson retry on network errors.",
+                stream_usage=True, model="gpt-oss-20b")
+    conv.turn("", [("read", {"filePath": "/home/dev/web/src/api/client.ts"},
+                    "00001| export async function fetchJson(url: string, init?: RequestInit) {\n"
+                    "00002|   const res = await fetch(url, init)\n00003|   if (!res.ok) throw new HttpError(res.status)\n"
+                    "00004|   return res.json()\n00005| }\n")])
+    slots = [
+        ["We need to add retry logic to fetchJson.", "We need to make fetchJson retry on failure.",
+         "We need fetchJson to retry when the request fails.", "The task: fetchJson must retry failed requests."],
+        ["Let's wrap the fetch call in a loop.", "Let's put the fetch call inside a retry loop.",
+         "So we wrap fetch in a loop that retries.", "Let's loop around the fetch call."],
+        ["Use exponential backoff, three attempts.", "Three attempts with exponential backoff should do.",
+         "We can do up to three attempts, doubling the delay.", "Backoff exponentially, at most three attempts."],
+        ["Only retry network errors, not HTTP errors.", "Network errors are retried; HttpError is not.",
+         "We should not retry on HttpError, only on network failures."],
+        ["Then we edit src/api/client.ts.", "So we need to edit src/api/client.ts.",
+         "Then apply the edit to src/api/client.ts.", "We'll produce the edit for src/api/client.ts."],
+        ["Let's do it.", "Let's implement.", "Ok.", "Let's produce the edit."],
+    ]
+    s = Stream("vllm", rng, model="openai/gpt-oss-20b", usage=True)
+    onset = paraphrase_loop(s, rng, "The user wants fetchJson to retry on network errors. ", slots, 10)
+    s.finish("length")
+    write(num, "paraphrase-plan-gpt-oss", "reasoning: the same plan rephrased again and again (gpt-oss)",
+          "gpt-oss via vLLM (one token per chunk) restates its plan in shuffled phrasings without ever "
+          "calling the edit tool: no sentence repeats verbatim in a row, so neither exact repetition "
+          "nor SimHash sees it soon (issue 12 item 5: cut 250 chunks past the onset).",
+          "loop", {"trip": True, "guard": ["paraphrase", "simhash", "repeat"], "onset_chunk": onset,
+                   "by_chunk": onset + 64}, conv, s)
+
+
+@scenario
+def l_paraphrase_qwen3(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "bash", "edit"], "The CSV export drops the last row. Fix it.",
+                model="qwen3:30b-a3b")
+    slots = [
+        ["Okay, so the export loses the last row.", "So the last row of the export goes missing.",
+         "Right, the export drops the last row."],
+        ["The loop in export_rows probably stops one row short.",
+         "Maybe the loop in export_rows ends one row too early.",
+         "I think the loop in export_rows is off by one row."],
+        ["I should read export.py to check the loop bounds.", "Let me open export.py and check the loop bounds.",
+         "I need to check the loop bounds in export.py."],
+        ["If the loop uses range(len(rows) - 1), that's the bug.",
+         "If the range is len(rows) - 1, the loop skips the last row.",
+         "A loop over range(len(rows) - 1) would drop the last row."],
+        ["Wait, let me think again.", "Hmm, let me reconsider.", "Wait."],
+    ]
+    s = Stream("ollama", rng, model="qwen3:30b-a3b")
+    onset = paraphrase_loop(s, rng, "The user says the CSV export drops the last row. ", slots, 10)
+    s.finish("length")
+    write(num, "paraphrase-plan-qwen3", "reasoning: a hypothesis rephrased again and again (qwen3, Ollama)",
+          "Ollama's `reasoning` field: the model circles on one hypothesis and one intended action in "
+          "varied words (keeping the terms of the problem, as restatements do) and never reads the file.",
+          "loop", {"trip": True, "guard": ["paraphrase", "simhash", "repeat"], "onset_chunk": onset,
+                   "by_chunk": onset + 64}, conv, s)
+
+
+@scenario
+def h_reasoning_progress(num):
+    # Item 5's healthy twin: long reasoning that revisits its plan while making progress.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "Make fetchJson retry on network errors.",
+                stream_usage=True, model="gpt-oss-20b")
+    r = ("The user wants fetchJson to retry on network errors. We need to add retry logic to fetchJson. "
+         "Let's look at how it fails today: fetch rejects with a TypeError on a network failure, and the "
+         "function throws HttpError when res.ok is false. So retry on TypeError only; HttpError means the "
+         "server answered. We need to decide the delays: 100 ms, then 200, then 400, so three attempts "
+         "take under a second. Let's also respect init.signal: if the caller aborted, an AbortError comes "
+         "back and we must not retry it. We need to check whether AbortError is a TypeError. In browsers it "
+         "is a DOMException named AbortError, in Node's undici too, so checking err.name works. "
+         "Let's revisit the plan: wrap fetch in a loop of three attempts, sleep between them, rethrow the "
+         "last error. Wait, the tests mock fetch with vi.fn and expect one call on failure; test/api.test.ts "
+         "line 42 asserts toHaveBeenCalledTimes(1). We need to update that test to expect three calls, and "
+         "use fake timers so the backoff does not slow the suite. Let's also export a small sleep helper "
+         "from src/util/time.ts, since there is already a delay function there named wait. Actually wait() "
+         "takes seconds, not milliseconds, so pass 0.1, 0.2, 0.4. Let me restate the plan to be sure: "
+         "edit src/api/client.ts to loop three times around fetch, retry only TypeError, never AbortError, "
+         "wait 0.1 s doubling each time; then change the expectation in test/api.test.ts and enable "
+         "vi.useFakeTimers there; then run the tests. That covers it. Let's do the client edit first.")
+    s = Stream("vllm", rng, model="openai/gpt-oss-20b", usage=True)
+    s.reasoning(r, per=1)
+    s.call("edit", {"filePath": "/home/dev/web/src/api/client.ts", "oldString": "  const res = await fetch(url, init)",
+                    "newString": "  const res = await retry(() => fetch(url, init), 3)"}, per=3)
+    s.finish()
+    healthy(num, "reasoning-revisits-plan", "long reasoning that restates its plan while making progress",
+            "gpt-oss-style reasoning that comes back to its plan three times, each time with new facts "
+            "(the error types, the abort signal, the test to update, the helper's units).", conv, s)
+
+
+@scenario
+def h_reasoning_debugging(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "bash", "edit"], "The CSV export drops the last row. Fix it.",
+                model="qwen3:30b-a3b")
+    conv.turn("", [("read_file", {"path": "app/export.py"},
+                    "def export_rows(rows, out):\n    w = csv.writer(out)\n    for i in range(len(rows)):\n"
+                    "        w.writerow(rows[i])\n    return len(rows)\n")])
+    r = ("Okay, so the export loses the last row. I expected an off-by-one in export_rows, but the loop is "
+         "range(len(rows)), which is correct. So the bug is elsewhere. Maybe the caller passes rows already "
+         "missing the last element. Let me think about where rows comes from: fetch_rows in db.py pages "
+         "through the table with LIMIT and OFFSET. If the last page is smaller than the page size, the loop "
+         "there might stop before appending it. Hmm, another possibility: csv.writer buffers, and the "
+         "response closes the stream before flush, so the last row never reaches the client. That would "
+         "show up only for big exports, and the user said every export loses one row, even tiny ones. So "
+         "buffering is less likely. Back to fetch_rows: a typical bug is while len(page) == size, which "
+         "drops a final partial page; but that would lose many rows, not exactly one. Exactly one row "
+         "suggests the header handling: if the code skips the first data row thinking it is a header, the "
+         "count is off by one too, but that loses the first row, not the last. Let me reconsider: the "
+         "return value len(rows) is used by the view to set Content-Length? No, that would be bytes. I "
+         "should read db.py's fetch_rows and the view in views/export.py before guessing further; the view "
+         "slices rows[:-1] maybe to drop a trailing total line. That is the most specific hypothesis: a "
+         "slice meant for a totals row that no longer exists. Let me read the view first, then db.py.")
+    s = Stream("ollama", rng, model="qwen3:30b-a3b")
+    s.reasoning(r, per=1)
+    s.call("read_file", {"path": "app/views/export.py"})
+    s.finish()
+    healthy(num, "reasoning-debugging", "reasoning that weighs several hypotheses and returns to one",
+            "Long debugging reasoning that revisits the same function and the same symptom several times, "
+            "each time with a new hypothesis or a new fact.", conv, s)
 
 
 def main():
