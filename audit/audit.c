@@ -299,7 +299,7 @@ static void audit_sse(struct audit *a, const char *path, const char *buf, size_t
 		ss = px_sse_feed(sse, buf, len, on_sse, &x, err, sizeof(err));
 		if (ss == PX_SSE_OK)
 			ss = px_sse_finish(sse, on_sse, &x, err, sizeof(err));
-		if (ss == PX_SSE_ETOOBIG) {
+		if (ss == PX_SSE_ETOOBIG || ss == PX_SSE_ENOMEM) {
 			fprintf(stderr, "%s: %s\n", path, err);
 			a->errors++;
 			worst(a, EXIT_BAD);

@@ -20,7 +20,7 @@ for a in "$@"; do
 done
 
 pkgs=(build-essential cmake pkg-config git
-      libevent-dev libyajl-dev libssl-dev libpcre2-dev libyaml-dev libcmocka-dev
+      libevent-dev libyajl-dev libssl-dev libpcre2-dev libyaml-dev libcmocka-dev libjemalloc-dev
       nginx-light curl ca-certificates)
 # node/npm (for the openai-npm client test) may come from another repository:
 # ask Debian for them only when the commands are missing.

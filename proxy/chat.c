@@ -12,7 +12,7 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <yajl/yajl_tree.h>
+#include <yajl/yajl_parse.h>
 
 #include "guards/pipeline.h"
 #include "guards/utf8.h"
@@ -25,6 +25,8 @@
 #include "proxy/wire/sse.h"
 
 #define ERROR_BODY_MAX (64 * 1024) /* an upstream's 4xx/5xx body kept for the client */
+#define ERROR_JSON_DEPTH 64        /* nesting read in an error body before calling it text */
+#define ERROR_TEXT_MAX 300         /* bytes of a non-JSON error body quoted in our message */
 
 enum chat_state {
 	CH_CONNECTING = 0, /* request sent, no response head yet */
@@ -57,6 +59,8 @@ struct px_chat {
 	struct evbuffer *body; /* non-stream answer, or an error body */
 	struct event *wd_timer;
 	struct event *ka_timer;
+	struct event *cw_timer; /* client write deadline while the upstream is paused */
+	size_t cw_pending;      /* the client's backlog when cw_timer was armed */
 	struct px_record *rec;
 	struct px_answer_id aid;
 	bool have_created;
@@ -109,8 +113,15 @@ static void parsers_take(struct px_chat *ch)
 		px_chunk_reset(ch->conv);
 		return;
 	}
+	/* The converter reads stream chunks (the SSE parser already holds them
+	 * to max_event_bytes) and whole non-stream answers (max_response_bytes):
+	 * its buffers grow on demand, so the larger cap costs nothing until an
+	 * answer needs it. */
+	uint64_t conv_cap = s->opts.max_event_bytes > s->opts.max_response_bytes
+	                        ? s->opts.max_event_bytes
+	                        : s->opts.max_response_bytes;
 	ch->sse = px_sse_new(PX_SSE_MODE_STREAM, (size_t)s->opts.max_event_bytes);
-	ch->conv = px_chunk_new((size_t)s->opts.max_event_bytes);
+	ch->conv = px_chunk_new((size_t)conv_cap);
 }
 
 /* Keeps <ch>'s pair for a later answer, or frees it. */
@@ -158,6 +169,8 @@ static void chat_free(struct px_chat *ch)
 		event_free(ch->wd_timer);
 	if (ch->ka_timer)
 		event_free(ch->ka_timer);
+	if (ch->cw_timer)
+		event_free(ch->cw_timer);
 	gd_pipeline_free(ch->pipe);
 	gd_history_free(ch->hist);
 	px_policy_release(ch->policy);
@@ -187,6 +200,8 @@ static void cancel_upstream(struct px_chat *ch)
 		event_del(ch->wd_timer);
 	if (ch->ka_timer)
 		event_del(ch->ka_timer);
+	if (ch->cw_timer)
+		event_del(ch->cw_timer);
 }
 
 static void start_client_stream(struct px_chat *ch)
@@ -231,9 +246,14 @@ static void reply(struct px_chat *ch, int status, struct evbuffer *body)
 }
 
 /* A failure: an HTTP status before the stream started, an error event and
- * [DONE] after. */
-static void fail_answer(struct px_chat *ch, int status, const char *msg)
+ * [DONE] after. <why> may quote upstream bytes (an error body, a chunk's
+ * message): it is cut on a character boundary and invalid UTF-8 replaced
+ * before it goes into JSON, the log or the recording. */
+static void fail_answer(struct px_chat *ch, int status, const char *why)
 {
+	char msg[512];
+	size_t k = gd_utf8_sanitize(why, strlen(why), msg, sizeof(msg) - 1, NULL);
+	msg[k] = '\0';
 	log_req(ch, "error: %s", msg);
 	record_end(ch, NULL, msg);
 	if (ch->stream && ch->started) {
@@ -319,7 +339,10 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
 static int on_gd_event(const struct gd_event *ev, void *arg)
 {
 	struct px_chat *ch = arg;
-	ch->chunk_events++;
+	/* Token counts are bookkeeping, not progress: an upstream sending only
+	 * usage chunks is as silent as one sending nothing. */
+	if (ev->type != GD_EV_USAGE)
+		ch->chunk_events++;
 	if (gd_pipeline_feed(ch->pipe, ev) == GD_TRIP) {
 		ch->chunk_trip = true;
 		return 1;
@@ -370,6 +393,51 @@ static void learn_identity(struct px_chat *ch, const char *json, size_t len)
 	ch->have_created = true;
 }
 
+static void client_write_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Created on the first pause (most answers never pause). Without a timer
+ * (out of memory) the answer keeps the old behaviour: it waits for the
+ * client as long as the client stays connected. */
+static void arm_client_write(struct px_chat *ch)
+{
+	uint64_t ms = ch->s->opts.client_write_timeout_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	if (!ch->cw_timer)
+		ch->cw_timer = evtimer_new(ch->s->base, client_write_cb, ch);
+	if (!ch->cw_timer)
+		return;
+	ch->cw_pending = px_http_conn_pending(ch->conn);
+	event_add(ch->cw_timer, &tv);
+}
+
+/* The client of a paused answer: gone unless it took a byte since the timer
+ * was armed (proxy.client_write_timeout_ms between two reads, like nginx's
+ * send_timeout; a slow reader that keeps reading is served). A client that
+ * never reads would otherwise hold its upstream (an engine slot) forever:
+ * it is cancelled like a disconnect, and its connection closed. */
+static void client_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct px_chat *ch = arg;
+	if (ch->state == CH_DONE || !ch->paused || !ch->conn)
+		return;
+	size_t pending = px_http_conn_pending(ch->conn);
+	if (pending < ch->cw_pending) {
+		arm_client_write(ch);
+		return;
+	}
+	struct px_http_conn *c = ch->conn;
+	px_metrics_inc(PX_C_CLIENT_STALLED, 1);
+	log_req(ch, "the client took no bytes for %" PRIu64 " ms (proxy.client_write_timeout_ms) with "
+	        "%zu waiting: closing it and the upstream", ch->s->opts.client_write_timeout_ms, pending);
+	record_end(ch, NULL, "client write timeout");
+	px_http_conn_watch(c, NULL, NULL, NULL);
+	ch->conn = NULL;
+	chat_free(ch); /* closes the upstream connection now */
+	px_http_conn_abort(c);
+}
+
 static void check_backpressure(struct px_chat *ch)
 {
 	if (!ch->conn || !ch->up || ch->paused)
@@ -378,9 +446,33 @@ static void check_backpressure(struct px_chat *ch)
 		ch->paused = true;
 		px_upstream_pause(ch->up, true);
 		/* The silence that follows is ours, not the upstream's: the stall
-		 * watchdog sleeps until the client has drained. */
+		 * watchdog sleeps until the client has drained, and the client's
+		 * own deadline runs instead. */
 		event_del(ch->wd_timer);
+		arm_client_write(ch);
 	}
+}
+
+/* "data: <json>\n\n" around JSON that came from the upstream and parsed.
+ * An event sent as several `data:` lines arrives joined by '\n', and an
+ * error body may be pretty-printed: raw line ends in valid JSON can only be
+ * whitespace between tokens (inside strings they are escaped), so they are
+ * dropped and the event stays one line for the client. Single-line JSON,
+ * the usual case, goes out byte for byte. */
+static void frame_json(struct evbuffer *out, const char *json, size_t len)
+{
+	if (!memchr(json, '\n', len) && !memchr(json, '\r', len)) {
+		px_emit_frame(out, json, len);
+		return;
+	}
+	evbuffer_add(out, "data: ", 6);
+	for (size_t i = 0, run = 0; i <= len; i++) {
+		if (i == len || json[i] == '\n' || json[i] == '\r') {
+			evbuffer_add(out, json + run, i - run);
+			run = i + 1;
+		}
+	}
+	evbuffer_add(out, "\n\n", 2);
 }
 
 static int on_sse(const struct px_sse_event *ev, void *arg)
@@ -403,10 +495,13 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 	char err[256];
 	enum px_chunk_status st = px_chunk_feed(ch->conv, ev->data, ev->len, on_gd_event, ch,
 	                                        err, sizeof(err));
-	/* The first-token watchdog ends with the first chunk that carries
-	 * something (a role-only chunk may come before prompt processing);
-	 * after that every chunk counts as activity. */
-	if (ch->first_event || ch->chunk_events > 0) {
+	/* Only a chunk that carries an event (text, reasoning, a tool call or
+	 * its arguments, a finish) is progress, for the first-token watchdog and
+	 * the idle one alike: a role-only chunk (llama.cpp sends one before
+	 * prompt processing), an empty delta and a usage-only chunk
+	 * (`choices: []` or `null`) carry nothing a client can use, and an
+	 * upstream that sends nothing else forever must still be ended. */
+	if (ch->chunk_events > 0) {
 		if (!ch->first_event) {
 			ch->first_event = true;
 			px_metrics_observe(PX_H_TTFT, (double)(t0 - ch->t_start_us) / 1e6);
@@ -421,13 +516,24 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 		trip_answer(ch, &trip);
 		return 1;
 	}
+	if (ev->truncated && st != PX_CHUNK_OK && st != PX_CHUNK_EUPSTREAM && st != PX_CHUNK_ENOMEM) {
+		/* The connection ended inside this event (px_sse_finish flushed
+		 * what had come): not a bad chunk but an upstream that closed or
+		 * reset before the answer finished, which the caller (up_end,
+		 * up_error) reports as such. */
+		return 1;
+	}
+	if (st == PX_CHUNK_ENOMEM) {
+		fail_answer(ch, 500, "loopwarden ran out of memory reading the upstream's answer");
+		return 1;
+	}
 	if (st == PX_CHUNK_EUPSTREAM) {
 		/* The upstream reports a failure inside the stream: relay it as is. */
 		px_metrics_upstream_error(PX_UPE_STREAM);
 		log_req(ch, "upstream error event: %s", err);
 		record_end(ch, NULL, err);
 		flush_out(ch);
-		px_emit_frame(ch->out, ev->data, ev->len);
+		frame_json(ch->out, ev->data, ev->len);
 		end_stream(ch);
 		return 1;
 	}
@@ -446,12 +552,12 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 			fail_answer(ch, 502, "a tool call exceeds proxy.max_held_bytes while held");
 			return 1;
 		}
-		px_emit_frame(ch->held, ev->data, ev->len);
+		frame_json(ch->held, ev->data, ev->len);
 	} else {
 		/* Released calls, then this chunk; up_body writes <out> once
 		 * for all the events of one read. */
 		evbuffer_add_buffer(ch->out, ch->held);
-		px_emit_frame(ch->out, ev->data, ev->len);
+		frame_json(ch->out, ev->data, ev->len);
 		px_metrics_inc(PX_C_CHUNKS_RELAYED, 1);
 	}
 	return 0;
@@ -478,36 +584,108 @@ static void up_head(void *arg, int status, const char *ctype)
 	}
 }
 
+/* Reading an upstream's error body: is it one JSON object with a top-level
+ * "error" key (an OpenAI-style error, relayed as is)? yajl's callback
+ * parser builds nothing and we stop past ERROR_JSON_DEPTH levels, so a body
+ * of `[[[[…` is neither a deep recursion nor a tree of 64 K nodes: it is
+ * text, quoted in our own error. yajl also checks the strings are UTF-8. */
+struct err_scan {
+	int depth;
+	bool object;    /* the top-level value is an object */
+	bool has_error; /* … with an "error" key */
+};
+
+static int es_scalar(void *ctx)
+{
+	(void)ctx;
+	return 1;
+}
+static int es_bool(void *ctx, int v)
+{
+	(void)v;
+	return es_scalar(ctx);
+}
+static int es_number(void *ctx, const char *v, size_t n)
+{
+	(void)v;
+	(void)n;
+	return es_scalar(ctx);
+}
+static int es_string(void *ctx, const unsigned char *v, size_t n)
+{
+	(void)v;
+	(void)n;
+	return es_scalar(ctx);
+}
+static int es_open(struct err_scan *e, bool object)
+{
+	if (e->depth == 0)
+		e->object = object;
+	return ++e->depth <= ERROR_JSON_DEPTH;
+}
+static int es_start_map(void *ctx)
+{
+	return es_open(ctx, true);
+}
+static int es_start_array(void *ctx)
+{
+	return es_open(ctx, false);
+}
+static int es_end(void *ctx)
+{
+	((struct err_scan *)ctx)->depth--;
+	return 1;
+}
+static int es_key(void *ctx, const unsigned char *k, size_t n)
+{
+	struct err_scan *e = ctx;
+	if (e->depth == 1 && n == 5 && memcmp(k, "error", 5) == 0)
+		e->has_error = true;
+	return 1;
+}
+
+static bool is_json_error(const char *b, size_t n)
+{
+	static const yajl_callbacks cbs = {
+		.yajl_null = es_scalar, .yajl_boolean = es_bool, .yajl_number = es_number,
+		.yajl_string = es_string, .yajl_start_map = es_start_map, .yajl_map_key = es_key,
+		.yajl_end_map = es_end, .yajl_start_array = es_start_array, .yajl_end_array = es_end,
+	};
+	struct err_scan e = {0, false, false};
+	yajl_handle h = yajl_alloc(&cbs, NULL, &e);
+	if (!h)
+		return false;
+	bool ok = yajl_parse(h, (const unsigned char *)b, n) == yajl_status_ok &&
+	          yajl_complete_parse(h) == yajl_status_ok;
+	yajl_free(h);
+	return ok && e.object && e.has_error;
+}
+
 static void relay_error_body(struct px_chat *ch)
 {
 	size_t n = evbuffer_get_length(ch->body);
 	const char *b = n ? (const char *)evbuffer_pullup(ch->body, -1) : "";
 	char msg[512];
-	/* A JSON body with a top-level "error" is already OpenAI-style: keep it. */
-	bool json_error = false;
-	if (n && n < ERROR_BODY_MAX) {
-		char *copy = malloc(n + 1);
-		if (copy) {
-			memcpy(copy, b, n);
-			copy[n] = '\0';
-			yajl_val root = yajl_tree_parse(copy, NULL, 0);
-			const char *path[] = {"error", NULL};
-			json_error = root && YAJL_IS_OBJECT(root) && yajl_tree_get(root, path, yajl_t_any);
-			yajl_tree_free(root);
-			free(copy);
-		}
-	}
+	/* A JSON body with a top-level "error" is already OpenAI-style: keep it
+	 * (a body cut at ERROR_BODY_MAX is not whole JSON, hence text). */
+	bool json_error = n && n < ERROR_BODY_MAX && is_json_error(b, n);
 	int status = ch->up_status >= 400 ? ch->up_status : 502;
 	snprintf(msg, sizeof(msg), "upstream returned HTTP %d", ch->up_status);
 	log_req(ch, "%s", msg);
 	record_end(ch, NULL, msg);
+	if (!json_error) {
+		/* Quoted: at most ERROR_TEXT_MAX bytes, whole characters,
+		 * invalid bytes replaced. */
+		char text[ERROR_TEXT_MAX + 1];
+		size_t k = gd_utf8_sanitize(b, n, text, ERROR_TEXT_MAX, NULL);
+		text[k] = '\0';
+		snprintf(msg, sizeof(msg), "upstream returned HTTP %d: %s", ch->up_status, text);
+	}
 	if (ch->stream && ch->started) {
 		if (json_error) {
 			flush_out(ch);
-			px_emit_frame(ch->out, b, n);
+			frame_json(ch->out, b, n);
 		} else {
-			snprintf(msg, sizeof(msg), "upstream returned HTTP %d: %.*s", ch->up_status,
-			         (int)(n < 300 ? n : 300), b);
 			px_emit_error_event(ch->out, status, msg);
 		}
 		end_stream(ch);
@@ -517,8 +695,6 @@ static void relay_error_body(struct px_chat *ch)
 		reply(ch, status, ch->body);
 		return;
 	}
-	snprintf(msg, sizeof(msg), "upstream returned HTTP %d: %.*s", ch->up_status,
-	         (int)(n < 300 ? n : 300), b);
 	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
 	px_emit_error(ch->out, status, msg);
 	reply(ch, status, ch->out);
@@ -550,6 +726,10 @@ static void finish_nonstream(struct px_chat *ch)
 		if (px_emit_truncated_body(ch->out, b, n, &cut, &trip) != 0)
 			px_emit_notice_body(ch->out, &ch->aid, "", "length", &trip);
 		reply(ch, 200, ch->out);
+		return;
+	}
+	if (st == PX_CHUNK_ENOMEM) {
+		fail_answer(ch, 500, "loopwarden ran out of memory reading the upstream's answer");
 		return;
 	}
 	if (st == PX_CHUNK_EUPSTREAM) {
@@ -590,6 +770,10 @@ static void up_body(void *arg, const char *data, size_t len)
 			char msg[400];
 			snprintf(msg, sizeof(msg), "the upstream sent an event larger than proxy.max_event_bytes: %s", err);
 			fail_answer(ch, 502, msg);
+		} else if (st != PX_SSE_OK && st != PX_SSE_ESTOPPED && ch->state == CH_STREAM) {
+			char msg[400];
+			snprintf(msg, sizeof(msg), "loopwarden could not read the upstream's events: %s", err);
+			fail_answer(ch, 500, msg);
 		}
 		uint64_t k = ch->n_events - n0;
 		if (ch->state == CH_STREAM && k > 0) {
@@ -699,6 +883,8 @@ static void client_drained(struct px_http_conn *c, void *arg)
 {
 	(void)c;
 	struct px_chat *ch = arg;
+	if (ch->cw_timer)
+		event_del(ch->cw_timer);
 	if (ch->paused && ch->up) {
 		ch->paused = false;
 		gd_pipeline_touch(ch->pipe, now_ms());

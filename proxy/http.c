@@ -443,6 +443,20 @@ void px_http_conn_watch(struct px_http_conn *c, px_http_conn_cb on_close,
 	c->watch_ctx = ctx;
 }
 
+void px_http_conn_abort(struct px_http_conn *c)
+{
+	/* A reset, not a FIN behind the unsent bytes: nobody will read them,
+	 * and an orphaned socket would keep up to its send buffer (MiBs) for
+	 * a peer that does not read. */
+	struct linger lg = {1, 0};
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	c->on_close = NULL;
+	c->on_drain = NULL;
+	conn_free(c);
+}
+
 /* Errors found while reading a request: answer (the OpenAI error body, see
  * px_emit_error) and close, since what follows on the connection can no
  * longer be framed. <extra> as for px_http_reply. */

@@ -103,6 +103,11 @@ typedef void (*px_http_conn_cb)(struct px_http_conn *c, void *ctx);
 void px_http_conn_watch(struct px_http_conn *c, px_http_conn_cb on_close,
                         px_http_conn_cb on_drain, void *ctx);
 
+/* Closes <c> now with a reset, dropping what it has not sent: for a client that stopped
+ * reading. Its watcher callbacks do not run (the caller is the watcher and
+ * has let go of the answer); forget <c> afterwards. */
+void px_http_conn_abort(struct px_http_conn *c);
+
 const char *px_http_status_text(int status);
 
 #endif

@@ -7,6 +7,8 @@
 
 #include <event2/buffer.h>
 
+#include "proxy/alloc.h"
+
 #define N_BUCKETS 12
 
 struct histo {
@@ -40,6 +42,8 @@ static const char *counter_names[PX_C_COUNT][2] = {
 	{"loopwarden_chunks_relayed_total", "Upstream chunks relayed to clients"},
 	{"loopwarden_client_disconnects_total", "Clients that left before their answer ended"},
 	{"loopwarden_history_stops_total", "Requests answered at once because the history already loops"},
+	{"loopwarden_client_write_timeouts_total",
+	 "Clients that took no bytes for proxy.client_write_timeout_ms while their answer was paused (closed, upstream cancelled)"},
 };
 
 static const char *up_kind_names[PX_UPE_COUNT] = {"connect", "status", "reset", "protocol", "stream"};
@@ -139,6 +143,19 @@ void px_metrics_render(struct evbuffer *out, uint64_t active_streams, uint64_t c
 	evbuffer_add_printf(out, "# HELP loopwarden_client_connections Open client connections\n"
 	                         "# TYPE loopwarden_client_connections gauge\nloopwarden_client_connections %" PRIu64 "\n",
 	                    connections);
+	char alloc[128];
+	uint64_t allocated, resident;
+	px_alloc_name(alloc, sizeof(alloc));
+	evbuffer_add_printf(out, "# HELP loopwarden_allocator_info The memory allocator (dirty_decay_ms 0: freed pages go back at once)\n"
+	                         "# TYPE loopwarden_allocator_info gauge\nloopwarden_allocator_info{allocator=\"");
+	label_value(out, alloc);
+	evbuffer_add_printf(out, "\",dirty_decay_ms=\"%ld\"} 1\n", px_alloc_decay_ms());
+	if (px_alloc_stats(&allocated, &resident))
+		evbuffer_add_printf(out, "# HELP loopwarden_heap_allocated_bytes Bytes allocated by loopwarden\n"
+		                         "# TYPE loopwarden_heap_allocated_bytes gauge\nloopwarden_heap_allocated_bytes %" PRIu64 "\n"
+		                         "# HELP loopwarden_heap_resident_bytes Bytes the allocator keeps resident\n"
+		                         "# TYPE loopwarden_heap_resident_bytes gauge\nloopwarden_heap_resident_bytes %" PRIu64 "\n",
+		                    allocated, resident);
 	for (int h = 0; h < PX_H_COUNT; h++) {
 		struct histo *x = &histos[h];
 		evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", x->name, x->help, x->name);

@@ -17,6 +17,7 @@ enum px_counter {
 	PX_C_CHUNKS_RELAYED,   /* upstream chunks relayed */
 	PX_C_CLIENT_GONE,      /* clients that left mid-answer */
 	PX_C_HISTORY_STOPS,    /* requests answered by the history check */
+	PX_C_CLIENT_STALLED,   /* clients closed for taking no bytes within proxy.client_write_timeout_ms */
 	PX_C_COUNT
 };
 

@@ -85,6 +85,10 @@ static const struct key_def keys[] = {
 	{"proxy.max_total_body_bytes", KEY_U64, OFF(max_total_body_bytes), 512 * MIB, 1 * KIB,
 	 65536 * MIB, "request bodies held at once across all connections; more get 503 + Retry-After"},
 	{"proxy.quiet", KEY_BOOL, OFF(quiet), 0, 0, 1, "no per-request log lines"},
+	/* streaming runtime (chat.c) */
+	{"proxy.client_write_timeout_ms", KEY_U64, OFF(client_write_timeout_ms), 60000, 10, 86400000,
+	 "a client whose answer is paused (backlog past client_highwater_bytes) and that takes no "
+	 "byte for this long is treated as gone: upstream and client connections closed"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

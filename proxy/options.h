@@ -56,6 +56,8 @@ struct px_options {
 	uint64_t body_timeout_ms;       /* a request body must arrive within this */
 	uint64_t max_total_body_bytes;  /* request bodies buffered across all connections */
 	bool quiet; /* no per-request log lines */
+	/* streaming runtime (chat.c) */
+	uint64_t client_write_timeout_ms; /* a paused answer's client takes no byte this long: cancel */
 };
 
 void px_options_defaults(struct px_options *o, struct gd_config *gcfg);

@@ -16,10 +16,10 @@ struct px_server;
 struct px_sse;
 struct px_chunk;
 
-/* Idle SSE parsers and chunk converters kept for the next answers. Each
- * reserves about 4 * proxy.max_event_bytes at creation (mmap'd, and the
- * pages an answer touches are faulted in afresh): reusing them spares every
- * answer four mappings, their page faults and a 30 KiB clear. */
+/* Idle SSE parsers and chunk converters kept for the next answers. A pair
+ * holds about 64 KiB between answers (its buffers grow with the events up to
+ * proxy.max_event_bytes and give back what a large event needed): reusing
+ * them spares every answer a few allocations and a 30 KiB clear. */
 #define PX_IDLE_PARSERS 32
 
 /* A compiled guard policy shared by the answers that started under it: a

@@ -61,3 +61,25 @@ lw_fuzz_target(fuzz_http_head 20000 LIBS lw_wire)
 lw_unit_test(test_http_server unit/test_http_server.c integration/harness.c LIBS lw_proxy)
 target_include_directories(test_http_server PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
 set_tests_properties(test_http_server test_http_head PROPERTIES TIMEOUT 120)
+
+# bench_load: 1000 and 2000 concurrent streams byte-exact, time, loopwarden's
+# peak RSS / VmPeak, and RSS over 20 rounds of 500 streams, beside a direct
+# connection. A benchmark; ctest runs only its --smoke mode (a few streams,
+# byte-exactness and clean exits, no figures asserted).
+add_executable(bench_load bench/bench_load.c integration/harness.c)
+lw_target_warnings(bench_load)
+target_include_directories(bench_load PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+target_compile_definitions(bench_load PRIVATE LW_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                           LW_BINARY_DIR="${PROJECT_BINARY_DIR}")
+add_dependencies(bench_load loopwarden lw-upstream)
+set_target_properties(bench_load PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+add_test(NAME bench_load_smoke COMMAND bench_load --smoke)
+set_tests_properties(bench_load_smoke PROPERTIES TIMEOUT 120)
+
+# Integration: the streaming runtime (client write deadline, watchdog blind
+# spots, UTF-8 in error messages, memory per stream), issue 11 defects 4, 5,
+# 7 and 8.
+lw_unit_test(test_runtime integration/test_runtime.c integration/harness.c LIBS lw_scripted)
+target_include_directories(test_runtime PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_runtime loopwarden lw-upstream)
+set_tests_properties(test_runtime PROPERTIES TIMEOUT 180)

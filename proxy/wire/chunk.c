@@ -1,7 +1,11 @@
 /* Chunk JSON -> guard events (see chunk.h). yajl's callback parser runs with
- * an arena allocator over buffers owned by the converter, so converting a
- * chunk allocates nothing. Values are collected first (a chunk's keys may
- * come in any order) and events are emitted once the whole chunk parsed. */
+ * an arena allocator over a small buffer owned by the converter, so
+ * converting a chunk of ordinary size allocates nothing; the rare larger
+ * allocation (an escaped string of tens of KiB) spills to the heap and is
+ * freed with the parser. The strings a chunk keeps go to a scratch buffer
+ * that grows on demand up to the cap and is released after a large chunk.
+ * Values are collected first (a chunk's keys may come in any order) and
+ * events are emitted once the whole chunk parsed. */
 #include "proxy/wire/chunk.h"
 
 #include <errno.h>
@@ -12,7 +16,12 @@
 
 #include <yajl/yajl_parse.h>
 
+#include "guards/utf8.h"
+
 #define CHUNK_DEPTH_MAX 64
+#define CHUNK_ARENA_BYTES (32 * 1024)   /* yajl's handle, stack and buffers for one chunk */
+#define CHUNK_SCRATCH_MIN 4096          /* first size of the scratch buffer */
+#define CHUNK_SCRATCH_KEEP (64 * 1024)  /* a scratch buffer grown past this is freed after its chunk */
 
 /* ---- arena allocator for yajl ---------------------------------------- */
 
@@ -92,6 +101,15 @@ static void *arena_realloc(void *ctx, void *p, size_t sz)
 	if (!p)
 		return arena_malloc(ctx, sz);
 	h = hdr_of(p);
+	if (h->magic == SPILL_MAGIC) {
+		/* Already on the heap: grow it there (yajl's buffers double). */
+		struct arena_hdr *n = realloc(h, align_up(sizeof(*h)) + align_up(sz));
+
+		if (!n)
+			abort();
+		n->size = sz;
+		return (char *)n + align_up(sizeof(*n));
+	}
 	if (h->magic == ARENA_MAGIC && (char *)h - a->base == (ptrdiff_t)a->last) {
 		size_t need = align_up(sizeof(*h)) + align_up(sz);
 
@@ -161,8 +179,10 @@ struct frame {
 struct px_chunk {
 	size_t cap;
 	struct arena arena;
-	char *scratch;           /* unescaped strings of the chunk being parsed */
-	size_t scratch_cap, scratch_used;
+	char *scratch;           /* unescaped strings of the chunk being parsed; NULL until needed */
+	size_t scratch_alloc;    /* bytes allocated at <scratch> */
+	size_t scratch_cap;      /* the most it may grow to (from the cap) */
+	size_t scratch_used;
 
 	/* parse state */
 	bool body_mode;
@@ -194,6 +214,7 @@ const char *px_chunk_strerror(enum px_chunk_status st)
 	case PX_CHUNK_ETOOBIG: return "chunk too large";
 	case PX_CHUNK_ESTOPPED: return "stopped by the event callback";
 	case PX_CHUNK_EINVAL: return "invalid argument";
+	case PX_CHUNK_ENOMEM: return "out of memory";
 	}
 	return "unknown chunk status";
 }
@@ -202,23 +223,23 @@ struct px_chunk *px_chunk_new(size_t cap)
 {
 	struct px_chunk *c = NULL;
 
-	if (cap == 0 || cap > ((size_t)1 << 28))
+	/* spans are 32-bit offsets into scratch (at most 2 * cap + 1024) */
+	if (cap == 0 || cap > ((size_t)1 << 30))
 		return NULL;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		goto fail;
 	c->cap = cap;
-	c->arena.cap = 2 * cap + 65536; /* yajl buffers; rare overflow spills to malloc */
+	c->arena.cap = CHUNK_ARENA_BYTES; /* yajl buffers; a larger need spills to malloc */
 	c->arena.base = malloc(c->arena.cap);
 	c->scratch_cap = 2 * cap + 1024;
-	c->scratch = malloc(c->scratch_cap);
 	for (int i = 0; i < 2; i++) {
 		c->acc[i].tc_cap = PX_CHUNK_MAX_DELTAS;
 		c->acc[i].tc = calloc(PX_CHUNK_MAX_DELTAS, sizeof(struct tc_delta));
 		if (!c->acc[i].tc)
 			goto fail;
 	}
-	if (!c->arena.base || !c->scratch)
+	if (!c->arena.base)
 		goto fail;
 	px_chunk_reset(c);
 	return c;
@@ -238,12 +259,36 @@ void px_chunk_free(struct px_chunk *c)
 	free(c);
 }
 
+/* After a large chunk or body: give its memory back. */
+static void release_large(struct px_chunk *c)
+{
+	if (c->scratch_alloc > CHUNK_SCRATCH_KEEP) {
+		free(c->scratch);
+		c->scratch = NULL;
+		c->scratch_alloc = 0;
+	}
+	for (int i = 0; i < 2; i++) {
+		if (c->acc[i].tc_cap > PX_CHUNK_MAX_DELTAS) {
+			/* a body's many calls: back to the stream size (shrinking cannot fail
+			 * in practice; if it does, the larger table stays) */
+			struct tc_delta *p = realloc(c->acc[i].tc, PX_CHUNK_MAX_DELTAS * sizeof(*p));
+
+			if (p) {
+				c->acc[i].tc = p;
+				c->acc[i].tc_cap = PX_CHUNK_MAX_DELTAS;
+			}
+			c->acc[i].n_tc = 0;
+		}
+	}
+}
+
 void px_chunk_reset(struct px_chunk *c)
 {
 	if (!c)
 		return;
 	c->n_calls = 0;
 	memset(&c->info, 0, sizeof(c->info));
+	release_large(c);
 }
 
 void px_chunk_info(const struct px_chunk *c, struct px_chunk_info *out)
@@ -294,12 +339,34 @@ static struct tc_delta *cur_tc(struct px_chunk *c)
 	return &ch->tc[ch->n_tc - 1];
 }
 
-/* Copies <s, len> into scratch, NUL-terminated. */
+/* Copies <s, len> into scratch, NUL-terminated, growing it (spans are
+ * offsets, so growing moves nothing that was saved). */
 static bool save(struct px_chunk *c, struct span *sp, const unsigned char *s, size_t len)
 {
+	size_t need = c->scratch_used + len + 1;
+
 	if (len + 1 > c->scratch_cap - c->scratch_used) {
 		fail_big(c, "chunk strings exceed the cap");
 		return false;
+	}
+	if (need > c->scratch_alloc) {
+		size_t n = c->scratch_alloc ? c->scratch_alloc : CHUNK_SCRATCH_MIN;
+		char *p;
+
+		while (n < need)
+			n = n > c->scratch_cap / 2 ? c->scratch_cap : 2 * n;
+		if (n > c->scratch_cap)
+			n = c->scratch_cap;
+		p = realloc(c->scratch, n);
+		if (!p) {
+			if (c->pst == PX_CHUNK_OK) {
+				c->pst = PX_CHUNK_ENOMEM;
+				snprintf(c->perr, sizeof(c->perr), "out of memory for chunk strings");
+			}
+			return false;
+		}
+		c->scratch = p;
+		c->scratch_alloc = n;
 	}
 	memcpy(c->scratch + c->scratch_used, s, len);
 	c->scratch[c->scratch_used + len] = '\0';
@@ -313,6 +380,26 @@ static bool save(struct px_chunk *c, struct span *sp, const unsigned char *s, si
 static const char *at(const struct px_chunk *c, const struct span *sp)
 {
 	return c->scratch + sp->off;
+}
+
+/* <prefix> then the saved string <sp> into <dst> (<dstlen> bytes,
+ * NUL-terminated), cut on a UTF-8 character boundary: what the converter
+ * reports (ids, model, finish reason, an upstream's error message) ends up
+ * in JSON loopwarden writes, which must stay valid UTF-8. The strings were
+ * validated by yajl, so cutting is all they need. */
+static void copy_text(char *dst, size_t dstlen, const char *prefix, const struct px_chunk *c,
+                      const struct span *sp)
+{
+	size_t pl = strlen(prefix);
+	const char *s = at(c, sp);
+	size_t n = strnlen(s, sp->len);
+
+	if (pl >= dstlen)
+		pl = dstlen - 1;
+	memcpy(dst, prefix, pl);
+	n = gd_utf8_cut(s, n, dstlen - 1 - pl);
+	memcpy(dst + pl, s, n);
+	dst[pl + n] = '\0';
 }
 
 /* Before a value at the top level, a value that is not a map is refused. */
@@ -724,15 +811,17 @@ static enum px_chunk_status parse(struct px_chunk *c, const char *json, size_t l
 	if (st != PX_CHUNK_OK)
 		return st;
 	if (c->is_error) {
-		snprintf(err, errlen, "upstream error: %s",
-		         c->err_msg.set ? at(c, &c->err_msg) : "(no message)");
+		if (c->err_msg.set)
+			copy_text(err, errlen, "upstream error: ", c, &c->err_msg);
+		else
+			snprintf(err, errlen, "upstream error: (no message)");
 		return PX_CHUNK_EUPSTREAM;
 	}
 	c->usage_set = c->prompt_tokens >= 0 || c->completion_tokens >= 0;
 	if (c->id.set && c->info.id[0] == '\0')
-		snprintf(c->info.id, sizeof(c->info.id), "%s", at(c, &c->id));
+		copy_text(c->info.id, sizeof(c->info.id), "", c, &c->id);
 	if (c->model.set && c->info.model[0] == '\0')
-		snprintf(c->info.model, sizeof(c->info.model), "%s", at(c, &c->model));
+		copy_text(c->info.model, sizeof(c->info.model), "", c, &c->model);
 	return PX_CHUNK_OK;
 }
 
@@ -889,8 +978,7 @@ static enum px_chunk_status emit_stream(struct px_chunk *c, px_chunk_cb cb, void
 			if (st != PX_CHUNK_OK)
 				return st;
 			c->info.finished = true;
-			snprintf(c->info.finish_reason, sizeof(c->info.finish_reason), "%s",
-			         at(c, &ch->finish));
+			copy_text(c->info.finish_reason, sizeof(c->info.finish_reason), "", c, &ch->finish);
 			EMIT(GD_EV_FINISH, NULL, at(c, &ch->finish), ch->finish.len);
 		}
 	}
@@ -915,9 +1003,10 @@ enum px_chunk_status px_chunk_feed(struct px_chunk *c, const char *json, size_t 
 		return PX_CHUNK_EINVAL;
 	c->body_mode = false;
 	st = parse(c, json, len, err, errlen);
-	if (st != PX_CHUNK_OK)
-		return st;
-	return emit_stream(c, cb, ctx);
+	if (st == PX_CHUNK_OK)
+		st = emit_stream(c, cb, ctx);
+	release_large(c);
+	return st;
 }
 
 enum px_chunk_status px_chunk_end(struct px_chunk *c, px_chunk_cb cb, void *ctx)
@@ -937,14 +1026,16 @@ enum px_chunk_status px_chunk_body(struct px_chunk *c, const char *json, size_t 
 	px_chunk_reset(c);
 	c->body_mode = true;
 	st = parse(c, json, len, err, errlen);
-	if (st != PX_CHUNK_OK)
-		return st;
-	if (!c->have_chosen) {
+	if (st == PX_CHUNK_OK && !c->have_chosen) {
 		snprintf(err, errlen, "completion has no choice with index 0");
-		return PX_CHUNK_ESHAPE;
+		st = PX_CHUNK_ESHAPE;
 	}
-	/* In a body the calls are numbered by position whatever their index says. */
-	for (uint32_t i = 0; i < c->acc[0].n_tc; i++)
-		c->acc[0].tc[i].index = i;
-	return emit_stream(c, cb, ctx);
+	if (st == PX_CHUNK_OK) {
+		/* In a body the calls are numbered by position whatever their index says. */
+		for (uint32_t i = 0; i < c->acc[0].n_tc; i++)
+			c->acc[0].tc[i].index = i;
+		st = emit_stream(c, cb, ctx);
+	}
+	release_large(c);
+	return st;
 }

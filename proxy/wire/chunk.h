@@ -2,9 +2,12 @@
  * one `chat.completion.chunk` at a time for streams (llama.cpp, vLLM, SGLang,
  * Ollama styles), or one whole `chat.completion` body for non-stream answers.
  * Only choice index 0 is guarded: other choices (n > 1) are skipped and
- * counted. Streams allocate nothing per chunk: every chunk is parsed inside
- * buffers sized at px_chunk_new by its cap (a non-stream body with more than
- * PX_CHUNK_MAX_DELTAS calls grows one table, once per request). */
+ * counted. Streams allocate nothing per chunk of ordinary size: a chunk is
+ * parsed in a small arena and a scratch buffer kept between chunks. Memory
+ * follows the chunks, not the cap: the scratch buffer grows on demand up to
+ * about 2 x the cap, and what a large chunk or body needed (scratch past
+ * 64 KiB, a table for more than PX_CHUNK_MAX_DELTAS calls, yajl buffers past
+ * the arena) is released once it is converted. */
 #ifndef LW_PROXY_WIRE_CHUNK_H
 #define LW_PROXY_WIRE_CHUNK_H
 
@@ -29,6 +32,7 @@ enum px_chunk_status {
 	PX_CHUNK_ETOOBIG = -4,   /* the chunk exceeds the cap, or too many tool-call deltas in it */
 	PX_CHUNK_ESTOPPED = -5,  /* the callback returned nonzero */
 	PX_CHUNK_EINVAL = -6,    /* bad argument */
+	PX_CHUNK_ENOMEM = -7,    /* a buffer could not grow */
 };
 
 const char *px_chunk_strerror(enum px_chunk_status st);
@@ -38,8 +42,8 @@ const char *px_chunk_strerror(enum px_chunk_status st);
  * An answer may hold any number of calls. Create one per answer, or reset. */
 struct px_chunk;
 
-/* <cap> bounds one chunk's (or body's) JSON text in bytes; parsing works in
- * buffers of a few times <cap> allocated here once. NULL on failure. */
+/* <cap> (at most 1 GiB) bounds one chunk's (or body's) JSON text in bytes;
+ * nothing of that size is reserved here (about 60 KiB are). NULL on failure. */
 struct px_chunk *px_chunk_new(size_t cap);
 void px_chunk_free(struct px_chunk *c);
 void px_chunk_reset(struct px_chunk *c);

@@ -1,6 +1,9 @@
 /* Incremental SSE framing (see sse.h). One pass over the bytes: a line buffer
- * collects the current line, a data buffer the current event's joined data;
- * both are capped at <cap> and allocated once. */
+ * collects the current line, a data buffer the current event's joined data.
+ * Both grow on demand (doubling from SSE_BUF_MIN) up to <cap>, and one that
+ * grew past SSE_BUF_KEEP for a large event is released once that event is
+ * through: a stream costs what its events need, not <cap>, and a parser that
+ * met one large event does not keep it for the rest of its life. */
 #include "proxy/wire/sse.h"
 
 #include <stdio.h>
@@ -9,14 +12,17 @@
 
 #define SSE_EVENT_NAME_MAX 64
 #define SSE_ID_MAX 128
+#define SSE_BUF_MIN 1024          /* first allocation of the line or data buffer */
+#define SSE_BUF_KEEP (64 * 1024)  /* a buffer grown past this is freed after its event */
 
 struct px_sse {
 	enum px_sse_mode mode;
 	size_t cap;
-	char *line;          /* cap bytes: the line being collected */
-	size_t line_len;
-	char *data;          /* cap + 1 bytes: the event's data, NUL-terminated on dispatch */
-	size_t data_len;
+	char *line;          /* line_alloc (<= cap) bytes: the line being collected; NULL until needed */
+	size_t line_len, line_alloc;
+	char *data;          /* data_alloc (<= cap + 1) bytes: the event's data, NUL-terminated
+	                        on dispatch; NULL until needed */
+	size_t data_len, data_alloc;
 	bool has_data;
 	char event[SSE_EVENT_NAME_MAX];
 	char id[SSE_ID_MAX];
@@ -38,6 +44,7 @@ const char *px_sse_strerror(enum px_sse_status st)
 	case PX_SSE_ETOOBIG: return "SSE event larger than the buffer cap";
 	case PX_SSE_ESTOPPED: return "stopped by the event callback";
 	case PX_SSE_EINVAL: return "invalid argument";
+	case PX_SSE_ENOMEM: return "out of memory";
 	}
 	return "unknown SSE status";
 }
@@ -53,10 +60,6 @@ struct px_sse *px_sse_new(enum px_sse_mode mode, size_t cap)
 		goto fail;
 	sse->mode = mode;
 	sse->cap = cap;
-	sse->line = malloc(cap);
-	sse->data = malloc(cap + 1);
-	if (!sse->line || !sse->data)
-		goto fail;
 	px_sse_reset(sse);
 	return sse;
 fail:
@@ -71,6 +74,45 @@ void px_sse_free(struct px_sse *sse)
 	free(sse->line);
 	free(sse->data);
 	free(sse);
+}
+
+/* Makes *<buf> (<*alloc> bytes) hold at least <need> bytes, doubling up to
+ * <limit> (need <= limit, checked by the caller against the cap). */
+static bool reserve(char **buf, size_t *alloc, size_t need, size_t limit)
+{
+	size_t n;
+	char *p;
+
+	if (need <= *alloc)
+		return true;
+	n = *alloc ? *alloc : SSE_BUF_MIN;
+	while (n < need)
+		n = n > limit / 2 ? limit : 2 * n;
+	if (n > limit)
+		n = limit;
+	p = realloc(*buf, n);
+	if (!p)
+		return false;
+	*buf = p;
+	*alloc = n;
+	return true;
+}
+
+/* After a large event: give its memory back (the next events are small). */
+static void release_large(char **buf, size_t *alloc)
+{
+	if (*alloc > SSE_BUF_KEEP) {
+		free(*buf);
+		*buf = NULL;
+		*alloc = 0;
+	}
+}
+
+static enum px_sse_status no_memory(struct px_sse *sse, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "SSE line %llu (byte offset %llu): out of memory",
+	         (unsigned long long)sse->lineno, (unsigned long long)sse->line_off);
+	return PX_SSE_ENOMEM;
 }
 
 static void clear_event(struct px_sse *sse)
@@ -88,6 +130,8 @@ void px_sse_reset(struct px_sse *sse)
 		return;
 	clear_event(sse);
 	sse->line_len = 0;
+	release_large(&sse->line, &sse->line_alloc);
+	release_large(&sse->data, &sse->data_alloc);
 	sse->skip_lf = false;
 	sse->failed = false;
 	sse->done = false;
@@ -120,6 +164,7 @@ static enum px_sse_status dispatch(struct px_sse *sse, bool truncated, px_sse_cb
 		sse->done = true;
 	rc = cb ? cb(&ev, ctx) : 0;
 	clear_event(sse);
+	release_large(&sse->data, &sse->data_alloc);
 	return rc != 0 ? PX_SSE_ESTOPPED : PX_SSE_OK;
 }
 
@@ -183,9 +228,12 @@ static enum px_sse_status process_line(struct px_sse *sse, const char *line, siz
 			         sse->cap);
 			return PX_SSE_ETOOBIG;
 		}
+		if (!reserve(&sse->data, &sse->data_alloc, sse->data_len + need + 1, sse->cap + 1))
+			return no_memory(sse, err, errlen);
 		if (sse->has_data)
 			sse->data[sse->data_len++] = '\n';
-		memcpy(sse->data + sse->data_len, value, value_len);
+		if (value_len > 0)
+			memcpy(sse->data + sse->data_len, value, value_len);
 		sse->data_len += value_len;
 		sse->has_data = true;
 		if (sse->mode == PX_SSE_MODE_LINES) {
@@ -238,7 +286,13 @@ enum px_sse_status px_sse_feed(struct px_sse *sse, const char *buf, size_t len,
 			st = PX_SSE_ETOOBIG;
 			goto out;
 		}
-		memcpy(sse->line + sse->line_len, buf + i, j - i);
+		if (j > i) {
+			if (!reserve(&sse->line, &sse->line_alloc, sse->line_len + (j - i), sse->cap)) {
+				st = no_memory(sse, err, errlen);
+				goto out;
+			}
+			memcpy(sse->line + sse->line_len, buf + i, j - i);
+		}
 		sse->line_len += j - i;
 		sse->offset += j - i;
 		if (j == len)
@@ -246,8 +300,10 @@ enum px_sse_status px_sse_feed(struct px_sse *sse, const char *buf, size_t len,
 		c = buf[j];
 		sse->offset++;
 		i = j + 1;
-		st = process_line(sse, sse->line, sse->line_len, false, cb, ctx, err, errlen);
+		st = process_line(sse, sse->line_len ? sse->line : "", sse->line_len, false, cb, ctx,
+		                  err, errlen);
 		sse->line_len = 0;
+		release_large(&sse->line, &sse->line_alloc);
 		sse->lineno++;
 		sse->line_off = sse->offset;
 		if (c == '\r')
@@ -256,7 +312,7 @@ enum px_sse_status px_sse_feed(struct px_sse *sse, const char *buf, size_t len,
 			goto out;
 	}
 out:
-	if (st == PX_SSE_ETOOBIG)
+	if (st == PX_SSE_ETOOBIG || st == PX_SSE_ENOMEM)
 		sse->failed = true;
 	return st;
 }
@@ -273,6 +329,7 @@ enum px_sse_status px_sse_finish(struct px_sse *sse, px_sse_cb cb, void *ctx,
 	if (sse->line_len > 0) {
 		st = process_line(sse, sse->line, sse->line_len, true, cb, ctx, err, errlen);
 		sse->line_len = 0;
+		release_large(&sse->line, &sse->line_alloc);
 		sse->lineno++;
 		if (st != PX_SSE_OK)
 			goto out;
@@ -280,7 +337,7 @@ enum px_sse_status px_sse_finish(struct px_sse *sse, px_sse_cb cb, void *ctx,
 	if (sse->mode == PX_SSE_MODE_STREAM && sse->has_data && sse->data_len > 0)
 		st = dispatch(sse, true, cb, ctx);
 out:
-	if (st == PX_SSE_ETOOBIG)
+	if (st == PX_SSE_ETOOBIG || st == PX_SSE_ENOMEM)
 		sse->failed = true;
 	return st;
 }

@@ -1,7 +1,9 @@
 /* Incremental Server-Sent Events framing: fed arbitrary byte slices of an
  * upstream's `text/event-stream` (an event may be split at any byte), calls
- * back once per complete event with its data. Memory is fixed at creation:
- * an event larger than the cap is an error, never unbounded growth. */
+ * back once per complete event with its data. Memory follows the events: the
+ * buffers grow on demand up to the cap set at creation (an event larger than
+ * the cap is an error, never unbounded growth) and a buffer grown large for
+ * one event is released once that event is through. */
 #ifndef LW_PROXY_WIRE_SSE_H
 #define LW_PROXY_WIRE_SSE_H
 
@@ -14,6 +16,7 @@ enum px_sse_status {
 	PX_SSE_ETOOBIG = -1,   /* a line or an event's data exceeded the cap */
 	PX_SSE_ESTOPPED = -2,  /* the callback returned nonzero */
 	PX_SSE_EINVAL = -3,    /* bad argument (NULL parser, cap 0) */
+	PX_SSE_ENOMEM = -4,    /* a buffer could not grow (the parser is unusable until reset) */
 };
 
 const char *px_sse_strerror(enum px_sse_status st);
@@ -47,13 +50,16 @@ struct px_sse_event {
 /* Return 0 to go on, nonzero to stop: px_sse_feed then returns PX_SSE_ESTOPPED. */
 typedef int (*px_sse_cb)(const struct px_sse_event *ev, void *ctx);
 
-/* <cap> bounds both one line and one event's joined data, in bytes (the
- * parser allocates about 2 * <cap> once, here and never again). Returns NULL
- * on allocation failure or <cap> == 0. */
+/* <cap> bounds both one line and one event's joined data, in bytes. Nothing
+ * is reserved for it: the line and data buffers start at 1 KiB when first
+ * needed and double up to <cap>; one grown past 64 KiB is freed after its
+ * event (and by px_sse_reset), so steady small events allocate nothing.
+ * Returns NULL on allocation failure or <cap> == 0. */
 struct px_sse *px_sse_new(enum px_sse_mode mode, size_t cap);
 void px_sse_free(struct px_sse *sse);
 
-/* Forget any partial event and counters (reuse for a new stream). */
+/* Forget any partial event and counters (reuse for a new stream); buffers
+ * grown past 64 KiB are released. */
 void px_sse_reset(struct px_sse *sse);
 
 /* Feeds <len> bytes of <buf>; calls <cb> for each event completed by them, in

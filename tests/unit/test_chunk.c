@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "guards/utf8.h"
 #include "proxy/wire/chunk.h"
 
 struct rec {
@@ -333,6 +334,136 @@ static void test_many_calls(void **state)
 	px_chunk_free(c);
 }
 
+static long vm_size_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmSize:", 7) == 0)
+			v = strtol(line + 7, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+struct big {
+	size_t text, args;
+	int events;
+};
+
+static int on_big(const struct gd_event *ev, void *ctx)
+{
+	struct big *b = ctx;
+
+	b->events++;
+	if (ev->type == GD_EV_TEXT)
+		b->text += ev->len;
+	if (ev->type == GD_EV_TOOL_ARGS)
+		b->args += ev->len;
+	return 0;
+}
+
+/* Issue 11 defect 5: a converter costs what its chunks need. 16 converters
+ * with a 64 MiB cap used to reserve 4 x 64 MiB each (arena and scratch);
+ * now about 60 KiB. A chunk with 600 KB of escaped tool arguments (yajl's
+ * buffers spill past the arena, the scratch grows) converts whole, and
+ * small chunks and a non-stream body with many calls work after it (what
+ * grew is released). */
+static void test_buffers_follow_chunks(void **state)
+{
+	struct px_chunk *c[16];
+	long before = vm_size_kib();
+	struct big b;
+	char err[256];
+	const size_t n_esc = 200000; /* \" : 2 bytes of JSON, 1 of arguments */
+
+	(void)state;
+	for (int i = 0; i < 16; i++) {
+		c[i] = px_chunk_new((size_t)64 << 20);
+		assert_non_null(c[i]);
+	}
+	if (before > 0 && vm_size_kib() - before > 16 * 1024)
+		fail_msg("16 converters with a 64 MiB cap grew the address space by %ld KiB",
+		         vm_size_kib() - before);
+	char *json = malloc(3 * n_esc + 256);
+	assert_non_null(json);
+	int n = sprintf(json, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+	                      "\"id\":\"c1\",\"function\":{\"name\":\"t\",\"arguments\":\"");
+	size_t len = (size_t)n;
+	for (size_t i = 0; i < n_esc; i++) {
+		memcpy(json + len, "\\\"x", 3);
+		len += 3;
+	}
+	len += (size_t)sprintf(json + len, "\"}}]}}]}");
+	for (int round = 0; round < 3; round++) {
+		memset(&b, 0, sizeof(b));
+		assert_int_equal(px_chunk_feed(c[0], json, len, on_big, &b, err, sizeof(err)), PX_CHUNK_OK);
+		assert_int_equal(b.args, 2 * n_esc);
+		const char *small = "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello\"}}]}";
+		memset(&b, 0, sizeof(b));
+		assert_int_equal(px_chunk_feed(c[0], small, strlen(small), on_big, &b, err, sizeof(err)),
+		                 PX_CHUNK_OK);
+		assert_int_equal(b.text, 5);
+	}
+	/* a body with 1000 calls, then a stream chunk with deltas again */
+	len = (size_t)sprintf(json, "{\"choices\":[{\"index\":0,\"message\":{\"tool_calls\":[");
+	for (int i = 0; i < 1000; i++)
+		len += (size_t)sprintf(json + len, "%s{\"id\":\"b%d\",\"function\":{\"name\":\"t\","
+		                                   "\"arguments\":\"{}\"}}", i ? "," : "", i);
+	len += (size_t)sprintf(json + len, "]}}]}");
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(px_chunk_body(c[0], json, len, on_big, &b, err, sizeof(err)), PX_CHUNK_OK);
+	assert_int_equal(b.args, 2000);
+	px_chunk_reset(c[0]);
+	len = (size_t)sprintf(json, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":["
+	                            "{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"t\",\"arguments\":\"{}\"}},"
+	                            "{\"index\":1,\"id\":\"b\",\"function\":{\"name\":\"u\",\"arguments\":\"[]\"}}]}}]}");
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(px_chunk_feed(c[0], json, len, on_big, &b, err, sizeof(err)), PX_CHUNK_OK);
+	assert_int_equal(b.args, 4);
+	free(json);
+	for (int i = 0; i < 16; i++)
+		px_chunk_free(c[i]);
+}
+
+/* Issue 11 defect 7: what the converter reports (the answer's id and model,
+ * an upstream's error message) is cut on a character boundary, never inside
+ * one: it ends up in JSON loopwarden writes. */
+static void test_reported_text_is_whole_characters(void **state)
+{
+	struct px_chunk *c = px_chunk_new(1 << 16);
+	struct px_chunk_info info;
+	char json[2048], err[256];
+	char text[302];
+	int n;
+
+	(void)state;
+	/* "xy" then "é" (2 bytes): a cut at an odd byte count splits one; the
+	 * id and model fields keep 127 bytes, the error 255 with its 16-byte
+	 * prefix */
+	text[0] = 'x';
+	text[1] = 'y';
+	for (int i = 2; i < 300; i += 2) {
+		text[i] = '\xc3';
+		text[i + 1] = '\xa9';
+	}
+	text[300] = '\0';
+	n = snprintf(json, sizeof(json), "{\"id\":\"%s\",\"model\":\"%s\",\"choices\":[]}", text, text);
+	assert_int_equal(px_chunk_feed(c, json, (size_t)n, NULL, NULL, err, sizeof(err)), PX_CHUNK_OK);
+	px_chunk_info(c, &info);
+	assert_true(gd_utf8_valid(info.id, strlen(info.id)));
+	assert_true(strlen(info.id) >= sizeof(info.id) - 2);
+	assert_true(gd_utf8_valid(info.model, strlen(info.model)));
+	n = snprintf(json, sizeof(json), "{\"error\":{\"message\":\"%s\"}}", text);
+	assert_int_equal(px_chunk_feed(c, json, (size_t)n, NULL, NULL, err, sizeof(err)), PX_CHUNK_EUPSTREAM);
+	assert_true(gd_utf8_valid(err, strlen(err)));
+	assert_true(strlen(err) >= sizeof(err) - 2);
+	px_chunk_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +475,8 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_nonstream_body),
 		cmocka_unit_test(test_many_calls),
+		cmocka_unit_test(test_buffers_follow_chunks),
+		cmocka_unit_test(test_reported_text_is_whole_characters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -224,6 +225,91 @@ static void test_event_position(void **state)
 	px_sse_free(NULL);
 }
 
+/* This process's address space in KiB (VmSize), or -1. */
+static long vm_size_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmSize:", 7) == 0)
+			v = strtol(line + 7, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+struct sizes {
+	size_t want[8];
+	int n;
+};
+
+/* Event k's data is <want[k]> bytes of 'a' + k. */
+static int on_sized(const struct px_sse_event *ev, void *ctx)
+{
+	struct sizes *z = ctx;
+
+	assert_true(z->n < 8);
+	assert_int_equal(ev->len, z->want[z->n]);
+	for (size_t i = 0; i < ev->len; i++)
+		if (ev->data[i] != 'a' + z->n)
+			fail_msg("event %d byte %zu", z->n, i);
+	assert_int_equal(ev->data[ev->len], '\0');
+	z->n++;
+	return 0;
+}
+
+/* Issue 11 defect 5: a parser costs what its events need, not its cap. 16
+ * parsers with a 64 MiB cap used to reserve 2 GiB of address space (two
+ * cap-sized buffers each, so `ulimit -v` made streams fail); now nothing
+ * cap-sized is allocated until an event needs it. Large and small events in
+ * turn, fed in odd-sized pieces, all arrive whole (the buffers grow, and
+ * what grew past 64 KiB is released after its event). */
+static void test_buffers_follow_events(void **state)
+{
+	struct px_sse *p[16];
+	long before = vm_size_kib();
+	struct sizes z = {{10, 300000, 7, 70000, 1, 2000000, 5, 0}, 0};
+	char err[256];
+
+	(void)state;
+	for (int i = 0; i < 16; i++) {
+		p[i] = px_sse_new(PX_SSE_MODE_STREAM, (size_t)64 << 20);
+		assert_non_null(p[i]);
+	}
+	if (before > 0 && vm_size_kib() - before > 16 * 1024)
+		fail_msg("16 parsers with a 64 MiB cap grew the address space by %ld KiB",
+		         vm_size_kib() - before);
+	/* the events: "data: " + bytes + "\n\n" */
+	size_t total = 0;
+	for (int k = 0; k < 7; k++)
+		total += 6 + z.want[k] + 2;
+	char *in = malloc(total);
+	size_t o = 0;
+	assert_non_null(in);
+	for (int k = 0; k < 7; k++) {
+		memcpy(in + o, "data: ", 6);
+		memset(in + o + 6, 'a' + k, z.want[k]);
+		memcpy(in + o + 6 + z.want[k], "\n\n", 2);
+		o += 6 + z.want[k] + 2;
+	}
+	for (size_t at = 0, step = 1; at < total; at += step, step = step * 7 % 65521 + 1) {
+		size_t n = step < total - at ? step : total - at;
+		assert_int_equal(px_sse_feed(p[0], in + at, n, on_sized, &z, err, sizeof(err)), PX_SSE_OK);
+	}
+	assert_int_equal(z.n, 7);
+	/* an event over the cap is still refused */
+	struct px_sse *small = px_sse_new(PX_SSE_MODE_STREAM, 1000);
+	assert_int_equal(px_sse_feed(small, in + 14, 6 + 300000, on_sized, &z, err, sizeof(err)),
+	                 PX_SSE_ETOOBIG);
+	px_sse_free(small);
+	free(in);
+	for (int i = 0; i < 16; i++)
+		px_sse_free(p[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_lines_mode),
 		cmocka_unit_test(test_callback_stops),
 		cmocka_unit_test(test_event_position),
+		cmocka_unit_test(test_buffers_follow_events),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

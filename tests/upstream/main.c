@@ -21,7 +21,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-	struct up_program prog = {UP_REPLAY, 0, 0, 500, false, false};
+	struct up_program prog = {UP_REPLAY, 0, 0, 500, false, false, false, false};
 	const char *data[16];
 	int n_data = 0;
 	const char *scenario = NULL, *port_file = NULL, *cert = NULL, *key = NULL;

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -64,12 +66,14 @@ struct resp {
 	size_t index;
 	uint64_t rng;
 	char *pending; /* the second half of a split event, sent on the next tick */
+	bool mid_sent; /* UP_RESET / UP_CLOSE with <mid>: the half event went out */
+	uint64_t idle_n; /* UP_USAGE_ONLY / UP_EMPTY_DELTAS: chunks without content sent */
 	bool gone;
 };
 
 static const char *mode_names[UP_MODE_COUNT] = {
 	"replay", "stall", "reset", "close", "garbage", "noise", "status", "status_text", "no_done",
-	"flood"};
+	"flood", "usage_only", "empty_deltas", "status_bad_text", "status_nested"};
 
 const char *up_mode_name(enum up_mode m)
 {
@@ -570,8 +574,14 @@ static void send_bytes(struct resp *r, const char *p, size_t n)
 static void write_sse_ex(struct resp *r, const char *data, bool may_split)
 {
 	size_t n = strlen(data);
-	char *ev = malloc(n + 16);
-	int len = snprintf(ev, n + 16, r->prog.crlf ? "data: %s\r\n\r\n" : "data: %s\n\n", data);
+	char *ev = malloc(n + 32);
+	int len;
+	const char *comma = r->prog.multiline ? strchr(data, ',') : NULL;
+	if (comma) /* the JSON over two data: lines, cut after its first comma */
+		len = snprintf(ev, n + 32, r->prog.crlf ? "data: %.*s\r\ndata: %s\r\n\r\n" : "data: %.*s\ndata: %s\n\n",
+		               (int)(comma + 1 - data), data, comma + 1);
+	else
+		len = snprintf(ev, n + 32, r->prog.crlf ? "data: %s\r\n\r\n" : "data: %s\n\n", data);
 	if (may_split && r->prog.split && !r->pending && len > 1) {
 		/* split at a byte that moves with every event, framing included */
 		size_t at = 1 + (r->next_chunk * 7 + 3) % (size_t)(len - 1);
@@ -642,7 +652,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	bool fails = r->prog.mode == UP_STALL || r->prog.mode == UP_RESET ||
-	             r->prog.mode == UP_CLOSE || r->prog.mode == UP_GARBAGE;
+	             r->prog.mode == UP_CLOSE || r->prog.mode == UP_GARBAGE ||
+	             r->prog.mode == UP_USAGE_ONLY || r->prog.mode == UP_EMPTY_DELTAS;
 	if (fails && r->prog.after < limit)
 		limit = r->prog.after;
 	if (r->next_chunk < limit) {
@@ -653,7 +664,59 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 		schedule(r);
 		return;
 	}
+	if ((r->prog.mode == UP_RESET || r->prog.mode == UP_CLOSE) && r->prog.mid) {
+		if (!r->mid_sent) {
+			/* the first half of the next event (or of a made-up one) */
+			const char *next = r->next_chunk < sc->n_chunks
+			                       ? sc->chunks[r->next_chunk]
+			                       : "{\"id\":\"chatcmpl-mid\",\"choices\":[{\"index\":0,"
+			                         "\"delta\":{\"content\":\"cut short\"}}]}";
+			size_t n = strlen(next);
+			char *ev = malloc(n + 16);
+			int len = snprintf(ev, n + 16, "data: %s\n\n", next);
+			send_bytes(r, ev, (size_t)len / 2);
+			free(ev);
+			r->mid_sent = true;
+		}
+		/* The half event must be on the wire before the reset discards
+		 * what is queued. */
+		if (obev && evbuffer_get_length(bufferevent_get_output(obev)) > 0) {
+			struct timeval tv = {0, 1000};
+			event_add(r->timer, &tv);
+			return;
+		}
+	}
 	switch (r->prog.mode) {
+	case UP_USAGE_ONLY:
+	case UP_EMPTY_DELTAS: {
+		static const char *usage[] = {
+			"{\"id\":\"chatcmpl-idle\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+			"\"model\":\"idle\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,"
+			"\"completion_tokens\":3,\"total_tokens\":8}}",
+			"{\"id\":\"chatcmpl-idle\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+			"\"model\":\"idle\",\"choices\":null,\"usage\":{\"prompt_tokens\":5,"
+			"\"completion_tokens\":3,\"total_tokens\":8}}"};
+		static const char *empty[] = {
+			"{\"id\":\"chatcmpl-idle\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+			"\"model\":\"idle\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+			"\"content\":null},\"finish_reason\":null}]}",
+			"{\"id\":\"chatcmpl-idle\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+			"\"model\":\"idle\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":null}]}",
+			"{\"id\":\"chatcmpl-idle\",\"object\":\"chat.completion.chunk\",\"created\":1,"
+			"\"model\":\"idle\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},"
+			"\"finish_reason\":null}]}"};
+		if (r->prog.mode == UP_USAGE_ONLY)
+			write_sse(r, usage[r->idle_n % 2]);
+		else
+			write_sse(r, empty[r->idle_n % 3]);
+		r->idle_n++;
+		struct timeval tv = {(time_t)(r->prog.delay_ms / 1000),
+		                     (suseconds_t)(r->prog.delay_ms % 1000) * 1000};
+		if (r->prog.delay_ms == 0)
+			tv.tv_usec = 1000;
+		event_add(r->timer, &tv);
+		return;
+	}
 	case UP_STALL:
 		return; /* nothing more, ever: the proxy's watchdog must act */
 	case UP_RESET: {
@@ -746,28 +809,75 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	if (!sc)
 		sc = &s->sc[s->def];
 	rec->stream = st && YAJL_IS_TRUE(st);
+	/* the request's own program, over the server's */
+	struct up_program prog = s->prog;
+	yajl_val own = get(root, "scripted");
+	if (own && YAJL_IS_OBJECT(own)) {
+		yajl_val v = get(own, "mode");
+		if (v && YAJL_IS_STRING(v))
+			(void)up_mode_parse(v->u.string, &prog.mode);
+		if ((v = get(own, "after")) && YAJL_IS_INTEGER(v))
+			prog.after = (uint32_t)YAJL_GET_INTEGER(v);
+		if ((v = get(own, "delay_ms")) && YAJL_IS_INTEGER(v))
+			prog.delay_ms = (uint32_t)YAJL_GET_INTEGER(v);
+		if ((v = get(own, "status")) && YAJL_IS_INTEGER(v))
+			prog.status = (int)YAJL_GET_INTEGER(v);
+		if ((v = get(own, "mid")))
+			prog.mid = YAJL_IS_TRUE(v);
+	}
 	yajl_tree_free(root);
 	snprintf(rec->scenario, sizeof(rec->scenario), "%s", sc->name);
-	rec->chunks_total = s->prog.mode == UP_FLOOD ? s->prog.after : (uint32_t)sc->n_chunks;
+	rec->chunks_total = prog.mode == UP_FLOOD ? prog.after : (uint32_t)sc->n_chunks;
 	char ebody[256];
-	switch (s->prog.mode) {
+	switch (prog.mode) {
 	case UP_STATUS:
 		snprintf(ebody, sizeof(ebody),
 		         "{\"error\":{\"message\":\"scripted failure\",\"type\":\"server_error\",\"code\":%d}}",
-		         s->prog.status);
+		         prog.status);
 		free(r);
 		rec->completed = true;
-		reply_text(req, s->prog.status, "application/json", ebody);
+		reply_text(req, prog.status, "application/json", ebody);
 		return;
 	case UP_STATUS_TEXT:
 		free(r);
 		rec->completed = true;
-		reply_text(req, s->prog.status, "text/plain", "scripted failure: the engine is on fire\n");
+		reply_text(req, prog.status, "text/plain", "scripted failure: the engine is on fire\n");
 		return;
+	case UP_STATUS_BAD_TEXT: {
+		/* an invalid byte early, then 'x' up to byte 299, then two-byte
+		 * characters: byte 300 falls inside one */
+		char text[400];
+		size_t n = (size_t)snprintf(text, sizeof(text), "engine failure \xff here: ");
+		while (n < 299)
+			text[n++] = 'x';
+		for (int i = 0; i < 20; i++) {
+			text[n++] = '\xc3';
+			text[n++] = '\xa9'; /* U+00E9 */
+		}
+		text[n] = '\0';
+		free(r);
+		rec->completed = true;
+		reply_text(req, prog.status, "text/plain", text);
+		return;
+	}
+	case UP_STATUS_NESTED: {
+		enum { DEPTH = 32000 };
+		char *text = malloc(2 * DEPTH + 1);
+		if (!text)
+			abort(); /* test helper: out of memory is fatal */
+		memset(text, '[', DEPTH);
+		memset(text + DEPTH, ']', DEPTH);
+		text[2 * DEPTH] = '\0';
+		free(r);
+		rec->completed = true;
+		reply_text(req, prog.status, "application/json", text);
+		free(text);
+		return;
+	}
 	default:
 		break;
 	}
-	if (!rec->stream && s->prog.mode == UP_REPLAY) {
+	if (!rec->stream && prog.mode == UP_REPLAY) {
 		free(r);
 		rec->completed = true;
 		rec->chunks_written = rec->chunks_total;
@@ -777,7 +887,7 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	r->s = s;
 	r->req = req;
 	r->sc = sc;
-	r->prog = s->prog;
+	r->prog = prog;
 	r->rec = rec;
 	r->evcon = evhttp_request_get_connection(req);
 	r->timer = evtimer_new(s->base, tick, r);
@@ -792,7 +902,7 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	evhttp_add_header(oh, "Content-Type", "text/event-stream");
 	evhttp_add_header(oh, "Cache-Control", "no-cache");
 	evhttp_send_reply_start(req, 200, "OK");
-	if (s->prog.mode == UP_NOISE) {
+	if (prog.mode == UP_NOISE) {
 		struct evbuffer *b = evbuffer_new();
 		evbuffer_add_printf(b, "<html><body>502 Bad Gateway from some proxy</body></html>\n");
 		evhttp_send_reply_chunk(req, b);
@@ -803,13 +913,13 @@ static void handle_chat(struct up_server *s, struct evhttp_request *req)
 	schedule(r);
 }
 
-/* GET /_control?mode=M&after=N&delay_ms=N&status=N&scenario=NAME&crlf=1&split=1: a new
+/* GET /_control?mode=M&after=N&delay_ms=N&status=N&scenario=NAME&crlf=1&split=1&mid=1&multiline=1: a new
  * program for the following requests; the records start over. */
 static void handle_control(struct up_server *s, struct evhttp_request *req)
 {
 	struct evkeyvalq q;
 	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	struct up_program p = {UP_REPLAY, 0, 0, 500, false, false};
+	struct up_program p = {UP_REPLAY, 0, 0, 500, false, false, false, false};
 	if (query && evhttp_parse_query_str(query, &q) == 0) {
 		const char *v;
 		if ((v = evhttp_find_header(&q, "mode")) && up_mode_parse(v, &p.mode) != 0) {
@@ -827,6 +937,10 @@ static void handle_control(struct up_server *s, struct evhttp_request *req)
 			p.crlf = strcmp(v, "1") == 0;
 		if ((v = evhttp_find_header(&q, "split")))
 			p.split = strcmp(v, "1") == 0;
+		if ((v = evhttp_find_header(&q, "mid")))
+			p.mid = strcmp(v, "1") == 0;
+		if ((v = evhttp_find_header(&q, "multiline")))
+			p.multiline = strcmp(v, "1") == 0;
 		if ((v = evhttp_find_header(&q, "scenario")) && up_server_set_default(s, v) != 0) {
 			evhttp_clear_headers(&q);
 			reply_text(req, 400, "application/json", "{\"ok\":false,\"error\":\"unknown scenario\"}");
@@ -921,7 +1035,24 @@ struct up_server *up_server_new(struct event_base *base, uint16_t port, char *er
 	s->base = base;
 	s->prog.status = 500;
 	s->http = evhttp_new(base);
-	struct evhttp_bound_socket *bs = s->http ? evhttp_bind_socket_with_handle(s->http, "127.0.0.1", port) : NULL;
+	/* Our own listening socket: evhttp's listens with a backlog of 128, and
+	 * a benchmark opening 2000 connections at once would wait on SYN
+	 * retries instead of measuring anything. */
+	struct evhttp_bound_socket *bs = NULL;
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (lfd >= 0) {
+		int one = 1;
+		struct sockaddr_in sa = {0};
+		sa.sin_family = AF_INET;
+		sa.sin_port = htons(port);
+		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 4096) == 0 &&
+		    evutil_make_socket_nonblocking(lfd) == 0 && s->http)
+			bs = evhttp_accept_socket_with_handle(s->http, lfd);
+		if (!bs)
+			close(lfd);
+	}
 	if (!bs) {
 		snprintf(err, errlen, "cannot listen on 127.0.0.1:%u", (unsigned)port);
 		if (s->http)

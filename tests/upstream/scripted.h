@@ -27,6 +27,13 @@ enum up_mode {
 	UP_STATUS_TEXT,  /* HTTP <status> with a plain-text body */
 	UP_NO_DONE,      /* every chunk, no [DONE], then the response ends */
 	UP_FLOOD,        /* <after> generated ~1 KiB content chunks of random text, then [DONE] */
+	UP_USAGE_ONLY,   /* <after> chunks, then usage-only chunks (`choices: []` and `null` in
+	                    turn) every <delay_ms> (at least 1 ms), until the client hangs up */
+	UP_EMPTY_DELTAS, /* <after> chunks, then chunks with nothing in them (role-only delta,
+	                    `delta: {}`, `content: ""` in turn) every <delay_ms>, until hang-up */
+	UP_STATUS_BAD_TEXT, /* HTTP <status>, a text body with an invalid byte and multi-byte
+	                       characters on both sides of byte 300 */
+	UP_STATUS_NESTED,   /* HTTP <status>, a body of 32000 nested arrays `[[[…]]]` (64000 bytes) */
 	UP_MODE_COUNT
 };
 
@@ -37,7 +44,17 @@ struct up_program {
 	int status;        /* UP_STATUS*, default 500 */
 	bool crlf;         /* frame events with CRLF line ends instead of LF */
 	bool split;        /* send every event in two writes 1 ms apart, split at a varying byte */
+	bool mid;          /* UP_RESET / UP_CLOSE: send the first half of the next event (in its
+	                      own HTTP chunk), then reset or close inside it */
+	bool multiline;    /* send each chunk's JSON as two `data:` lines (cut after its first
+	                      comma), which SSE joins with a '\n' */
 };
+
+/* A request may carry its own program: a top-level "scripted" object in its
+ * body, {"mode": NAME, "after": N, "delay_ms": N, "status": N, "mid": true}
+ * (each optional; what it leaves out comes from the server's program). The
+ * proxy under test forwards unknown fields unchanged, so one upstream can
+ * serve a stalled flood and healthy replays at the same time. */
 
 /* One request as the upstream saw it. */
 struct up_record {
