@@ -19,6 +19,7 @@
 #include <event2/listener.h>
 
 #include "proxy/emit.h"
+#include "proxy/metrics.h"
 
 /* Empty lines allowed before a request-line (RFC 9112 2.2: a CRLF some
  * clients send after a POST body); more is not a client, and would keep a
@@ -30,8 +31,8 @@ enum conn_state { CS_HEAD = 0, CS_BODY, CS_HANDLING, CS_CLOSING };
 struct px_http_conn {
 	struct px_http_server *srv;
 	struct bufferevent *bev;
-	struct event *next_ev; /* parses pipelined input on the next loop turn */
-	struct event *deadline_ev; /* the head's or the body's deadline */
+	struct event *next_ev; /* parses pipelined input after the next poll for I/O */
+	struct event *deadline_ev; /* the head's or the body's deadline; the lingering total */
 	enum conn_state state;
 	struct px_http_req req;
 	struct px_head_scan scan; /* where the head being read ends */
@@ -66,6 +67,9 @@ struct px_http_server {
 	struct event *quiet_ev;
 	uint64_t accept_failures; /* in this episode; 0: none going on */
 	uint64_t accept_backoff_ms;
+	/* The whole answer to a client past max_connections, built once. */
+	char refusal[640];
+	size_t refusal_len;
 };
 
 uint64_t px_http_connections_for_fds(uint64_t fd_limit, unsigned fds_per_conn)
@@ -141,9 +145,78 @@ static void conn_close(struct px_http_conn *c)
 	conn_free(c);
 }
 
+/* Makes the close of <c> a reset that drops what it has not sent: nobody
+ * will read it, and an orphaned socket would keep up to its send buffer
+ * (MiBs) for a peer that does not read. */
+static void reset_on_close(struct px_http_conn *c)
+{
+	struct linger lg = {1, 0};
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static struct timeval ms_tv(uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	return tv;
+}
+
+/* The head's or the body's deadline, or the lingering total: <ms> from now,
+ * or off (0). Unlike the idle timeout it does not restart when a byte
+ * arrives. */
+static void set_deadline(struct px_http_conn *c, uint64_t ms)
+{
+	if (ms == 0) {
+		evtimer_del(c->deadline_ev);
+		return;
+	}
+	struct timeval tv = ms_tv(ms);
+	evtimer_add(c->deadline_ev, &tv);
+}
+
+/* The bufferevent's two timers for <c>'s state (setting them restarts
+ * them). Between two reads: the idle timeout while a request is awaited or
+ * read, PX_HTTP_LINGER_IDLE_MS while lingering, none while an answer is
+ * produced or flushed (other deadlines bound those). Between two writes
+ * (libevent arms it only while output waits, and restarts it whenever the
+ * socket takes bytes): write_timeout_ms, except while a watcher that paces
+ * its own writes answers (see px_http_conn_watch) and while lingering (all
+ * is sent by then). */
+static void set_timeouts(struct px_http_conn *c)
+{
+	const struct px_http_limits *lim = &c->srv->lim;
+	struct timeval rd, wr;
+	const struct timeval *rp = NULL, *wp = NULL;
+	if (c->lingering) {
+		rd = ms_tv(PX_HTTP_LINGER_IDLE_MS);
+		rp = &rd;
+	} else if ((c->state == CS_HEAD || c->state == CS_BODY) && lim->idle_timeout_ms) {
+		rd = ms_tv(lim->idle_timeout_ms);
+		rp = &rd;
+	}
+	bool paced = c->state == CS_HANDLING && c->on_drain;
+	if (lim->write_timeout_ms && !c->lingering && !paced) {
+		wr = ms_tv(lim->write_timeout_ms);
+		wp = &wr;
+	}
+	bufferevent_set_timeouts(c->bev, rp, wp);
+}
+
+/* The next request is parsed from a timer due at once: it runs after the
+ * next poll for I/O, not within this turn (event_active would), so other
+ * connections' ready events are served in between. */
+static void schedule_next(struct px_http_conn *c)
+{
+	static const struct timeval now = {0, 0};
+	event_add(c->next_ev, &now);
+}
+
 /* The response is out: shut our side and discard what the client still
  * sends (a refused body), so that closing does not reset the connection
- * before the client has read the answer. Bounded by a short read timeout. */
+ * before the client has read the answer. Bounded: PX_HTTP_LINGER_IDLE_MS
+ * between two reads, and a total (see PX_HTTP_LINGER_MAX_MS) that a client
+ * sending a byte now and then cannot push back. */
 static void linger_close(struct px_http_conn *c)
 {
 	if (c->lingering)
@@ -152,37 +225,20 @@ static void linger_close(struct px_http_conn *c)
 	evutil_socket_t fd = bufferevent_getfd(c->bev);
 	if (fd >= 0)
 		shutdown(fd, SHUT_WR);
-	struct timeval tv = {2, 0};
-	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	set_timeouts(c);
+	uint64_t total = c->srv->lim.body_timeout_ms;
+	set_deadline(c, total && total < PX_HTTP_LINGER_MAX_MS ? total : PX_HTTP_LINGER_MAX_MS);
 	bufferevent_enable(c->bev, EV_READ);
 	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
 }
 
-/* The head's or the body's deadline: <ms> from now, or off (0). Unlike the
- * idle timeout it does not restart when a byte arrives. */
-static void set_deadline(struct px_http_conn *c, uint64_t ms)
-{
-	if (ms == 0) {
-		evtimer_del(c->deadline_ev);
-		return;
-	}
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-	evtimer_add(c->deadline_ev, &tv);
-}
-
-static void set_idle_timeout(struct px_http_conn *c, bool on)
-{
-	if (on) {
-		struct timeval tv = {(time_t)(c->srv->lim.idle_timeout_ms / 1000),
-		                     (suseconds_t)(c->srv->lim.idle_timeout_ms % 1000) * 1000};
-		bufferevent_set_timeouts(c->bev, &tv, NULL);
-	} else {
-		bufferevent_set_timeouts(c->bev, NULL, NULL);
-	}
-}
-
 /* A response is complete: keep the connection for the next request, or
- * close it once the output is flushed. */
+ * close it once the output is flushed. Either way what is still unsent
+ * must leave within the write deadline. The next request is read only once
+ * this answer has left our buffers (write_cb): a client that pipelines
+ * requests without reading their answers holds at most one answer here,
+ * and one connection's pipelined requests are answered one per loop turn,
+ * between everyone else's. */
 static void request_done(struct px_http_conn *c)
 {
 	free(c->body);
@@ -194,20 +250,23 @@ static void request_done(struct px_http_conn *c)
 	c->on_close = NULL;
 	c->on_drain = NULL;
 	c->raw_stream = false;
+	bool pending = evbuffer_get_length(bufferevent_get_output(c->bev)) != 0;
 	if (c->close_after || !c->req.keep_alive) {
 		c->state = CS_CLOSING;
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-			/* freed from the write callback path would be nicer, but
-			 * nothing is pending: defer to the next turn. */
-			event_active(c->next_ev, EV_TIMEOUT, 0);
-		}
+		set_timeouts(c);
+		if (!pending) /* write_cb will not run: linger from the next turn */
+			schedule_next(c);
 		return;
 	}
 	memset(&c->req, 0, sizeof(c->req));
 	c->state = CS_HEAD;
-	set_idle_timeout(c, true);
+	set_timeouts(c);
+	if (pending) {
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
 	bufferevent_enable(c->bev, EV_READ);
-	event_active(c->next_ev, EV_TIMEOUT, 0);
+	schedule_next(c);
 }
 
 static void write_head(struct px_http_conn *c, int status, const char *ctype,
@@ -438,20 +497,17 @@ size_t px_http_conn_pending(const struct px_http_conn *c)
 void px_http_conn_watch(struct px_http_conn *c, px_http_conn_cb on_close,
                         px_http_conn_cb on_drain, void *ctx)
 {
+	bool was_paced = c->on_drain != NULL;
 	c->on_close = on_close;
 	c->on_drain = on_drain;
 	c->watch_ctx = ctx;
+	if (was_paced != (on_drain != NULL)) /* who owns the write deadline changed */
+		set_timeouts(c);
 }
 
 void px_http_conn_abort(struct px_http_conn *c)
 {
-	/* A reset, not a FIN behind the unsent bytes: nobody will read them,
-	 * and an orphaned socket would keep up to its send buffer (MiBs) for
-	 * a peer that does not read. */
-	struct linger lg = {1, 0};
-	evutil_socket_t fd = bufferevent_getfd(c->bev);
-	if (fd >= 0)
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	reset_on_close(c); /* not a FIN behind the unsent bytes */
 	c->on_close = NULL;
 	c->on_drain = NULL;
 	conn_free(c);
@@ -482,6 +538,10 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct px_http_conn *c = arg;
 	char msg[160];
+	if (c->lingering) { /* the lingering total: the client had its answer */
+		conn_close(c);
+		return;
+	}
 	if (c->state == CS_HEAD) {
 		snprintf(msg, sizeof(msg), "the request head did not arrive within proxy.header_timeout_ms (%" PRIu64 " ms)",
 		         c->srv->lim.header_timeout_ms);
@@ -594,7 +654,7 @@ static void dispatch(struct px_http_conn *c)
 	c->req.id = ++c->srv->next_id;
 	c->state = CS_HANDLING;
 	set_deadline(c, 0);
-	set_idle_timeout(c, false);
+	set_timeouts(c);
 	c->srv->handler(c, &c->req, c->srv->ctx);
 }
 
@@ -614,6 +674,11 @@ static void process_input(struct px_http_conn *c)
 		return;
 	}
 	if (c->state == CS_HEAD) {
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) != 0) {
+			/* the last answer has not left yet: write_cb resumes */
+			bufferevent_disable(c->bev, EV_READ);
+			return;
+		}
 		if (c->scan.pos == 0 && !skip_blank(c, in))
 			return;
 		size_t len = evbuffer_get_length(in);
@@ -651,23 +716,58 @@ static void read_cb(struct bufferevent *bev, void *arg)
 	process_input(arg);
 }
 
+/* Everything written so far has left our buffers. */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
 	struct px_http_conn *c = arg;
-	if (c->state == CS_CLOSING) {
+	switch (c->state) {
+	case CS_CLOSING:
 		linger_close(c);
-		return;
+		break;
+	case CS_HANDLING:
+		if (c->on_drain)
+			c->on_drain(c, c->watch_ctx);
+		break;
+	case CS_HEAD: /* the last answer is out: read the next request */
+		bufferevent_enable(c->bev, EV_READ);
+		schedule_next(c);
+		break;
+	default:
+		break;
 	}
-	if (c->state == CS_HANDLING && c->on_drain)
-		c->on_drain(c, c->watch_ctx);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	(void)bev;
-	(void)what; /* EOF, error or idle timeout: the connection is over */
-	conn_close(arg);
+	struct px_http_conn *c = arg;
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+		/* Output waited write_timeout_ms and the client's socket took
+		 * none of it: the client is not reading. Without this a finished
+		 * answer nobody reads held its connection (and the answer) for
+		 * ever, and enough of them locked everyone out at max_connections. */
+		px_metrics_inc(PX_C_CLIENT_STALLED, 1);
+		reset_on_close(c);
+		conn_close(c);
+		return;
+	}
+	if ((what & BEV_EVENT_EOF) && c->state != CS_HANDLING && !c->lingering &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) != 0) {
+		/* The client shut its sending side after its last request (a
+		 * half-close, as `nc -N` does) while its answer is still going
+		 * out: finish sending it, within the write deadline, then close.
+		 * libevent has stopped reading; a request begun is dropped. An
+		 * EOF while an answer is produced is a client gone (below): the
+		 * upstream is cancelled, as nginx does. */
+		c->state = CS_CLOSING;
+		c->close_after = true;
+		set_deadline(c, 0);
+		body_release(c);
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		set_timeouts(c);
+		return;
+	}
+	conn_close(c); /* EOF, error or idle timeout: the connection is over */
 }
 
 static void next_cb(evutil_socket_t fd, short what, void *arg)
@@ -683,6 +783,52 @@ static void next_cb(evutil_socket_t fd, short what, void *arg)
 	process_input(c);
 }
 
+/* A client past max_connections: one non-blocking send of a whole 503 that
+ * fits any socket buffer, a FIN, and the close, never waiting for the
+ * client (it used to get a close with nothing on the wire, which clients
+ * report as a network error rather than retrying later). What the client
+ * sent so far is read and dropped first: closing with unread input would
+ * send a reset that may destroy the answer before the client reads it. */
+static void refuse(struct px_http_server *s, evutil_socket_t fd)
+{
+	ssize_t k;
+	do
+		k = send(fd, s->refusal, s->refusal_len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	while (k < 0 && errno == EINTR);
+	shutdown(fd, SHUT_WR);
+	char sink[4096];
+	for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+		;
+	evutil_closesocket(fd);
+	px_metrics_inc(PX_C_CONN_REFUSED, 1);
+}
+
+/* The 503 that refuse() sends, with the OpenAI error body. */
+static void build_refusal(struct px_http_server *s)
+{
+	char msg[160];
+	snprintf(msg, sizeof(msg), "loopwarden has proxy.max_connections (%" PRIu64 ") client "
+	         "connections open: retry later", s->lim.max_connections);
+	struct evbuffer *b = evbuffer_new();
+	if (b)
+		px_emit_error(b, 503, msg);
+	size_t n = b ? evbuffer_get_length(b) : 2;
+	const char *body = b ? (const char *)evbuffer_pullup(b, -1) : NULL;
+	if (!body) {
+		body = "{}";
+		n = 2;
+	}
+	static const char fmt[] = "HTTP/1.1 503 Service Unavailable\r\nServer: loopwarden\r\n"
+	                          "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+	                          "Retry-After: %d\r\nConnection: close\r\n\r\n%.*s";
+	int k = snprintf(s->refusal, sizeof(s->refusal), fmt, n, PX_HTTP_REFUSE_RETRY_S, (int)n, body);
+	if (k < 0 || (size_t)k >= sizeof(s->refusal)) /* cannot happen: the message is short */
+		k = snprintf(s->refusal, sizeof(s->refusal), fmt, (size_t)2, PX_HTTP_REFUSE_RETRY_S, 2, "{}");
+	s->refusal_len = (size_t)k;
+	if (b)
+		evbuffer_free(b);
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -691,7 +837,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	(void)salen;
 	struct px_http_server *s = arg;
 	if (s->n_conns >= s->lim.max_connections) {
-		evutil_closesocket(fd);
+		refuse(s, fd);
 		return;
 	}
 	int one = 1;
@@ -723,7 +869,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	s->conns = c;
 	s->n_conns++;
 	bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-	set_idle_timeout(c, true);
+	set_timeouts(c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
@@ -810,6 +956,7 @@ struct px_http_server *px_http_server_new(struct event_base *base, const char *h
 	s->handler = handler;
 	s->ctx = ctx;
 	s->accept_backoff_ms = PX_HTTP_ACCEPT_BACKOFF_MIN_MS;
+	build_refusal(s);
 	s->accept_ev = evtimer_new(base, accept_retry_cb, s);
 	s->quiet_ev = evtimer_new(base, accept_quiet_cb, s);
 	if (!s->accept_ev || !s->quiet_ev) {

@@ -2,8 +2,17 @@
  * request heads and bodies (each with a deadline, and all bodies together
  * under one cap), plain and streamed responses (chunked, or close-delimited
  * for HTTP/1.0), immediate notice when a client goes away or its output
- * drains, and an accept loop that backs off when file descriptors run out.
- * Heads are parsed by proxy/wire/http_head.h. One event loop; no threads. */
+ * drains, a write deadline for output a client does not take, and an accept
+ * loop that backs off when file descriptors run out and answers 503 past
+ * max_connections. Heads are parsed by proxy/wire/http_head.h. One event
+ * loop; no threads.
+ *
+ * No state waits on a client without a bound: a head and a body each have a
+ * deadline, an idle keep-alive connection the idle timeout, unsent output
+ * the write deadline (time between two writes the client's socket took), a
+ * lingering close a total; pipelined input is read a head's worth ahead at
+ * most, and the next pipelined request is read only once the previous
+ * answer has left our buffers (one request per connection per loop turn). */
 #ifndef LW_PROXY_HTTP_H
 #define LW_PROXY_HTTP_H
 
@@ -31,6 +40,17 @@ struct px_http_conn;
 #define PX_HTTP_ACCEPT_BACKOFF_MIN_MS 50
 #define PX_HTTP_ACCEPT_BACKOFF_MAX_MS 1000
 #define PX_HTTP_ACCEPT_QUIET_MS 2000
+/* After an answer that closes the connection we shut our side and read and
+ * drop what the client still sends (a body we refused), so that the close
+ * does not reset the connection before the client read the answer: at most
+ * PX_HTTP_LINGER_IDLE_MS between two reads, and in all the body deadline
+ * (what a body may take) but never more than PX_HTTP_LINGER_MAX_MS (nginx
+ * bounds it the same way: lingering_timeout 5 s, lingering_time 30 s). A
+ * client that kept sending a byte a second used to hold the connection. */
+#define PX_HTTP_LINGER_IDLE_MS 2000
+#define PX_HTTP_LINGER_MAX_MS 30000
+/* Seconds a client refused at max_connections is told to wait (Retry-After). */
+#define PX_HTTP_REFUSE_RETRY_S 1
 
 /* One parsed request. <body> belongs to the connection and stays valid until
  * the response ends or the connection closes. */
@@ -56,6 +76,10 @@ struct px_http_limits {
 	uint64_t idle_timeout_ms;    /* no byte from a client between requests */
 	uint64_t header_timeout_ms;  /* a head, from its first byte; then 408 */
 	uint64_t body_timeout_ms;    /* a body, from the end of its head; then 408 */
+	/* Output waits and the client's socket takes no byte of it this long:
+	 * the connection is reset (the client is not reading). Measured between
+	 * two writes, so a slow reader that keeps reading is served. 0: none. */
+	uint64_t write_timeout_ms;
 };
 
 /* The most connections <fd_limit> open files allow when each may need
@@ -98,7 +122,11 @@ size_t px_http_conn_pending(const struct px_http_conn *c);
 /* While a request is being answered asynchronously: <on_close> runs when the
  * client goes away (the connection is freed right after it returns: forget
  * <c>); <on_drain> runs when everything written so far has been sent. Both
- * stop after the response ends. */
+ * stop after the response ends. A watcher that sets <on_drain> paces its own
+ * writes and takes over the write deadline until the response ends (chat.c
+ * pauses its upstream past client_highwater_bytes and applies
+ * proxy.client_write_timeout_ms itself, cancelling the upstream); without
+ * one, and once the response has ended, the server applies write_timeout_ms. */
 typedef void (*px_http_conn_cb)(struct px_http_conn *c, void *ctx);
 void px_http_conn_watch(struct px_http_conn *c, px_http_conn_cb on_close,
                         px_http_conn_cb on_drain, void *ctx);

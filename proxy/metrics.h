@@ -18,6 +18,7 @@ enum px_counter {
 	PX_C_CLIENT_GONE,      /* clients that left mid-answer */
 	PX_C_HISTORY_STOPS,    /* requests answered by the history check */
 	PX_C_CLIENT_STALLED,   /* clients closed for taking no bytes within proxy.client_write_timeout_ms */
+	PX_C_CONN_REFUSED,     /* connections answered 503 at accept: proxy.max_connections open */
 	PX_C_COUNT
 };
 

@@ -65,7 +65,7 @@ static const struct key_def keys[] = {
 	{"proxy.max_streams", KEY_U64, OFF(max_streams), 4096, 1, 1000000,
 	 "concurrent upstream requests; more get 503"},
 	{"proxy.max_connections", KEY_U64, OFF(max_connections), 8192, 1, 1000000,
-	 "concurrent client connections; more are closed at accept (lowered to fit the open-file limit)"},
+	 "concurrent client connections; more get 503 + Retry-After at accept (lowered to fit the open-file limit)"},
 	{"proxy.client_idle_timeout_ms", KEY_U64, OFF(client_idle_timeout_ms), 120000, 10, 86400000,
 	 "close an idle keep-alive client connection after this long"},
 	/* From a request's first byte: a client trickling its head (slowloris)
@@ -86,9 +86,12 @@ static const struct key_def keys[] = {
 	 65536 * MIB, "request bodies held at once across all connections; more get 503 + Retry-After"},
 	{"proxy.quiet", KEY_BOOL, OFF(quiet), 0, 0, 1, "no per-request log lines"},
 	/* streaming runtime (chat.c) */
+	/* Between two writes the client's socket took, like nginx's
+	 * send_timeout: applied by http.c to any unsent output (a finished
+	 * answer nobody reads) and by chat.c to a paused answer. */
 	{"proxy.client_write_timeout_ms", KEY_U64, OFF(client_write_timeout_ms), 60000, 10, 86400000,
-	 "a client whose answer is paused (backlog past client_highwater_bytes) and that takes no "
-	 "byte for this long is treated as gone: upstream and client connections closed"},
+	 "output waits and the client takes no byte of it for this long: connection reset (a paused "
+	 "answer's upstream closed too)"},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))

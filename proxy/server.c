@@ -307,6 +307,7 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 		.idle_timeout_ms = opts->client_idle_timeout_ms,
 		.header_timeout_ms = opts->header_timeout_ms,
 		.body_timeout_ms = opts->body_timeout_ms,
+		.write_timeout_ms = opts->client_write_timeout_ms,
 	};
 	s->http = px_http_server_new(base, opts->listen_host, opts->listen_port, &lim, handle, s,
 	                             err, errlen);

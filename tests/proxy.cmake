@@ -83,3 +83,14 @@ lw_unit_test(test_runtime integration/test_runtime.c integration/harness.c LIBS 
 target_include_directories(test_runtime PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
 add_dependencies(test_runtime loopwarden lw-upstream)
 set_tests_properties(test_runtime PROPERTIES TIMEOUT 180)
+
+# Integration: no client can wedge the HTTP layer or make it hold memory
+# (issue 11, second pass): the write deadline for unsent output, pipelined
+# requests waiting for their reader, 503 past max_connections, a bounded
+# lingering close, half-closing clients. The real binary against a raw
+# upstream thread whose answers outgrow the socket buffers.
+lw_unit_test(test_http_wedge integration/test_http_wedge.c integration/harness.c
+             LIBS Threads::Threads PkgConfig::YAJL)
+target_include_directories(test_http_wedge PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_http_wedge loopwarden)
+set_tests_properties(test_http_wedge PROPERTIES TIMEOUT 240)
