@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <yajl/yajl_tree.h>
+
+#include "audit/html.h"
 #include "audit/replay.h"
 #include "config/config.h"
 #include "proxy/wire/scenario.h"
@@ -30,6 +33,9 @@ struct audit {
 	const char *request_path; /* its file, for messages */
 	bool expect;
 	bool quiet;
+	const char *html;    /* --html: the page, or the folder of pages */
+	bool html_dir;       /* several recordings: one page each in the folder <html> */
+	unsigned html_pages;
 	int worst;
 	unsigned files, trips, passes, errors, mismatches;
 };
@@ -58,6 +64,12 @@ static void usage(FILE *f)
 		"  --quiet              print only trips, mismatches and errors\n"
 		"  --print-config       print the guard settings in effect (after --config and\n"
 		"                       --set) as YAML, every key with its value\n"
+		"  --html PATH          write one self-contained HTML page per recording: the answer\n"
+		"                       as the client saw it, the loop's onset and the trip marked,\n"
+		"                       the guard and its detail, and per guard a plot of how close\n"
+		"                       it came. One recording: PATH is the page; several (or a\n"
+		"                       folder, or PATH an existing folder): pages named after the\n"
+		"                       inputs in the folder PATH (created)\n"
 		"  --help               this text\n"
 		"\n"
 		"Exit status: 0 ok, 1 an --expect mismatch, 2 bad input (the message names file and line).\n");
@@ -173,12 +185,65 @@ static void check_expect(struct audit *a, const char *path, const struct px_scen
 	}
 }
 
+/* A collector for <path>'s page, or NULL without --html. */
+static struct aud_html *html_begin(struct audit *a, const char *path, struct aud_replay *r)
+{
+	struct aud_html *h;
+
+	if (!a->html || !r)
+		return NULL;
+	h = aud_html_new(path);
+	if (h)
+		aud_replay_observe(r, aud_html_observer(h));
+	return h;
+}
+
+/* Writes <path>'s page (see --html) and frees <h>. */
+static void html_end(struct audit *a, struct aud_html *h, const char *path,
+                     const struct aud_result *res)
+{
+	char file[AUD_PATH_MAX], err[AUD_PATH_MAX + 64];
+
+	if (!h)
+		return;
+	if (a->html_dir) {
+		size_t o = (size_t)snprintf(file, sizeof(file), "%s/", a->html);
+		for (const char *p = path; *p && o + 6 < sizeof(file); p++) {
+			char c = *p;
+			bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			          (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+			if (o == strlen(a->html) + 1 && (c == '.' || c == '/'))
+				continue; /* no leading dots or slashes */
+			file[o++] = ok ? c : '_';
+		}
+		snprintf(file + o, sizeof(file) - o, ".html");
+	} else if (a->html_pages > 0) {
+		fprintf(stderr, "loopwarden-audit: --html %s: one page per recording, and there are "
+		        "several: give a folder\n", a->html);
+		a->errors++;
+		worst(a, EXIT_BAD);
+		aud_html_free(h);
+		return;
+	} else {
+		snprintf(file, sizeof(file), "%s", a->html);
+	}
+	if (aud_html_write(h, res, file, err, sizeof(err)) != 0) {
+		fprintf(stderr, "loopwarden-audit: %s\n", err);
+		a->errors++;
+		worst(a, EXIT_BAD);
+	} else {
+		a->html_pages++;
+	}
+	aud_html_free(h);
+}
+
 static void audit_scenario(struct audit *a, const char *path, const char *buf, size_t len)
 {
 	struct px_scenario *sc = NULL;
 	struct gd_policy *own = NULL;
 	const struct gd_policy *policy = a->policy;
 	struct aud_replay *r = NULL;
+	struct aud_html *html = NULL;
 	struct aud_result res;
 	enum aud_status st;
 	char err[512];
@@ -213,6 +278,7 @@ static void audit_scenario(struct audit *a, const char *path, const char *buf, s
 		worst(a, EXIT_BAD);
 		goto out;
 	}
+	html = html_begin(a, path, r);
 	st = aud_replay_history(r);
 	for (uint32_t i = 0; st == AUD_OK && i < sc->n_chunks; i++) {
 		const struct px_scenario_chunk *c = &sc->chunks[i];
@@ -236,7 +302,10 @@ static void audit_scenario(struct audit *a, const char *path, const char *buf, s
 	print_result(a, path, &res);
 	if (a->expect)
 		check_expect(a, path, sc, &res);
+	html_end(a, html, path, &res);
+	html = NULL;
 out:
+	aud_html_free(html);
 	aud_replay_free(r);
 	gd_policy_free(own);
 	px_scenario_free(sc);
@@ -275,6 +344,7 @@ static void audit_sse(struct audit *a, const char *path, const char *buf, size_t
 	struct px_sse *sse = px_sse_new(framed ? PX_SSE_MODE_STREAM : PX_SSE_MODE_LINES, AUD_EVENT_CAP);
 	struct sse_ctx x;
 	struct aud_result res;
+	struct aud_html *html = NULL;
 	enum px_sse_status ss;
 	char err[512];
 
@@ -294,6 +364,7 @@ static void audit_sse(struct audit *a, const char *path, const char *buf, size_t
 		worst(a, EXIT_BAD);
 		goto out;
 	}
+	html = html_begin(a, path, x.r);
 	x.st = aud_replay_history(x.r);
 	if (x.st == AUD_OK) {
 		ss = px_sse_feed(sse, buf, len, on_sse, &x, err, sizeof(err));
@@ -324,7 +395,10 @@ static void audit_sse(struct audit *a, const char *path, const char *buf, size_t
 	if (!res.tripped && res.chunks == 0)
 		fprintf(stderr, "%s: warning: no `data:` events found\n", path);
 	print_result(a, path, &res);
+	html_end(a, html, path, &res);
+	html = NULL;
 out:
+	aud_html_free(html);
 	aud_replay_free(x.r);
 	px_sse_free(sse);
 }
@@ -385,6 +459,9 @@ static void audit_record(struct audit *a, const char *dir)
 			worst(a, EXIT_BAD);
 			goto out;
 		}
+		struct aud_html *html = html_begin(a, p, r);
+		if (html)
+			aud_html_set_body(html, true);
 		st = aud_replay_history(r);
 		if (st == AUD_OK)
 			st = aud_replay_body(r, body, body_len, err, sizeof(err));
@@ -398,7 +475,10 @@ static void audit_record(struct audit *a, const char *dir)
 			aud_replay_finish(r, &res);
 			res.done = true; /* a body has no [DONE] */
 			print_result(a, p, &res);
+			html_end(a, html, p, &res);
+			html = NULL;
 		}
+		aud_html_free(html);
 		aud_replay_free(r);
 	}
 out:
@@ -627,6 +707,32 @@ static int setter(const char *key, const char *value, const char *file, unsigned
 	return gd_config_set(ctx, key, value, err, errlen);
 }
 
+/* --html PATH: a page, or a folder of pages when there are several
+ * recordings (several inputs, or a folder of them) or PATH is a folder. */
+static int html_setup(struct audit *a, int argc, char **argv, int n_inputs)
+{
+	struct stat st;
+	const char *input = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--set") == 0 ||
+		    strcmp(argv[i], "--request") == 0 || strcmp(argv[i], "--html") == 0) {
+			i++;
+			continue;
+		}
+		if (strncmp(argv[i], "--", 2) != 0 && strcmp(argv[i], "-q") != 0)
+			input = argv[i];
+	}
+	a->html_dir = n_inputs > 1 || (stat(a->html, &st) == 0 && S_ISDIR(st.st_mode)) ||
+	              (input && stat(input, &st) == 0 && S_ISDIR(st.st_mode) &&
+	               !is_record_dir(input));
+	if (a->html_dir && mkdir(a->html, 0755) != 0 && errno != EEXIST) {
+		fprintf(stderr, "loopwarden-audit: --html %s: %s\n", a->html, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct audit a;
@@ -643,7 +749,9 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return EXIT_PASS;
 		} else if (strcmp(arg, "--config") == 0 || strcmp(arg, "--set") == 0 ||
-		           strcmp(arg, "--request") == 0) {
+		           strcmp(arg, "--request") == 0 || strcmp(arg, "--html") == 0) {
+			if (arg[2] == 'h')
+				a.html = i + 1 < argc ? argv[i + 1] : NULL;
 			if (i + 1 >= argc) {
 				fprintf(stderr, "loopwarden-audit: %s needs a value\n", arg);
 				return EXIT_BAD;
@@ -674,7 +782,8 @@ int main(int argc, char **argv)
 				fprintf(stderr, "loopwarden-audit: %s\n", err);
 				return EXIT_BAD;
 			}
-		} else if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--request") == 0) {
+		} else if (strcmp(argv[i], "--set") == 0 || strcmp(argv[i], "--request") == 0 ||
+		           strcmp(argv[i], "--html") == 0) {
 			i++;
 		}
 	}
@@ -700,7 +809,7 @@ int main(int argc, char **argv)
 				fprintf(stderr, "loopwarden-audit: %s\n", err);
 				return EXIT_BAD;
 			}
-		} else if (strcmp(argv[i], "--config") == 0) {
+		} else if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--html") == 0) {
 			i++;
 		}
 	}
@@ -717,9 +826,14 @@ int main(int argc, char **argv)
 		free(a.request);
 		return EXIT_BAD;
 	}
+	if (a.html && html_setup(&a, argc, argv, n_inputs) != 0) {
+		gd_policy_free(a.policy);
+		free(a.request);
+		return EXIT_BAD;
+	}
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--set") == 0 ||
-		    strcmp(argv[i], "--request") == 0) {
+		    strcmp(argv[i], "--request") == 0 || strcmp(argv[i], "--html") == 0) {
 			i++;
 			continue;
 		}

@@ -18,7 +18,13 @@ struct aud_replay {
 	struct aud_result res;
 	uint64_t cur_chunk;
 	unsigned long cur_line;
+	const struct aud_observer *obs;
 };
+
+void aud_replay_observe(struct aud_replay *r, const struct aud_observer *o)
+{
+	r->obs = o;
+}
 
 const char *aud_strerror(enum aud_status st)
 {
@@ -92,7 +98,10 @@ static int on_event(const struct gd_event *ev, void *ctx)
 	struct aud_replay *r = ctx;
 
 	r->res.events++;
-	if (gd_pipeline_feed(r->pipe, ev) == GD_TRIP) {
+	enum gd_verdict v = gd_pipeline_feed(r->pipe, ev);
+	if (r->obs && r->obs->event)
+		r->obs->event(r->obs->ctx, ev, v, r->pipe);
+	if (v == GD_TRIP) {
 		const struct gd_trip *t = gd_pipeline_trip(r->pipe);
 
 		r->res.tripped = true;
@@ -128,7 +137,10 @@ enum aud_status aud_replay_chunk(struct aud_replay *r, const char *data, size_t 
 		r->res.done = true;
 		return AUD_OK;
 	}
-	return converted(r, px_chunk_feed(r->conv, data, len, on_event, r, err, errlen));
+	enum aud_status st = converted(r, px_chunk_feed(r->conv, data, len, on_event, r, err, errlen));
+	if (r->obs && r->obs->chunk)
+		r->obs->chunk(r->obs->ctx, r->pipe);
+	return st;
 }
 
 enum aud_status aud_replay_body(struct aud_replay *r, const char *data, size_t len,
@@ -139,7 +151,10 @@ enum aud_status aud_replay_body(struct aud_replay *r, const char *data, size_t l
 	r->cur_chunk = 1;
 	r->cur_line = 1;
 	r->res.chunks = 1;
-	return converted(r, px_chunk_body(r->conv, data, len, on_event, r, err, errlen));
+	enum aud_status st = converted(r, px_chunk_body(r->conv, data, len, on_event, r, err, errlen));
+	if (r->obs && r->obs->chunk)
+		r->obs->chunk(r->obs->ctx, r->pipe);
+	return st;
 }
 
 enum aud_status aud_replay_finish(struct aud_replay *r, struct aud_result *out)
@@ -147,8 +162,11 @@ enum aud_status aud_replay_finish(struct aud_replay *r, struct aud_result *out)
 	struct px_chunk_info info;
 	enum aud_status st = AUD_OK;
 
-	if (!r->res.tripped)
+	if (!r->res.tripped) {
 		st = converted(r, px_chunk_end(r->conv, on_event, r));
+		if (r->obs && r->obs->chunk)
+			r->obs->chunk(r->obs->ctx, r->pipe);
+	}
 	px_chunk_info(r->conv, &info);
 	r->res.finished = info.finished;
 	snprintf(r->res.finish_reason, sizeof(r->res.finish_reason), "%s", info.finish_reason);

@@ -68,6 +68,20 @@ enum aud_status aud_replay_body(struct aud_replay *r, const char *data, size_t l
 /* End of the recording: closes open tool calls; fills <out>. */
 enum aud_status aud_replay_finish(struct aud_replay *r, struct aud_result *out);
 
+/* Watches a replay (loopwarden-audit --html): <event> after every event fed
+ * to the pipeline, with the pipeline's verdict (GD_TRIP for the event that
+ * tripped); <chunk> after every chunk (or body), once its events are fed.
+ * Both read the pipeline, never change it. */
+struct aud_observer {
+	void (*event)(void *ctx, const struct gd_event *ev, enum gd_verdict v,
+	              const struct gd_pipeline *p);
+	void (*chunk)(void *ctx, const struct gd_pipeline *p);
+	void *ctx;
+};
+
+/* <o> (borrowed; NULL: none) watches <r> from now on. */
+void aud_replay_observe(struct aud_replay *r, const struct aud_observer *o);
+
 /* Applies "key=value"-style overrides on top of <base> into <out>. */
 enum aud_status aud_config_apply(const struct gd_config *base, struct gd_config *out,
                                  char *const *keys, char *const *values, uint32_t n,

@@ -21,7 +21,8 @@ done
 
 pkgs=(build-essential cmake pkg-config git
       libevent-dev libyajl-dev libssl-dev libpcre2-dev libyaml-dev libcmocka-dev libjemalloc-dev
-      nginx-light curl ca-certificates)
+      nginx-light curl ca-certificates
+      libpng-dev chromium) # chromium + libpng: test_html screenshots loopwarden-audit --html pages
 # node/npm (for the openai-npm client test) may come from another repository:
 # ask Debian for them only when the commands are missing.
 command -v node >/dev/null || pkgs+=(nodejs)

@@ -50,6 +50,21 @@ static const char *const default_transient[] = {
 	"\\bnot (?:yet )?ready\\b",
 };
 
+/* User messages that continue the answer before them instead of starting a
+ * new task (guards.history.continuations). */
+static const char *const default_continuations[] = {
+	/* Qwen Code's recovery turns after "length" or a dropped connection
+	 * ("Output token limit hit. Resume directly — no apology…", "The
+	 * connection dropped mid-response. Resume directly…"); Claude Code's
+	 * use the same words. */
+	"resume directly",
+	/* The whole message one of the usual words (Gemini CLI sends "Please
+	 * continue."). */
+	"^\\s*(?:please\\s+)?(?:continue|go on|keep going|carry on|resume)\\W*$",
+	/* Cline's reminder after an answer that ended without its completion tool. */
+	"^\\s*\\[SYSTEM\\] This run is not complete",
+};
+
 /* Input actions (computer use, browsers, mobile): the same key press,
  * scroll or click twice in one answer is two actions, not a loop. */
 static const char *const default_repeatable[] = {
@@ -90,6 +105,7 @@ static const char *const default_volatile[] = {
 
 _Static_assert(N_ELEMS(default_permanent) <= GD_MAX_PATTERNS, "too many default patterns");
 _Static_assert(N_ELEMS(default_transient) <= GD_MAX_PATTERNS, "too many default patterns");
+_Static_assert(N_ELEMS(default_continuations) <= GD_MAX_PATTERNS, "too many default patterns");
 _Static_assert(N_ELEMS(default_mutating) <= GD_MUTATING_MAX, "too many default words");
 _Static_assert(N_ELEMS(default_repeatable) <= GD_REPEATABLE_MAX, "too many default words");
 _Static_assert(N_ELEMS(default_volatile) <= GD_VOLATILE_MAX, "too many default words");
@@ -145,6 +161,10 @@ void gd_config_defaults(struct gd_config *cfg)
 		snprintf(cfg->failure.transient[cfg->failure.n_transient++],
 		         GD_PATTERN_MAX, "%s", default_transient[i]);
 
+	for (size_t i = 0; i < N_ELEMS(default_continuations); i++)
+		snprintf(cfg->history.continuations[cfg->history.n_continuations++],
+		         GD_PATTERN_MAX, "%s", default_continuations[i]);
+
 	cfg->repeat.enabled = true;
 	cfg->repeat.window_bytes = 8192;
 	cfg->repeat.max_period = 4096;
@@ -182,6 +202,7 @@ void gd_config_defaults(struct gd_config *cfg)
 
 enum key_type {
 	K_BOOL, K_U32, K_U64, K_PATTERNS, K_TRANSIENT, K_MUTATING, K_REPEATABLE, K_VOLATILE,
+	K_CONTINUATIONS,
 	K_PER_TOOL, /* a map: "<key>.<word>" = max_run; "<key>" = "{}" clears it */
 };
 
@@ -215,6 +236,7 @@ static const struct key keys[] = {
 	{ "guards.failure.max_failures", K_U32, F(failure.max_failures), 1, 1000 },
 	{ "guards.failure.patterns", K_PATTERNS, 0, 0, 0 },
 	{ "guards.failure.transient", K_TRANSIENT, 0, 0, 0 },
+	{ "guards.history.continuations", K_CONTINUATIONS, 0, 0, 0 },
 	{ "guards.repeat.enabled", K_BOOL, F(repeat.enabled), 0, 1 },
 	{ "guards.repeat.window_bytes", K_U32, F(repeat.window_bytes), 64, GD_REPEAT_WINDOW_MAX },
 	{ "guards.repeat.max_period", K_U32, F(repeat.max_period), 1, GD_REPEAT_WINDOW_MAX },
@@ -413,6 +435,9 @@ int gd_config_set(struct gd_config *cfg, const char *key, const char *value,
 		case K_VOLATILE:
 			return list_set(&cfg->cross_turn.volatile_keys[0][0], &cfg->cross_turn.n_volatile,
 			                GD_VOLATILE_MAX, GD_WORD_MAX, value, err, errlen);
+		case K_CONTINUATIONS:
+			return list_set(&cfg->history.continuations[0][0], &cfg->history.n_continuations,
+			                GD_MAX_PATTERNS, GD_PATTERN_MAX, value, err, errlen);
 		}
 	}
 	snprintf(err, errlen, "unknown key (loopwarden --help lists them)");
@@ -478,6 +503,10 @@ void gd_config_each(const struct gd_config *cfg,
 		case K_VOLATILE:
 			each_list(k->name, &cfg->cross_turn.volatile_keys[0][0], cfg->cross_turn.n_volatile,
 			          GD_WORD_MAX, fn, ctx);
+			break;
+		case K_CONTINUATIONS:
+			each_list(k->name, &cfg->history.continuations[0][0],
+			          cfg->history.n_continuations, GD_PATTERN_MAX, fn, ctx);
 			break;
 		}
 	}

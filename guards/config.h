@@ -74,6 +74,18 @@ struct gd_failure_config {
 	char transient[GD_MAX_PATTERNS][GD_PATTERN_MAX];          /* never counted */
 };
 
+/* The history check (gd_history_check) and the history the call guards
+ * read start at the last user message that begins a task: a user message
+ * that does not match one of these patterns (PCRE2, caseless, whole words,
+ * matched against the message's first GD_CONTINUATION_SCAN bytes). A match
+ * asks to go on with the answer before it — Qwen Code's "Output token
+ * limit hit. Resume directly…", a bare "continue" — and continues the task
+ * (issue 12 item 10). */
+struct gd_history_config {
+	uint32_t n_continuations;
+	char continuations[GD_MAX_PATTERNS][GD_PATTERN_MAX];
+};
+
 struct gd_repeat_config {
 	bool enabled;
 	uint32_t window_bytes; /* rolling tail kept per stream */
@@ -129,6 +141,7 @@ struct gd_config {
 	struct gd_dedup_config dedup;
 	struct gd_cross_turn_config cross_turn;
 	struct gd_failure_config failure;
+	struct gd_history_config history;
 	struct gd_repeat_config repeat;
 	struct gd_simhash_config simhash;
 	struct gd_paraphrase_config paraphrase;

@@ -51,13 +51,18 @@ uint32_t gd_cross_turn_rounds(const struct gd_cross_turn_config *cfg,
 enum gd_verdict gd_cross_turn_check(const struct gd_cross_turn_config *cfg,
                                     const struct gd_history *hist, const struct gd_call_id *id,
                                     bool answer_mutated, const char *name,
-                                    uint64_t calls_before, struct gd_trip *trip)
+                                    uint64_t calls_before, uint32_t *rounds_out,
+                                    struct gd_trip *trip)
 {
 	uint32_t rounds;
 
+	if (rounds_out)
+		*rounds_out = 0;
 	if (!cfg->enabled || !hist || answer_mutated)
 		return GD_PASS;
 	rounds = gd_cross_turn_rounds(cfg, hist, id->stable);
+	if (rounds_out)
+		*rounds_out = rounds + 1;
 	if (rounds + 1 < cfg->max_rounds)
 		return GD_PASS;
 	gd_trip_set(trip, "cross_turn", GD_STREAM_TOOLS, calls_before,

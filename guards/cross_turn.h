@@ -34,10 +34,12 @@ uint32_t gd_cross_turn_rounds(const struct gd_cross_turn_config *cfg,
                               const struct gd_history *hist, uint64_t stable);
 
 /* Checks a completed call. <answer_mutated>: a mutating call came earlier in
- * this answer. */
+ * this answer. *<rounds> (may be NULL) gets the rounds this call would make,
+ * itself included (0 when not counted). */
 enum gd_verdict gd_cross_turn_check(const struct gd_cross_turn_config *cfg,
                                     const struct gd_history *hist, const struct gd_call_id *id,
                                     bool answer_mutated, const char *name,
-                                    uint64_t calls_before, struct gd_trip *trip);
+                                    uint64_t calls_before, uint32_t *rounds,
+                                    struct gd_trip *trip);
 
 #endif

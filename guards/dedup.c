@@ -46,6 +46,11 @@ enum gd_verdict gd_dedup_check(struct gd_dedup *s, const struct gd_dedup_config 
 	s->n++;
 	if (!cfg->enabled)
 		return GD_PASS;
+	s->near = (float)same / (float)limit;
+	if (cfg->max_similar && sim && (float)similar / (float)cfg->max_similar > s->near)
+		s->near = (float)similar / (float)cfg->max_similar;
+	if (s->near > 1.0f)
+		s->near = 1.0f;
 	if (same >= limit) {
 		gd_trip_set(trip, "dedup", GD_STREAM_TOOLS, s->n - 1,
 		            "call %s made %" PRIu32 " times with the same arguments in one answer",

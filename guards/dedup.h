@@ -20,6 +20,7 @@ struct gd_dedup {
 	uint64_t n;                    /* calls seen */
 	uint64_t seq[GD_CALL_WINDOW];  /* ring of call identities */
 	uint64_t sim[GD_CALL_WINDOW];  /* ring of their similar identities (0: not counted) */
+	float near;                    /* the last call: copies (or spellings) over the limit */
 };
 
 void gd_dedup_init(struct gd_dedup *s);

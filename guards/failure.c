@@ -47,13 +47,15 @@ enum gd_result_kind gd_failure_classify(const struct gd_policy *policy,
 enum gd_verdict gd_failure_check(const struct gd_policy *policy,
                                  const struct gd_history *hist, const struct gd_call_id *id,
                                  bool answer_mutated, const char *name,
-                                 struct gd_trip *trip)
+                                 uint32_t *failures_out, struct gd_trip *trip)
 {
 	const struct gd_failure_config *cfg = &policy->cfg.failure;
 	uint32_t first_turn = 0, failures = 0;
 	uint64_t loose_result = 0;
 	bool have_loose = false;
 
+	if (failures_out)
+		*failures_out = 0;
 	if (!cfg->enabled || !hist || answer_mutated)
 		return GD_PASS;
 	if (hist->n_turns > policy->cfg.cross_turn.lookback)
@@ -80,6 +82,8 @@ enum gd_verdict gd_failure_check(const struct gd_policy *policy,
 		}
 		failures++;
 	}
+	if (failures_out)
+		*failures_out = failures;
 	if (failures < cfg->max_failures)
 		return GD_PASS;
 	gd_trip_set(trip, "failure", GD_STREAM_TOOLS, 0,

@@ -36,10 +36,11 @@ enum gd_result_kind gd_failure_classify(const struct gd_policy *policy,
  * is legitimate), and not at all when <answer_mutated> (a mutating call came
  * earlier in this answer). A call that differs only in volatile members
  * (gd_call_id .stable) counts when its failures are byte-identical.
- * Returns GD_TRIP with <trip> filled, or GD_PASS. */
+ * Returns GD_TRIP with <trip> filled, or GD_PASS. *<failures> (may be
+ * NULL) gets the permanent failures counted. */
 enum gd_verdict gd_failure_check(const struct gd_policy *policy,
                                  const struct gd_history *hist, const struct gd_call_id *id,
                                  bool answer_mutated, const char *name,
-                                 struct gd_trip *trip);
+                                 uint32_t *failures, struct gd_trip *trip);
 
 #endif

@@ -4,11 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "guards/budget.h"
 #include "guards/canon.h"
 #include "guards/cross_turn.h"
 #include "guards/history_int.h"
 #include "guards/pipeline.h"
 #include "guards/policy_int.h"
+#include "guards/utf8.h"
 #include "guards/util.h"
 
 /* The history is built from messages the request reader parsed
@@ -181,6 +183,40 @@ static void read_result(struct gd_history *h, const struct gd_conv_msg *m)
 	c->kind = gd_failure_classify(h->policy, head, t.len);
 }
 
+bool gd_history_is_continuation(const struct gd_policy *policy, const char *text, size_t len)
+{
+	pcre2_match_data *md;
+	int rc;
+
+	if (!policy->continuation || !text)
+		return false;
+	if (len > GD_CONTINUATION_SCAN)
+		len = GD_CONTINUATION_SCAN;
+	md = pcre2_match_data_create_from_pattern(policy->continuation, NULL);
+	if (!md)
+		return false;
+	rc = pcre2_match(policy->continuation, (PCRE2_SPTR)text, len, 0, 0, md, NULL);
+	pcre2_match_data_free(md);
+	return rc >= 0;
+}
+
+/* Issue 12 item 10: a loop and its cut in the history, then a final answer,
+ * then a new, different instruction — still refused, because the history
+ * check read the whole conversation. A new user message starts a new task:
+ * only what comes after it may prove a loop. A user message that asks to go
+ * on with the cut answer (Qwen Code's "Output token limit hit. Resume
+ * directly…") continues the task; aider's continuation is an assistant
+ * message (prefill) and continues it too. */
+static size_t task_start(const struct gd_policy *policy, const struct gd_conv_msg *msgs,
+                         size_t n)
+{
+	for (size_t i = n; i-- > 0;)
+		if (msgs[i].role == GD_ROLE_USER &&
+		    !gd_history_is_continuation(policy, msgs[i].content.ptr, msgs[i].content.len))
+			return i + 1;
+	return 0;
+}
+
 struct gd_history *gd_history_new(const struct gd_policy *policy,
                                   const struct gd_conv_msg *msgs, size_t n_msgs,
                                   char *err, size_t errlen)
@@ -201,7 +237,8 @@ struct gd_history *gd_history_new(const struct gd_policy *policy,
 		goto out;
 	}
 	h->policy = policy;
-	for (size_t i = 0; i < n_msgs; i++) {
+	h->task_start = task_start(policy, msgs, n_msgs);
+	for (size_t i = h->task_start; i < n_msgs; i++) {
 		const struct gd_conv_msg *m = &msgs[i];
 
 		if (m->role == GD_ROLE_ASSISTANT) {
@@ -210,6 +247,10 @@ struct gd_history *gd_history_new(const struct gd_policy *policy,
 				snprintf(err, errlen, "out of memory");
 				goto out;
 			}
+			h->last_output = (m->content.ptr ? m->content.len : 0) +
+			                 (m->reasoning.ptr ? m->reasoning.len : 0);
+			for (size_t k = 0; k < m->n_calls; k++)
+				h->last_output += m->calls[k].args.ptr ? m->calls[k].args.len : 0;
 			if (m->n_calls && read_tool_calls(h, m, &cap, i, err, errlen))
 				goto out;
 		} else if (m->role == GD_ROLE_TOOL) {
@@ -303,6 +344,25 @@ uint32_t gd_history_turns(const struct gd_history *hist)
 	return hist ? hist->n_turns : 0;
 }
 
+size_t gd_history_task_start(const struct gd_history *hist)
+{
+	return hist ? hist->task_start : 0;
+}
+
+/* "history: the last assistant message: " before <trip>'s detail. */
+static void prefix_detail(struct gd_trip *trip)
+{
+	static const char prefix[] = "history: the last assistant message: ";
+	size_t pl = sizeof(prefix) - 1, dl = strlen(trip->detail);
+
+	if (pl + dl >= sizeof(trip->detail))
+		dl = gd_utf8_cut(trip->detail, dl, sizeof(trip->detail) - 1 - pl);
+	memmove(trip->detail + pl, trip->detail, dl);
+	memcpy(trip->detail, prefix, pl);
+	trip->detail[pl + dl] = '\0';
+	trip->event_no = 0;
+}
+
 bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip)
 {
 	const struct gd_config *cfg;
@@ -324,6 +384,17 @@ bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip)
 			return true;
 		}
 	}
+	/* The last assistant message already holds more than one answer may
+	 * (the history keeps only the tails of its texts). */
+	if (cfg->budget.max_output_bytes) {
+		struct gd_budget b;
+
+		gd_budget_init(&b);
+		if (gd_budget_bytes(&b, &cfg->budget, hist->last_output, trip) == GD_TRIP) {
+			prefix_detail(trip);
+			return true;
+		}
+	}
 	/* The last assistant text already loops (a continuation request). */
 	if (!hist->last_text_len && !hist->last_reasoning_len)
 		return false;
@@ -342,14 +413,7 @@ bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip)
 		tripped = true;
 	if (tripped) {
 		*trip = *gd_pipeline_trip(p);
-		static const char prefix[] = "history: the last assistant message: ";
-		size_t pl = sizeof(prefix) - 1, dl = strlen(trip->detail);
-		if (pl + dl >= sizeof(trip->detail))
-			dl = sizeof(trip->detail) - 1 - pl;
-		memmove(trip->detail + pl, trip->detail, dl);
-		memcpy(trip->detail, prefix, pl);
-		trip->detail[pl + dl] = '\0';
-		trip->event_no = 0;
+		prefix_detail(trip);
 	}
 	gd_pipeline_free(p);
 	return tripped;

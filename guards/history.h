@@ -28,8 +28,22 @@ void gd_history_free(struct gd_history *hist);
 
 /* Before forwarding: true when the history alone already proves a loop
  * (e.g. an agent re-requesting the continuation of a looping answer); fills
- * <trip>. */
+ * <trip>. Only the current task counts (gd_history_task_start): a new user
+ * instruction after a loop is a new task. The last assistant message is fed
+ * to a fresh pipeline (reasoning, then text) and its lengths to the budget:
+ * any text the pipeline would have cut at its end trips here too, so a
+ * continuation of the text the proxy delivered before a cut (trip.event_used)
+ * is recognised. */
 bool gd_history_check(const struct gd_history *hist, struct gd_trip *trip);
+
+/* True when a user message's text <text, len> asks to continue the answer
+ * before it (guards.history.continuations) rather than starting a new task. */
+bool gd_history_is_continuation(const struct gd_policy *policy, const char *text, size_t len);
+
+/* Index (in the messages given to gd_history_new) of the first message of
+ * the current task: just after the last user message that is not a
+ * continuation, 0 when there is none. Messages before it are not read. */
+size_t gd_history_task_start(const struct gd_history *hist);
 
 /* Number of tool calls read, and of assistant turns that made calls. */
 size_t gd_history_calls(const struct gd_history *hist);

@@ -34,6 +34,9 @@ struct gd_history {
 	size_t last_text_len;
 	char *last_reasoning;       /* and of its reasoning_content */
 	size_t last_reasoning_len;
+	uint64_t last_output;       /* that message's whole length: content, reasoning and
+	                               its calls' arguments (for the budget) */
+	size_t task_start;          /* gd_history_task_start */
 };
 
 /* After the last call and result of <h> are read: marks the inert

@@ -31,6 +31,7 @@
 #define GD_HISTORY_MAX_CALLS 8192 /* tool calls read from one history */
 #define GD_HISTORY_MAX_CONTENT (256u << 10) /* tail of the last assistant text kept */
 #define GD_FAILURE_SCAN 4096      /* bytes of a tool result matched against failure patterns */
+#define GD_CONTINUATION_SCAN 1024 /* bytes of a user message matched against guards.history.continuations */
 #define GD_MUTATING_MAX 128       /* words in guards.cross_turn.mutating */
 #define GD_WORD_MAX 32            /* bytes of one such word */
 #define GD_REPEATABLE_MAX 64      /* words in guards.dedup.repeatable */

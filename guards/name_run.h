@@ -16,6 +16,7 @@
 struct gd_name_run {
 	uint64_t last;   /* hash of the previous call's name */
 	uint32_t run;    /* calls in a row with that name */
+	uint32_t cap;    /* the run length that trips that name (0: never) */
 };
 
 void gd_name_run_init(struct gd_name_run *s);
@@ -28,5 +29,8 @@ uint32_t gd_name_run_cap(const struct gd_name_run_config *cfg, const char *name,
 enum gd_verdict gd_name_run_check(struct gd_name_run *s, const struct gd_name_run_config *cfg,
                                   uint64_t name_hash, const char *name, size_t name_len,
                                   uint64_t calls_before, struct gd_trip *trip);
+
+/* How close the current run is to its cap (0 to 1). Read-only, for plots. */
+float gd_name_run_near(const struct gd_name_run *s);
 
 #endif

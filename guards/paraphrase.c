@@ -118,6 +118,7 @@ static enum gd_verdict end_sentence(struct gd_paraphrase *s, enum gd_stream stre
 	            "%" PRIu32 " of the last %" PRIu32 " sentences restate an earlier one in other "
 	            "words (%" PRIu32 "%% of their words or more; from offset %" PRIu64 ")",
 	            hits, cfg->window, cfg->overlap_percent, off);
+	trip->at = s->pos; /* the byte that ended the sentence */
 	return GD_TRIP;
 }
 
@@ -208,4 +209,13 @@ enum gd_verdict gd_paraphrase_feed(struct gd_paraphrase *s, const char *data, si
 			s->line = GD_LINE_START;
 	}
 	return GD_PASS;
+}
+
+float gd_paraphrase_near(const struct gd_paraphrase *s)
+{
+	const struct gd_paraphrase_config *cfg = s->cfg;
+	uint32_t mask = cfg->window >= 32 ? ~0u : (1u << cfg->window) - 1;
+	float v = (float)gd_popcount64(s->restated & mask) / (float)cfg->min_restated;
+
+	return v > 1.0f ? 1.0f : v;
 }

@@ -62,6 +62,10 @@ void gd_paraphrase_init(struct gd_paraphrase *s, const struct gd_paraphrase_conf
 
 /* Consumes <data, len>. On a loop returns GD_TRIP with <trip> filled (cut =
  * offset where the first restated sentence of the window began). */
+/* How close to a trip: restated sentences among the last <window> counted
+ * ones over min_restated (0 to 1). Read-only, for plots. */
+float gd_paraphrase_near(const struct gd_paraphrase *s);
+
 enum gd_verdict gd_paraphrase_feed(struct gd_paraphrase *s, const char *data, size_t len,
                                    enum gd_stream stream, struct gd_trip *trip);
 

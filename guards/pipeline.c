@@ -72,6 +72,8 @@ struct gd_pipeline {
 	struct gd_dedup dedup;
 	struct gd_budget budget;
 	struct gd_stall stall;
+	float near_cross_turn;  /* the last completed call: rounds over max_rounds */
+	float near_failure;     /* and its permanent failures over max_failures */
 	bool answer_mutated;
 	bool reasoning_ready;
 	/* Not cleared by gd_pipeline_new (most of the pipeline's size): the
@@ -279,6 +281,7 @@ static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
 	const char *name = c->name_len ? c->name : "(unnamed)";
 	bool mutating = gd_cross_turn_is_mutating(&cfg->cross_turn, c->name, c->name_len);
 	enum gd_verdict v = GD_PASS;
+	uint32_t rounds = 0, failures = 0;
 
 	if (c->heavy && !c->overflow)
 		gd_call_id(&cfg->cross_turn, c->name, c->name_len, c->heavy->args, c->args_len, &id);
@@ -294,13 +297,16 @@ static enum gd_verdict finish_call(struct gd_pipeline *p, struct call *c)
 	                   gd_dedup_repeatable(&cfg->dedup, c->name, c->name_len), name,
 	                   &p->trip) == GD_TRIP ||
 	    gd_cross_turn_check(&cfg->cross_turn, p->hist, &id, p->answer_mutated, name,
-	                        before, &p->trip) == GD_TRIP ||
+	                        before, &rounds, &p->trip) == GD_TRIP ||
 	    gd_failure_check(p->policy, p->hist, &id, p->answer_mutated, name,
-	                     &p->trip) == GD_TRIP) {
+	                     &failures, &p->trip) == GD_TRIP) {
 		p->trip.stream = GD_STREAM_TOOLS;
 		p->trip.cut = before;
 		v = trip_now(p);
 	}
+	/* For gd_pipeline_near: a few stores per completed call. */
+	p->near_cross_turn = (float)rounds / (float)cfg->cross_turn.max_rounds;
+	p->near_failure = (float)failures / (float)cfg->failure.max_failures;
 	if (mutating)
 		p->answer_mutated = true;
 	return v;
@@ -346,19 +352,34 @@ too_many:
 	return trip_now(p);
 }
 
-enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *ev)
+/* The bytes of text or reasoning event <ev> the guards read before they
+ * tripped: up to the tripping byte for a watchdog (trip.at counts from the
+ * stream's start, <start> bytes came before <ev>), up to the first byte over
+ * max_output_bytes for the budget. */
+static uint64_t used_of(const struct gd_pipeline *p, const struct gd_event *ev, uint64_t start)
+{
+	const struct gd_trip *t = &p->trip;
+	enum gd_stream s = ev->type == GD_EV_TEXT ? GD_STREAM_TEXT : GD_STREAM_REASONING;
+
+	if (t->stream == s && t->at > start && t->at - start <= ev->len)
+		return t->at - start;
+	if (t->stream == GD_STREAM_NONE && strcmp(t->guard, "budget") == 0 &&
+	    p->cfg->budget.max_output_bytes && p->budget.bytes - ev->len <= p->cfg->budget.max_output_bytes)
+		return p->cfg->budget.max_output_bytes - (p->budget.bytes - ev->len) + 1;
+	return ev->len;
+}
+
+static enum gd_verdict feed(struct gd_pipeline *p, const struct gd_event *ev)
 {
 	struct call *c;
 	size_t id_len;
 
-	p->stats.events++;
-	if (p->tripped)
-		return GD_TRIP;
 	id_len = ev->id ? ev->id_len : 0;
 	switch (ev->type) {
 	case GD_EV_TEXT:
 	case GD_EV_REASONING: {
 		bool text = ev->type == GD_EV_TEXT;
+		uint64_t start = text ? p->stats.text_bytes : p->stats.reasoning_bytes;
 		if (!ev->len)
 			break;
 		if (text)
@@ -372,12 +393,13 @@ enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *e
 		}
 		if (gd_budget_bytes(&p->budget, &p->cfg->budget, ev->len, &p->trip) == GD_TRIP ||
 		    watch_feed(p, text ? &p->text : &p->reasoning, ev->data, ev->len,
-		               text ? GD_STREAM_TEXT : GD_STREAM_REASONING) == GD_TRIP)
+		               text ? GD_STREAM_TEXT : GD_STREAM_REASONING) == GD_TRIP ||
+		    (!text && p->cfg->paraphrase.enabled &&
+		     gd_paraphrase_feed(&p->paraphrase, ev->data, ev->len, GD_STREAM_REASONING,
+		                        &p->trip) == GD_TRIP)) {
+			p->trip.event_used = used_of(p, ev, start);
 			return trip_now(p);
-		if (!text && p->cfg->paraphrase.enabled &&
-		    gd_paraphrase_feed(&p->paraphrase, ev->data, ev->len, GD_STREAM_REASONING,
-		                       &p->trip) == GD_TRIP)
-			return trip_now(p);
+		}
 		break;
 	}
 	case GD_EV_TOOL_BEGIN:
@@ -430,6 +452,20 @@ enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *e
 	return verdict(p);
 }
 
+enum gd_verdict gd_pipeline_feed(struct gd_pipeline *p, const struct gd_event *ev)
+{
+	enum gd_verdict v;
+
+	p->stats.events++;
+	if (p->tripped)
+		return GD_TRIP;
+	v = feed(p, ev);
+	/* Call guards judge whole events (the one that completed the call). */
+	if (v == GD_TRIP && ev->type != GD_EV_TEXT && ev->type != GD_EV_REASONING)
+		p->trip.event_used = ev->len;
+	return v;
+}
+
 bool gd_pipeline_holding(const struct gd_pipeline *p)
 {
 	return p->n_open > 0;
@@ -469,4 +505,93 @@ const struct gd_trip *gd_pipeline_trip(const struct gd_pipeline *p)
 void gd_pipeline_stats(const struct gd_pipeline *p, struct gd_stats *out)
 {
 	*out = p->stats;
+}
+
+const char *gd_guard_name(enum gd_guard g)
+{
+	static const char *const names[GD_GUARD_COUNT] = {
+		[GD_GUARD_NAME_RUN] = "name_run", [GD_GUARD_DEDUP] = "dedup",
+		[GD_GUARD_CROSS_TURN] = "cross_turn", [GD_GUARD_FAILURE] = "failure",
+		[GD_GUARD_REPEAT] = "repeat", [GD_GUARD_COUNTER] = "repeat (counter rule)",
+		[GD_GUARD_SIMHASH] = "simhash", [GD_GUARD_PARAPHRASE] = "paraphrase",
+		[GD_GUARD_BUDGET] = "budget",
+	};
+
+	return (unsigned)g < GD_GUARD_COUNT ? names[g] : "unknown";
+}
+
+static void near_max(float *slot, float v)
+{
+	if (v > *slot)
+		*slot = v > 1.0f ? 1.0f : v;
+}
+
+static void near_watch(const struct gd_pipeline *p, const struct watch *w, float *near)
+{
+	if (p->cfg->repeat.enabled)
+		near_max(&near[GD_GUARD_REPEAT], gd_repeat_near(&w->rep));
+	if (p->policy->counter.enabled)
+		near_max(&near[GD_GUARD_COUNTER], gd_repeat_near(&w->ctr));
+	if (p->cfg->simhash.enabled)
+		near_max(&near[GD_GUARD_SIMHASH], gd_simhash_near(&w->sim));
+}
+
+void gd_pipeline_near(const struct gd_pipeline *p, float near[GD_GUARD_COUNT])
+{
+	const struct gd_config *cfg = p->cfg;
+
+	for (int g = 0; g < GD_GUARD_COUNT; g++)
+		near[g] = 0.0f;
+	near_watch(p, &p->text, near);
+	if (p->reasoning_ready) {
+		near_watch(p, &p->reasoning, near);
+		if (cfg->paraphrase.enabled)
+			near_max(&near[GD_GUARD_PARAPHRASE], gd_paraphrase_near(&p->paraphrase));
+	}
+	for (int i = 0; i < GD_WATCHED_CALLS; i++)
+		if (p->heavy[i].busy)
+			near_watch(p, &p->heavy[i].w, near);
+	if (cfg->name_run.enabled)
+		near_max(&near[GD_GUARD_NAME_RUN], gd_name_run_near(&p->name_run));
+	if (cfg->dedup.enabled)
+		near_max(&near[GD_GUARD_DEDUP], p->dedup.near);
+	near_max(&near[GD_GUARD_CROSS_TURN], p->near_cross_turn);
+	near_max(&near[GD_GUARD_FAILURE], p->near_failure);
+	if (cfg->budget.max_output_bytes)
+		near_max(&near[GD_GUARD_BUDGET],
+		         (float)p->budget.bytes / (float)cfg->budget.max_output_bytes);
+	if (cfg->budget.max_tool_calls)
+		near_max(&near[GD_GUARD_BUDGET],
+		         (float)p->budget.calls / (float)cfg->budget.max_tool_calls);
+	if (p->tripped) {
+		/* The guard that tripped reached its threshold. */
+		for (int g = 0; g < GD_GUARD_COUNT; g++)
+			if (strcmp(p->trip.guard, gd_guard_name((enum gd_guard)g)) == 0)
+				near[g] = 1.0f;
+	}
+}
+
+size_t gd_pipeline_tail(const struct gd_pipeline *p, enum gd_stream stream, char *buf,
+                        size_t cap)
+{
+	const struct watch *w;
+	uint64_t end;
+	size_t n, skip = 0;
+
+	if (stream == GD_STREAM_TEXT)
+		w = &p->text;
+	else if (stream == GD_STREAM_REASONING && p->reasoning_ready)
+		w = &p->reasoning;
+	else
+		return 0;
+	end = stream == GD_STREAM_TEXT ? p->stats.text_bytes : p->stats.reasoning_bytes;
+	if (p->tripped && p->trip.stream == stream && p->trip.at && p->trip.at < end)
+		end = p->trip.at;
+	n = gd_repeat_tail(&w->rep, end, buf, cap);
+	/* Start on a whole character. */
+	while (skip < n && skip < 3 && ((unsigned char)buf[skip] & 0xc0) == 0x80)
+		skip++;
+	if (skip)
+		memmove(buf, buf + skip, n - skip);
+	return n - skip;
 }

@@ -48,6 +48,41 @@ uint64_t gd_pipeline_next_deadline_ms(const struct gd_pipeline *p, uint64_t now_
 /* The trip, or NULL while none. */
 const struct gd_trip *gd_pipeline_trip(const struct gd_pipeline *p);
 
+/* The guards whose nearness gd_pipeline_near reports. */
+enum gd_guard {
+	GD_GUARD_NAME_RUN = 0,
+	GD_GUARD_DEDUP,
+	GD_GUARD_CROSS_TURN,
+	GD_GUARD_FAILURE,
+	GD_GUARD_REPEAT,
+	GD_GUARD_COUNTER,    /* the repeat guard's counter rule */
+	GD_GUARD_SIMHASH,
+	GD_GUARD_PARAPHRASE,
+	GD_GUARD_BUDGET,
+	GD_GUARD_COUNT
+};
+
+/* Display name: the guard's trip name ("repeat (counter rule)" for the
+ * counter rule). */
+const char *gd_guard_name(enum gd_guard g);
+
+/* How close each guard is to tripping, 0 (nothing like a loop) to 1 (at its
+ * threshold: the guard that tripped reads 1): a stream watchdog's score
+ * over what it needs (its best candidate in any stream, text, reasoning or
+ * the arguments being written), a call guard's count for the last completed
+ * call over its limit, the budgets' use. Read-only, no allocation, O(guard
+ * state): for loopwarden-audit's plots, not needed on the proxy's hot path. */
+void gd_pipeline_near(const struct gd_pipeline *p, float near[GD_GUARD_COUNT]);
+
+/* The end of the text (GD_STREAM_TEXT) or reasoning stream as the guards
+ * read it, up to the trip point when the trip is in that stream: copied into
+ * <buf> (at most <cap> bytes, and only what the exact-repeat watchdog's
+ * window still holds: guards.repeat.window_bytes; nothing when that guard is
+ * off), starting on a character boundary. Returns the bytes copied. For the
+ * proxy's memory of recent cuts (proxy/cutmemo.h). */
+size_t gd_pipeline_tail(const struct gd_pipeline *p, enum gd_stream stream, char *buf,
+                        size_t cap);
+
 /* Counters for metrics and the audit tool. */
 struct gd_stats {
 	uint64_t events;

@@ -107,7 +107,8 @@ static int validate(const struct gd_config *c, struct cfg_fault *f)
 	    c->limits.max_args_bytes < 256 || c->limits.max_args_bytes > GD_ARGS_MAX ||
 	    c->failure.n_patterns > GD_MAX_PATTERNS || c->failure.n_transient > GD_MAX_PATTERNS ||
 	    c->cross_turn.n_mutating > GD_MUTATING_MAX || c->dedup.n_repeatable > GD_REPEATABLE_MAX ||
-	    c->cross_turn.n_volatile > GD_VOLATILE_MAX || c->name_run.n_per_tool > GD_PER_TOOL_MAX)
+	    c->cross_turn.n_volatile > GD_VOLATILE_MAX || c->name_run.n_per_tool > GD_PER_TOOL_MAX ||
+	    c->history.n_continuations > GD_MAX_PATTERNS)
 		return fault(f, NULL, NULL, NULL, "a guard value is out of its range (see gd_config_set)");
 	if (c->repeat.counter_repeats == 1)
 		return fault(f, "guards.repeat.counter_repeats", NULL, NULL,
@@ -159,18 +160,21 @@ static int validate(const struct gd_config *c, struct cfg_fault *f)
 }
 
 /* Everything gd_config_check checks; the compiled alternations are handed
- * to the caller in *<perm> and *<trans> (NULL for an empty list). */
+ * to the caller in *<perm>, *<trans> and *<cont> (NULL for an empty list). */
 static int check(const struct gd_config *c, struct cfg_fault *f, pcre2_code **perm,
-                 pcre2_code **trans)
+                 pcre2_code **trans, pcre2_code **cont)
 {
-	*perm = *trans = NULL;
+	*perm = *trans = *cont = NULL;
 	if (validate(c, f) ||
 	    compile_list("guards.failure.patterns", c->failure.patterns, c->failure.n_patterns,
 	                 perm, f) ||
 	    compile_list("guards.failure.transient", c->failure.transient,
-	                 c->failure.n_transient, trans, f)) {
+	                 c->failure.n_transient, trans, f) ||
+	    compile_list("guards.history.continuations", c->history.continuations,
+	                 c->history.n_continuations, cont, f)) {
 		pcre2_code_free(*perm);
-		*perm = NULL;
+		pcre2_code_free(*trans);
+		*perm = *trans = NULL;
 		return -1;
 	}
 	return 0;
@@ -178,13 +182,14 @@ static int check(const struct gd_config *c, struct cfg_fault *f, pcre2_code **pe
 
 int gd_config_check(const struct gd_config *cfg, struct cfg_fault *fault_out)
 {
-	pcre2_code *perm, *trans;
+	pcre2_code *perm, *trans, *cont;
 
 	memset(fault_out, 0, sizeof(*fault_out));
-	if (check(cfg, fault_out, &perm, &trans))
+	if (check(cfg, fault_out, &perm, &trans, &cont))
 		return -1;
 	pcre2_code_free(perm);
 	pcre2_code_free(trans);
+	pcre2_code_free(cont);
 	return 0;
 }
 
@@ -205,12 +210,14 @@ struct gd_policy *gd_policy_new(const struct gd_config *cfg, char *err, size_t e
 	p->counter.window_bytes = GD_COUNTER_WINDOW;
 	p->counter.max_period = GD_COUNTER_WINDOW / 2;
 	p->counter.enabled = cfg->repeat.enabled && cfg->repeat.counter_repeats > 0;
-	if (check(cfg, &f, &p->permanent, &p->transient)) {
+	if (check(cfg, &f, &p->permanent, &p->transient, &p->continuation)) {
 		/* No positions here: callers with a config file use
 		 * gd_config_check and cfg_fault_format instead. */
 		if (f.entry) {
 			const char *base = strcmp(f.key, "guards.failure.patterns") == 0
-			                   ? cfg->failure.patterns[0] : cfg->failure.transient[0];
+			                   ? cfg->failure.patterns[0]
+			                   : strcmp(f.key, "guards.failure.transient") == 0
+			                   ? cfg->failure.transient[0] : cfg->history.continuations[0];
 
 			snprintf(err, errlen, "%s[%zu]: %s", f.key,
 			         (size_t)(f.entry - base) / GD_PATTERN_MAX, f.why);
@@ -230,6 +237,7 @@ void gd_policy_free(struct gd_policy *policy)
 		return;
 	pcre2_code_free(policy->permanent);
 	pcre2_code_free(policy->transient);
+	pcre2_code_free(policy->continuation);
 	free(policy);
 }
 

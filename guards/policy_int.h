@@ -14,6 +14,7 @@ struct gd_policy {
 	struct gd_repeat_config counter;
 	pcre2_code *permanent; /* all permanent-failure patterns as one alternation; NULL when none */
 	pcre2_code *transient; /* all transient patterns; NULL when none */
+	pcre2_code *continuation; /* guards.history.continuations; NULL when none */
 };
 
 #endif

@@ -324,12 +324,14 @@ static enum gd_verdict trip_on(struct gd_repeat *r, const struct gd_repeat_cand 
 		            "a %" PRIu32 "-character unit repeated %" PRIu64 " times with only a "
 		            "counter and spacing changing (from offset %" PRIu64 "): \"%s\" "
 		            "(# is a number)", c->period, span / c->period, from, unit);
+		trip->at = r->norm->raw_pos; /* the raw byte being read */
 		return GD_TRIP;
 	}
 	gd_trip_set(trip, "repeat", stream, start + c->period,
 	            "a %" PRIu32 "-byte unit repeated %" PRIu64 " times (%" PRIu64
 	            " bytes from offset %" PRIu64 "): \"%s\"",
 	            c->period, span / c->period, span, start, unit);
+	trip->at = n + 1;
 	return GD_TRIP;
 }
 
@@ -561,4 +563,39 @@ enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len
 		if (push_byte(r, p[i], stream, trip) == GD_TRIP)
 			return GD_TRIP;
 	return GD_PASS;
+}
+
+float gd_repeat_near(const struct gd_repeat *r)
+{
+	float best = 0.0f;
+
+	for (uint32_t k = 0; k < r->n_cand; k++) {
+		const struct gd_repeat_cand *c = &r->cand[k];
+		float v = c->need ? (float)(c->run + c->period) / (float)c->need : 0.0f;
+
+		if (v > best)
+			best = v;
+	}
+	return best > 1.0f ? 1.0f : best;
+}
+
+size_t gd_repeat_tail(const struct gd_repeat *r, uint64_t end, char *buf, size_t cap)
+{
+	uint64_t size = (uint64_t)r->mask + 1, from;
+	size_t n;
+
+	if (r->norm || !r->ring)
+		return 0;
+	if (end > r->pos)
+		end = r->pos;
+	/* The ring holds the last <size> bytes read, up to r->pos. */
+	from = r->pos > size ? r->pos - size : 0;
+	if (end - from > cap)
+		from = end - cap;
+	if (from >= end)
+		return 0;
+	n = (size_t)(end - from);
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)r->ring[(from + i) & r->mask];
+	return n;
 }

@@ -81,4 +81,15 @@ void gd_repeat_reset(struct gd_repeat *r);
 enum gd_verdict gd_repeat_feed(struct gd_repeat *r, const char *data, size_t len,
                                enum gd_stream stream, struct gd_trip *trip);
 
+/* How close the stream is to a trip: the share of what its best candidate
+ * period needs that the repeated tail already covers (0: no candidate, 1: at
+ * the threshold). Read-only and O(GD_REPEAT_CANDIDATES): for plots
+ * (loopwarden-audit --html), never on the hot path. */
+float gd_repeat_near(const struct gd_repeat *r);
+
+/* Exact mode: copies into <buf> the last bytes of the stream before offset
+ * <end> (at most <cap>, and only what the window still holds); returns how
+ * many. 0 in counter mode (its window holds the normalized stream). */
+size_t gd_repeat_tail(const struct gd_repeat *r, uint64_t end, char *buf, size_t cap);
+
 #endif

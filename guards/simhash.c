@@ -188,6 +188,7 @@ enum gd_verdict gd_simhash_feed(struct gd_simhash *s, const char *data, size_t l
 		if (push_token(s, s->tok_digits ? DIGITS_TOKEN : s->tok_hash, s->tok_start,
 		               stream, trip) == GD_TRIP) {
 			s->pos++;
+			trip->at = s->pos; /* the byte that ended the token */
 			return GD_TRIP;
 		}
 	}
@@ -222,4 +223,13 @@ uint64_t gd_simhash_text(const struct gd_simhash_config *cfg, const char *data, 
 			fp |= 1ULL << b;
 	free(s);
 	return fp;
+}
+
+float gd_simhash_near(const struct gd_simhash *s)
+{
+	uint32_t span = s->cfg->min_hits * 2;
+	uint64_t spanmask = span >= 64 ? ~0ULL : (1ULL << span) - 1;
+	float v = (float)gd_popcount64(s->hitmask & spanmask) / (float)s->cfg->min_hits;
+
+	return v > 1.0f ? 1.0f : v;
 }

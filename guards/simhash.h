@@ -65,6 +65,10 @@ void gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg);
 enum gd_verdict gd_simhash_feed(struct gd_simhash *s, const char *data, size_t len,
                                 enum gd_stream stream, struct gd_trip *trip);
 
+/* How close to a trip: hits among the last 2 * min_hits counted windows
+ * over min_hits (0 to 1). Read-only, for plots. */
+float gd_simhash_near(const struct gd_simhash *s);
+
 /* 64-bit SimHash of a whole text, with the same tokens and shingles (for
  * tests and tools). */
 uint64_t gd_simhash_text(const struct gd_simhash_config *cfg, const char *data, size_t len);

@@ -28,7 +28,16 @@ struct gd_trip {
 	char detail[256];  /* human-readable: what repeated, how often (valid UTF-8) */
 	uint64_t event_no; /* 1-based number of the event that tripped */
 	enum gd_stream stream;
-	uint64_t cut;      /* bytes of <stream> (or calls) before the looping part */
+	uint64_t cut;      /* bytes of <stream> (or calls) before the looping part: the onset */
+	uint64_t at;       /* bytes of <stream> the guard had read when it tripped, the
+	                      tripping byte included (text, reasoning, a call's arguments;
+	                      0 for call guards and for guards without a stream) */
+	uint64_t event_used; /* bytes of the tripping event the guards read before they
+	                        tripped (its whole length for a guard that judges whole
+	                        events). The proxy delivers this much of a text or reasoning
+	                        event before the final chunk, so what the client holds is
+	                        exactly what the guards tripped on and the history check,
+	                        fed it back, trips too (issue 12 item 11). */
 };
 
 const char *gd_verdict_name(enum gd_verdict v);

@@ -24,6 +24,8 @@ void gd_trip_set(struct gd_trip *trip, const char *guard, enum gd_stream stream,
 	}
 	trip->stream = stream;
 	trip->cut = cut;
+	trip->at = 0;
+	trip->event_used = 0;
 }
 
 void gd_snippet(char *out, size_t outlen, const char *s, size_t len, size_t max)

@@ -16,6 +16,7 @@
 
 #include "guards/pipeline.h"
 #include "guards/utf8.h"
+#include "proxy/cutmemo.h"
 #include "proxy/emit.h"
 #include "proxy/metrics.h"
 #include "proxy/record.h"
@@ -73,6 +74,15 @@ struct px_chat {
 	/* non-stream cut points: what was fed before a trip */
 	size_t fed_text, fed_reasoning;
 	uint32_t calls_done;
+	/* issue 12 items 11-13 */
+	bool include_usage;          /* stream_options.include_usage */
+	int64_t up_prompt, up_completion; /* the upstream's latest usage (-1: none yet) */
+	uint64_t tokens_out;         /* tokens of the chunks relayed */
+	size_t chunk_reasoning;      /* reasoning bytes of the current chunk fed so far */
+	char *cut_text, *cut_reasoning; /* the tripping chunk's part the guards read */
+	size_t cut_text_len, cut_reasoning_len;
+	struct px_request_span limits[2]; /* the body's token limits (cut memory key) */
+	uint32_t n_limits;
 };
 
 uint64_t px_now_us(void)
@@ -181,6 +191,8 @@ static void chat_free(struct px_chat *ch)
 		evbuffer_free(ch->out);
 	if (ch->body)
 		evbuffer_free(ch->body);
+	free(ch->cut_text);
+	free(ch->cut_reasoning);
 	free(ch);
 }
 
@@ -266,21 +278,70 @@ static void fail_answer(struct px_chat *ch, int status, const char *why)
 	reply(ch, status, ch->out);
 }
 
+/* Remembers the cut for a twin request (proxy/cutmemo.h): the trip and the
+ * ends of the text and reasoning as the guards read them, which is what the
+ * client got. Not a stall (the engine was slow, not looping), nor a cut
+ * after delivered tool calls (see below). */
+static void memo_store(struct px_chat *ch, const struct gd_trip *trip)
+{
+	struct px_server *s = ch->s;
+	struct px_cutmemo_key key;
+	char *text = NULL, *reasoning = NULL;
+	size_t tl = 0, rl = 0;
+
+	if (!s->opts.cut_memo_entries || strcmp(trip->guard, "stall") == 0)
+		return;
+	/* Tool calls completed before the cut reached the client (and may have
+	 * been run): a twin must get them too, and the memory keeps text only;
+	 * such a cut is not remembered (the twin goes to the engine). */
+	struct gd_stats st;
+	gd_pipeline_stats(ch->pipe, &st);
+	if (st.tool_calls > (trip->stream == GD_STREAM_TOOLS ? 1u : 0u))
+		return;
+	px_cutmemo_key(ch->req->body, ch->req->body_len, ch->limits, ch->n_limits,
+	               ch->req->authorization, ch->policy->generation, &key);
+	text = malloc(PX_CUTMEMO_TEXT_MAX);
+	reasoning = malloc(PX_CUTMEMO_TEXT_MAX);
+	if (text && reasoning) {
+		tl = gd_pipeline_tail(ch->pipe, GD_STREAM_TEXT, text, PX_CUTMEMO_TEXT_MAX);
+		rl = gd_pipeline_tail(ch->pipe, GD_STREAM_REASONING, reasoning, PX_CUTMEMO_TEXT_MAX);
+		uint64_t ev0 = px_cutmemo_evictions(s->cutmemo);
+		if (px_cutmemo_put(s->cutmemo, &key, now_ms(), trip, text, tl, reasoning, rl) == 0) {
+			px_metrics_inc(PX_C_CUT_MEMO_STORES, 1);
+			px_metrics_inc(PX_C_CUT_MEMO_EVICTIONS, px_cutmemo_evictions(s->cutmemo) - ev0);
+		}
+	}
+	free(text);
+	free(reasoning);
+}
+
 static void trip_answer(struct px_chat *ch, const struct gd_trip *trip)
 {
 	cancel_upstream(ch); /* first: the engine stops generating now */
 	px_metrics_trip(trip->guard);
 	log_req(ch, "trip: guard %s: %s", trip->guard, trip->detail);
 	record_end(ch, trip, NULL);
+	memo_store(ch, trip);
+	/* The tripping chunk's part goes out only when nothing was held back
+	 * before it: after dropped chunks it would not continue the text. */
+	bool dropped = evbuffer_get_length(ch->held) > 0;
 	evbuffer_drain(ch->held, evbuffer_get_length(ch->held));
+	struct px_usage usage;
+	px_usage_for_cut(&usage, ch->up_prompt, ch->up_completion, ch->tokens_out);
+	const char *finish = px_cut_finish_name(ch->s->opts.cut_finish);
 	if (ch->stream) {
+		struct px_cut_stream c = {
+			finish, dropped ? NULL : ch->cut_text, dropped ? 0 : ch->cut_text_len,
+			dropped ? NULL : ch->cut_reasoning, dropped ? 0 : ch->cut_reasoning_len,
+			ch->include_usage ? &usage : NULL,
+		};
 		start_client_stream(ch);
-		px_emit_trip_chunk(ch->out, &ch->aid, trip);
+		px_emit_cut_stream(ch->out, &ch->aid, trip, &c);
 		end_stream(ch);
 		return;
 	}
 	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
-	px_emit_notice_body(ch->out, &ch->aid, "", "length", trip);
+	px_emit_answer_body(ch->out, &ch->aid, "", 0, NULL, 0, finish, trip, &usage);
 	reply(ch, 200, ch->out);
 }
 
@@ -336,6 +397,45 @@ static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- guard events ---- */
 
+/* A copy of <s, n> in *<out> (NULL when empty or out of memory: the part
+ * is then not delivered, the cut still is). */
+static void keep_part(char **out, size_t *outlen, const char *s, size_t n)
+{
+	free(*out);
+	*out = n ? malloc(n) : NULL;
+	*outlen = *out ? n : 0;
+	if (*out)
+		memcpy(*out, s, n);
+}
+
+/* The tripping chunk's part the guards read (issue 12 item 11): the prefix
+ * of the tripping text or reasoning event up to the byte that tripped
+ * (gd_trip.event_used), and reasoning the same chunk carried before a text
+ * event (a chunk's events come reasoning first; its bytes are gone, the
+ * pipeline's tail still has them). The client gets it before the final
+ * chunk, so what it holds is what the guards tripped on: sent back to be
+ * continued, the history check recognises it. */
+static void cut_part(struct px_chat *ch, const struct gd_event *ev)
+{
+	const struct gd_trip *t = gd_pipeline_trip(ch->pipe);
+	size_t used = t && t->event_used < ev->len ? (size_t)t->event_used : ev->len;
+
+	if (ev->type == GD_EV_TEXT) {
+		keep_part(&ch->cut_text, &ch->cut_text_len, ev->data, used);
+		ch->fed_text += used;
+		if (ch->chunk_reasoning) {
+			char *r = malloc(ch->chunk_reasoning);
+			size_t n = r ? gd_pipeline_tail(ch->pipe, GD_STREAM_REASONING, r,
+			                                 ch->chunk_reasoning) : 0;
+			keep_part(&ch->cut_reasoning, &ch->cut_reasoning_len, r, n);
+			free(r);
+		}
+	} else if (ev->type == GD_EV_REASONING) {
+		keep_part(&ch->cut_reasoning, &ch->cut_reasoning_len, ev->data, used);
+		ch->fed_reasoning += used;
+	}
+}
+
 static int on_gd_event(const struct gd_event *ev, void *arg)
 {
 	struct px_chat *ch = arg;
@@ -343,8 +443,15 @@ static int on_gd_event(const struct gd_event *ev, void *arg)
 	 * usage chunks is as silent as one sending nothing. */
 	if (ev->type != GD_EV_USAGE)
 		ch->chunk_events++;
+	else {
+		if (ev->prompt_tokens >= 0)
+			ch->up_prompt = ev->prompt_tokens;
+		if (ev->completion_tokens >= 0)
+			ch->up_completion = ev->completion_tokens;
+	}
 	if (gd_pipeline_feed(ch->pipe, ev) == GD_TRIP) {
 		ch->chunk_trip = true;
+		cut_part(ch, ev);
 		return 1;
 	}
 	switch (ev->type) {
@@ -354,6 +461,7 @@ static int on_gd_event(const struct gd_event *ev, void *arg)
 		break;
 	case GD_EV_REASONING:
 		ch->fed_reasoning += ev->len;
+		ch->chunk_reasoning += ev->len;
 		ch->chunk_tokens++;
 		break;
 	case GD_EV_TOOL_ARGS:
@@ -492,6 +600,7 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 	ch->chunk_trip = false;
 	ch->chunk_tokens = 0;
 	ch->chunk_events = 0;
+	ch->chunk_reasoning = 0;
 	char err[256];
 	enum px_chunk_status st = px_chunk_feed(ch->conv, ev->data, ev->len, on_gd_event, ch,
 	                                        err, sizeof(err));
@@ -547,6 +656,7 @@ static int on_sse(const struct px_sse_event *ev, void *arg)
 	}
 	learn_identity(ch, ev->data, ev->len);
 	px_metrics_inc(PX_C_TOKENS_RELAYED, ch->chunk_tokens);
+	ch->tokens_out += ch->chunk_tokens;
 	if (gd_pipeline_holding(ch->pipe)) {
 		if (evbuffer_get_length(ch->held) + ev->len > ch->s->opts.max_held_bytes) {
 			fail_answer(ch, 502, "a tool call exceeds proxy.max_held_bytes while held");
@@ -711,20 +821,22 @@ static void finish_nonstream(struct px_chat *ch)
 	evbuffer_drain(ch->out, evbuffer_get_length(ch->out));
 	if (ch->chunk_trip && gd_pipeline_trip(ch->pipe)) {
 		struct gd_trip trip = *gd_pipeline_trip(ch->pipe);
+		/* The content and reasoning the guards read, up to the byte
+		 * that tripped (issue 12 item 11: a continuation of the cut
+		 * answer is then recognised by the history check), and the
+		 * calls completed before a call tripped. */
 		struct px_cut cut = {ch->fed_text, ch->fed_reasoning, ch->calls_done};
-		/* <cut> counts bytes of the stream from its start, tripping
-		 * event included: keep what came before the loop began. */
-		if (trip.stream == GD_STREAM_TEXT)
-			cut.text_bytes = (size_t)trip.cut;
-		if (trip.stream == GD_STREAM_REASONING)
-			cut.reasoning_bytes = (size_t)trip.cut;
 		if (trip.stream == GD_STREAM_TOOLS && trip.cut < cut.tool_calls)
 			cut.tool_calls = (size_t)trip.cut;
 		px_metrics_trip(trip.guard);
 		log_req(ch, "trip: guard %s: %s", trip.guard, trip.detail);
 		record_end(ch, &trip, NULL);
-		if (px_emit_truncated_body(ch->out, b, n, &cut, &trip) != 0)
-			px_emit_notice_body(ch->out, &ch->aid, "", "length", &trip);
+		memo_store(ch, &trip);
+		const char *finish = px_cut_finish_name(ch->s->opts.cut_finish);
+		struct px_usage usage;
+		px_usage_for_cut(&usage, -1, -1, 0);
+		if (px_emit_truncated_body_ex(ch->out, b, n, &cut, &trip, finish, &usage) != 0)
+			px_emit_answer_body(ch->out, &ch->aid, "", 0, NULL, 0, finish, &trip, &usage);
 		reply(ch, 200, ch->out);
 		return;
 	}
@@ -913,40 +1025,97 @@ static void simple_error(struct px_http_conn *c, int status, const char *msg)
 		px_metrics_inc(PX_C_BAD_REQUESTS, 1);
 }
 
-/* The history already proves a loop: answer without calling the upstream. */
-static void history_answer(struct px_server *s, struct px_http_conn *c, bool stream,
-                           const char *model, const struct gd_trip *trip, uint64_t id)
+/* What a request answered without the upstream looks like. */
+struct own_answer {
+	bool stream;
+	bool include_usage;
+	const char *model;
+	const char *content, *reasoning;
+	size_t content_len, reasoning_len;
+	const char *finish;
+	const char *by;         /* "history" or "cut_memo": the log, the recording */
+	const char *usage_note;
+};
+
+/* Answers <req> with <a> (no upstream): the stream or body, its usage (zeros,
+ * marked so), and its recording (issue 12 item 13). */
+static void own_answer(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req,
+                       const struct own_answer *a, const struct gd_trip *trip)
 {
 	struct px_answer_id aid = {{0}, {0}, (int64_t)time(NULL)};
-	snprintf(aid.id, sizeof(aid.id), "chatcmpl-loopwarden-%" PRIu64, id);
-	snprintf(aid.model, sizeof(aid.model), "%s", model);
-	char text[512];
-	bool as_trip = s->opts.history_action == PX_HISTORY_TRIP;
-	px_notice_text(text, sizeof(text), trip);
-	px_metrics_inc(PX_C_HISTORY_STOPS, 1);
+	struct px_usage usage = {0, 0, a->usage_note};
+	char err[256];
+
+	snprintf(aid.id, sizeof(aid.id), "chatcmpl-loopwarden-%" PRIu64, req->id);
+	snprintf(aid.model, sizeof(aid.model), "%s", a->model);
 	px_metrics_trip(trip->guard);
 	if (!s->opts.quiet)
-		fprintf(stderr, "loopwarden: req %" PRIu64 ": history check: guard %s: %s\n", id,
+		fprintf(stderr, "loopwarden: req %" PRIu64 ": %s: guard %s: %s\n", req->id,
+		        strcmp(a->by, "history") == 0 ? "history check" : "a cut remembered",
 		        trip->guard, trip->detail);
 	struct evbuffer *b = evbuffer_new();
 	if (!b) {
 		simple_error(c, 500, "out of memory");
 		return;
 	}
-	if (stream) {
-		if (as_trip) {
-			px_emit_trip_chunk(b, &aid, trip);
-			px_emit_done(b);
-		} else
-			px_emit_notice_stream(b, &aid, text, "stop", trip);
+	if (a->stream)
+		px_emit_answer_stream(b, &aid, a->content, a->content_len, a->reasoning,
+		                      a->reasoning_len, a->finish, trip,
+		                      a->include_usage ? &usage : NULL);
+	else
+		px_emit_answer_body(b, &aid, a->content, a->content_len, a->reasoning,
+		                    a->reasoning_len, a->finish, trip, &usage);
+	size_t n = evbuffer_get_length(b);
+	const char *bytes = (const char *)evbuffer_pullup(b, -1);
+	if (s->opts.record_dir[0] &&
+	    px_record_answered(s->opts.record_dir, req->id, a->stream, req->body, req->body_len,
+	                       bytes, n, trip->guard, trip->detail, a->by, err, sizeof(err)) != 0 &&
+	    !s->record_warned) {
+		fprintf(stderr, "loopwarden: recording disabled for this request: %s\n", err);
+		s->record_warned = true;
+	}
+	if (a->stream) {
 		px_http_stream_start(c, 200, "text/event-stream");
 		px_http_stream_finish(c, b);
 	} else {
-		px_emit_notice_body(b, &aid, as_trip ? "" : text, as_trip ? "length" : "stop", trip);
-		size_t n = evbuffer_get_length(b);
-		px_http_reply(c, 200, "application/json", (const char *)evbuffer_pullup(b, -1), n, NULL);
+		px_http_reply(c, 200, "application/json", bytes, n, NULL);
 	}
 	evbuffer_free(b);
+}
+
+/* The history already proves a loop: answer without calling the upstream. */
+static void history_answer(struct px_server *s, struct px_http_conn *c,
+                           const struct px_http_req *req, bool stream, bool include_usage,
+                           const char *model, const struct gd_trip *trip)
+{
+	char text[512];
+	bool as_trip = s->opts.history_action == PX_HISTORY_TRIP;
+	px_notice_text(text, sizeof(text), trip);
+	px_metrics_inc(PX_C_HISTORY_STOPS, 1);
+	struct own_answer a = {
+		stream, include_usage, model, as_trip ? "" : text, NULL,
+		as_trip ? 0 : strlen(text), 0,
+		as_trip ? px_cut_finish_name(s->opts.cut_finish) : "stop", "history",
+		"not sent to the model (the history check answered): zeros",
+	};
+	own_answer(s, c, req, &a, trip);
+}
+
+/* A request identical to one cut a moment ago (issue 12 item 12): answered
+ * as the cut was — the same guard and detail, the end of the text the client
+ * got — without the upstream. */
+static void memo_answer(struct px_server *s, struct px_http_conn *c,
+                        const struct px_http_req *req, bool stream, bool include_usage,
+                        const char *model, const struct px_cutmemo_answer *m)
+{
+	struct gd_trip trip = m->trip;
+	px_metrics_inc(PX_C_CUT_MEMO_HITS, 1);
+	struct own_answer a = {
+		stream, include_usage, model, m->text, m->reasoning, m->text_len, m->reasoning_len,
+		px_cut_finish_name(s->opts.cut_finish), "cut_memo",
+		"not sent to the model (the same request was cut a moment ago): zeros",
+	};
+	own_answer(s, c, req, &a, &trip);
 }
 
 void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px_http_req *req)
@@ -985,6 +1154,10 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	}
 	struct px_policy_ref *policy = px_policy_hold(s);
 	struct gd_history *hist = gd_history_new(policy->policy, preq->msgs, preq->n_msgs, err, sizeof(err));
+	bool include_usage = preq->include_usage;
+	struct px_request_span limits[2];
+	uint32_t n_limits = preq->n_limits;
+	memcpy(limits, preq->limits, sizeof(limits));
 	px_request_free(preq); /* the history keeps its own copies */
 	if (!hist) {
 		px_policy_release(policy);
@@ -996,10 +1169,26 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	struct gd_trip htrip;
 	memset(&htrip, 0, sizeof(htrip));
 	if (s->opts.history_action != PX_HISTORY_OFF && gd_history_check(hist, &htrip)) {
-		history_answer(s, c, stream, model, &htrip, req->id);
+		history_answer(s, c, req, stream, include_usage, model, &htrip);
 		gd_history_free(hist);
 		px_policy_release(policy);
 		return;
+	}
+	/* The same request as one cut a moment ago? Hashed only when a cut
+	 * from a body of its length is remembered. */
+	uint64_t now = now_ms();
+	if (px_cutmemo_may_hold(s->cutmemo, px_cutmemo_hashed_len(req->body_len, limits, n_limits),
+	                        now)) {
+		struct px_cutmemo_key key;
+		px_cutmemo_key(req->body, req->body_len, limits, n_limits, req->authorization,
+		               policy->generation, &key);
+		const struct px_cutmemo_answer *m = px_cutmemo_get(s->cutmemo, &key, now);
+		if (m) {
+			memo_answer(s, c, req, stream, include_usage, model, m);
+			gd_history_free(hist);
+			px_policy_release(policy);
+			return;
+		}
 	}
 
 	struct px_chat *ch = calloc(1, sizeof(*ch));
@@ -1020,6 +1209,10 @@ void px_chat_handle(struct px_server *s, struct px_http_conn *c, const struct px
 	snprintf(ch->aid.id, sizeof(ch->aid.id), "chatcmpl-loopwarden-%" PRIu64, ch->id);
 	snprintf(ch->aid.model, sizeof(ch->aid.model), "%s", model);
 	ch->aid.created = (int64_t)time(NULL);
+	ch->include_usage = include_usage;
+	ch->up_prompt = ch->up_completion = -1;
+	ch->n_limits = n_limits;
+	memcpy(ch->limits, limits, sizeof(limits));
 	ch->next = s->chats;
 	if (s->chats)
 		s->chats->prev = ch;

@@ -68,4 +68,60 @@ int px_emit_truncated_body(struct evbuffer *out, const char *body, size_t len,
  * a request: says which guard and why. */
 void px_notice_text(char *buf, size_t buflen, const struct gd_trip *trip);
 
+/* ---- answers loopwarden ends or writes itself (issue 12 items 11-14) ---- */
+
+/* The usage of such an answer. */
+struct px_usage {
+	int64_t prompt_tokens;     /* -1: not known (written as 0) */
+	int64_t completion_tokens; /* -1: not known (written as 0) */
+	const char *note;          /* "loopwarden": {"usage": <note>} says where the figures
+	                              come from (NULL: no note) */
+};
+
+/* The usage of a cut answer: what the upstream reported before the cut
+ * (<up_prompt>, <up_completion>, -1 when it reported nothing) and the
+ * <relayed> tokens the client got. Never real prompt tokens with 0
+ * completion tokens (pi reads that as a context overflow and compacts):
+ * the prompt tokens as reported and the larger of the two completion
+ * counts, or zeros for both, each with a note. */
+void px_usage_for_cut(struct px_usage *u, int64_t up_prompt, int64_t up_completion,
+                      uint64_t relayed);
+
+/* How a cut stream ends, after the chunks already relayed. */
+struct px_cut_stream {
+	const char *finish;     /* proxy.cut_finish_reason: "length" or "stop" */
+	const char *text;       /* the part of the tripping chunk the guards read */
+	size_t text_len;        /* (gd_trip.event_used): the client must hold it for */
+	const char *reasoning;  /* the history check to recognise the cut when the */
+	size_t reasoning_len;   /* answer comes back to be continued (item 11) */
+	const struct px_usage *usage; /* NULL: the request did not ask for usage */
+};
+
+/* The end of a cut stream: the tripping chunk's part (a chunk of its own,
+ * when not empty), the final chunk (empty delta, <c>->finish, "loopwarden"),
+ * the usage chunk (choices [], with stream_options.include_usage: item 13).
+ * The caller writes [DONE] after it. */
+void px_emit_cut_stream(struct evbuffer *out, const struct px_answer_id *a,
+                        const struct gd_trip *trip, const struct px_cut_stream *c);
+
+/* A whole answer loopwarden writes without the upstream (the history check's
+ * note, a remembered cut): as SSE events — the role and <content> (and
+ * <reasoning>; no such chunk when both are empty), the final chunk with <finish> and
+ * "loopwarden", the usage chunk when <usage> is not NULL, [DONE] — or as one
+ * chat.completion body (always with "usage"; zeros when <usage> is NULL). */
+void px_emit_answer_stream(struct evbuffer *out, const struct px_answer_id *a,
+                           const char *content, size_t content_len,
+                           const char *reasoning, size_t reasoning_len, const char *finish,
+                           const struct gd_trip *trip, const struct px_usage *usage);
+void px_emit_answer_body(struct evbuffer *out, const struct px_answer_id *a,
+                         const char *content, size_t content_len,
+                         const char *reasoning, size_t reasoning_len, const char *finish,
+                         const struct gd_trip *trip, const struct px_usage *usage);
+
+/* px_emit_truncated_body with finish_reason <finish>, and <usage> added when
+ * the upstream's body has no "usage" (NULL: nothing added). */
+int px_emit_truncated_body_ex(struct evbuffer *out, const char *body, size_t len,
+                              const struct px_cut *cut, const struct gd_trip *trip,
+                              const char *finish, const struct px_usage *usage);
+
 #endif

@@ -47,6 +47,11 @@ static const char *counter_names[PX_C_COUNT][2] = {
 	 "(an answer paused for them: upstream cancelled; or one already complete)"},
 	{"loopwarden_connections_refused_total",
 	 "Client connections answered 503 at accept because proxy.max_connections were open"},
+	{"loopwarden_cut_memo_hits_total",
+	 "Requests identical to one cut a moment ago (but for their token limits), answered as the cut was without the upstream"},
+	{"loopwarden_cut_memo_stores_total", "Cuts remembered for such retries"},
+	{"loopwarden_cut_memo_evictions_total",
+	 "Remembered cuts forgotten before their time to make room (proxy.cut_memo_entries)"},
 };
 
 static const char *up_kind_names[PX_UPE_COUNT] = {"connect", "status", "reset", "protocol", "stream"};

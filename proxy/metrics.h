@@ -19,6 +19,9 @@ enum px_counter {
 	PX_C_HISTORY_STOPS,    /* requests answered by the history check */
 	PX_C_CLIENT_STALLED,   /* clients closed for taking no bytes within proxy.client_write_timeout_ms */
 	PX_C_CONN_REFUSED,     /* connections answered 503 at accept: proxy.max_connections open */
+	PX_C_CUT_MEMO_HITS,    /* requests answered from the memory of recent cuts */
+	PX_C_CUT_MEMO_STORES,  /* cuts remembered */
+	PX_C_CUT_MEMO_EVICTIONS, /* live cuts forgotten to make room (proxy.cut_memo_entries) */
 	PX_C_COUNT
 };
 

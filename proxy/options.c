@@ -20,7 +20,7 @@
 
 #include "proxy/upstream.h"
 
-enum key_type { KEY_U64 = 0, KEY_BOOL, KEY_STRING, KEY_LISTEN, KEY_URL, KEY_HISTORY };
+enum key_type { KEY_U64 = 0, KEY_BOOL, KEY_STRING, KEY_LISTEN, KEY_URL, KEY_HISTORY, KEY_FINISH };
 
 struct key_def {
 	const char *name;
@@ -46,6 +46,18 @@ static const struct key_def keys[] = {
 	 "write request.json + stream.sse per request under this folder"},
 	{"proxy.history_action", KEY_HISTORY, 0, 0, 0, 0,
 	 "when the history already proves a loop: message | trip | off"},
+	/* "length" is the contract (a truncated answer); harnesses that
+	 * compact the context or retry on "length" (Qwen Code) do better with
+	 * "stop": docs/clients.md says which client wants which. */
+	{"proxy.cut_finish_reason", KEY_FINISH, 0, 0, 0, 0,
+	 "finish_reason of a cut answer: length | stop"},
+	/* Qwen Code re-sends a cut request at once with max_tokens doubled;
+	 * a minute covers such retries, 64 cuts a busy instance's last minute. */
+	{"proxy.cut_memo_entries", KEY_U64, OFF(cut_memo_entries), 64, 0, 65536,
+	 "recent cuts remembered: a request identical to one cut but for its token limits is "
+	 "answered as the cut was, without the upstream (0: off)"},
+	{"proxy.cut_memo_ttl_ms", KEY_U64, OFF(cut_memo_ttl_ms), 60000, 1, 86400000,
+	 "how long a cut is remembered"},
 	{"proxy.max_body_bytes", KEY_U64, OFF(max_body_bytes), 8 * MIB, 1 * KIB, 512 * MIB,
 	 "largest request body accepted (413 above it)"},
 	{"proxy.max_header_bytes", KEY_U64, OFF(max_header_bytes), 32 * KIB, 1 * KIB, 1 * MIB,
@@ -96,12 +108,18 @@ static const struct key_def keys[] = {
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
+const char *px_cut_finish_name(enum px_cut_finish f)
+{
+	return f == PX_CUT_STOP ? "stop" : "length";
+}
+
 void px_options_defaults(struct px_options *o, struct gd_config *gcfg)
 {
 	memset(o, 0, sizeof(*o));
 	snprintf(o->listen_host, sizeof(o->listen_host), "127.0.0.1");
 	o->listen_port = 8080;
 	o->history_action = PX_HISTORY_MESSAGE;
+	o->cut_finish = PX_CUT_LENGTH;
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (keys[i].type == KEY_U64)
 			*(uint64_t *)((char *)o + keys[i].off) = keys[i].def;
@@ -298,6 +316,16 @@ int px_options_set(struct px_options *o, struct gd_config *gcfg,
 			return -1;
 		}
 		return 0;
+	case KEY_FINISH:
+		if (strcmp(value, "length") == 0)
+			o->cut_finish = PX_CUT_LENGTH;
+		else if (strcmp(value, "stop") == 0)
+			o->cut_finish = PX_CUT_STOP;
+		else {
+			snprintf(err, errlen, "'%s' is not length or stop", value);
+			return -1;
+		}
+		return 0;
 	}
 	snprintf(err, errlen, "internal error: no parser for this key");
 	return -1;
@@ -321,6 +349,9 @@ void px_options_print_keys(void (*fn)(const char *key, const char *value,
 			break;
 		case KEY_HISTORY:
 			snprintf(buf, sizeof(buf), "message");
+			break;
+		case KEY_FINISH:
+			snprintf(buf, sizeof(buf), "length");
 			break;
 		default:
 			buf[0] = '\0';

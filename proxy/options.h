@@ -22,6 +22,16 @@ enum px_history_action {
 	PX_HISTORY_COUNT
 };
 
+/* proxy.cut_finish_reason: the finish_reason of a cut answer. */
+enum px_cut_finish {
+	PX_CUT_LENGTH = 0, /* "length": a truncated answer (the default, the contract) */
+	PX_CUT_STOP,       /* "stop": for harnesses that compact or retry on "length" */
+	PX_CUT_FINISH_COUNT
+};
+
+/* "length" or "stop". */
+const char *px_cut_finish_name(enum px_cut_finish f);
+
 /* An http:// or https:// base URL, split. <prefix> never ends in '/'. */
 struct px_url {
 	bool tls;
@@ -39,6 +49,9 @@ struct px_options {
 	char upstream_ca_file[PX_PATH_MAX]; /* PEM CAs for an https upstream; empty: the system store */
 	char record_dir[PX_PATH_MAX];  /* empty: no recording */
 	enum px_history_action history_action;
+	enum px_cut_finish cut_finish;    /* proxy.cut_finish_reason */
+	uint64_t cut_memo_entries;        /* recent cuts remembered (proxy/cutmemo.h); 0: off */
+	uint64_t cut_memo_ttl_ms;         /* for this long */
 
 	/* caps and timers, see the table in options.c */
 	uint64_t max_body_bytes;

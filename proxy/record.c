@@ -79,8 +79,30 @@ void px_record_write(struct px_record *r, const char *data, size_t len)
 		fwrite(data, 1, len, r->stream);
 }
 
+static void close_as(struct px_record *r, const char *guard, const char *detail,
+                     const char *error, const char *by);
+
 void px_record_close(struct px_record *r, const char *guard, const char *detail,
                      const char *error)
+{
+	close_as(r, guard, detail, error, NULL);
+}
+
+int px_record_answered(const char *dir, uint64_t req_id, bool stream, const char *body,
+                       size_t len, const char *answer, size_t answer_len, const char *guard,
+                       const char *detail, const char *by, char *err, size_t errlen)
+{
+	struct px_record *r = px_record_open(dir, req_id, stream, body, len, err, errlen);
+
+	if (!r)
+		return -1;
+	px_record_write(r, answer, answer_len);
+	close_as(r, guard, detail, NULL, by);
+	return 0;
+}
+
+static void close_as(struct px_record *r, const char *guard, const char *detail,
+                     const char *error, const char *by)
 {
 	if (!r)
 		return;
@@ -102,6 +124,10 @@ void px_record_close(struct px_record *r, const char *guard, const char *detail,
 		if (error) {
 			evbuffer_add_printf(b, ",\"error\":");
 			px_json_string(b, error, strlen(error));
+		}
+		if (by) {
+			evbuffer_add_printf(b, ",\"answered_by\":");
+			px_json_string(b, by, strlen(by));
 		}
 		evbuffer_add(b, "}\n", 2);
 		size_t n = evbuffer_get_length(b);

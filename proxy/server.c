@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "proxy/cutmemo.h"
 #include "proxy/emit.h"
 #include "proxy/metrics.h"
 #include "proxy/server_int.h"
@@ -294,6 +295,12 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 	}
 	s->policy->policy = pol;
 	s->policy->refs = 1;
+	s->policy->generation = 1;
+	s->cutmemo = px_cutmemo_new((uint32_t)opts->cut_memo_entries, opts->cut_memo_ttl_ms);
+	if (!s->cutmemo) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if (opts->have_upstream) {
 		s->target = px_target_new(&opts->upstream, opts->upstream_ca_file, err, errlen);
 		if (!s->target)
@@ -317,6 +324,7 @@ struct px_server *px_server_new(struct event_base *base, const struct px_options
 fail:
 	px_target_free(s->target);
 	px_policy_release(s->policy);
+	px_cutmemo_free(s->cutmemo);
 	free(s);
 	return NULL;
 }
@@ -341,6 +349,7 @@ void px_server_free(struct px_server *s)
 	px_http_server_free(s->http);
 	px_target_free(s->target);
 	px_policy_release(s->policy);
+	px_cutmemo_free(s->cutmemo);
 	free(s);
 }
 
@@ -371,8 +380,11 @@ int px_server_reload(struct px_server *s, const struct gd_config *gcfg, char *er
 	}
 	ref->policy = pol;
 	ref->refs = 1;
+	ref->generation = s->policy->generation + 1;
 	px_policy_release(s->policy); /* answers in progress keep the old one */
 	s->policy = ref;
+	/* The new settings may judge the remembered cuts otherwise. */
+	px_cutmemo_clear(s->cutmemo);
 	return 0;
 }
 

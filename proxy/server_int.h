@@ -15,6 +15,7 @@ struct px_chat;
 struct px_server;
 struct px_sse;
 struct px_chunk;
+struct px_cutmemo;
 
 /* Idle SSE parsers and chunk converters kept for the next answers. A pair
  * holds about 64 KiB between answers (its buffers grow with the events up to
@@ -27,6 +28,7 @@ struct px_chunk;
 struct px_policy_ref {
 	struct gd_policy *policy;
 	uint64_t refs; /* answers using it, plus one while it is the server's */
+	uint64_t generation; /* 1 for the first policy, +1 per reload (cut memory keys) */
 };
 struct px_policy_ref *px_policy_hold(struct px_server *s);
 void px_policy_release(struct px_policy_ref *ref);
@@ -44,6 +46,7 @@ struct px_server {
 	unsigned n_idle;
 	struct px_relay *relays;
 	bool record_warned;
+	struct px_cutmemo *cutmemo; /* recent cuts (proxy/cutmemo.h) */
 };
 
 /* POST /v1/chat/completions (chat.c). */

@@ -21,3 +21,7 @@ lw_target_warnings(bench_guards)
 target_link_libraries(bench_guards PRIVATE lw_guards)
 
 # fuzz_request moved to wire.cmake: it drives the request reader (lw_wire).
+# Issue 12 item 11: what the guards read up to a trip, sent back as the last
+# assistant message, trips the history check (every text loop of the corpus).
+lw_unit_test(test_history_cut unit/test_history_cut.c LIBS lw_audit_replay)
+set_tests_properties(test_history_cut PROPERTIES TIMEOUT 120)

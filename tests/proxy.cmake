@@ -12,6 +12,8 @@ set_target_properties(lw-upstream PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${PROJECT_
 
 # Unit: the key table, URL/listen parsing, loopwarden's own OpenAI output.
 lw_unit_test(test_proxy_options unit/test_proxy_options.c LIBS lw_proxy)
+# Unit: the memory of recent cuts (issue 12 item 12).
+lw_unit_test(test_cutmemo unit/test_cutmemo.c LIBS lw_proxy)
 
 # Integration: the real binary on loopback against lw-upstream.
 lw_unit_test(test_proxy integration/test_proxy.c integration/harness.c LIBS lw_scripted)
@@ -21,6 +23,15 @@ if(TARGET loopwarden-audit)
   add_dependencies(test_proxy loopwarden-audit) # reads the proxy's recordings
 endif()
 set_tests_properties(test_proxy PROPERTIES TIMEOUT 180)
+
+# Integration: the history check and the cut with agents' requests (issue 12
+# items 10-14): new tasks, continuations of our own cuts, the memory of cuts
+# across two instances, usage chunks, cut_finish_reason.
+lw_unit_test(test_history_clients integration/test_history_clients.c integration/harness.c
+             LIBS PkgConfig::YAJL)
+target_include_directories(test_history_clients PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+add_dependencies(test_history_clients loopwarden lw-upstream)
+set_tests_properties(test_history_clients PROPERTIES TIMEOUT 180)
 
 # Integration: the request reader in the real binary (issue 11 defects 1 and 6).
 lw_unit_test(test_request_limits integration/test_request_limits.c integration/harness.c

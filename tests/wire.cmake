@@ -9,6 +9,21 @@ lw_unit_test(test_corpus unit/test_corpus.c LIBS lw_audit_replay)
 add_test(NAME test_audit
          COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/audit/test_audit.sh
                  $<TARGET_FILE:loopwarden-audit> ${LW_TEST_DATA})
+# loopwarden-audit --html renders (a headless Chromium screenshot checked by
+# png_check, libpng); skipped without chromium or libpng.
+pkg_check_modules(LIBPNG IMPORTED_TARGET libpng)
+if(LIBPNG_FOUND)
+  add_executable(png_check audit/png_check.c)
+  lw_target_warnings(png_check)
+  target_link_libraries(png_check PRIVATE PkgConfig::LIBPNG)
+  set(LW_PNG_CHECK $<TARGET_FILE:png_check>)
+else()
+  set(LW_PNG_CHECK png_check-not-built)
+endif()
+add_test(NAME test_html
+         COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/audit/test_html.sh
+                 $<TARGET_FILE:loopwarden-audit> ${LW_TEST_DATA} ${LW_PNG_CHECK})
+set_tests_properties(test_html PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 180)
 
 # Fuzz targets for the wire parsers and the config loader (lw_fuzz_target).
 lw_fuzz_target(fuzz_sse 10000 LIBS lw_wire)

@@ -170,6 +170,7 @@ struct rd {
 	struct gd_str other_keys[PX_REQUEST_MAX_KEYS];
 	uint32_t n_other_keys;
 	bool completing; /* in yajl_complete_parse, whose byte count starts again at 0 */
+	size_t key_end;  /* the request object's current key ends here (its limits' spans) */
 };
 
 static size_t at_byte(const struct rd *r)
@@ -628,8 +629,15 @@ static int map_value(struct rd *r, struct frame *f, enum vt t, const unsigned ch
 		case K_REPEAT_PENALTY: return opt_num(r, t, s, len, &sp->repeat_penalty);
 		case K_TOP_K: return opt_int(r, t, s, len, &sp->top_k);
 		case K_SEED: return opt_int(r, t, s, len, &sp->seed);
-		case K_MAX_TOKENS: return opt_int(r, t, s, len, &sp->max_tokens);
-		case K_MAX_COMPLETION_TOKENS: return opt_int(r, t, s, len, &sp->max_completion_tokens);
+		case K_MAX_TOKENS:
+		case K_MAX_COMPLETION_TOKENS:
+			if (q->n_limits < 2 && !container) {
+				size_t end = at_byte(r);
+				q->limits[q->n_limits++] = (struct px_request_span){
+					r->key_end, end > r->key_end ? end - r->key_end : 0 };
+			}
+			return opt_int(r, t, s, len, f->key == K_MAX_TOKENS ? &sp->max_tokens
+			                                                     : &sp->max_completion_tokens);
 		case K_STOP:
 			if (t == V_NULL)
 				return 1;
@@ -862,6 +870,7 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t len)
 			r->other_keys[r->n_other_keys++] = name;
 		}
 		r->n_top_keys++;
+		r->key_end = at_byte(r);
 	}
 	if (k != K_OTHER) {
 		if (f->seen & B(k)) {

@@ -68,6 +68,11 @@ struct px_request_tool {
 	struct gd_str parameters;  /* function.parameters: its raw JSON text (an object) */
 };
 
+/* A byte range of the body. */
+struct px_request_span {
+	size_t off, len;
+};
+
 struct px_request {
 	struct gd_str model;
 	bool stream;
@@ -77,6 +82,12 @@ struct px_request {
 	size_t n_msgs;
 	const struct px_request_tool *tools;
 	size_t n_tools;
+	/* Where the body holds the values of the top-level "max_tokens" and
+	 * "max_completion_tokens" (from just after the key to the end of the
+	 * value: the ':' and any spaces included): what a caller comparing two
+	 * requests but for their token limits leaves out (proxy/cutmemo.h). */
+	struct px_request_span limits[2];
+	uint32_t n_limits;
 	struct px_request_mem *mem; /* internal: what the pointers above point into */
 };
 

@@ -82,3 +82,20 @@ for k in range(30):
 ch.append(chunk(4, {}, "tool_calls"))
 write("px-loop-calls", "The same read_file call 30 times in one answer.", "loop",
       {"trip": True, "onset_chunk": 7, "by_chunk": 40}, request("Read the missing file."), ch)
+
+# 5. loop: a preamble, then one 115-byte paragraph again and again, 5 bytes a
+# chunk (the text loop tests/agents' scripted model plays to real clients:
+# issue 12 items 11-13 drive the history check with what the proxy delivers)
+PARA = ("The build uses CMake and the sources live in src/. To build it, run cmake "
+        "and then make; the tests run with ctest. ")
+ch = [chunk(5, {"role": "assistant", "content": None})]
+for p in pieces("Here is how the build works.\n\n" + PARA * 40, 5):
+    ch.append(chunk(5, {"content": p}))
+ch.append(chunk(5, {}, "length"))
+u = chunk(5, {})
+u["choices"] = []
+u["usage"] = {"prompt_tokens": 812, "completion_tokens": 1200, "total_tokens": 2012}
+ch.append(u)
+write("px-loop-paragraph", "A preamble, then one 115-byte paragraph repeated until max_tokens, "
+      "5 bytes a chunk.", "loop", {"trip": True, "onset_chunk": 30, "by_chunk": 80},
+      request("Explain how to build this project.", usage=True), ch)

@@ -466,6 +466,124 @@ static void test_history_check(void **state)
 	free(s);
 }
 
+/* Issue 12 item 10: a loop and its cut in the history, then a final answer
+ * and a new, different instruction. The instruction starts a new task: the
+ * history check and the call guards read only what follows it. The twins:
+ * the same history ending in a request to go on with the loop (Qwen Code's
+ * recovery turn, a bare "continue") is still refused. */
+#define QWEN_RESUME "Output token limit hit. Resume directly \u2014 no apology, no recap of " \
+                    "what you were doing. Pick up mid-thought if that is where the cut " \
+                    "happened. Break remaining work into smaller pieces."
+
+static void test_new_task_starts_after_a_loop(void **state)
+{
+	(void)state;
+	struct gd_trip trip;
+	char guard[32];
+	struct round r[] = {
+		{ "bash", CAT, "port: 8080" },
+		{ "bash", CAT, "port: 8080" },
+		{ "bash", CAT, "port: 8080" },
+		{ "bash", CAT, "port: 8080" },
+	};
+	const char *final = ",{\"role\":\"assistant\",\"content\":\"The port is 8080.\"}";
+	char tail[1024];
+
+	/* The loop, then a new instruction (text parts, as Qwen Code and
+	 * opencode send it): a new task, nothing to refuse. */
+	snprintf(tail, sizeof(tail), "%s,{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":"
+	         "\"<system-reminder>date</system-reminder>\"},{\"type\":\"text\",\"text\":"
+	         "\"Thanks. Now add a README section about the port.\"}]}", final);
+	char *s = body(r, 4, tail);
+	struct gd_history *h = parse(s);
+	assert_int_equal(gd_history_task_start(h), 12);
+	assert_int_equal(gd_history_calls(h), 0);
+	assert_false(gd_history_check(h, &trip));
+	/* ...and the same call in the new task is its first round. */
+	assert_int_equal(next_call(h, "bash", "{\"command\":\"cat config/deploy.yaml\"}", guard),
+	                 GD_PASS);
+	gd_history_free(h);
+	free(s);
+
+	/* The twin: the same loop, then a recovery turn asking to go on. */
+	snprintf(tail, sizeof(tail), "%s,{\"role\":\"user\",\"content\":\"" QWEN_RESUME "\"}", final);
+	s = body(r, 4, tail);
+	h = parse(s);
+	assert_int_equal(gd_history_task_start(h), 2);
+	assert_true(gd_history_check(h, &trip));
+	assert_string_equal(trip.guard, "cross_turn");
+	gd_history_free(h);
+	free(s);
+
+	/* A looping text (Qwen Code merges its five cut answers into one
+	 * assistant message), then a new instruction: passes; then "continue"
+	 * or the recovery turn: refused. */
+	char *text = NULL, *t2 = NULL;
+	size_t len = 0, l2 = 0;
+	for (int i = 0; i < 6; i++)
+		tg_appendf(&text, &len, "The build uses CMake and the sources live in src/. To build it, "
+		           "run cmake and then make; the tests run with ctest. ");
+	const char *users[] = { "Thanks. A new task now: say hello.", "continue", "Please continue.",
+	                        QWEN_RESUME, "Continue, but write it in French this time." };
+	const bool refused[] = { false, true, true, true, false };
+	for (size_t u = 0; u < sizeof(users) / sizeof(users[0]); u++) {
+		l2 = 0;
+		free(t2);
+		t2 = NULL;
+		tg_appendf(&t2, &l2, ",{\"role\":\"assistant\",\"content\":\"%s\"},"
+		           "{\"role\":\"user\",\"content\":\"%s\"}", text, users[u]);
+		s = body(NULL, 0, t2);
+		h = parse(s);
+		if (gd_history_check(h, &trip) != refused[u])
+			fail_msg("after a looping answer, user message '%s': %s", users[u],
+			         refused[u] ? "not refused" : "refused");
+		gd_history_free(h);
+		free(s);
+	}
+	free(t2);
+	free(text);
+
+	/* The failure breaker: two failed reads, then the user says the file
+	 * is there now; the read is the new task's first. */
+	struct round f[] = {
+		{ "read_file", "{\\\"path\\\":\\\"src/a.ts\\\"}", "Error: ENOENT: no such file or directory" },
+		{ "read_file", "{\\\"path\\\":\\\"src/a.ts\\\"}", "Error: ENOENT: no such file or directory" },
+	};
+	s = body(f, 2, NULL);
+	h = parse(s);
+	assert_int_equal(next_call(h, "read_file", "{\"path\":\"src/a.ts\"}", guard), GD_TRIP);
+	gd_history_free(h);
+	free(s);
+	s = body(f, 2, ",{\"role\":\"user\",\"content\":\"I created src/a.ts, read it again.\"}");
+	h = parse(s);
+	assert_int_equal(next_call(h, "read_file", "{\"path\":\"src/a.ts\"}", guard), GD_PASS);
+	gd_history_free(h);
+	free(s);
+}
+
+static void test_continuation_patterns(void **state)
+{
+	(void)state;
+	const char *yes[] = { "continue", "  Continue.", "please continue!", "go on", "Keep going",
+	                      QWEN_RESUME,
+	                      "The connection dropped mid-response. Resume directly where you stopped.",
+	                      "[SYSTEM] This run is not complete until you call one of these tools" };
+	const char *no[] = { "Continue with the next file and fix the tests.", "continued fraction",
+	                     "How do I resume a download directly from the CLI?x", "say hello",
+	                     "resumed directly" };
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (!gd_history_is_continuation(pol, yes[i], strlen(yes[i])))
+			fail_msg("'%s' should continue the task", yes[i]);
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (gd_history_is_continuation(pol, no[i], strlen(no[i])))
+			fail_msg("'%s' should start a new task", no[i]);
+	/* Configurable: cleared, nothing continues. */
+	const char *sets[] = { "guards.history.continuations=[]", NULL };
+	struct gd_policy *none = tg_policy(sets);
+	assert_false(gd_history_is_continuation(none, "continue", 8));
+	gd_policy_free(none);
+}
+
 static void test_identity_matches_across_forms(void **state)
 {
 	(void)state;
@@ -551,6 +669,8 @@ int main(void)
 		cmocka_unit_test(test_mutating_names),
 		cmocka_unit_test(test_failure_breaker),
 		cmocka_unit_test(test_history_check),
+		cmocka_unit_test(test_new_task_starts_after_a_loop),
+		cmocka_unit_test(test_continuation_patterns),
 		cmocka_unit_test(test_identity_matches_across_forms),
 		cmocka_unit_test(test_deep_body_refused),
 	};

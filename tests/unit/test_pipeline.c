@@ -229,6 +229,77 @@ static void test_no_allocation_per_event(void **state)
 	gd_pipeline_free(p);
 }
 
+/* gd_pipeline_near: how close each guard is, read-only, no allocation; a
+ * paragraph repeated climbs towards 1 for repeat and reads 1 at the trip.
+ * gd_trip.event_used / at: where in the tripping event the guard tripped;
+ * gd_pipeline_tail: the stream up to there. */
+static void test_near_and_trip_position(void **state)
+{
+	(void)state;
+	static const char para[] = "The build uses CMake and the sources live in src/. To build "
+	                           "it, run cmake and then make; the tests run with ctest. ";
+	struct gd_pipeline *p = gd_pipeline_new(pol, NULL);
+	float near[GD_GUARD_COUNT], last = 0.0f;
+	char text[4096], tail[4096];
+	size_t len = 0, n_allocs0;
+	enum gd_verdict v = GD_PASS;
+
+	for (int g = 0; g < GD_GUARD_COUNT; g++)
+		assert_non_null(gd_guard_name((enum gd_guard)g));
+	assert_string_equal(gd_guard_name(GD_GUARD_REPEAT), "repeat");
+	n_allocs0 = n_allocs;
+	gd_pipeline_near(p, near);
+	for (int g = 0; g < GD_GUARD_COUNT; g++)
+		assert_true(near[g] == 0.0f);
+	/* Seven bytes a chunk: the trip falls inside a chunk. */
+	for (int k = 0; k < 8 && v != GD_TRIP; k++)
+		for (size_t off = 0; off < sizeof(para) - 1 && v != GD_TRIP; off += 7) {
+			size_t n = sizeof(para) - 1 - off < 7 ? sizeof(para) - 1 - off : 7;
+			v = tg_feed(p, GD_EV_TEXT, 0, NULL, NULL, para + off, n);
+			gd_pipeline_near(p, near);
+			assert_true(near[GD_GUARD_REPEAT] >= 0.0f && near[GD_GUARD_REPEAT] <= 1.0f);
+			if (v != GD_TRIP) {
+				memcpy(text + len, para + off, n);
+				len += n;
+				assert_true(near[GD_GUARD_REPEAT] < 1.0f);
+			} else {
+				const struct gd_trip *t = gd_pipeline_trip(p);
+				assert_string_equal(t->guard, "repeat");
+				assert_true(t->event_used >= 1 && t->event_used <= n);
+				assert_int_equal(t->at, len + t->event_used);
+				assert_true(t->cut < t->at);
+				memcpy(text + len, para + off, (size_t)t->event_used);
+				len += (size_t)t->event_used;
+			}
+			if (near[GD_GUARD_REPEAT] > last)
+				last = near[GD_GUARD_REPEAT];
+		}
+	assert_int_equal(v, GD_TRIP);
+	assert_true(near[GD_GUARD_REPEAT] == 1.0f);
+	assert_true(near[GD_GUARD_SIMHASH] < 1.0f);
+	/* The tail ends at the trip, not at the end of the tripping event. */
+	size_t tl = gd_pipeline_tail(p, GD_STREAM_TEXT, tail, sizeof(tail));
+	assert_int_equal(tl, len);
+	assert_memory_equal(tail, text, len);
+	assert_int_equal(gd_pipeline_tail(p, GD_STREAM_REASONING, tail, sizeof(tail)), 0);
+	assert_int_equal(gd_pipeline_tail(p, GD_STREAM_TEXT, tail, 10), 10);
+	assert_memory_equal(tail, text + len - 10, 10);
+	assert_int_equal(n_allocs, n_allocs0); /* near and tail allocate nothing */
+	gd_pipeline_free(p);
+
+	/* A call guard: dedup reads 1/2 after the first call, 1 at the trip. */
+	p = gd_pipeline_new(pol, NULL);
+	assert_int_equal(tg_call(p, 0, "c1", "grep", "{\"q\":\"x\"}", 4), GD_PASS);
+	gd_pipeline_near(p, near);
+	assert_true(near[GD_GUARD_DEDUP] > 0.4f && near[GD_GUARD_DEDUP] < 0.6f);
+	assert_true(near[GD_GUARD_NAME_RUN] > 0.0f);
+	assert_int_equal(tg_call(p, 1, "c2", "grep", "{\"q\":\"x\"}", 4), GD_TRIP);
+	assert_int_equal(gd_pipeline_trip(p)->at, 0);
+	gd_pipeline_near(p, near);
+	assert_true(near[GD_GUARD_DEDUP] == 1.0f);
+	gd_pipeline_free(p);
+}
+
 static void test_bounded_memory_long_answer(void **state)
 {
 	(void)state;
@@ -384,6 +455,7 @@ int main(void)
 		cmocka_unit_test(test_stall_watchdog),
 		cmocka_unit_test(test_too_many_open_calls),
 		cmocka_unit_test(test_random_events),
+		cmocka_unit_test(test_near_and_trip_position),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1963,6 +1963,92 @@ def h_reasoning_debugging(num):
             "each time with a new hypothesis or a new fact.", conv, s)
 
 
+# ---------------------------------------------- issue 12 item 10: tasks ----
+# A new user message starts a new task for the history check; a request to
+# go on with the answer before it does not.
+
+QWEN_RESUME = ("Output token limit hit. Resume directly \u2014 no apology, no recap of what you were "
+               "doing. Pick up mid-thought if that is where the cut happened. Break remaining work "
+               "into smaller pieces.")
+BUILD_PARA = ("The build uses CMake and the sources live in src/. To build it, run cmake and then "
+              "make; the tests run with ctest. ")
+
+
+def merged_cut_answers(conv):
+    """Qwen Code keeps its five cut answers as one assistant message."""
+    conv.say("assistant", ("Here is how the build works.\n\n" + BUILD_PARA * 3)[:324] * 5)
+
+
+@scenario
+def h_new_instruction_after_loop(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "bash"], "Explain how to build this project.", stream_usage=True)
+    merged_cut_answers(conv)
+    conv.say("user", "Thanks. A new task now: list the test targets.")
+    s = Stream("llama", rng, usage=True)
+    s.text("The test targets are test_unit, test_integration and test_fuzz; run them with ctest.", per=2)
+    s.finish("stop")
+    healthy(num, "new-instruction-after-loop", "a new instruction after a looping answer",
+            "Qwen Code's five cut answers kept as one looping assistant message, then the user's new, "
+            "different instruction: a new task, which the history check must let through (issue 12 "
+            "item 10: it used to answer every later instruction of the session).", conv, s)
+
+
+@scenario
+def l_resume_after_loop(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "bash"], "Explain how to build this project.", stream_usage=True)
+    merged_cut_answers(conv)
+    conv.say("user", QWEN_RESUME)
+    s = Stream("llama", rng, usage=True)
+    text_loop(s, BUILD_PARA, 12, 3)
+    s.finish("length")
+    write(num, "resume-after-loop", "history: a recovery turn after a looping answer",
+          "The twin of the new instruction: the same looping assistant message, then Qwen Code's "
+          "recovery turn asking to go on with it. It continues the task: the history check must "
+          "answer before the upstream is called.",
+          "loop", {"trip": True, "guard": ["repeat", "simhash"], "onset_chunk": 0, "by_chunk": 0},
+          conv, s)
+
+
+def reread_rounds(conv):
+    for _ in range(4):
+        conv.turn("Let me check the README.", [("read", {"filePath": "/w/README.md"},
+                                                "# demo\n\nA small demo project.\n")])
+    conv.say("assistant", "The README does not mention an install step.")
+
+
+@scenario
+def h_new_instruction_after_reread(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "bash"], "Check the README until it mentions the install step.")
+    reread_rounds(conv)
+    conv.say("user", "Add an install section to the README, then read it back.")
+    s = Stream("llama", rng)
+    s.text("I will read the README first, then add the section.", per=3)
+    s.call("read", {"filePath": "/w/README.md"})
+    s.finish("tool_calls")
+    healthy(num, "new-instruction-after-reread", "the same read as the first step of a new task",
+            "Four identical reads of the README with the same result (a loop), a final answer, then a "
+            "new instruction whose first step reads the README again: the new task's first round, not "
+            "a fifth (issue 12 item 10).", conv, s)
+
+
+@scenario
+def l_continue_after_reread(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "bash"], "Check the README until it mentions the install step.")
+    reread_rounds(conv)
+    conv.say("user", "continue")
+    s = Stream("llama", rng)
+    s.call("read", {"filePath": "/w/README.md"})
+    s.finish("tool_calls")
+    write(num, "continue-after-reread", "history: continue after four identical reads",
+          "The twin: the same four rounds and final answer, then a bare \"continue\": the task goes "
+          "on, and its last four rounds are one call with one result.",
+          "loop", {"trip": True, "guard": ["cross_turn"], "onset_chunk": 0, "by_chunk": 0}, conv, s)
+
+
 def main():
     for f in os.listdir(OUT):
         if re.match(r"^\d{3}-.*\.json$", f):
