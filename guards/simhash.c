@@ -17,17 +17,66 @@ static const uint64_t spread[16] = {
 };
 #undef L
 
-void gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg)
+/* Buckets per band (a power of 2). */
+#define BUCKETS 64
+
+int gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg)
 {
+	uint32_t w = cfg->window, h = cfg->history;
+	uint32_t nb = cfg->max_distance + 1 < GD_SIMHASH_MAX_BANDS ? cfg->max_distance + 1 : 0;
+	size_t bytes = (size_t)3 * w * 8 + (size_t)h * sizeof(struct gd_simhash_past) +
+	               GD_SIMHASH_SEEN_BITS / 8 + (size_t)nb * BUCKETS * 4 + (size_t)nb * h * 2;
+	unsigned char *mem;
+
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
+	mem = malloc(bytes);
+	if (!mem)
+		return -1;
+	/* 8-byte arrays first, then 4-, then 2-byte ones: all aligned. */
+	s->sh = (uint64_t *)(void *)mem;
+	s->sh_tok = s->sh + w;
+	s->sh_off = s->sh_tok + w;
+	s->past = (struct gd_simhash_past *)(void *)(s->sh_off + w);
+	s->seen = (uint64_t *)(void *)(s->past + h);
+	s->heads = (uint32_t *)(void *)(s->seen + GD_SIMHASH_SEEN_BITS / 64);
+	s->next = (uint16_t *)(void *)(s->heads + (size_t)nb * BUCKETS);
+	s->n_bands = nb;
+	gd_simhash_reset(s);
+	return 0;
 }
 
-static bool is_word(unsigned char c)
+void gd_simhash_reset(struct gd_simhash *s)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	       (c >= '0' && c <= '9') || c == '_' || c >= 0x80;
+	/* The rings are read only where written (n_sh, n_past, the chains),
+	 * so only the Bloom filter and the chain heads need clearing. */
+	s->pos = 0;
+	s->tok_hash = 0;
+	s->tok_start = 0;
+	s->in_tok = false;
+	s->tok_digits = false;
+	s->n_tok = 0;
+	s->n_sh = 0;
+	memset(s->ones, 0, sizeof(s->ones));
+	s->last_fresh = 0;
+	s->n_checks = 0;
+	s->n_counted = 0;
+	s->hitmask = 0;
+	s->n_past = 0;
+	memset(s->seen, 0, GD_SIMHASH_SEEN_BITS / 8);
+	memset(s->heads, 0, (size_t)s->n_bands * BUCKETS * 4);
 }
+
+void gd_simhash_fini(struct gd_simhash *s)
+{
+	free(s->sh); /* the whole allocation */
+	s->sh = NULL;
+}
+
+/* Token bytes: letters, digits, '_' and non-ASCII (1), digits (3). */
+static const unsigned char word_class[256] = {
+	['0' ... '9'] = 3, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1, ['_'] = 1, [0x80 ... 0xff] = 1,
+};
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -61,48 +110,143 @@ static uint32_t distinct_tokens(const struct gd_simhash *s)
 	return digits ? n - 1 : n;
 }
 
+/* Band <j> of <n_bands> of fingerprint <fp>, as a bucket number. */
+static uint32_t bucket(uint64_t fp, uint32_t j, uint32_t n_bands)
+{
+	uint32_t lo = j * 64 / n_bands, hi = (j + 1) * 64 / n_bands;
+	uint64_t v = hi - lo >= 64 ? fp : (fp >> lo) & ((1ULL << (hi - lo)) - 1);
+
+	return (uint32_t)(gd_hash_mix(v + j) & (BUCKETS - 1));
+}
+
+/* The window's fingerprint: bit b set when more than half of its shingles
+ * have bit b set. Per word of lanes: adding 0x8000 - t sets a lane's bit 15
+ * exactly when the lane holds t or more (lanes hold at most 256). */
+static uint64_t fingerprint(const struct gd_simhash *s)
+{
+	uint64_t t = s->cfg->window / 2 + 1, add = (0x8000 - t) * 0x0001000100010001ULL, fp = 0;
+
+	for (int j = 0; j < 16; j++) {
+		uint64_t x = s->ones[j] + add;
+		uint64_t nib = ((x >> 15) & 1) | ((x >> 30) & 2) | ((x >> 45) & 4) | ((x >> 60) & 8);
+		fp |= nib << (4 * j);
+	}
+	return fp;
+}
+
+/* True when <a> and <b> differ in at most <d> bits. */
+static inline bool within(uint64_t a, uint64_t b, uint32_t d)
+{
+	uint64_t x = a ^ b;
+
+	if (d >= 8)
+		return gd_popcount64(x) <= d;
+	for (uint32_t i = 0; i < d && x; i++)
+		x &= x - 1; /* clears the lowest set bit */
+	return x == 0;
+}
+
+/* The earlier windows that match: <matched>, the first one's start and the
+ * end of the latest one (in shingles). */
+struct match {
+	bool matched;
+	uint64_t first, latest;
+};
+
+static inline void consider(const struct gd_simhash *s, const struct gd_simhash_past *pp,
+                            uint64_t fp, uint64_t start, struct match *m)
+{
+	const struct gd_simhash_config *cfg = s->cfg;
+
+	if (pp->start + cfg->window > start)
+		return; /* overlapping windows share shingles */
+	if (!within(fp, pp->fp, cfg->max_distance))
+		return;
+	m->matched = true;
+	if (pp->start < m->first)
+		m->first = pp->start;
+	if (pp->start + cfg->window > m->latest)
+		m->latest = pp->start + cfg->window;
+}
+
+static void find_matches(const struct gd_simhash *s, uint64_t fp, uint64_t start, struct match *m)
+{
+	const struct gd_simhash_config *cfg = s->cfg;
+	uint64_t oldest = s->n_checks - s->n_past; /* the oldest check still kept */
+
+	if (!s->n_bands) {
+		for (uint32_t i = 0; i < s->n_past; i++)
+			consider(s, &s->past[i], fp, start, m);
+		return;
+	}
+	/* Within max_distance bits, two fingerprints agree on a band. A
+	 * window found through several bands counts once (min and max). */
+	for (uint32_t j = 0; j < s->n_bands; j++) {
+		uint32_t head = s->heads[j * BUCKETS + bucket(fp, j, s->n_bands)];
+		uint64_t seq;
+
+		if (!head)
+			continue;
+		seq = head - 1 + (s->n_checks & ~0xffffffffULL);
+		if (seq >= s->n_checks)
+			seq -= 1ULL << 32;
+		while (seq >= oldest && seq < s->n_checks) {
+			uint32_t slot = (uint32_t)(seq % cfg->history);
+			uint16_t back = s->next[(size_t)slot * s->n_bands + j];
+
+			consider(s, &s->past[slot], fp, start, m);
+			if (!back || back > seq)
+				break;
+			seq -= back;
+		}
+	}
+}
+
+/* Files the current window (check number n_checks) in the past ring and in
+ * its bands' chains. */
+static void remember(struct gd_simhash *s, uint64_t fp, uint64_t start)
+{
+	const struct gd_simhash_config *cfg = s->cfg;
+	uint32_t slot = (uint32_t)(s->n_checks % cfg->history);
+
+	s->past[slot] = (struct gd_simhash_past){ fp, start };
+	for (uint32_t j = 0; j < s->n_bands; j++) {
+		uint32_t *head = &s->heads[j * BUCKETS + bucket(fp, j, s->n_bands)];
+		uint64_t back = 0;
+
+		if (*head) {
+			back = (uint32_t)s->n_checks - (*head - 1);
+			if (back > cfg->history)
+				back = 0; /* the chain's next window is gone */
+		}
+		s->next[(size_t)slot * s->n_bands + j] = (uint16_t)back;
+		*head = (uint32_t)s->n_checks + 1;
+	}
+	if (s->n_past < cfg->history)
+		s->n_past++;
+}
+
 static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
                                     struct gd_trip *trip)
 {
 	const struct gd_simhash_config *cfg = s->cfg;
-	uint64_t fp = 0, start = s->n_sh - cfg->window, latest = 0, first = UINT64_MAX;
-	uint32_t best = 65, span = cfg->min_hits * 2;
-	bool hit = false, matched = false;
+	uint64_t fp = fingerprint(s), start = s->n_sh - cfg->window;
+	uint32_t span = cfg->min_hits * 2;
+	struct match m = { false, UINT64_MAX, 0 };
+	bool hit = false;
 	uint64_t spanmask = span >= 64 ? ~0ULL : (1ULL << span) - 1;
 
-	for (int j = 0; j < 16; j++)
-		for (int i = 0; i < 4; i++)
-			if (2 * ((s->ones[j] >> (16 * i)) & 0xffff) > cfg->window)
-				fp |= 1ULL << (4 * j + i);
-	for (uint32_t i = 0; i < s->n_past; i++) {
-		const struct gd_simhash_past *pp = &s->past[i];
-		if (pp->start + cfg->window > start)
-			continue; /* overlapping windows share shingles */
-		uint32_t d = gd_popcount64(fp ^ pp->fp);
-		if (d < best)
-			best = d;
-		if (d > cfg->max_distance)
-			continue;
-		matched = true;
-		if (pp->start < first)
-			first = pp->start;
-		/* The end of the latest matching window (in shingles). */
-		if (pp->start + cfg->window > latest)
-			latest = pp->start + cfg->window;
-	}
+	find_matches(s, fp, start, &m);
 	/* Neutral windows leave the hit record as it is:
 	 * - every match lies in one earlier place: the second copy of a passage,
 	 *   which exact repetition allows (a third copy matches two places);
 	 * - a word never seen before came after the latest match. */
-	bool neutral = matched && (latest - first <= cfg->window + 2 * (uint64_t)cfg->stride ||
-	                           s->last_fresh > latest);
+	bool neutral = m.matched && (m.latest - m.first <= cfg->window + 2 * (uint64_t)cfg->stride ||
+	                             s->last_fresh > m.latest);
 	/* Counting distinct tokens costs a sort: only for would-be hits. */
 	if (!neutral)
-		hit = matched && distinct_tokens(s) >= cfg->min_distinct;
-	s->past[s->n_checks % cfg->history] = (struct gd_simhash_past){ fp, start };
-	if (s->n_past < cfg->history)
-		s->n_past++;
-	s->check_off[s->n_checks % 64] = s->sh_off[start % cfg->window];
+		hit = m.matched && distinct_tokens(s) >= cfg->min_distinct;
+	remember(s, fp, start);
 	s->n_checks++;
 	if (neutral)
 		return GD_PASS;
@@ -169,8 +313,9 @@ enum gd_verdict gd_simhash_feed(struct gd_simhash *s, const char *data, size_t l
 
 	for (size_t i = 0; i < len; i++, s->pos++) {
 		unsigned char c = p[i];
+		unsigned cls = word_class[c];
 
-		if (is_word(c)) {
+		if (cls) {
 			if (!s->in_tok) {
 				s->in_tok = true;
 				s->tok_digits = true;
@@ -178,8 +323,7 @@ enum gd_verdict gd_simhash_feed(struct gd_simhash *s, const char *data, size_t l
 				s->tok_start = s->pos;
 			}
 			s->tok_hash = (s->tok_hash ^ c) * GD_FNV_PRIME;
-			if (c < '0' || c > '9')
-				s->tok_digits = false;
+			s->tok_digits &= cls == 3;
 			continue;
 		}
 		if (!s->in_tok)
@@ -203,11 +347,12 @@ uint64_t gd_simhash_text(const struct gd_simhash_config *cfg, const char *data, 
 	int32_t counts[64] = { 0 };
 	uint64_t fp = 0;
 
-	if (!s)
-		return 0;
 	one.window = GD_SIMHASH_MAX_WINDOW; /* never checks: only shingles wanted */
 	one.enabled = false;
-	gd_simhash_init(s, &one);
+	if (!s || gd_simhash_init(s, &one)) {
+		free(s);
+		return 0;
+	}
 	/* Feed, then add every shingle made to one global count. */
 	for (size_t i = 0; i <= len; i++) {
 		uint64_t before = s->n_sh;
@@ -221,6 +366,7 @@ uint64_t gd_simhash_text(const struct gd_simhash_config *cfg, const char *data, 
 	for (int b = 0; b < 64; b++)
 		if (counts[b] > 0)
 			fp |= 1ULL << b;
+	gd_simhash_fini(s);
 	free(s);
 	return fp;
 }

@@ -16,7 +16,11 @@
  * - matching an earlier window when a word never seen before appeared
  *   between the two: the text is still bringing new identifiers (generated
  *   handlers handle_0, handle_7, … that differ in numbers and names).
- * Fixed-size state, no allocation. */
+ * Past windows are found through max_distance + 1 bands of their fingerprint
+ * (two fingerprints within max_distance bits agree on at least one band):
+ * a few chains walked per window instead of every past window (when
+ * max_distance < GD_SIMHASH_MAX_BANDS; a linear scan otherwise).
+ * State sized by the config, allocated once by gd_simhash_init. */
 #ifndef LW_GUARDS_SIMHASH_H
 #define LW_GUARDS_SIMHASH_H
 
@@ -39,26 +43,36 @@ struct gd_simhash {
 	uint64_t tok_start;
 	bool in_tok;
 	bool tok_digits;
+	uint32_t n_bands;        /* 0: past windows scanned linearly */
 	uint64_t n_tok;
 	uint64_t toks[GD_SIMHASH_MAX_SHINGLE];
 	uint64_t n_sh;           /* shingles made */
-	uint64_t sh[GD_SIMHASH_MAX_WINDOW];     /* ring: shingle hashes */
-	uint64_t sh_tok[GD_SIMHASH_MAX_WINDOW]; /* ring: the shingle's last token */
-	uint64_t sh_off[GD_SIMHASH_MAX_WINDOW]; /* ring: stream offset of that token */
 	uint64_t ones[16];       /* per fingerprint bit, 1-bits among the window's shingles:
 	                            4 lanes of 16 bits per word, lane i of word j = bit 4j+i */
 	uint64_t last_fresh;     /* 1 + shingle index of the latest word never seen before */
-	uint64_t seen[GD_SIMHASH_SEEN_BITS / 64]; /* words seen (two bits each, Bloom) */
 	uint64_t n_checks;
 	uint64_t n_counted;      /* windows that were not neutral */
 	uint64_t hitmask;        /* bit 0 = the latest counted window */
-	uint64_t check_off[64];  /* ring: start offset of each checked window */
-	uint64_t counted_off[64]; /* ring: start offset of each counted window */
 	uint32_t n_past;
-	struct gd_simhash_past past[GD_SIMHASH_MAX_HISTORY]; /* ring */
+	uint64_t counted_off[64]; /* ring: start offset of each counted window */
+	/* One allocation, sized by the config: */
+	uint64_t *sh;            /* ring of <window>: shingle hashes */
+	uint64_t *sh_tok;        /* ring of <window>: the shingle's last token */
+	uint64_t *sh_off;        /* ring of <window>: stream offset of that token */
+	struct gd_simhash_past *past; /* ring of <history> */
+	uint16_t *next;          /* per past window and band: how many checks back the
+	                            next window of its bucket is (0: none) */
+	uint32_t *heads;         /* per band and bucket: 1 + the check number of its
+	                            latest window (0: none) */
+	uint64_t *seen;          /* GD_SIMHASH_SEEN_BITS: words seen (two bits each, Bloom) */
 };
 
-void gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg);
+/* Allocates the state for <cfg>. Returns 0, or -1 when out of memory. */
+int gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg)
+	__attribute__((warn_unused_result));
+/* Forgets the stream (keeps the allocation). */
+void gd_simhash_reset(struct gd_simhash *s);
+void gd_simhash_fini(struct gd_simhash *s);
 
 /* Consumes <data, len>. On a loop returns GD_TRIP with <trip> filled (cut =
  * stream offset where the first near-repeated window began). */
