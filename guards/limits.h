@@ -26,6 +26,7 @@
 #define GD_SIMHASH_MAX_HISTORY 512 /* earlier window hashes kept, upper bound */
 #define GD_SIMHASH_SEEN_BITS 32768 /* Bloom filter of the words a stream has used */
 #define GD_SIMHASH_MAX_BANDS 9    /* fingerprint bands indexed (max_distance + 1 below this) */
+#define GD_SIMHASH_PLANES 9       /* bits of a per-bit count: up to GD_SIMHASH_MAX_WINDOW */
 #define GD_PARAPHRASE_SENTENCES 16 /* earlier sentences the paraphrase watchdog compares with */
 #define GD_PARAPHRASE_WORDS 24    /* distinct words kept per sentence */
 #define GD_HISTORY_MAX_BODY (64u << 20) /* request bodies larger than this are refused */

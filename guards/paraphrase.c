@@ -87,7 +87,9 @@ static enum gd_verdict end_sentence(struct gd_paraphrase *s, enum gd_stream stre
 
 		if (!(sig & p->sig))
 			continue; /* no word in common */
-		while (i < c->n && j < p->n) {
+		/* Stops as soon as the words left cannot reach <need>. */
+		while (i < c->n && j < p->n &&
+		       shared + (c->n - i < p->n - j ? c->n - i : p->n - j) >= need) {
 			if (c->word[i] == p->word[j]) {
 				shared++;
 				i++;

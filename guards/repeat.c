@@ -25,13 +25,16 @@ static uint32_t bits_for(const struct gd_repeat *r, uint32_t size)
 	return bits;
 }
 
-static uint32_t entry_of(const struct gd_repeat *r, uint64_t block, uint64_t n, uint32_t *slot)
+static inline uint32_t entry_of(const struct gd_repeat *r, uint64_t block, uint64_t n,
+                                uint32_t *slot)
 {
 	uint64_t h = block * 0x9e3779b97f4a7c15ULL;
-	uint32_t tag = (uint32_t)(h >> (64 - r->table_bits - TAG_BITS)) & ((1u << TAG_BITS) - 1);
 
+	/* The slot from the top table_bits bits, the tag from the next ones:
+	 * (h << table_bits) >> (64 - TAG_BITS) is those, shifted in place. */
 	*slot = (uint32_t)(h >> (64 - r->table_bits));
-	return tag << (POS_BITS + 1) | FLAG | ((uint32_t)(n + 1) & POS_MASK);
+	return (uint32_t)((h << r->table_bits) >> (64 - TAG_BITS)) << (POS_BITS + 1) | FLAG |
+	       ((uint32_t)(n + 1) & POS_MASK);
 }
 
 /* Sets the ring to <size> bytes in a new allocation (table, then the counter
@@ -509,11 +512,20 @@ static bool reached(struct gd_repeat *r, struct gd_repeat_cand *c, uint64_t n)
 static __attribute__((noinline)) enum gd_verdict found(struct gd_repeat *r, uint32_t d, uint64_t n,
                                                        enum gd_stream stream, struct gd_trip *trip)
 {
-	uint64_t block = r->block;
+	uint64_t block = r->block, at = (n - d - 7) & r->mask;
 
-	for (uint32_t b = 0; b < 8; b++, block >>= 8)
-		if (r->ring[(n - d - b) & r->mask] != (unsigned char)block)
+	if (at + 8 <= (uint64_t)r->mask + 1) {
+		/* The 8 bytes lie in order in the ring: one comparison. */
+		uint64_t w = 0;
+		for (int b = 0; b < 8; b++)
+			w = (w << 8) | r->ring[at + b];
+		if (w != block)
 			return GD_PASS;
+	} else {
+		for (uint32_t b = 0; b < 8; b++, block >>= 8)
+			if (r->ring[(n - d - b) & r->mask] != (unsigned char)block)
+				return GD_PASS;
+	}
 	add_candidate(r, d, n);
 	for (uint32_t k = 0; k < r->n_cand; k++)
 		if (r->cand[k].period == d && reached(r, &r->cand[k], n))
@@ -553,6 +565,11 @@ static inline __attribute__((always_inline)) enum gd_verdict push_byte(struct gd
 	uint32_t d = (e - prev) & POS_MASK;
 	if (d - 1 >= r->dmax || n < (uint64_t)d + 7)
 		return GD_PASS;
+	/* A period already followed (the run in progress): the loop above has
+	 * judged this byte. */
+	for (uint32_t k = 0; k < r->n_cand; k++)
+		if (r->cand[k].period == d)
+			return GD_PASS;
 	return found(r, d, n, stream, trip);
 }
 

@@ -8,15 +8,6 @@
 
 #define DIGITS_TOKEN 0x9e3779b97f4a7c15ULL
 
-/* Nibble -> four 16-bit lanes holding its bits. */
-#define L(n) ((uint64_t)((n) & 1) | (uint64_t)(((n) >> 1) & 1) << 16 | \
-              (uint64_t)(((n) >> 2) & 1) << 32 | (uint64_t)(((n) >> 3) & 1) << 48)
-static const uint64_t spread[16] = {
-	L(0), L(1), L(2), L(3), L(4), L(5), L(6), L(7),
-	L(8), L(9), L(10), L(11), L(12), L(13), L(14), L(15),
-};
-#undef L
-
 /* Buckets per band (a power of 2). */
 #define BUCKETS 64
 
@@ -42,6 +33,11 @@ int gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg)
 	s->heads = (uint32_t *)(void *)(s->seen + GD_SIMHASH_SEEN_BITS / 64);
 	s->next = (uint16_t *)(void *)(s->heads + (size_t)nb * BUCKETS);
 	s->n_bands = nb;
+	for (uint32_t j = 0; j < nb; j++) {
+		uint32_t lo = j * 64 / nb, hi = (j + 1) * 64 / nb;
+		s->band_lo[j] = (uint8_t)lo;
+		s->band_mask[j] = hi - lo >= 64 ? ~0ULL : (1ULL << (hi - lo)) - 1;
+	}
 	gd_simhash_reset(s);
 	return 0;
 }
@@ -57,7 +53,7 @@ void gd_simhash_reset(struct gd_simhash *s)
 	s->tok_digits = false;
 	s->n_tok = 0;
 	s->n_sh = 0;
-	memset(s->ones, 0, sizeof(s->ones));
+	memset(s->planes, 0, sizeof(s->planes));
 	s->last_fresh = 0;
 	s->n_checks = 0;
 	s->n_counted = 0;
@@ -110,28 +106,31 @@ static uint32_t distinct_tokens(const struct gd_simhash *s)
 	return digits ? n - 1 : n;
 }
 
-/* Band <j> of <n_bands> of fingerprint <fp>, as a bucket number. */
-static uint32_t bucket(uint64_t fp, uint32_t j, uint32_t n_bands)
+/* Band <j> of fingerprint <fp>, as a bucket number. */
+static inline uint32_t bucket(const struct gd_simhash *s, uint64_t fp, uint32_t j)
 {
-	uint32_t lo = j * 64 / n_bands, hi = (j + 1) * 64 / n_bands;
-	uint64_t v = hi - lo >= 64 ? fp : (fp >> lo) & ((1ULL << (hi - lo)) - 1);
+	uint64_t v = (fp >> s->band_lo[j]) & s->band_mask[j];
 
-	return (uint32_t)(gd_hash_mix(v + j) & (BUCKETS - 1));
+	return (uint32_t)(((v + j) * 0x9e3779b97f4a7c15ULL) >> (64 - 6)) & (BUCKETS - 1);
 }
 
 /* The window's fingerprint: bit b set when more than half of its shingles
- * have bit b set. Per word of lanes: adding 0x8000 - t sets a lane's bit 15
- * exactly when the lane holds t or more (lanes hold at most 256). */
+ * have bit b set, i.e. when count b >= t = window / 2 + 1. The 64 counts
+ * are compared with t at once, bit-sliced, from the top plane down. */
 static uint64_t fingerprint(const struct gd_simhash *s)
 {
-	uint64_t t = s->cfg->window / 2 + 1, add = (0x8000 - t) * 0x0001000100010001ULL, fp = 0;
+	uint32_t t = s->cfg->window / 2 + 1;
+	uint64_t gt = 0, eq = ~0ULL;
 
-	for (int j = 0; j < 16; j++) {
-		uint64_t x = s->ones[j] + add;
-		uint64_t nib = ((x >> 15) & 1) | ((x >> 30) & 2) | ((x >> 45) & 4) | ((x >> 60) & 8);
-		fp |= nib << (4 * j);
+	for (int k = GD_SIMHASH_PLANES - 1; k >= 0; k--) {
+		if ((t >> k) & 1) {
+			eq &= s->planes[k];
+		} else {
+			gt |= eq & s->planes[k];
+			eq &= ~s->planes[k];
+		}
 	}
-	return fp;
+	return gt | eq;
 }
 
 /* True when <a> and <b> differ in at most <d> bits. */
@@ -182,7 +181,7 @@ static void find_matches(const struct gd_simhash *s, uint64_t fp, uint64_t start
 	/* Within max_distance bits, two fingerprints agree on a band. A
 	 * window found through several bands counts once (min and max). */
 	for (uint32_t j = 0; j < s->n_bands; j++) {
-		uint32_t head = s->heads[j * BUCKETS + bucket(fp, j, s->n_bands)];
+		uint32_t head = s->heads[j * BUCKETS + bucket(s, fp, j)];
 		uint64_t seq;
 
 		if (!head)
@@ -211,7 +210,7 @@ static void remember(struct gd_simhash *s, uint64_t fp, uint64_t start)
 
 	s->past[slot] = (struct gd_simhash_past){ fp, start };
 	for (uint32_t j = 0; j < s->n_bands; j++) {
-		uint32_t *head = &s->heads[j * BUCKETS + bucket(fp, j, s->n_bands)];
+		uint32_t *head = &s->heads[j * BUCKETS + bucket(s, fp, j)];
 		uint64_t back = 0;
 
 		if (*head) {
@@ -280,11 +279,23 @@ static enum gd_verdict push_token(struct gd_simhash *s, uint64_t tok, uint64_t o
 	for (uint32_t i = 0; i < k; i++)
 		h = gd_hash_mix(h ^ s->toks[(s->n_tok + i) % k]);
 	idx = s->n_sh % w;
-	/* Slide: the new shingle's bits enter, the oldest one's leave (a lane
-	 * never goes below the bits still in the window: no borrow). */
+	/* Slide: the new shingle's bits enter, the oldest one's leave: 64
+	 * counts incremented (by the bits of h) and decremented (by those of
+	 * the oldest), bit-sliced: carries and borrows ripple through the
+	 * planes, rarely past the first two. A count never goes below the
+	 * shingles still in the window, nor above the window. */
 	uint64_t old = s->n_sh >= w ? s->sh[idx] : 0;
-	for (int j = 0; j < 16; j++)
-		s->ones[j] += spread[(h >> (4 * j)) & 15] - spread[(old >> (4 * j)) & 15];
+	uint64_t carry = h, borrow = old;
+	for (int pl = 0; pl < GD_SIMHASH_PLANES && carry; pl++) {
+		uint64_t c = s->planes[pl] & carry;
+		s->planes[pl] ^= carry;
+		carry = c;
+	}
+	for (int pl = 0; pl < GD_SIMHASH_PLANES && borrow; pl++) {
+		uint64_t b = ~s->planes[pl] & borrow;
+		s->planes[pl] ^= borrow;
+		borrow = b;
+	}
 	if (tok != DIGITS_TOKEN) {
 		/* A word never seen before (two bits of a Bloom filter: a word
 		 * mistaken for seen only makes a window count, never the reverse). */
@@ -310,33 +321,43 @@ enum gd_verdict gd_simhash_feed(struct gd_simhash *s, const char *data, size_t l
                                 enum gd_stream stream, struct gd_trip *trip)
 {
 	const unsigned char *p = (const unsigned char *)data;
+	/* The token being read, in locals (push_token reads none of them). */
+	uint64_t pos = s->pos, tok_hash = s->tok_hash, tok_start = s->tok_start;
+	bool in_tok = s->in_tok, tok_digits = s->tok_digits;
+	enum gd_verdict v = GD_PASS;
 
-	for (size_t i = 0; i < len; i++, s->pos++) {
+	for (size_t i = 0; i < len; i++, pos++) {
 		unsigned char c = p[i];
 		unsigned cls = word_class[c];
 
 		if (cls) {
-			if (!s->in_tok) {
-				s->in_tok = true;
-				s->tok_digits = true;
-				s->tok_hash = GD_FNV_OFFSET;
-				s->tok_start = s->pos;
+			if (!in_tok) {
+				in_tok = true;
+				tok_digits = true;
+				tok_hash = GD_FNV_OFFSET;
+				tok_start = pos;
 			}
-			s->tok_hash = (s->tok_hash ^ c) * GD_FNV_PRIME;
-			s->tok_digits &= cls == 3;
+			tok_hash = (tok_hash ^ c) * GD_FNV_PRIME;
+			tok_digits &= cls == 3;
 			continue;
 		}
-		if (!s->in_tok)
+		if (!in_tok)
 			continue;
-		s->in_tok = false;
-		if (push_token(s, s->tok_digits ? DIGITS_TOKEN : s->tok_hash, s->tok_start,
-		               stream, trip) == GD_TRIP) {
-			s->pos++;
-			trip->at = s->pos; /* the byte that ended the token */
-			return GD_TRIP;
+		in_tok = false;
+		if (push_token(s, tok_digits ? DIGITS_TOKEN : tok_hash, tok_start, stream, trip) ==
+		    GD_TRIP) {
+			pos++;
+			trip->at = pos; /* the byte that ended the token */
+			v = GD_TRIP;
+			break;
 		}
 	}
-	return GD_PASS;
+	s->pos = pos;
+	s->tok_hash = tok_hash;
+	s->tok_start = tok_start;
+	s->in_tok = in_tok;
+	s->tok_digits = tok_digits;
+	return v;
 }
 
 uint64_t gd_simhash_text(const struct gd_simhash_config *cfg, const char *data, size_t len)

@@ -47,8 +47,11 @@ struct gd_simhash {
 	uint64_t n_tok;
 	uint64_t toks[GD_SIMHASH_MAX_SHINGLE];
 	uint64_t n_sh;           /* shingles made */
-	uint64_t ones[16];       /* per fingerprint bit, 1-bits among the window's shingles:
-	                            4 lanes of 16 bits per word, lane i of word j = bit 4j+i */
+	uint64_t planes[GD_SIMHASH_PLANES]; /* per fingerprint bit b, how many of the window's
+	                            shingles have bit b set, bit-sliced: bit b of planes[k]
+	                            is bit k of that count */
+	uint8_t band_lo[GD_SIMHASH_MAX_BANDS];   /* band j: bits band_lo[j].. of a fingerprint */
+	uint64_t band_mask[GD_SIMHASH_MAX_BANDS];
 	uint64_t last_fresh;     /* 1 + shingle index of the latest word never seen before */
 	uint64_t n_checks;
 	uint64_t n_counted;      /* windows that were not neutral */
