@@ -29,7 +29,6 @@
 #define GD_SIMHASH_PLANES 9       /* bits of a per-bit count: up to GD_SIMHASH_MAX_WINDOW */
 #define GD_PARAPHRASE_SENTENCES 16 /* earlier sentences the paraphrase watchdog compares with */
 #define GD_PARAPHRASE_WORDS 24    /* distinct words kept per sentence */
-#define GD_HISTORY_MAX_BODY (64u << 20) /* request bodies larger than this are refused */
 #define GD_HISTORY_MAX_CALLS 8192 /* tool calls read from one history */
 #define GD_HISTORY_MAX_CONTENT (256u << 10) /* tail of the last assistant text kept */
 #define GD_FAILURE_SCAN 4096      /* bytes of a tool result matched against failure patterns */
