@@ -23,12 +23,15 @@
 #define GD_COUNTER_SLOTS 16       /* numbers per unit the counter rule compares */
 #define GD_SIMHASH_MAX_WINDOW 256 /* tokens per SimHash window, upper bound */
 #define GD_SIMHASH_MAX_SHINGLE 8  /* tokens per shingle, upper bound */
-#define GD_SIMHASH_MAX_HISTORY 512 /* earlier window hashes kept, upper bound */
+#define GD_SIMHASH_MAX_HISTORY 2048 /* earlier window hashes kept, upper bound */
+#define GD_SIMHASH_PAST_MIN 64    /* a stream's first ring of earlier windows (it doubles up to history x stride) */
+#define GD_SIMHASH_MAX_PAST 32768 /* earlier windows kept per stream, upper bound (one per token) */
 #define GD_SIMHASH_SEEN_BITS 32768 /* Bloom filter of the words a stream has used */
 #define GD_SIMHASH_MAX_BANDS 9    /* fingerprint bands indexed (max_distance + 1 below this) */
 #define GD_SIMHASH_PLANES 9       /* bits of a per-bit count: up to GD_SIMHASH_MAX_WINDOW */
 #define GD_PARAPHRASE_SENTENCES 16 /* earlier sentences the paraphrase watchdog compares with */
 #define GD_PARAPHRASE_WORDS 24    /* distinct words kept per sentence */
+#define GD_PARAPHRASE_NUMBER_BITS 4096 /* Bloom filter of the numbers a reasoning stream has used */
 #define GD_HISTORY_MAX_CALLS 8192 /* tool calls read from one history */
 #define GD_HISTORY_MAX_CONTENT (256u << 10) /* tail of the last assistant text kept */
 #define GD_FAILURE_SCAN 4096      /* bytes of a tool result matched against failure patterns */

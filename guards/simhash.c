@@ -8,31 +8,114 @@
 
 #define DIGITS_TOKEN 0x9e3779b97f4a7c15ULL
 
-/* Buckets per band (a power of 2). */
-#define BUCKETS 64
+/* Windows kept: one at every shingle (window number k starts at shingle k),
+ * <history> strides back, at most GD_SIMHASH_MAX_PAST: a copy whose length
+ * is not a multiple of the stride still finds its earlier copy, window for
+ * window. */
+static uint32_t past_max(const struct gd_simhash_config *cfg)
+{
+	uint64_t n = (uint64_t)cfg->history * cfg->stride;
+
+	return n < GD_SIMHASH_MAX_PAST ? (uint32_t)n : GD_SIMHASH_MAX_PAST;
+}
+
+/* Buckets per band for a ring of <cap> windows: a quarter as many (a power
+ * of two, 64 at least), so a chain holds about four windows. */
+static uint32_t buckets_for(uint32_t cap)
+{
+	uint32_t n = 64;
+
+	while (n * 4 < cap)
+		n *= 2;
+	return n;
+}
+
+/* Band <j> of fingerprint <fp>, as a bucket number. */
+static inline uint32_t bucket(const struct gd_simhash *s, uint64_t fp, uint32_t j)
+{
+	uint64_t v = (fp >> s->band_lo[j]) & s->band_mask[j];
+
+	return (uint32_t)(((v + j) * 0x9e3779b97f4a7c15ULL) >> 32) & (s->n_buckets - 1);
+}
+
+/* Files window number <k> (in the ring) in its bands' chains. */
+static void link_window(struct gd_simhash *s, uint64_t k)
+{
+	uint32_t slot = (uint32_t)(k % s->past_cap);
+	uint64_t fp = s->past_fp[slot];
+
+	for (uint32_t j = 0; j < s->n_bands; j++) {
+		uint32_t *head = &s->heads[(size_t)j * s->n_buckets + bucket(s, fp, j)];
+		uint32_t back = 0;
+
+		if (*head) {
+			back = (uint32_t)k - (*head - 1);
+			if (back >= s->past_cap)
+				back = 0; /* the chain's next window is gone */
+		}
+		s->next[(size_t)slot * s->n_bands + j] = (uint16_t)back;
+		*head = (uint32_t)k + 1;
+	}
+}
+
+/* The windows that can no longer overlap a window checked later: those
+ * <window> shingles or more before the newest. */
+static uint64_t linkable(const struct gd_simhash *s)
+{
+	return s->n_win >= s->cfg->window ? s->n_win - s->cfg->window : 0;
+}
+
+/* Sets the ring of past windows to <cap> entries (and the chains' heads to
+ * buckets_for(cap) a band), keeping the <n_past> held: while the ring
+ * grows, window k is at slot k (growth happens only before it first wraps),
+ * and the chains are rebuilt. -1 when out of memory (nothing changed). */
+static int past_resize(struct gd_simhash *s, uint32_t cap)
+{
+	uint32_t nb = s->n_bands, buckets = buckets_for(cap);
+	size_t fps = (size_t)cap * 8, heads = (size_t)nb * buckets * 4;
+	unsigned char *mem = malloc(fps + heads + (size_t)cap * nb * 2);
+
+	if (!mem)
+		return -1;
+	if (s->past_fp) {
+		memcpy(mem, s->past_fp, (size_t)s->n_past * 8);
+		free(s->past_fp);
+	}
+	s->past_fp = (uint64_t *)(void *)mem;
+	s->heads = (uint32_t *)(void *)(mem + fps);
+	s->next = (uint16_t *)(void *)(mem + fps + heads);
+	s->past_cap = cap;
+	s->n_buckets = buckets;
+	memset(s->heads, 0, heads);
+	for (uint64_t k = 0; k < linkable(s); k++)
+		link_window(s, k);
+	return 0;
+}
 
 int gd_simhash_init(struct gd_simhash *s, const struct gd_simhash_config *cfg)
 {
-	uint32_t w = cfg->window, h = cfg->history;
+	uint32_t w = cfg->window, h = past_max(cfg), first = GD_SIMHASH_PAST_MIN;
 	uint32_t nb = cfg->max_distance + 1 < GD_SIMHASH_MAX_BANDS ? cfg->max_distance + 1 : 0;
-	size_t bytes = (size_t)3 * w * 8 + (size_t)h * sizeof(struct gd_simhash_past) +
-	               GD_SIMHASH_SEEN_BITS / 8 + (size_t)nb * BUCKETS * 4 + (size_t)nb * h * 2;
+	size_t bytes = (size_t)3 * w * 8 + GD_SIMHASH_SEEN_BITS / 8;
 	unsigned char *mem;
 
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
+	s->n_bands = nb;
 	mem = malloc(bytes);
 	if (!mem)
 		return -1;
-	/* 8-byte arrays first, then 4-, then 2-byte ones: all aligned. */
 	s->sh = (uint64_t *)(void *)mem;
 	s->sh_tok = s->sh + w;
 	s->sh_off = s->sh_tok + w;
-	s->past = (struct gd_simhash_past *)(void *)(s->sh_off + w);
-	s->seen = (uint64_t *)(void *)(s->past + h);
-	s->heads = (uint32_t *)(void *)(s->seen + GD_SIMHASH_SEEN_BITS / 64);
-	s->next = (uint16_t *)(void *)(s->heads + (size_t)nb * BUCKETS);
-	s->n_bands = nb;
+	s->seen = s->sh_off + w;
+	/* The ring holds the window being linked: more than <window>. */
+	while (first <= w)
+		first *= 2;
+	if (past_resize(s, h < first ? h : first)) {
+		gd_simhash_fini(s);
+		return -1;
+	}
 	for (uint32_t j = 0; j < nb; j++) {
 		uint32_t lo = j * 64 / nb, hi = (j + 1) * 64 / nb;
 		s->band_lo[j] = (uint8_t)lo;
@@ -56,17 +139,22 @@ void gd_simhash_reset(struct gd_simhash *s)
 	memset(s->planes, 0, sizeof(s->planes));
 	s->last_fresh = 0;
 	s->n_checks = 0;
+	s->n_win = 0;
 	s->n_counted = 0;
 	s->hitmask = 0;
 	s->n_past = 0;
 	memset(s->seen, 0, GD_SIMHASH_SEEN_BITS / 8);
-	memset(s->heads, 0, (size_t)s->n_bands * BUCKETS * 4);
+	memset(s->heads, 0, (size_t)s->n_bands * s->n_buckets * 4);
 }
 
 void gd_simhash_fini(struct gd_simhash *s)
 {
-	free(s->sh); /* the whole allocation */
+	free(s->sh); /* with sh_tok, sh_off, seen, heads */
 	s->sh = NULL;
+	free(s->past_fp); /* with heads and next */
+	s->past_fp = NULL;
+	s->heads = NULL;
+	s->next = NULL;
 }
 
 /* Token bytes: letters, digits, '_' and non-ASCII (1), digits (3). */
@@ -104,14 +192,6 @@ static uint32_t distinct_tokens(const struct gd_simhash *s)
 	for (uint32_t i = 0; i < w; i++)
 		digits |= tmp[i] == DIGITS_TOKEN;
 	return digits ? n - 1 : n;
-}
-
-/* Band <j> of fingerprint <fp>, as a bucket number. */
-static inline uint32_t bucket(const struct gd_simhash *s, uint64_t fp, uint32_t j)
-{
-	uint64_t v = (fp >> s->band_lo[j]) & s->band_mask[j];
-
-	return (uint32_t)(((v + j) * 0x9e3779b97f4a7c15ULL) >> (64 - 6)) & (BUCKETS - 1);
 }
 
 /* The window's fingerprint: bit b set when more than half of its shingles
@@ -152,90 +232,86 @@ struct match {
 	uint64_t first, latest;
 };
 
-static inline void consider(const struct gd_simhash *s, const struct gd_simhash_past *pp,
-                            uint64_t fp, uint64_t start, struct match *m)
+static inline void consider(const struct gd_simhash *s, uint64_t k, uint64_t fp,
+                            struct match *m)
 {
 	const struct gd_simhash_config *cfg = s->cfg;
 
-	if (pp->start + cfg->window > start)
-		return; /* overlapping windows share shingles */
-	if (!within(fp, pp->fp, cfg->max_distance))
+	if (!within(fp, s->past_fp[k % s->past_cap], cfg->max_distance))
 		return;
 	m->matched = true;
-	if (pp->start < m->first)
-		m->first = pp->start;
-	if (pp->start + cfg->window > m->latest)
-		m->latest = pp->start + cfg->window;
+	if (k < m->first)
+		m->first = k;
+	if (k + cfg->window > m->latest)
+		m->latest = k + cfg->window;
 }
 
-static void find_matches(const struct gd_simhash *s, uint64_t fp, uint64_t start, struct match *m)
+/* The kept windows that match <fp> and do not overlap the window checked
+ * (overlapping windows share shingles): those linked so far. */
+static void find_matches(const struct gd_simhash *s, uint64_t fp, struct match *m)
 {
-	const struct gd_simhash_config *cfg = s->cfg;
-	uint64_t oldest = s->n_checks - s->n_past; /* the oldest check still kept */
+	uint64_t oldest = s->n_win - s->n_past; /* the oldest window still kept */
 
 	if (!s->n_bands) {
-		for (uint32_t i = 0; i < s->n_past; i++)
-			consider(s, &s->past[i], fp, start, m);
+		for (uint64_t k = oldest; k < linkable(s); k++)
+			consider(s, k, fp, m);
 		return;
 	}
 	/* Within max_distance bits, two fingerprints agree on a band. A
 	 * window found through several bands counts once (min and max). */
 	for (uint32_t j = 0; j < s->n_bands; j++) {
-		uint32_t head = s->heads[j * BUCKETS + bucket(s, fp, j)];
-		uint64_t seq;
+		uint32_t head = s->heads[(size_t)j * s->n_buckets + bucket(s, fp, j)];
+		uint64_t k;
 
 		if (!head)
 			continue;
-		seq = head - 1 + (s->n_checks & ~0xffffffffULL);
-		if (seq >= s->n_checks)
-			seq -= 1ULL << 32;
-		while (seq >= oldest && seq < s->n_checks) {
-			uint32_t slot = (uint32_t)(seq % cfg->history);
-			uint16_t back = s->next[(size_t)slot * s->n_bands + j];
+		k = head - 1 + (s->n_win & ~0xffffffffULL);
+		if (k >= s->n_win)
+			k -= 1ULL << 32;
+		while (k >= oldest && k < s->n_win) {
+			uint16_t back = s->next[(size_t)(k % s->past_cap) * s->n_bands + j];
 
-			consider(s, &s->past[slot], fp, start, m);
-			if (!back || back > seq)
+			consider(s, k, fp, m);
+			if (!back || back > k)
 				break;
-			seq -= back;
+			k -= back;
 		}
 	}
 }
 
-/* Files the current window (check number n_checks) in the past ring and in
- * its bands' chains. */
-static void remember(struct gd_simhash *s, uint64_t fp, uint64_t start)
+/* Keeps window number n_win (fingerprint <fp>) and links the window that
+ * can no longer overlap a later check. */
+static void remember(struct gd_simhash *s, uint64_t fp)
 {
-	const struct gd_simhash_config *cfg = s->cfg;
-	uint32_t slot = (uint32_t)(s->n_checks % cfg->history);
+	uint32_t max = past_max(s->cfg);
 
-	s->past[slot] = (struct gd_simhash_past){ fp, start };
-	for (uint32_t j = 0; j < s->n_bands; j++) {
-		uint32_t *head = &s->heads[j * BUCKETS + bucket(s, fp, j)];
-		uint64_t back = 0;
-
-		if (*head) {
-			back = (uint32_t)s->n_checks - (*head - 1);
-			if (back > cfg->history)
-				back = 0; /* the chain's next window is gone */
-		}
-		s->next[(size_t)slot * s->n_bands + j] = (uint16_t)back;
-		*head = (uint32_t)s->n_checks + 1;
+	/* Full before it wraps for the first time: double it, up to
+	 * history x stride (out of memory: it stays, a shorter history). */
+	if (s->n_past == s->past_cap && s->past_cap < max) {
+		uint32_t cap = s->past_cap * 2 < max ? s->past_cap * 2 : max;
+		(void)past_resize(s, cap);
 	}
-	if (s->n_past < cfg->history)
+	s->past_fp[s->n_win % s->past_cap] = fp;
+	if (s->n_past < s->past_cap)
 		s->n_past++;
+	s->n_win++;
+	if (s->n_win > s->cfg->window)
+		link_window(s, s->n_win - 1 - s->cfg->window);
 }
 
-static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
-                                    struct gd_trip *trip)
+static enum gd_verdict check_window(struct gd_simhash *s, uint64_t fp, uint64_t start,
+                                    enum gd_stream stream, struct gd_trip *trip)
 {
 	const struct gd_simhash_config *cfg = s->cfg;
-	uint64_t fp = fingerprint(s), start = s->n_sh - cfg->window;
 	uint32_t span = cfg->min_hits * 2;
 	struct match m = { false, UINT64_MAX, 0 };
 	bool hit = false;
 	uint64_t spanmask = span >= 64 ? ~0ULL : (1ULL << span) - 1;
 
-	find_matches(s, fp, start, &m);
+	/* Window <start> itself is kept first: the windows it can match are
+	 * then exactly those linked. */
+	remember(s, fp);
+	find_matches(s, fp, &m);
 	/* Neutral windows leave the hit record as it is:
 	 * - every match lies in one earlier place: the second copy of a passage,
 	 *   which exact repetition allows (a third copy matches two places);
@@ -245,7 +321,6 @@ static enum gd_verdict check_window(struct gd_simhash *s, enum gd_stream stream,
 	/* Counting distinct tokens costs a sort: only for would-be hits. */
 	if (!neutral)
 		hit = m.matched && distinct_tokens(s) >= cfg->min_distinct;
-	remember(s, fp, start);
 	s->n_checks++;
 	if (neutral)
 		return GD_PASS;
@@ -312,8 +387,13 @@ static enum gd_verdict push_token(struct gd_simhash *s, uint64_t tok, uint64_t o
 	s->sh_tok[idx] = tok;
 	s->sh_off[idx] = off;
 	s->n_sh++;
-	if (s->n_sh >= w && (s->n_sh - w) % cfg->stride == 0)
-		return check_window(s, stream, trip);
+	if (s->n_sh < w)
+		return GD_PASS;
+	/* Every window is kept; every <stride>-th one is checked. */
+	uint64_t fp = fingerprint(s), start = s->n_sh - w;
+	if (start % cfg->stride == 0)
+		return check_window(s, fp, start, stream, trip);
+	remember(s, fp);
 	return GD_PASS;
 }
 

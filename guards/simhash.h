@@ -20,7 +20,9 @@
  * (two fingerprints within max_distance bits agree on at least one band):
  * a few chains walked per window instead of every past window (when
  * max_distance < GD_SIMHASH_MAX_BANDS; a linear scan otherwise).
- * State sized by the config, allocated once by gd_simhash_init. */
+ * State sized by the config, allocated by gd_simhash_init; the ring of past
+ * windows starts at GD_SIMHASH_PAST_MIN and doubles up to <history> as the
+ * stream grows. */
 #ifndef LW_GUARDS_SIMHASH_H
 #define LW_GUARDS_SIMHASH_H
 
@@ -30,11 +32,6 @@
 #include "guards/config.h"
 #include "guards/limits.h"
 #include "guards/trip.h"
-
-struct gd_simhash_past {
-	uint64_t fp;
-	uint64_t start; /* index of the window's first shingle */
-};
 
 struct gd_simhash {
 	const struct gd_simhash_config *cfg;
@@ -53,7 +50,8 @@ struct gd_simhash {
 	uint8_t band_lo[GD_SIMHASH_MAX_BANDS];   /* band j: bits band_lo[j].. of a fingerprint */
 	uint64_t band_mask[GD_SIMHASH_MAX_BANDS];
 	uint64_t last_fresh;     /* 1 + shingle index of the latest word never seen before */
-	uint64_t n_checks;
+	uint64_t n_checks;       /* windows checked (one per stride) */
+	uint64_t n_win;          /* windows kept (one per shingle) */
 	uint64_t n_counted;      /* windows that were not neutral */
 	uint64_t hitmask;        /* bit 0 = the latest counted window */
 	uint32_t n_past;
@@ -62,11 +60,14 @@ struct gd_simhash {
 	uint64_t *sh;            /* ring of <window>: shingle hashes */
 	uint64_t *sh_tok;        /* ring of <window>: the shingle's last token */
 	uint64_t *sh_off;        /* ring of <window>: stream offset of that token */
-	struct gd_simhash_past *past; /* ring of <history> */
-	uint16_t *next;          /* per past window and band: how many checks back the
+	uint32_t past_cap;       /* windows the ring holds now: doubles up to history x stride */
+	uint32_t n_buckets;      /* per band: a quarter of past_cap (64 at least) */
+	uint64_t *past_fp;       /* ring of <past_cap>: window k's fingerprint at k % past_cap
+	                            (window k starts at shingle k); one allocation with: */
+	uint32_t *heads;         /* per band and bucket: 1 + the number of its latest
+	                            linked window (0: none) */
+	uint16_t *next;          /* per kept window and band: how many windows back the
 	                            next window of its bucket is (0: none) */
-	uint32_t *heads;         /* per band and bucket: 1 + the check number of its
-	                            latest window (0: none) */
 	uint64_t *seen;          /* GD_SIMHASH_SEEN_BITS: words seen (two bits each, Bloom) */
 };
 
