@@ -1,11 +1,13 @@
 /* The SimHash watchdog for one stream: near repetition. Text is cut into word
  * tokens (runs of letters, digits, '_' and non-ASCII bytes; every all-digit
  * token counts as the same token so changing counters do not hide a loop),
- * tokens into shingles of <shingle>, and every <stride> tokens the 64-bit
- * SimHash of the last <window> shingles is compared with earlier,
- * non-overlapping windows. A window within <max_distance> bits of one of them
- * is a hit; <min_hits> hits among the last 2 * <min_hits> counted windows
- * trip. Windows that are never hits:
+ * tokens into shingles of <shingle>. The 64-bit SimHash of the last <window>
+ * shingles is kept at every shingle, <history> x <stride> shingles back (so
+ * a copy whose length is not a multiple of the stride meets its earlier
+ * copy window for window); every <stride> tokens the current window is
+ * compared with the kept windows that do not overlap it. A window within
+ * <max_distance> bits of one of them is a hit; <min_hits> hits among the
+ * last 2 * <min_hits> counted windows trip. Windows that are never hits:
  * - fewer than <min_distinct> distinct words, numbers not counted (tables,
  *   number lists, `} } }`, metrics lines: the exact-repeat watchdog covers
  *   those), or one token filling more than a quarter of the window;
@@ -21,7 +23,7 @@
  * a few chains walked per window instead of every past window (when
  * max_distance < GD_SIMHASH_MAX_BANDS; a linear scan otherwise).
  * State sized by the config, allocated by gd_simhash_init; the ring of past
- * windows starts at GD_SIMHASH_PAST_MIN and doubles up to <history> as the
+ * windows starts at GD_SIMHASH_PAST_MIN and doubles up to <history> x <stride> as the
  * stream grows. */
 #ifndef LW_GUARDS_SIMHASH_H
 #define LW_GUARDS_SIMHASH_H
