@@ -997,50 +997,57 @@ enum eng_status eng_gguf_kv_arr(const struct eng_gguf *g, uint64_t i, struct eng
 
 /* ---- array elements ---------------------------------------------------- */
 
-/* Element <i> of a fixed-size-element array, or NULL (with *<st> set). */
-static const uint8_t *elem(const struct eng_gguf_arr *arr, uint64_t i, enum eng_status *st)
+/* The bytes of element <i> of a fixed-size-element array in *<p>. The status
+ * is the only success signal: *<p> is set exactly when it is ENG_OK, so each
+ * caller returns early on failure and the compiler (and the reader) can see
+ * that nothing is read from an unset pointer or value. */
+static enum eng_status elem(const struct eng_gguf_arr *arr, uint64_t i, uint32_t *type,
+			    const uint8_t **p)
 {
 	const struct val *v = arr ? arr->priv : NULL;
 	uint32_t sz;
 
-	*st = ENG_OK;
-	if (!v || i >= v->n) {
-		*st = ENG_ERR_RANGE;
-		return NULL;
-	}
+	if (!v || i >= v->n)
+		return ENG_ERR_RANGE;
 	sz = vtype_size(v->elem);
-	if (sz == 0) {
-		*st = ENG_ERR_TYPE;
-		return NULL;
-	}
-	return v->p + i * sz;
+	if (sz == 0)
+		return ENG_ERR_TYPE;
+	*type = v->elem;
+	*p = v->p + i * sz;
+	return ENG_OK;
 }
 
 enum eng_status eng_gguf_arr_i64(const struct eng_gguf_arr *arr, uint64_t i, int64_t *out)
 {
-	enum eng_status st = ENG_OK;
-	const uint8_t *p = elem(arr, i, &st);
+	const uint8_t *p;
+	uint32_t type;
+	enum eng_status st = elem(arr, i, &type, &p);
 
-	return p ? to_i64(((const struct val *)arr->priv)->elem, p, INT64_MIN, INT64_MAX, out) : st;
+	if (st != ENG_OK)
+		return st;
+	return to_i64(type, p, INT64_MIN, INT64_MAX, out);
 }
 
 enum eng_status eng_gguf_arr_u64(const struct eng_gguf_arr *arr, uint64_t i, uint64_t *out)
 {
-	enum eng_status st = ENG_OK;
-	const uint8_t *p = elem(arr, i, &st);
+	const uint8_t *p;
+	uint32_t type;
+	enum eng_status st = elem(arr, i, &type, &p);
 
-	return p ? to_u64(((const struct val *)arr->priv)->elem, p, UINT64_MAX, out) : st;
+	if (st != ENG_OK)
+		return st;
+	return to_u64(type, p, UINT64_MAX, out);
 }
 
 enum eng_status eng_gguf_arr_i32(const struct eng_gguf_arr *arr, uint64_t i, int32_t *out)
 {
-	enum eng_status st = ENG_OK;
-	const uint8_t *p = elem(arr, i, &st);
+	const uint8_t *p;
+	uint32_t type;
 	int64_t v;
+	enum eng_status st = elem(arr, i, &type, &p);
 
-	if (!p)
-		return st;
-	st = to_i64(((const struct val *)arr->priv)->elem, p, INT32_MIN, INT32_MAX, &v);
+	if (st == ENG_OK)
+		st = to_i64(type, p, INT32_MIN, INT32_MAX, &v);
 	if (st == ENG_OK)
 		*out = (int32_t)v;
 	return st;
@@ -1048,13 +1055,13 @@ enum eng_status eng_gguf_arr_i32(const struct eng_gguf_arr *arr, uint64_t i, int
 
 enum eng_status eng_gguf_arr_u32(const struct eng_gguf_arr *arr, uint64_t i, uint32_t *out)
 {
-	enum eng_status st = ENG_OK;
-	const uint8_t *p = elem(arr, i, &st);
+	const uint8_t *p;
+	uint32_t type;
 	uint64_t v;
+	enum eng_status st = elem(arr, i, &type, &p);
 
-	if (!p)
-		return st;
-	st = to_u64(((const struct val *)arr->priv)->elem, p, UINT32_MAX, &v);
+	if (st == ENG_OK)
+		st = to_u64(type, p, UINT32_MAX, &v);
 	if (st == ENG_OK)
 		*out = (uint32_t)v;
 	return st;
@@ -1062,10 +1069,13 @@ enum eng_status eng_gguf_arr_u32(const struct eng_gguf_arr *arr, uint64_t i, uin
 
 enum eng_status eng_gguf_arr_f64(const struct eng_gguf_arr *arr, uint64_t i, double *out)
 {
-	enum eng_status st = ENG_OK;
-	const uint8_t *p = elem(arr, i, &st);
+	const uint8_t *p;
+	uint32_t type;
+	enum eng_status st = elem(arr, i, &type, &p);
 
-	return p ? to_f64(((const struct val *)arr->priv)->elem, p, out) : st;
+	if (st != ENG_OK)
+		return st;
+	return to_f64(type, p, out);
 }
 
 enum eng_status eng_gguf_arr_f32(const struct eng_gguf_arr *arr, uint64_t i, float *out)
@@ -1080,12 +1090,13 @@ enum eng_status eng_gguf_arr_f32(const struct eng_gguf_arr *arr, uint64_t i, flo
 
 enum eng_status eng_gguf_arr_bool(const struct eng_gguf_arr *arr, uint64_t i, bool *out)
 {
-	enum eng_status st = ENG_OK;
-	const uint8_t *p = elem(arr, i, &st);
+	const uint8_t *p;
+	uint32_t type;
+	enum eng_status st = elem(arr, i, &type, &p);
 
-	if (!p)
+	if (st != ENG_OK)
 		return st;
-	if (((const struct val *)arr->priv)->elem != ENG_GGUF_BOOL)
+	if (type != ENG_GGUF_BOOL)
 		return ENG_ERR_TYPE;
 	*out = p[0] != 0;
 	return ENG_OK;

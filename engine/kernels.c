@@ -51,10 +51,10 @@ static int has_f16c(void)
 
 static void init(void)
 {
-	__builtin_cpu_init();
 	fill(&filled[ENG_KERNELS_SCALAR], &eng_kernels_scalar_tab, &eng_kernels_scalar_tab);
 	cpu_ok[ENG_KERNELS_SCALAR] = 1;
-#if defined(__x86_64__)
+#if defined(__x86_64__) /* the SIMD variants; elsewhere only the scalar one runs */
+	__builtin_cpu_init(); /* x86 only in GCC 12 */
 	fill(&filled[ENG_KERNELS_AVX2], &eng_kernels_avx2_tab, &filled[ENG_KERNELS_SCALAR]);
 	cpu_ok[ENG_KERNELS_AVX2] = __builtin_cpu_supports("avx2") &&
 				   __builtin_cpu_supports("fma") && has_f16c();

@@ -35,13 +35,15 @@ lw_fuzz_target(fuzz_config 10000 LIBS lw_config)
 lw_fuzz_target(fuzz_request 1000 LIBS lw_wire)
 # fuzz_chat: the whole request path, body in -> response out: an in-process
 # server whose upstream is the scripted one (tests/upstream), on loopback.
-lw_fuzz_target(fuzz_chat 1000 LIBS lw_proxy lw_scripted)
-target_sources(fuzz_chat PRIVATE integration/harness.c)
-target_include_directories(fuzz_chat PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
-target_compile_definitions(fuzz_chat PRIVATE LW_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+# It needs the server (libevent): not in a -DLW_PROXY=OFF build.
+if(LW_PROXY)
+  lw_fuzz_target(fuzz_chat 1000 LIBS lw_proxy lw_scripted)
+  target_sources(fuzz_chat PRIVATE integration/harness.c)
+  target_include_directories(fuzz_chat PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/integration)
+  target_compile_definitions(fuzz_chat PRIVATE LW_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  set_tests_properties(fuzz_chat_corpus PROPERTIES TIMEOUT 300)
+endif()
 set_tests_properties(test_sse test_chunk test_request test_config test_corpus test_audit
                      PROPERTIES TIMEOUT 120)
-if(NOT LW_LIBFUZZER)
-  # About 80 s each under ASan on a loaded 2-core machine.
-  set_tests_properties(fuzz_request_corpus fuzz_chat_corpus PROPERTIES TIMEOUT 300)
-endif()
+# About 80 s each under ASan on a loaded 2-core machine.
+set_tests_properties(fuzz_request_corpus PROPERTIES TIMEOUT 300)
