@@ -526,18 +526,6 @@ uint64_t gd_call_identity_raw(const char *name, size_t name_len, uint64_t raw_ha
 	return gd_hash_mix(gd_hash_bytes(raw_hash, name, name_len));
 }
 
-uint64_t gd_call_identity_tree(const char *name, size_t name_len, const void *val,
-                               char *scratch, size_t scratchcap, bool *canonical)
-{
-	struct out o = { .buf = scratch, .cap = scratchcap };
-
-	*canonical = false;
-	if (!val || !scratch || put_value(&o, (yajl_val)val) != GD_CANON_OK || o.full)
-		return identity_of(name, name_len, "", 0);
-	*canonical = true;
-	return identity_of(name, name_len, scratch, o.len);
-}
-
 static uint64_t name_seed(const char *name, size_t name_len, const char *sep)
 {
 	return gd_hash_bytes(gd_hash_bytes(GD_FNV_OFFSET, name, name_len), sep, strlen(sep) + 1);
@@ -613,11 +601,4 @@ void gd_call_id(const struct gd_cross_turn_config *ct, const char *name, size_t 
 		ids_of_bytes(name, name_len, args + b, e - b, out);
 	yajl_tree_free(tree);
 	free(copy);
-}
-
-void gd_call_id_tree(const struct gd_cross_turn_config *ct, const char *name, size_t name_len,
-                     const void *val, struct gd_call_id *out)
-{
-	if (!val || !ids_of_tree(ct, name, name_len, (yajl_val)val, out))
-		ids_of_bytes(name, name_len, "", 0, out);
 }

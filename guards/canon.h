@@ -75,11 +75,6 @@ uint64_t gd_call_identity(const char *name, size_t name_len, const char *args,
  * it for such calls, so they still match each other. */
 uint64_t gd_call_identity_raw(const char *name, size_t name_len, uint64_t raw_hash);
 
-/* The same for a parsed yajl value (a history's object-valued arguments);
- * <val> is a yajl_val. */
-uint64_t gd_call_identity_tree(const char *name, size_t name_len, const void *val,
-                               char *scratch, size_t scratchcap, bool *canonical);
-
 /* The identities of one tool call, from one parse of its arguments. */
 struct gd_call_id {
 	uint64_t exact;   /* name + canonical arguments: gd_call_identity */
@@ -99,10 +94,6 @@ struct gd_call_id {
  * Allocates while parsing (once per call). */
 void gd_call_id(const struct gd_cross_turn_config *ct, const char *name, size_t name_len,
                 const char *args, size_t args_len, struct gd_call_id *out);
-
-/* The same for a parsed yajl value (a history's object-valued arguments). */
-void gd_call_id_tree(const struct gd_cross_turn_config *ct, const char *name, size_t name_len,
-                     const void *val, struct gd_call_id *out);
 
 /* The same for arguments too long to keep (gd_call_identity_raw in all three
  * fields). */

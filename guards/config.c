@@ -181,7 +181,7 @@ void gd_config_defaults(struct gd_config *cfg)
 	cfg->simhash.stride = 4;
 	cfg->simhash.max_distance = 3;
 	cfg->simhash.min_hits = 4;
-	cfg->simhash.history = 128;
+	cfg->simhash.history = 512;
 	cfg->simhash.min_distinct = 10;
 
 	cfg->paraphrase.enabled = true;

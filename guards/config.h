@@ -108,7 +108,7 @@ struct gd_simhash_config {
 	uint32_t stride;       /* tokens between window starts */
 	uint32_t max_distance; /* Hamming distance counted as a near-repeat */
 	uint32_t min_hits;     /* near-repeat windows needed to trip */
-	uint32_t history;      /* earlier window hashes kept */
+	uint32_t history;      /* strides back: the windows of history x stride tokens are kept */
 	uint32_t min_distinct; /* windows with fewer distinct words (numbers not counted) never hit */
 };
 

@@ -13,8 +13,8 @@
 #define GD_CANON_MAX_INPUT (4u << 20) /* bytes of arguments ever canonicalized */
 #define GD_ARGS_MAX (1u << 20)    /* upper bound for guards.limits.max_args_bytes */
 #define GD_REPEAT_WINDOW_MAX (64u << 10) /* upper bound for guards.repeat.window_bytes */
-#define GD_REPEAT_TABLE_BITS 11
-#define GD_REPEAT_TABLE (1u << GD_REPEAT_TABLE_BITS) /* 8-byte block hash slots per stream */
+#define GD_REPEAT_TABLE_BITS 11   /* 8-byte block hash slots per stream, at most 2^11 */
+#define GD_REPEAT_RING_MIN 256    /* a stream's first window (it doubles up to window_bytes) */
 #define GD_REPEAT_CANDIDATES 8    /* periods tracked at once per stream */
 #define GD_REPEAT_LAST_COPY 64    /* bytes of the last of min_repeats copies that must repeat */
 #define GD_COUNTER_WINDOW 2048    /* normalized bytes kept by the counter rule per stream */
@@ -23,11 +23,15 @@
 #define GD_COUNTER_SLOTS 16       /* numbers per unit the counter rule compares */
 #define GD_SIMHASH_MAX_WINDOW 256 /* tokens per SimHash window, upper bound */
 #define GD_SIMHASH_MAX_SHINGLE 8  /* tokens per shingle, upper bound */
-#define GD_SIMHASH_MAX_HISTORY 512 /* earlier window hashes kept, upper bound */
+#define GD_SIMHASH_MAX_HISTORY 2048 /* earlier window hashes kept, upper bound */
+#define GD_SIMHASH_PAST_MIN 64    /* a stream's first ring of earlier windows (it doubles up to history x stride) */
+#define GD_SIMHASH_MAX_PAST 32768 /* earlier windows kept per stream, upper bound (one per token) */
 #define GD_SIMHASH_SEEN_BITS 32768 /* Bloom filter of the words a stream has used */
+#define GD_SIMHASH_MAX_BANDS 9    /* fingerprint bands indexed (max_distance + 1 below this) */
+#define GD_SIMHASH_PLANES 9       /* bits of a per-bit count: up to GD_SIMHASH_MAX_WINDOW */
 #define GD_PARAPHRASE_SENTENCES 16 /* earlier sentences the paraphrase watchdog compares with */
 #define GD_PARAPHRASE_WORDS 24    /* distinct words kept per sentence */
-#define GD_HISTORY_MAX_BODY (64u << 20) /* request bodies larger than this are refused */
+#define GD_PARAPHRASE_NUMBER_BITS 4096 /* Bloom filter of the numbers a reasoning stream has used */
 #define GD_HISTORY_MAX_CALLS 8192 /* tool calls read from one history */
 #define GD_HISTORY_MAX_CONTENT (256u << 10) /* tail of the last assistant text kept */
 #define GD_FAILURE_SCAN 4096      /* bytes of a tool result matched against failure patterns */

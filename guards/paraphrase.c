@@ -49,6 +49,24 @@ static void end_word(struct gd_paraphrase *s)
 	s->word_len = 0;
 }
 
+/* The number being read is over: a number never seen before makes the
+ * sentence fresh (two bits of a Bloom filter: a number mistaken for seen
+ * only lets a sentence count as restated, as before this rule). */
+static void end_number(struct gd_paraphrase *s)
+{
+	uint32_t m = s->num_hash * 0x9e3779b1u;
+	uint32_t b1 = (m >> 7) % GD_PARAPHRASE_NUMBER_BITS;
+	uint32_t b2 = (m >> 19 ^ s->num_hash) % GD_PARAPHRASE_NUMBER_BITS;
+
+	s->in_num = false;
+	s->num_dot = false;
+	if (!((s->nums_seen[b1 / 64] >> (b1 % 64)) & (s->nums_seen[b2 / 64] >> (b2 % 64)) & 1)) {
+		s->nums_seen[b1 / 64] |= 1ULL << (b1 % 64);
+		s->nums_seen[b2 / 64] |= 1ULL << (b2 % 64);
+		s->fresh = true;
+	}
+}
+
 /* The sentence is over: count it. */
 static enum gd_verdict end_sentence(struct gd_paraphrase *s, enum gd_stream stream,
                                     struct gd_trip *trip)
@@ -62,7 +80,11 @@ static enum gd_verdict end_sentence(struct gd_paraphrase *s, enum gd_stream stre
 
 	if (s->in_word)
 		end_word(s);
+	if (s->in_num)
+		end_number(s);
 	s->sent_start = s->pos;
+	bool fresh = s->fresh;
+	s->fresh = false;
 	if (c->n < cfg->min_words || s->list_item) {
 		c->n = 0;
 		s->list_item = false;
@@ -87,7 +109,9 @@ static enum gd_verdict end_sentence(struct gd_paraphrase *s, enum gd_stream stre
 
 		if (!(sig & p->sig))
 			continue; /* no word in common */
-		while (i < c->n && j < p->n) {
+		/* Stops as soon as the words left cannot reach <need>. */
+		while (i < c->n && j < p->n &&
+		       shared + (c->n - i < p->n - j ? c->n - i : p->n - j) >= need) {
 			if (c->word[i] == p->word[j]) {
 				shared++;
 				i++;
@@ -101,7 +125,8 @@ static enum gd_verdict end_sentence(struct gd_paraphrase *s, enum gd_stream stre
 		if (shared > best)
 			best = shared;
 	}
-	restated = best >= need;
+	/* A sentence that brings a new number reports something new. */
+	restated = best >= need && !fresh;
 	s->past[s->n_sent % GD_PARAPHRASE_SENTENCES] = *c;
 	s->n_sent++;
 	c->n = 0;
@@ -144,6 +169,8 @@ enum gd_verdict gd_paraphrase_feed(struct gd_paraphrase *s, const char *data, si
 			if (++s->ticks == 3) {
 				s->in_fence = !s->in_fence;
 				s->in_word = false;
+				s->in_num = false;
+				s->fresh = false;
 				s->word_len = 0;
 				s->word_hash = (uint32_t)GD_FNV_OFFSET;
 				s->cur.n = 0;
@@ -174,6 +201,22 @@ enum gd_verdict gd_paraphrase_feed(struct gd_paraphrase *s, const char *data, si
 		} else if (line == GD_LINE_BULLET) {
 			s->line = GD_LINE_TEXT;
 			s->list_item |= c == ' ';
+		}
+		/* Numbers: digits not inside a word, '.' between digits. */
+		if (s->in_num) {
+			if (digit) {
+				if (s->num_dot)
+					s->num_hash = (s->num_hash ^ '.') * (uint32_t)GD_FNV_PRIME;
+				s->num_dot = false;
+				s->num_hash = (s->num_hash ^ c) * (uint32_t)GD_FNV_PRIME;
+			} else if (c == '.' && !s->num_dot) {
+				s->num_dot = true;
+			} else {
+				end_number(s);
+			}
+		} else if (digit && !s->in_word) {
+			s->in_num = true;
+			s->num_hash = ((uint32_t)GD_FNV_OFFSET ^ c) * (uint32_t)GD_FNV_PRIME;
 		}
 		if (s->dot) {
 			s->dot = false;

@@ -11,6 +11,9 @@
  * <min_restated> restated sentences among the last <window> counted ones
  * trip. List items and table rows (a line starting with "- ", "* ", "+ ",
  * "|" or "1." / "1)") are not counted: an enumeration shares its template.
+ * A sentence holding a number never seen before in the stream ("12.9",
+ * "run 4") is not restated: it reports something new (a benchmark log
+ * restating one template with new measurements is not a loop).
  * Fixed-size state, no allocation. */
 #ifndef LW_GUARDS_PARAPHRASE_H
 #define LW_GUARDS_PARAPHRASE_H
@@ -48,6 +51,10 @@ struct gd_paraphrase {
 	bool dot;                /* a '.', '!' or '?' waits for the next byte */
 	bool list_item;          /* the current sentence is a list item or table row */
 	bool in_fence;           /* inside a ``` code fence: not read */
+	bool in_num;             /* reading a number (digits, and '.' between digits) */
+	bool num_dot;            /* a '.' after the number's digits waits for a digit */
+	bool fresh;              /* the current sentence holds a number never seen before */
+	uint32_t num_hash;
 	uint32_t ticks;          /* backticks in a row */
 	enum gd_paraphrase_line line;
 	struct gd_paraphrase_sentence cur;
@@ -56,6 +63,7 @@ struct gd_paraphrase {
 	uint64_t n_counted;      /* sentences counted (restated or not) */
 	uint32_t restated;       /* bit i: the i-th latest counted sentence was restated */
 	uint64_t start_off[32];  /* ring: start offset of each counted sentence */
+	uint64_t nums_seen[GD_PARAPHRASE_NUMBER_BITS / 64]; /* numbers seen (Bloom, two bits) */
 };
 
 void gd_paraphrase_init(struct gd_paraphrase *s, const struct gd_paraphrase_config *cfg);

@@ -1,9 +1,17 @@
 /* The per-answer pipeline: routes events to the watchdogs (content,
  * reasoning and each call's arguments are separate streams), holds tool calls
  * until their arguments are complete JSON, then runs the call guards on the
- * completed call. Everything is allocated in gd_pipeline_new, but the
- * reasoning watch and the watched calls are cleared only when first used,
- * so a text-only answer touches a fraction of the pipeline's memory. */
+ * completed call. Memory follows what the answer uses: a stream's watchdogs
+ * are allocated when its first byte arrives (the reasoning's with the
+ * paraphrase watchdog, a call's when it is the first to take a watched slot),
+ * their windows grow with the stream up to the configured sizes, and a
+ * watched call's argument buffer grows with its arguments up to
+ * max_args_bytes. A slot's buffers are kept for the answer's later calls, so
+ * an answer allocates a bounded number of times (about log2 of each cap per
+ * stream), never per event. Out of memory while growing, a stream keeps the
+ * window it has; a stream whose watchdogs cannot be allocated is not
+ * watched (like a fifth concurrently open call), a call whose arguments do
+ * not fit is identified by its raw bytes. */
 #include "guards/pipeline.h"
 
 #include <stddef.h>
@@ -29,16 +37,26 @@
  * bytes and its arguments are not watched. */
 #define GD_WATCHED_CALLS 4
 
+/* A watched call's first argument buffer (it doubles up to max_args_bytes). */
+#define ARGS_MIN 256
+
 struct watch {
 	struct gd_repeat rep;
 	struct gd_repeat ctr; /* the counter rule: gd_repeat_init_counter */
 	struct gd_simhash sim;
 };
 
+struct reasoning {
+	struct watch w;
+	struct gd_paraphrase paraphrase;
+};
+
 struct heavy {
 	bool busy;
-	char *args;         /* max_args_bytes */
-	struct watch w;
+	char *args;          /* grows up to max_args_bytes */
+	size_t args_cap;
+	struct watch *w;     /* allocated by the first call that uses the slot */
+	bool w_failed;       /* out of memory: the slot's calls are not watched */
 };
 
 struct call {
@@ -53,7 +71,7 @@ struct call {
 	struct gd_json_scan scan;
 	uint64_t args_len;
 	uint64_t raw_hash;   /* FNV over all argument bytes */
-	bool overflow;       /* arguments longer than max_args_bytes */
+	bool overflow;       /* arguments not kept: longer than max_args_bytes (or no memory) */
 	struct heavy *heavy; /* NULL: unwatched */
 };
 
@@ -64,10 +82,13 @@ struct gd_pipeline {
 	bool tripped;
 	struct gd_trip trip;
 	struct gd_stats stats;
-	struct watch text;
+	struct watch *text;           /* at the first text byte */
+	struct reasoning *reasoning;  /* at the first reasoning byte */
+	bool text_failed, reasoning_failed; /* out of memory: not watched */
 	uint32_t n_open;
 	uint64_t seq;
 	struct call calls[GD_MAX_OPEN_CALLS];
+	struct heavy heavy[GD_WATCHED_CALLS];
 	struct gd_name_run name_run;
 	struct gd_dedup dedup;
 	struct gd_budget budget;
@@ -75,46 +96,53 @@ struct gd_pipeline {
 	float near_cross_turn;  /* the last completed call: rounds over max_rounds */
 	float near_failure;     /* and its permanent failures over max_failures */
 	bool answer_mutated;
-	bool reasoning_ready;
-	/* Not cleared by gd_pipeline_new (most of the pipeline's size): the
-	 * reasoning watch is cleared at the first reasoning event, a heavy
-	 * slot's watch when open_call takes the slot. */
-	struct watch reasoning;
-	struct gd_paraphrase paraphrase; /* the reasoning stream's */
-	struct heavy heavy[GD_WATCHED_CALLS];
 };
-
-static int watch_init(struct watch *w, const struct gd_policy *policy)
-{
-	gd_simhash_init(&w->sim, &policy->cfg.simhash);
-	w->ctr.ring = NULL;
-	if (gd_repeat_init(&w->rep, &policy->cfg.repeat))
-		return -1;
-	return gd_repeat_init_counter(&w->ctr, &policy->counter);
-}
-
-/* Allocates <w>'s windows without clearing the rest: watch_reset before use. */
-static int watch_prepare(struct watch *w, const struct gd_policy *policy)
-{
-	w->sim.cfg = &policy->cfg.simhash;
-	w->ctr.ring = NULL;
-	w->ctr.norm = NULL;
-	if (gd_repeat_init(&w->rep, &policy->cfg.repeat))
-		return -1;
-	return gd_repeat_init_counter(&w->ctr, &policy->counter);
-}
 
 static void watch_fini(struct watch *w)
 {
+	gd_simhash_fini(&w->sim);
 	gd_repeat_fini(&w->ctr);
 	gd_repeat_fini(&w->rep);
+}
+
+/* Initializes <w> (its windows at their first sizes); -1 when out of memory
+ * (nothing left allocated). */
+static int watch_init(struct watch *w, const struct gd_policy *policy)
+{
+	memset(w, 0, sizeof(*w));
+	if (gd_repeat_init(&w->rep, &policy->cfg.repeat) ||
+	    gd_repeat_init_counter(&w->ctr, &policy->counter) ||
+	    gd_simhash_init(&w->sim, &policy->cfg.simhash)) {
+		watch_fini(w);
+		return -1;
+	}
+	return 0;
+}
+
+static struct watch *watch_new(const struct gd_policy *policy)
+{
+	struct watch *w = malloc(sizeof(*w));
+
+	if (w && watch_init(w, policy)) {
+		free(w);
+		w = NULL;
+	}
+	return w;
+}
+
+static void watch_free(struct watch *w)
+{
+	if (!w)
+		return;
+	watch_fini(w);
+	free(w);
 }
 
 static void watch_reset(struct watch *w)
 {
 	gd_repeat_reset(&w->rep);
 	gd_repeat_reset(&w->ctr);
-	gd_simhash_init(&w->sim, w->sim.cfg);
+	gd_simhash_reset(&w->sim);
 }
 
 static enum gd_verdict watch_feed(struct gd_pipeline *p, struct watch *w, const char *data,
@@ -139,37 +167,16 @@ struct gd_pipeline *gd_pipeline_new(const struct gd_policy *policy,
 
 	if (!policy)
 		return NULL;
-	p = malloc(sizeof(*p));
+	p = calloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
-	memset(p, 0, offsetof(struct gd_pipeline, reasoning));
-	p->reasoning.rep.ring = NULL;
-	p->reasoning.ctr.ring = NULL;
-	p->reasoning.ctr.norm = NULL;
-	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
-		p->heavy[i].busy = false;
-		p->heavy[i].args = NULL;
-		p->heavy[i].w.rep.ring = NULL;
-		p->heavy[i].w.ctr.ring = NULL;
-		p->heavy[i].w.ctr.norm = NULL;
-	}
 	p->policy = policy;
 	p->cfg = &policy->cfg;
 	p->hist = hist;
-	if (watch_init(&p->text, policy) || watch_prepare(&p->reasoning, policy))
-		goto fail;
-	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
-		p->heavy[i].args = malloc(p->cfg->limits.max_args_bytes);
-		if (!p->heavy[i].args || watch_prepare(&p->heavy[i].w, policy))
-			goto fail;
-	}
 	gd_name_run_init(&p->name_run);
 	gd_dedup_init(&p->dedup);
 	gd_budget_init(&p->budget);
 	return p;
-fail:
-	gd_pipeline_free(p);
-	return NULL;
 }
 
 void gd_pipeline_free(struct gd_pipeline *p)
@@ -177,12 +184,43 @@ void gd_pipeline_free(struct gd_pipeline *p)
 	if (!p)
 		return;
 	for (int i = GD_WATCHED_CALLS; i-- > 0;) {
-		watch_fini(&p->heavy[i].w);
+		watch_free(p->heavy[i].w);
 		free(p->heavy[i].args);
 	}
-	watch_fini(&p->reasoning);
-	watch_fini(&p->text);
+	if (p->reasoning) {
+		watch_fini(&p->reasoning->w);
+		free(p->reasoning);
+	}
+	watch_free(p->text);
 	free(p);
+}
+
+/* The reasoning stream's watchdogs, allocated at its first byte (NULL: out
+ * of memory, not watched). */
+static struct reasoning *reasoning_of(struct gd_pipeline *p)
+{
+	struct reasoning *r;
+
+	if (p->reasoning || p->reasoning_failed)
+		return p->reasoning;
+	r = malloc(sizeof(*r));
+	if (!r || watch_init(&r->w, p->policy)) {
+		free(r);
+		p->reasoning_failed = true;
+		return NULL;
+	}
+	gd_paraphrase_init(&r->paraphrase, &p->cfg->paraphrase);
+	p->reasoning = r;
+	return r;
+}
+
+static struct watch *text_of(struct gd_pipeline *p)
+{
+	if (!p->text && !p->text_failed) {
+		p->text = watch_new(p->policy);
+		p->text_failed = !p->text;
+	}
+	return p->text;
 }
 
 static enum gd_verdict verdict(const struct gd_pipeline *p)
@@ -252,12 +290,19 @@ static struct call *open_call(struct gd_pipeline *p, uint32_t index, const char 
 	c->raw_hash = GD_FNV_OFFSET;
 	gd_json_scan_init(&c->scan);
 	for (int i = 0; i < GD_WATCHED_CALLS; i++) {
-		if (!p->heavy[i].busy) {
-			c->heavy = &p->heavy[i];
-			c->heavy->busy = true;
-			watch_reset(&c->heavy->w);
-			break;
+		struct heavy *h = &p->heavy[i];
+		if (h->busy)
+			continue;
+		/* The slot's watchdogs: allocated once, reset for each call. */
+		if (h->w)
+			watch_reset(h->w);
+		else if (!h->w_failed && !(h->w = watch_new(p->policy)))
+			h->w_failed = true;
+		if (h->w) {
+			c->heavy = h;
+			h->busy = true;
 		}
+		break;
 	}
 	p->n_open++;
 	return c;
@@ -320,6 +365,29 @@ static bool all_space(const char *s, size_t n)
 	return true;
 }
 
+/* Makes room for <need> bytes of arguments in slot <h>'s buffer (doubling,
+ * up to max_args_bytes); false when they do not fit or memory is short. */
+static bool keep_args(struct gd_pipeline *p, struct heavy *h, uint64_t need)
+{
+	size_t cap = h->args_cap ? h->args_cap : ARGS_MIN, max = p->cfg->limits.max_args_bytes;
+	char *args;
+
+	if (need <= h->args_cap)
+		return true;
+	if (need > max)
+		return false;
+	while (cap < need)
+		cap *= 2;
+	if (cap > max)
+		cap = max;
+	args = realloc(h->args, cap);
+	if (!args)
+		return false;
+	h->args = args;
+	h->args_cap = cap;
+	return true;
+}
+
 static enum gd_verdict call_args(struct gd_pipeline *p, const struct gd_event *ev)
 {
 	struct call *c = find_call(p, ev->index, ev->id, ev->id ? ev->id_len : 0);
@@ -334,11 +402,11 @@ static enum gd_verdict call_args(struct gd_pipeline *p, const struct gd_event *e
 	}
 	c->raw_hash = gd_hash_bytes(c->raw_hash, ev->data, ev->len);
 	if (c->heavy) {
-		if (!c->overflow && c->args_len + ev->len <= p->cfg->limits.max_args_bytes)
+		if (!c->overflow && keep_args(p, c->heavy, c->args_len + ev->len))
 			memcpy(c->heavy->args + c->args_len, ev->data, ev->len);
 		else
 			c->overflow = true;
-		if (watch_feed(p, &c->heavy->w, ev->data, ev->len, GD_STREAM_TOOL_ARGS) == GD_TRIP)
+		if (watch_feed(p, c->heavy->w, ev->data, ev->len, GD_STREAM_TOOL_ARGS) == GD_TRIP)
 			return trip_now(p);
 	}
 	c->args_len += ev->len;
@@ -380,22 +448,23 @@ static enum gd_verdict feed(struct gd_pipeline *p, const struct gd_event *ev)
 	case GD_EV_REASONING: {
 		bool text = ev->type == GD_EV_TEXT;
 		uint64_t start = text ? p->stats.text_bytes : p->stats.reasoning_bytes;
+		struct reasoning *r = NULL;
+		struct watch *w;
 		if (!ev->len)
 			break;
-		if (text)
+		if (text) {
 			p->stats.text_bytes += ev->len;
-		else
+			w = text_of(p);
+		} else {
 			p->stats.reasoning_bytes += ev->len;
-		if (!text && !p->reasoning_ready) {
-			watch_reset(&p->reasoning);
-			gd_paraphrase_init(&p->paraphrase, &p->cfg->paraphrase);
-			p->reasoning_ready = true;
+			r = reasoning_of(p);
+			w = r ? &r->w : NULL;
 		}
 		if (gd_budget_bytes(&p->budget, &p->cfg->budget, ev->len, &p->trip) == GD_TRIP ||
-		    watch_feed(p, text ? &p->text : &p->reasoning, ev->data, ev->len,
-		               text ? GD_STREAM_TEXT : GD_STREAM_REASONING) == GD_TRIP ||
-		    (!text && p->cfg->paraphrase.enabled &&
-		     gd_paraphrase_feed(&p->paraphrase, ev->data, ev->len, GD_STREAM_REASONING,
+		    (w && watch_feed(p, w, ev->data, ev->len,
+		                     text ? GD_STREAM_TEXT : GD_STREAM_REASONING) == GD_TRIP) ||
+		    (r && p->cfg->paraphrase.enabled &&
+		     gd_paraphrase_feed(&r->paraphrase, ev->data, ev->len, GD_STREAM_REASONING,
 		                        &p->trip) == GD_TRIP)) {
 			p->trip.event_used = used_of(p, ev, start);
 			return trip_now(p);
@@ -542,15 +611,17 @@ void gd_pipeline_near(const struct gd_pipeline *p, float near[GD_GUARD_COUNT])
 
 	for (int g = 0; g < GD_GUARD_COUNT; g++)
 		near[g] = 0.0f;
-	near_watch(p, &p->text, near);
-	if (p->reasoning_ready) {
-		near_watch(p, &p->reasoning, near);
+	if (p->text)
+		near_watch(p, p->text, near);
+	if (p->reasoning) {
+		near_watch(p, &p->reasoning->w, near);
 		if (cfg->paraphrase.enabled)
-			near_max(&near[GD_GUARD_PARAPHRASE], gd_paraphrase_near(&p->paraphrase));
+			near_max(&near[GD_GUARD_PARAPHRASE],
+			         gd_paraphrase_near(&p->reasoning->paraphrase));
 	}
 	for (int i = 0; i < GD_WATCHED_CALLS; i++)
 		if (p->heavy[i].busy)
-			near_watch(p, &p->heavy[i].w, near);
+			near_watch(p, p->heavy[i].w, near);
 	if (cfg->name_run.enabled)
 		near_max(&near[GD_GUARD_NAME_RUN], gd_name_run_near(&p->name_run));
 	if (cfg->dedup.enabled)
@@ -578,10 +649,10 @@ size_t gd_pipeline_tail(const struct gd_pipeline *p, enum gd_stream stream, char
 	uint64_t end;
 	size_t n, skip = 0;
 
-	if (stream == GD_STREAM_TEXT)
-		w = &p->text;
-	else if (stream == GD_STREAM_REASONING && p->reasoning_ready)
-		w = &p->reasoning;
+	if (stream == GD_STREAM_TEXT && p->text)
+		w = p->text;
+	else if (stream == GD_STREAM_REASONING && p->reasoning)
+		w = &p->reasoning->w;
 	else
 		return 0;
 	end = stream == GD_STREAM_TEXT ? p->stats.text_bytes : p->stats.reasoning_bytes;

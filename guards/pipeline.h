@@ -17,7 +17,10 @@ struct gd_policy;
 struct gd_history;
 
 /* One answer. <hist> may be NULL (no cross-turn guards); it must outlive the
- * pipeline. */
+ * pipeline. Allocates only the pipeline (about 10 KiB): each stream's
+ * watchdogs are allocated at its first byte and grow with it up to the
+ * configured caps, a bounded number of times (never per event). NULL when
+ * out of memory. */
 struct gd_pipeline *gd_pipeline_new(const struct gd_policy *policy,
                                     const struct gd_history *hist);
 void gd_pipeline_free(struct gd_pipeline *p);

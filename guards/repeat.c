@@ -6,8 +6,87 @@
 
 #include "guards/util.h"
 
-/* One allocation: the ring, then the block table (<bits> bits of slots). */
-static int init_with(struct gd_repeat *r, const struct gd_repeat_config *cfg, uint32_t bits)
+/* Table entries: an 11-bit tag of the block's hash, an occupied flag, and the
+ * block's position + 1 modulo 2^20. The tag spares verifying the bytes of
+ * blocks that only share a slot; a position taken modulo 2^20 may name the
+ * wrong earlier block, which the byte check then refuses or finds equal (a
+ * genuine repeat at that distance either way). */
+#define POS_BITS 20
+#define POS_MASK ((1u << POS_BITS) - 1)
+#define FLAG (1u << POS_BITS)
+#define TAG_BITS 11
+
+static uint32_t bits_for(const struct gd_repeat *r, uint32_t size)
+{
+	uint32_t bits = 4;
+
+	while (bits < r->bits_max && (2u << (bits + 2)) <= size)
+		bits++;
+	return bits;
+}
+
+static inline uint32_t entry_of(const struct gd_repeat *r, uint64_t block, uint64_t n,
+                                uint32_t *slot)
+{
+	uint64_t h = block * 0x9e3779b97f4a7c15ULL;
+
+	/* The slot from the top table_bits bits, the tag from the next ones:
+	 * (h << table_bits) >> (64 - TAG_BITS) is those, shifted in place. */
+	*slot = (uint32_t)(h >> (64 - r->table_bits));
+	return (uint32_t)((h << r->table_bits) >> (64 - TAG_BITS)) << (POS_BITS + 1) | FLAG |
+	       ((uint32_t)(n + 1) & POS_MASK);
+}
+
+/* Sets the ring to <size> bytes in a new allocation (table, then the counter
+ * mode's raw offsets, then the ring). The stream so far (pos <= the old
+ * size) is copied and the table rebuilt from it, so the detector goes on
+ * as if it had had this size from the start. Returns -1 when out of memory
+ * (nothing changed). */
+static int resize(struct gd_repeat *r, uint32_t size)
+{
+	uint32_t bits = bits_for(r, size);
+	size_t table = (size_t)4 << bits, raw = r->norm ? (size_t)4 * size : 0;
+	unsigned char *mem = malloc(table + raw + size);
+	uint32_t *tbl, *raw_lo;
+	unsigned char *ring;
+	uint64_t keep = r->pos;
+
+	if (!mem)
+		return -1;
+	tbl = (uint32_t *)(void *)mem;
+	raw_lo = (uint32_t *)(void *)(mem + table);
+	ring = mem + table + raw;
+	memset(tbl, 0, table);
+	if (r->ring) {
+		/* pos <= the old size: byte i of the stream is at index i. */
+		memcpy(ring, r->ring, (size_t)keep);
+		if (r->norm)
+			memcpy(raw_lo, r->norm->raw_lo, (size_t)keep * 4);
+		free(r->table);
+	}
+	r->table = tbl;
+	r->table_bits = bits;
+	r->ring = ring;
+	r->mask = size - 1;
+	if (r->norm)
+		r->norm->raw_lo = raw_lo;
+	r->dmax = r->cfg->max_period < size - 8 ? r->cfg->max_period : size - 8;
+	r->grow_at = size < r->size_max ? size : UINT64_MAX;
+	/* The table as if built from the start at this size. */
+	uint64_t block = 0;
+	for (uint64_t i = 0; i < keep; i++) {
+		uint32_t slot, e;
+		block = (block << 8) | ring[i];
+		if (i < 7)
+			continue;
+		e = entry_of(r, block, i, &slot);
+		tbl[slot] = e;
+	}
+	return 0;
+}
+
+static int init_with(struct gd_repeat *r, const struct gd_repeat_config *cfg, uint32_t bits,
+                     bool counter)
 {
 	uint32_t size = 64;
 
@@ -15,43 +94,37 @@ static int init_with(struct gd_repeat *r, const struct gd_repeat_config *cfg, ui
 	r->cfg = cfg;
 	while (size < cfg->window_bytes)
 		size <<= 1;
-	r->ring = malloc(size + ((size_t)4 << bits));
-	if (!r->ring)
-		return -1;
-	r->mask = size - 1;
-	r->table = (uint32_t *)(void *)(r->ring + size);
-	r->table_bits = bits;
-	memset(r->table, 0, (size_t)4 << bits);
-	return 0;
-}
-
-int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
-{
-	return init_with(r, cfg, GD_REPEAT_TABLE_BITS);
-}
-
-int gd_repeat_init_counter(struct gd_repeat *r, const struct gd_repeat_config *cfg)
-{
-	/* The normalized stream's window is small: a small table stays in
-	 * cache. */
-	if (init_with(r, cfg, GD_COUNTER_TABLE_BITS))
-		return -1;
-	r->norm = calloc(1, sizeof(*r->norm));
-	if (r->norm)
-		r->norm->raw_lo = malloc(((size_t)r->mask + 1) * sizeof(*r->norm->raw_lo));
-	if (!r->norm || !r->norm->raw_lo) {
+	r->size_max = size;
+	r->bits_max = bits;
+	if (counter) {
+		r->norm = calloc(1, sizeof(*r->norm));
+		if (!r->norm)
+			return -1;
+	}
+	if (resize(r, size < GD_REPEAT_RING_MIN ? size : GD_REPEAT_RING_MIN)) {
 		gd_repeat_fini(r);
 		return -1;
 	}
 	return 0;
 }
 
+int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+{
+	return init_with(r, cfg, GD_REPEAT_TABLE_BITS, false);
+}
+
+int gd_repeat_init_counter(struct gd_repeat *r, const struct gd_repeat_config *cfg)
+{
+	/* The normalized stream's window is small: a small table stays in
+	 * cache. */
+	return init_with(r, cfg, GD_COUNTER_TABLE_BITS, true);
+}
+
 void gd_repeat_fini(struct gd_repeat *r)
 {
-	free(r->ring);
+	free(r->table); /* the ring's allocation */
+	r->table = NULL;
 	r->ring = NULL;
-	if (r->norm)
-		free(r->norm->raw_lo);
 	free(r->norm);
 	r->norm = NULL;
 }
@@ -62,11 +135,19 @@ void gd_repeat_reset(struct gd_repeat *r)
 	r->block = 0;
 	r->n_cand = 0;
 	memset(r->table, 0, (size_t)4 << r->table_bits);
+	r->grow_at = r->mask + 1 < r->size_max ? r->mask + 1 : UINT64_MAX;
 	if (r->norm) {
 		uint32_t *raw_lo = r->norm->raw_lo;
 		memset(r->norm, 0, sizeof(*r->norm));
 		r->norm->raw_lo = raw_lo;
 	}
+}
+
+/* The stream has filled the ring: double it (out of memory: stay). */
+static __attribute__((noinline)) void grow(struct gd_repeat *r)
+{
+	if (resize(r, (r->mask + 1) * 2))
+		r->grow_at = UINT64_MAX;
 }
 
 /* Counter mode: what a unit needs, in normalized bytes, when it holds a word. */
@@ -426,20 +507,48 @@ static bool reached(struct gd_repeat *r, struct gd_repeat_cand *c, uint64_t n)
 	return true;
 }
 
+/* A block seen before at distance <d> (tag matched): verify its bytes, make
+ * <d> a candidate. Off the per-byte path. */
+static __attribute__((noinline)) enum gd_verdict found(struct gd_repeat *r, uint32_t d, uint64_t n,
+                                                       enum gd_stream stream, struct gd_trip *trip)
+{
+	uint64_t block = r->block, at = (n - d - 7) & r->mask;
+
+	if (at + 8 <= (uint64_t)r->mask + 1) {
+		/* The 8 bytes lie in order in the ring: one comparison. */
+		uint64_t w = 0;
+		for (int b = 0; b < 8; b++)
+			w = (w << 8) | r->ring[at + b];
+		if (w != block)
+			return GD_PASS;
+	} else {
+		for (uint32_t b = 0; b < 8; b++, block >>= 8)
+			if (r->ring[(n - d - b) & r->mask] != (unsigned char)block)
+				return GD_PASS;
+	}
+	add_candidate(r, d, n);
+	for (uint32_t k = 0; k < r->n_cand; k++)
+		if (r->cand[k].period == d && reached(r, &r->cand[k], n))
+			return trip_on(r, &r->cand[k], n, stream, trip);
+	return GD_PASS;
+}
+
 /* One byte of the stream (in counter mode, of the normalized stream). */
 static inline __attribute__((always_inline)) enum gd_verdict push_byte(struct gd_repeat *r, unsigned char c,
                                         enum gd_stream stream, struct gd_trip *trip)
 {
-	const struct gd_repeat_config *cfg = r->cfg;
+	if (__builtin_expect(r->pos == r->grow_at, 0))
+		grow(r);
+
 	uint64_t n = r->pos++;
 
 	r->ring[n & r->mask] = c;
 	r->block = (r->block << 8) | c;
 	for (uint32_t k = 0; k < r->n_cand;) {
 		struct gd_repeat_cand *cd = &r->cand[k];
-		if (n >= cd->period && r->ring[(n - cd->period) & r->mask] == c) {
+		if (r->ring[(n - cd->period) & r->mask] == c) {
 			cd->run++;
-			if (reached(r, cd, n))
+			if (cd->run + cd->period >= cd->need && reached(r, cd, n))
 				return trip_on(r, cd, n, stream, trip);
 			k++;
 		} else {
@@ -448,25 +557,20 @@ static inline __attribute__((always_inline)) enum gd_verdict push_byte(struct gd
 	}
 	if (n < 7)
 		return GD_PASS;
-	uint32_t h = (uint32_t)((r->block * 0x9e3779b97f4a7c15ULL) >> (64 - r->table_bits));
-	uint32_t prev = r->table[h];
-	r->table[h] = (uint32_t)(n + 1);
-	if (!prev)
+	uint32_t slot, e = entry_of(r, r->block, n, &slot);
+	uint32_t prev = r->table[slot];
+	r->table[slot] = e;
+	if ((prev ^ e) >> POS_BITS)
+		return GD_PASS; /* empty, or another block's tag */
+	uint32_t d = (e - prev) & POS_MASK;
+	if (d - 1 >= r->dmax || n < (uint64_t)d + 7)
 		return GD_PASS;
-	uint32_t d = (uint32_t)(n + 1) - prev;
-	if (d == 0 || d > cfg->max_period || (uint64_t)d + 8 > (uint64_t)r->mask + 1 ||
-	    n < (uint64_t)d + 7)
-		return GD_PASS;
-	bool same = true;
-	for (uint32_t b = 0; b < 8 && same; b++)
-		same = r->ring[(n - b) & r->mask] == r->ring[(n - b - d) & r->mask];
-	if (!same)
-		return GD_PASS;
-	add_candidate(r, d, n);
+	/* A period already followed (the run in progress): the loop above has
+	 * judged this byte. */
 	for (uint32_t k = 0; k < r->n_cand; k++)
-		if (r->cand[k].period == d && reached(r, &r->cand[k], n))
-			return trip_on(r, &r->cand[k], n, stream, trip);
-	return GD_PASS;
+		if (r->cand[k].period == d)
+			return GD_PASS;
+	return found(r, d, n, stream, trip);
 }
 
 /* Counter mode: ends the number being read, keeping its record. */
@@ -480,17 +584,24 @@ static void end_number(struct gd_repeat_norm *nm)
 	nm->n_nums++;
 }
 
-static inline enum gd_verdict emit(struct gd_repeat *r, unsigned char c, uint64_t raw,
-                                   enum gd_stream stream, struct gd_trip *trip)
+static inline __attribute__((always_inline)) enum gd_verdict emit(struct gd_repeat *r, unsigned char c,
+                                        uint64_t raw, enum gd_stream stream, struct gd_trip *trip)
 {
+	/* Before push_byte: it may grow the ring (which copies raw_lo up to pos). */
+	if (__builtin_expect(r->pos == r->grow_at, 0))
+		grow(r);
 	r->norm->raw_lo[r->pos & r->mask] = (uint32_t)raw;
 	return push_byte(r, c, stream, trip);
 }
 
-static bool is_word_byte(unsigned char c)
-{
-	return is_letter(c) || (c >= '0' && c <= '9') || c == '_' || c >= 0x80;
-}
+/* Byte classes of the normalizer. */
+enum { CL_OTHER = 0, CL_WORD, CL_DIGIT, CL_SPACE, CL_BACKSLASH };
+static const unsigned char byte_class[256] = {
+	['\t'] = CL_SPACE, ['\n'] = CL_SPACE, ['\r'] = CL_SPACE, [' '] = CL_SPACE,
+	['\\'] = CL_BACKSLASH, ['_'] = CL_WORD,
+	['0' ... '9'] = CL_DIGIT, ['A' ... 'Z'] = CL_WORD, ['a' ... 'z'] = CL_WORD,
+	[0x80 ... 0xff] = CL_WORD,
+};
 
 /* Counter mode: the stream without whitespace (nor the JSON escapes \n \r
  * \t of a call's arguments), each number that is not part of a word ("7",
@@ -502,9 +613,10 @@ static enum gd_verdict feed_counter(struct gd_repeat *r, const unsigned char *p,
 
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = p[i];
+		unsigned cls = byte_class[c];
 		uint64_t raw = nm->raw_pos++;
 
-		if (nm->backslash) {
+		if (__builtin_expect(nm->backslash, 0)) {
 			nm->backslash = false;
 			if (c == 'n' || c == 'r' || c == 't') {
 				nm->after_word = false;
@@ -514,7 +626,7 @@ static enum gd_verdict feed_counter(struct gd_repeat *r, const unsigned char *p,
 				return GD_TRIP;
 			nm->after_word = false;
 		}
-		if (c >= '0' && c <= '9') {
+		if (cls == CL_DIGIT) {
 			if (nm->in_number) {
 				if (++nm->num_digits <= 18)
 					nm->num_value = nm->num_value * 10 + (c - '0');
@@ -536,16 +648,17 @@ static enum gd_verdict feed_counter(struct gd_repeat *r, const unsigned char *p,
 				return GD_TRIP;
 			continue;
 		}
-		end_number(nm);
-		if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+		if (nm->in_number)
+			end_number(nm);
+		if (cls == CL_SPACE) {
 			nm->after_word = false;
 			continue;
 		}
-		if (c == '\\') {
+		if (cls == CL_BACKSLASH) {
 			nm->backslash = true;
 			continue;
 		}
-		nm->after_word = is_word_byte(c);
+		nm->after_word = cls == CL_WORD;
 		if (emit(r, c, raw, stream, trip) == GD_TRIP)
 			return GD_TRIP;
 	}

@@ -6,8 +6,11 @@
  * Method: every 8-byte block is hashed into a table of its last position; a
  * block seen again at distance p <= max_period (verified on the bytes) makes
  * p a candidate, and each candidate keeps a run counter (bytes equal to the
- * byte p earlier) updated per byte. O(1) per byte amortized, memory =
- * window_bytes + a fixed table. */
+ * byte p earlier) updated per byte. O(1) per byte amortized.
+ * Memory grows with the stream: the window starts at GD_REPEAT_RING_MIN bytes
+ * and doubles each time the stream fills it, up to window_bytes (a short
+ * answer holds a few KiB, a long one window_bytes + a table of a quarter as
+ * many slots); log2(window_bytes / GD_REPEAT_RING_MIN) allocations at most. */
 #ifndef LW_GUARDS_REPEAT_H
 #define LW_GUARDS_REPEAT_H
 
@@ -33,7 +36,8 @@ struct gd_repeat_num {
 
 /* Counter mode's state: the normalizer and the numbers it replaced. */
 struct gd_repeat_norm {
-	uint32_t *raw_lo;      /* per normalized byte of the ring: low 32 bits of its raw offset */
+	uint32_t *raw_lo;      /* per normalized byte of the ring: low 32 bits of its raw
+	                          offset (in the ring's allocation) */
 	uint64_t raw_pos;      /* raw bytes consumed */
 	bool after_word;       /* the last byte kept was a letter, digit, '_' or non-ASCII */
 	bool backslash;        /* a '\\' waits: "\\n" "\\r" "\\t" are whitespace */
@@ -48,14 +52,19 @@ struct gd_repeat_norm {
 struct gd_repeat {
 	const struct gd_repeat_config *cfg;
 	struct gd_repeat_norm *norm; /* counter mode; NULL: exact */
-	unsigned char *ring; /* the last <mask>+1 bytes */
+	unsigned char *ring; /* the last <mask>+1 bytes; one allocation with <table> (and
+	                        norm->raw_lo) */
 	uint32_t mask;
+	uint32_t size_max;   /* the ring's size once grown: window_bytes rounded up */
+	uint32_t bits_max;   /* the table's bits at that size */
+	uint32_t dmax;       /* the longest distance a block can be verified at now */
+	uint64_t grow_at;    /* <pos> at which the ring doubles (UINT64_MAX: grown) */
 	uint64_t pos;        /* bytes consumed */
 	uint64_t block;      /* the last 8 bytes */
 	uint32_t n_cand;
 	struct gd_repeat_cand cand[GD_REPEAT_CANDIDATES];
-	uint32_t *table;     /* block hash -> (position + 1) mod 2^32; in <ring>'s allocation */
-	uint32_t table_bits; /* 2^table_bits slots */
+	uint32_t *table;     /* block hash -> tag, flag and (position + 1) mod 2^20 */
+	uint32_t table_bits; /* 2^table_bits slots: a quarter of the ring's bytes */
 };
 
 /* Allocates the window. Returns 0, or -1 when out of memory. */
@@ -73,7 +82,7 @@ int gd_repeat_init(struct gd_repeat *r, const struct gd_repeat_config *cfg)
 int gd_repeat_init_counter(struct gd_repeat *r, const struct gd_repeat_config *cfg)
 	__attribute__((warn_unused_result));
 void gd_repeat_fini(struct gd_repeat *r);
-/* Forgets the stream (keeps the window allocated). */
+/* Forgets the stream (keeps the window allocated, at the size it grew to). */
 void gd_repeat_reset(struct gd_repeat *r);
 
 /* Consumes <data, len>. On a loop returns GD_TRIP with <trip> filled: <stream>

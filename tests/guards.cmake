@@ -13,7 +13,7 @@ lw_unit_test(test_pipeline unit/test_pipeline.c LIBS lw_guards)
 # Count every allocation made by our code (the guard library is linked
 # statically): the pipeline must not allocate per event.
 target_link_options(test_pipeline PRIVATE
-  -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc)
+  -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc -Wl,--wrap=free)
 
 # Benchmark: events/s and MB/s through the full pipeline (not a ctest test).
 add_executable(bench_guards bench/bench_guards.c)

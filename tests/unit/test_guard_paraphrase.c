@@ -140,10 +140,51 @@ static void test_module_and_config(void **state)
 	assert_non_null(strstr(err, "guards.paraphrase"));
 }
 
+/* The watchdog's old known limit (guards2 item 2): prose that restates one
+ * measurement template with new numbers is a log, not a loop: a sentence
+ * holding a number never seen before is not restated. The same sentences
+ * with numbers seen before are restatements and trip. */
+static void test_new_numbers_are_not_restated(void **state)
+{
+	(void)state;
+	static const char *const runs[][3] = {
+		{ "1", "old", "412" }, { "2", "old", "398" }, { "3", "new", "251" }, { "4", "new", "247" },
+		{ "5", "new", "263" }, { "6", "old", "405" }, { "7", "new", "244" }, { "8", "old", "431" },
+	};
+	struct gd_policy *only = tg_policy((const char *const[]){ "guards.repeat.enabled=false",
+		"guards.simhash.enabled=false", NULL });
+	struct gd_pipeline *p = gd_pipeline_new(only, NULL);
+	char line[160];
+
+	/* Decimals are one number: 12.3 and 12.9 differ. */
+	for (int i = 0; i < 8; i++) {
+		snprintf(line, sizeof(line), "Run %s on the %s build took %s ms at p99 with the cache warm "
+		         "and 12.%d ms at p50. ", runs[i][0], runs[i][1], runs[i][2], i);
+		assert_int_equal(tg_reasoning(p, line), GD_PASS);
+	}
+	gd_pipeline_free(p);
+	/* Before: the fourth run tripped. The same template with the numbers
+	 * of run 1 again and again restates it. */
+	p = gd_pipeline_new(only, NULL);
+	enum gd_verdict v = GD_PASS;
+	int i;
+	for (i = 0; i < 8 && v == GD_PASS; i++) {
+		snprintf(line, sizeof(line), "Run 1 on the %s build took 412 ms at p99 with the cache warm "
+		         "and 12.3 ms at p50. ", i % 2 ? "old" : "current");
+		v = tg_reasoning(p, line);
+	}
+	assert_int_equal(v, GD_TRIP);
+	assert_string_equal(gd_pipeline_trip(p)->guard, "paraphrase");
+	assert_int_equal(i, 5); /* 4 restated of 5 */
+	gd_pipeline_free(p);
+	gd_policy_free(only);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restated_plan_trips),
+		cmocka_unit_test(test_new_numbers_are_not_restated),
 		cmocka_unit_test(test_progress_and_lists_pass),
 		cmocka_unit_test(test_module_and_config),
 	};

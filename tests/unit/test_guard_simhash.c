@@ -269,10 +269,75 @@ static void test_window_config_respected(void **state)
 	free(s);
 }
 
+/* Guards2 item 2: a passage longer than SimHash's old horizon (history 128
+ * windows x 4 tokens) written again and again, not back to back (a sentence
+ * of commentary between copies, alternating), was caught by nothing: the
+ * third copy matched one earlier place only (neutral), and windows were
+ * compared with earlier windows on the 4-token grid, which a copy whose
+ * length in tokens is not a multiple of 4 never lands on. Now every window
+ * is kept and the horizon is history x stride = 2048 tokens. Twice is a
+ * quotation and passes. */
+static void test_long_passage_again_and_again(void **state)
+{
+	(void)state;
+	static const char *const between[] = {
+		"Let me double-check the edge cases once more before finishing.\n\n",
+		"Wait, I should make sure the backoff is right. Here is the final version again:\n\n",
+	};
+	struct gd_policy *only = tg_policy((const char *const[]){ "guards.repeat.enabled=false",
+		"guards.paraphrase.enabled=false", NULL });
+	struct gd_policy *old = tg_policy((const char *const[]){ "guards.repeat.enabled=false",
+		"guards.paraphrase.enabled=false", "guards.simhash.history=128", NULL });
+	char *passage = NULL, *s = NULL;
+	size_t plen = 0, len = 0, words = 0;
+	uint32_t x = 11;
+
+	/* ~301 words of varied prose (a multiple of 4 plus 1). */
+	while (words < 301) {
+		static const char *const w[] = { "parser", "reads", "header", "buffer", "socket", "keeps",
+			"partial", "line", "until", "newline", "arrives", "client", "server", "timeout",
+			"retries", "cache", "entry", "expires", "after", "request", "queue", "backs" };
+		x = x * 1103515245u + 12345u;
+		tg_appendf(&passage, &plen, "%s%s%s", w[(x >> 16) % 22], w[(x >> 8) % 22],
+		           words % 12 == 11 ? ".\n" : " ");
+		words++;
+	}
+	tg_appendf(&s, &len, "Here is the final text:\n\n%s\n", passage);
+	size_t twice = 0;
+	for (int k = 0; k < 4; k++) {
+		tg_appendf(&s, &len, "%s%s\n", between[k % 2], passage);
+		if (k == 0)
+			twice = len;
+	}
+	struct gd_pipeline *p = gd_pipeline_new(only, NULL);
+	size_t n = tg_text_chunks(p, GD_EV_TEXT, s, 5);
+	assert_true(n > 0);
+	assert_string_equal(gd_pipeline_trip(p)->guard, "simhash");
+	/* Not before the third copy. */
+	assert_true(n * 5 > twice);
+	gd_pipeline_free(p);
+	/* Twice passes. */
+	char *two = strndup(s, twice);
+	assert_non_null(two);
+	p = gd_pipeline_new(only, NULL);
+	assert_int_equal(tg_text_chunks(p, GD_EV_TEXT, two, 5), 0);
+	gd_pipeline_free(p);
+	free(two);
+	/* With the old horizon the same loop is missed. */
+	p = gd_pipeline_new(old, NULL);
+	assert_int_equal(tg_text_chunks(p, GD_EV_TEXT, s, 5), 0);
+	gd_pipeline_free(p);
+	gd_policy_free(old);
+	gd_policy_free(only);
+	free(passage);
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_attempt_n_trips),
+		cmocka_unit_test(test_long_passage_again_and_again),
 		cmocka_unit_test(test_prose_and_lists_pass),
 		cmocka_unit_test(test_switch_and_json_array_pass),
 		cmocka_unit_test(test_dump_then_text_passes),

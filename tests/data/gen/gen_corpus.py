@@ -2049,6 +2049,300 @@ def l_continue_after_reread(num):
           "loop", {"trip": True, "guard": ["cross_turn"], "onset_chunk": 0, "by_chunk": 0}, conv, s)
 
 
+# ------------------------------ guards2: long passages and benchmark prose ----
+# A passage longer than SimHash's old horizon (about 250 tokens) written a
+# third time, not back to back; and its twins. Reasoning that restates one
+# measurement template with new numbers (a benchmark log), and its twin.
+
+RETRY_FUNC = (
+    "def fetch_json(url, *, attempts=3, base_delay=0.1, timeout=5.0, session=None):\n"
+    "    \"\"\"GET <url> and decode its JSON body, retrying network failures.\n\n"
+    "    Connection errors and timeouts are retried up to <attempts> times with an\n"
+    "    exponential backoff starting at <base_delay> seconds; an HTTP error status\n"
+    "    means the server answered and is raised at once as HTTPError.\n"
+    "    \"\"\"\n"
+    "    session = session or requests.Session()\n"
+    "    delay = base_delay\n"
+    "    last_error = None\n"
+    "    for attempt in range(1, attempts + 1):\n"
+    "        try:\n"
+    "            response = session.get(url, timeout=timeout)\n"
+    "        except (requests.ConnectionError, requests.Timeout) as err:\n"
+    "            last_error = err\n"
+    "            log.warning(\"fetch %s failed (attempt %d of %d): %s\", url, attempt, attempts, err)\n"
+    "            if attempt == attempts:\n"
+    "                break\n"
+    "            time.sleep(delay)\n"
+    "            delay *= 2\n"
+    "            continue\n"
+    "        response.raise_for_status()\n"
+    "        try:\n"
+    "            return response.json()\n"
+    "        except ValueError as err:\n"
+    "            raise ValueError(f\"{url} did not return JSON: {response.text[:200]!r}\") from err\n"
+    "    raise FetchError(f\"{url}: giving up after {attempts} attempts\") from last_error\n")
+
+RETRY_TESTS = (
+    "\n\ndef test_fetch_json_retries_connection_errors(monkeypatch):\n"
+    "    calls = []\n"
+    "    def fake_get(url, timeout):\n"
+    "        calls.append(url)\n"
+    "        if len(calls) < 3:\n"
+    "            raise requests.ConnectionError(\"connection refused\")\n"
+    "        return FakeResponse(200, {\"ok\": True})\n"
+    "    session = FakeSession(fake_get)\n"
+    "    monkeypatch.setattr(time, \"sleep\", lambda seconds: None)\n"
+    "    assert fetch_json(\"https://api.example.com/items\", session=session) == {\"ok\": True}\n"
+    "    assert len(calls) == 3\n"
+    "\n\ndef test_fetch_json_raises_http_errors_at_once():\n"
+    "    session = FakeSession(lambda url, timeout: FakeResponse(503, None))\n"
+    "    with pytest.raises(requests.HTTPError):\n"
+    "        fetch_json(\"https://api.example.com/items\", session=session)\n"
+    "    assert session.calls == 1\n"
+    "\n\ndef test_fetch_json_rejects_a_body_that_is_not_json():\n"
+    "    session = FakeSession(lambda url, timeout: FakeResponse(200, None, text=\"<html>oops</html>\"))\n"
+    "    with pytest.raises(ValueError, match=\"did not return JSON\"):\n"
+    "        fetch_json(\"https://api.example.com/items\", session=session)\n"
+    "\n\ndef test_fetch_json_gives_up_after_the_last_attempt(monkeypatch):\n"
+    "    session = FakeSession(lambda url, timeout: (_ for _ in ()).throw(requests.Timeout(\"slow\")))\n"
+    "    monkeypatch.setattr(time, \"sleep\", lambda seconds: None)\n"
+    "    with pytest.raises(FetchError, match=\"giving up after 3 attempts\"):\n"
+    "        fetch_json(\"https://api.example.com/items\", session=session, attempts=3)\n"
+    "    assert session.calls == 3\n")
+
+
+@scenario
+def l_long_passage_thrice(num):
+    # A function and its tests, ~310 words (SimHash tokens), printed again
+    # and again with a sentence of commentary between the copies (two
+    # sentences, alternating): not back to back with one period until the
+    # commentary comes round again. Before guards2, copy 1 was past
+    # SimHash's horizon (history 128 windows x 4 tokens = 512 tokens) when
+    # copy 3 came, so copy 3 matched only one earlier place (a passage
+    # written twice, neutral); and windows were compared only with earlier
+    # windows on the same 4-token grid, which a copy whose length is not a
+    # multiple of 4 never lands on: nothing caught the loop.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "edit", "bash"], "Make fetch_json in src/http_util.py retry on "
+                "network errors, and show me the final function.", stream_usage=True)
+    conv.turn("", [("read_file", {"path": "src/http_util.py"}, "import requests\n\ndef fetch_json(url):\n"
+                    "    return requests.get(url).json()\n")])
+    between = ["Let me double-check the edge cases once more before finishing.\n\n",
+               "Wait, I should make sure the backoff is right. Here is the final version again:\n\n"]
+    unit = "```python\n" + RETRY_FUNC + RETRY_TESTS + "```\n\n"
+    s = Stream("vllm", rng, model="Qwen/Qwen3-Coder-30B-A3B-Instruct", usage=True)
+    s.text("Here is the final function with retries, and its tests:\n\n", per=4)
+    s.text(unit, per=4)
+    # The bound: copies 2 to 4 (3 periods, reps 3 beyond 1 KiB).
+    m = LoopMark(3 * len(unit.encode()) + len(between[1].encode()) + len(between[0].encode()))
+    for k in range(3):
+        s.text(between[k % len(between)], per=4, on_piece=m.piece)
+        if m.onset is None:
+            m.start(s.n + 1)
+        s.text(unit, per=4, on_piece=m.piece)
+    s.finish("length")
+    write(num, "long-passage-thrice", "simhash: a long passage written again and again, not back to back",
+          "Qwen3-Coder via vLLM prints its final function and tests (about 310 words) once more "
+          "after every sentence of commentary. Two copies are a passage quoted twice; the third "
+          "follows new words (neutral); the fourth matches three earlier places after nothing new. "
+          "Before guards2, copy 1 had left SimHash's 512-token history when copy 3 came, windows "
+          "were compared on a 4-token grid the copies did not land on, and nothing caught it.",
+          "loop", {"trip": True, "guard": ["simhash"], "onset_chunk": m.onset, "by_chunk": m.by},
+          conv, s)
+
+
+@scenario
+def h_long_passage_twice(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["read_file", "edit", "bash"], "Make fetch_json retry on network errors; show the "
+                "function before and after the review comments.")
+    s = Stream("vllm", rng, model="Qwen/Qwen3-Coder-30B-A3B-Instruct")
+    s.text("Here is the function with retries:\n\n```python\n" + RETRY_FUNC + "```\n\n", per=2)
+    s.text("The review asked for nothing but a docstring fix, which I made; the function as it is "
+           "now in src/http_util.py, for the record:\n\n```python\n" + RETRY_FUNC + "```\n\n", per=2)
+    s.text("Run `pytest tests/test_http_util.py` to check it; the new test covers three failed "
+           "connections and a timeout.", per=2)
+    s.finish("stop")
+    healthy(num, "long-passage-twice", "a long function shown twice, with text between",
+            "The nearest twin of the long passage written again and again: the same ~330-token "
+            "function quoted twice in one answer (before and after a review), which is a quotation, "
+            "not a loop.", conv, s)
+
+
+HEADER = (
+    "# Copyright 2024 Acme Corp.\n"
+    "#\n"
+    "# Licensed under the Apache License, Version 2.0 (the \"License\");\n"
+    "# you may not use this file except in compliance with the License.\n"
+    "# You may obtain a copy of the License at\n"
+    "#\n"
+    "#     http://www.apache.org/licenses/LICENSE-2.0\n"
+    "#\n"
+    "# Unless required by applicable law or agreed to in writing, software\n"
+    "# distributed under the License is distributed on an \"AS IS\" BASIS,\n"
+    "# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.\n"
+    "# See the License for the specific language governing permissions and\n"
+    "# limitations under the License.\n"
+    "\n"
+    "from __future__ import annotations\n\n"
+    "import json\nimport logging\nimport os\nimport time\nfrom dataclasses import dataclass, field\n"
+    "from typing import Any, Iterable, Mapping, Optional\n\n"
+    "import requests\n\n"
+    "from acme.config import Settings, load_settings\nfrom acme.errors import AcmeError, RetryableError\n"
+    "from acme.telemetry import counter, histogram, tracer\n\n"
+    "log = logging.getLogger(__name__)\n"
+    "settings: Settings = load_settings(os.environ.get(\"ACME_ENV\", \"dev\"))\n\n")
+
+
+@scenario
+def h_three_files_same_header(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Split the client into three modules: users, orders "
+                "and invoices, each with the project's standard header.")
+    bodies = [
+        ("acme/users.py", "@dataclass\nclass User:\n    id: int\n    email: str\n    name: str = \"\"\n\n\n"
+         "def get_user(user_id: int) -> User:\n    with tracer.span(\"users.get\"):\n"
+         "        r = requests.get(f\"{settings.api}/users/{user_id}\", timeout=settings.timeout)\n"
+         "        r.raise_for_status()\n        counter(\"users.fetched\").inc()\n"
+         "        return User(**r.json())\n"),
+        ("acme/orders.py", "@dataclass\nclass Order:\n    id: int\n    user_id: int\n"
+         "    lines: list[Mapping[str, Any]] = field(default_factory=list)\n\n\n"
+         "def orders_for(user_id: int, since: Optional[float] = None) -> Iterable[Order]:\n"
+         "    params = {\"user\": user_id, \"since\": since or 0}\n"
+         "    started = time.monotonic()\n"
+         "    r = requests.get(f\"{settings.api}/orders\", params=params, timeout=settings.timeout)\n"
+         "    histogram(\"orders.latency\").observe(time.monotonic() - started)\n"
+         "    if r.status_code == 429:\n        raise RetryableError(\"orders: rate limited\")\n"
+         "    return [Order(**o) for o in r.json()[\"orders\"]]\n"),
+        ("acme/invoices.py", "class InvoiceError(AcmeError):\n    \"\"\"An invoice could not be rendered.\"\"\"\n\n\n"
+         "def render_invoice(order_id: int, locale: str = \"en\") -> bytes:\n"
+         "    payload = json.dumps({\"order\": order_id, \"locale\": locale})\n"
+         "    r = requests.post(f\"{settings.api}/invoices/render\", data=payload,\n"
+         "                      headers={\"Content-Type\": \"application/json\"}, timeout=30)\n"
+         "    if not r.ok:\n        raise InvoiceError(f\"order {order_id}: HTTP {r.status_code}\")\n"
+         "    log.info(\"rendered invoice for order %d (%d bytes)\", order_id, len(r.content))\n"
+         "    return r.content\n"),
+    ]
+    s = Stream("vllm", rng, model="Qwen/Qwen3-Coder-30B-A3B-Instruct")
+    s.text("Here are the three modules; each starts with the project's license header and the "
+           "shared imports.\n\n", per=2)
+    for path, body in bodies:
+        s.text("`%s`:\n\n```python\n%s%s```\n\n" % (path, HEADER, body), per=2)
+    s.text("Import them from `acme/__init__.py` as before.", per=2)
+    s.finish("stop")
+    healthy(num, "three-files-same-header", "three files with the same long header",
+            "The twin of the long passage written three times: three modules in one answer, each "
+            "beginning with the same ~300-token license header and imports, each with its own body. "
+            "The third header matches two earlier places, but the text brought new words since the "
+            "last of them (SimHash's fresh-word rule).", conv, s)
+
+
+@scenario
+def h_progressive_versions(num):
+    rng = random.Random(num)
+    conv = Conv(rng, ["write_file", "read_file"], "Walk me through building a small rate limiter in "
+                "Python, step by step, showing the whole class each time.")
+    v1 = ("class TokenBucket:\n"
+          "    \"\"\"A token bucket: <rate> tokens a second, at most <burst> saved up.\"\"\"\n\n"
+          "    def __init__(self, rate: float, burst: int, clock=time.monotonic):\n"
+          "        if rate <= 0 or burst <= 0:\n"
+          "            raise ValueError(\"rate and burst must be positive\")\n"
+          "        self.rate = rate\n        self.burst = burst\n        self.clock = clock\n"
+          "        self.tokens = float(burst)\n        self.updated = clock()\n\n"
+          "    def _refill(self) -> None:\n        now = self.clock()\n"
+          "        elapsed = now - self.updated\n        self.updated = now\n"
+          "        self.tokens = min(self.burst, self.tokens + elapsed * self.rate)\n\n"
+          "    def try_acquire(self, n: int = 1) -> bool:\n        self._refill()\n"
+          "        if self.tokens >= n:\n            self.tokens -= n\n            return True\n"
+          "        return False\n")
+    v2 = v1 + ("\n    def wait_time(self, n: int = 1) -> float:\n"
+               "        \"\"\"Seconds until <n> tokens are available (0 when they are now).\"\"\"\n"
+               "        self._refill()\n        missing = n - self.tokens\n"
+               "        return 0.0 if missing <= 0 else missing / self.rate\n")
+    v3 = v2 + ("\n    def acquire(self, n: int = 1, timeout: float | None = None) -> bool:\n"
+               "        \"\"\"Blocks until <n> tokens are taken, or <timeout> seconds pass.\"\"\"\n"
+               "        deadline = None if timeout is None else self.clock() + timeout\n"
+               "        while not self.try_acquire(n):\n            pause = self.wait_time(n)\n"
+               "            if deadline is not None and self.clock() + pause > deadline:\n"
+               "                return False\n            time.sleep(pause)\n        return True\n")
+    s = Stream("vllm", rng, model="Qwen/Qwen3-Coder-30B-A3B-Instruct")
+    s.text("Step 1, the bucket itself: it refills lazily, from the time elapsed since the last "
+           "call.\n\n```python\n" + v1 + "```\n\n", per=2)
+    s.text("Step 2, callers want to know how long to back off, so we add `wait_time`:\n\n```python\n"
+           + v2 + "```\n\n", per=2)
+    s.text("Step 3, a blocking `acquire` with an optional timeout, built on the two:\n\n```python\n"
+           + v3 + "```\n\n", per=2)
+    s.text("That is the whole limiter; a test with a fake clock comes next.", per=2)
+    s.finish("stop")
+    healthy(num, "progressive-versions", "a class shown whole three times as it grows",
+            "A tutorial answer that prints the whole class after each step: its first version "
+            "appears three times, but each new version adds methods (new words) after it.", conv, s)
+
+
+@scenario
+def h_benchmark_reasoning(num):
+    # The paraphrase watchdog's known limit: prose that restates one
+    # measurement template, sentence after sentence, with new numbers. Each
+    # sentence shares most of its words with the one before (run, build,
+    # took, p99, cache, warm...), but each reports a new measurement.
+    rng = random.Random(num)
+    conv = Conv(rng, ["bash", "read_file"], "Did the cache change make /api/search faster? The benchmark "
+                "output is in bench.log.", stream_usage=True, model="gpt-oss-20b")
+    conv.turn("", [("read_file", {"path": "bench.log"}, "run,build,cache,p50_ms,p99_ms\n"
+                    "1,old,cold,212,412\n2,old,warm,181,398\n3,new,cold,121,251\n4,new,warm,102,247\n"
+                    "5,new,warm,109,263\n6,old,warm,186,405\n7,new,cold,118,244\n8,old,cold,209,431\n")])
+    r = ("The user wants to know whether the cache change made the search endpoint faster. Let me go "
+         "through the runs in bench.log one by one. Run 1 on the old build took 412 ms at p99 with the "
+         "cache cold. Run 2 on the old build took 398 ms at p99 with the cache warm. Run 3 on the new "
+         "build took 251 ms at p99 with the cache cold. Run 4 on the new build took 247 ms at p99 with the "
+         "cache warm. Run 5 on the new build took 263 ms at p99 with the cache warm, a little noisier. "
+         "Run 6 on the old build took 405 ms at p99 with the cache warm. Run 7 on the new build took 244 "
+         "ms at p99 with the cache cold. Run 8 on the old build took 431 ms at p99 with the cache cold. "
+         "The p50 column tells the same story: 212, 181, 186 and 209 ms for the old build, 121, 102, 109 "
+         "and 118 ms for the new one. So the new build is about 150 ms faster at p99 whatever the cache "
+         "state, and the warm cache matters less than the build. I'll answer with a short table.")
+    s = Stream("vllm", rng, model="openai/gpt-oss-20b", usage=True)
+    s.reasoning(r, per=1)
+    s.text("Yes: the new build is about 150 ms faster at p99 (about 250 ms against 400 ms), with a "
+           "cold or a warm cache alike.", per=2)
+    s.finish("stop")
+    healthy(num, "benchmark-reasoning", "reasoning that reads a benchmark log run by run",
+            "gpt-oss restates one sentence template for every run (build, p99, cache state), each "
+            "time with a new measurement: the paraphrase watchdog's old known limit (it tripped at "
+            "the fourth run). A sentence that brings a number never seen before is not a "
+            "restatement.", conv, s)
+
+
+@scenario
+def l_paraphrase_same_numbers(num):
+    # Its loop twin: a plan restated with the same numbers every time.
+    rng = random.Random(num)
+    conv = Conv(rng, ["read", "edit@oc", "bash"], "Add a retry with backoff to the uploader.",
+                stream_usage=True, model="gpt-oss-20b")
+    slots = [
+        ["We need uploadPart to retry a failed upload.", "So uploadPart must retry the failed upload.",
+         "We need to make uploadPart retry when the upload failed."],
+        ["Let's wrap the upload call in a retry loop.", "Let's put the upload call inside a retry loop.",
+         "So we wrap the upload call in a loop that retries."],
+        ["Use exponential backoff, 3 attempts, 250 ms first.", "Exponential backoff, 3 attempts, first 250 ms.",
+         "Backoff exponentially, 250 ms first, 3 attempts."],
+        ["Only retry a 503, not other HTTP errors.", "A 503 is retried; other HTTP errors are not.",
+         "Retry only a 503, no other HTTP errors."],
+        ["Then we edit src/upload.ts at line 88.", "So we need to edit src/upload.ts at line 88.",
+         "Then apply the edit to src/upload.ts at line 88."],
+        ["Let's do it.", "Let's implement.", "Ok."],
+    ]
+    s = Stream("vllm", rng, model="openai/gpt-oss-20b", usage=True)
+    onset = paraphrase_loop(s, rng, "The user wants the uploader to retry. ", slots, 10)
+    s.finish("length")
+    write(num, "paraphrase-same-numbers", "reasoning: a plan restated with the same numbers",
+          "The twin of the benchmark reasoning: gpt-oss restates one plan again and again, its numbers "
+          "(3 attempts, 250 ms, 503, line 88) the same each time. Numbers seen before bring nothing "
+          "new: the restatements count.",
+          "loop", {"trip": True, "guard": ["paraphrase", "simhash", "repeat"], "onset_chunk": onset,
+                   "by_chunk": onset + 64}, conv, s)
+
+
 def main():
     for f in os.listdir(OUT):
         if re.match(r"^\d{3}-.*\.json$", f):
