@@ -401,10 +401,13 @@ static enum gd_verdict trip_on(struct gd_repeat *r, const struct gd_repeat_cand 
 	gd_snippet(unit, sizeof(unit), buf, c->period, shown);
 	if (r->norm) {
 		uint64_t from = raw_offset(r, start);
+		/* The unit is shown normalized: say what '#' stands for only
+		 * when it holds one (a byte-identical repeat has none). */
 		gd_trip_set(trip, "repeat", stream, raw_offset(r, start + c->period),
-		            "a %" PRIu32 "-character unit repeated %" PRIu64 " times with only a "
-		            "counter and spacing changing (from offset %" PRIu64 "): \"%s\" "
-		            "(# is a number)", c->period, span / c->period, from, unit);
+		            "a %" PRIu32 "-character unit repeated %" PRIu64 " times, counters "
+		            "and spacing aside (from offset %" PRIu64 "): \"%s\"%s",
+		            c->period, span / c->period, from, unit,
+		            strchr(unit, '#') ? " (# stands for a number)" : "");
 		trip->at = r->norm->raw_pos; /* the raw byte being read */
 		return GD_TRIP;
 	}
